@@ -1,0 +1,1 @@
+//! Parsers for the supported data set formats (placeholder, being written).

@@ -1,0 +1,1 @@
+//! The built-in plot renderer (placeholder, being written).

@@ -1,0 +1,1 @@
+//! Test harness: a real `redis-server` per test (placeholder, being written).
