@@ -5,6 +5,11 @@ use std::sync::Arc;
 use crate::queue::Queue;
 use crate::store::{DataStore, ImageStore, JobStore};
 
+/// A backend that plays all four roles, as both built-in backends do.
+pub trait Backend: JobStore + Queue + DataStore + ImageStore + 'static {}
+
+impl<B: JobStore + Queue + DataStore + ImageStore + 'static> Backend for B {}
+
 /// The backends a service runs on. Both built-in backends implement all four traits; a custom
 /// deployment may mix them.
 #[derive(Clone)]
@@ -21,10 +26,7 @@ pub struct Backends {
 
 impl Backends {
     /// Uses one backend for all four roles.
-    pub fn single<B>(backend: Arc<B>) -> Self
-    where
-        B: JobStore + Queue + DataStore + ImageStore + 'static,
-    {
+    pub fn single<B: Backend>(backend: Arc<B>) -> Self {
         Backends {
             jobs: backend.clone(),
             queue: backend.clone(),

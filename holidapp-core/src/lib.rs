@@ -26,7 +26,7 @@ pub mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
-pub use backends::Backends;
+pub use backends::{Backend, Backends};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dataset::{DataSet, Record};
 pub use error::{Error, Result};

@@ -180,7 +180,6 @@ impl Processor {
         if data.is_empty() {
             return Err(Error::NoData);
         }
-        let data = Arc::new(data);
         *cache = Some((version, Arc::clone(&data)));
         Ok(data)
     }

@@ -1,6 +1,8 @@
 //! Stores: [`JobStore`] for jobs and results, [`DataStore`] for the loaded data set,
 //! [`ImageStore`] for the one stored image.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -140,8 +142,8 @@ pub trait DataStore: Send + Sync {
     /// Every record id, in load order.
     async fn ids(&self) -> Result<Vec<String>>;
 
-    /// The whole data set with its version, for rendering.
-    async fn load(&self) -> Result<(u64, DataSet)>;
+    /// The whole data set with its version, for rendering. Callers cache it under the version.
+    async fn load(&self) -> Result<(u64, Arc<DataSet>)>;
 
     /// Removes the data set; `false` when none was loaded.
     async fn clear(&self) -> Result<bool>;
