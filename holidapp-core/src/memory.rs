@@ -529,7 +529,7 @@ impl DataStore for MemoryBackend {
         Ok(data.set.records.iter().skip(start).take(limit).cloned().collect())
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Record>> {
+    async fn record(&self, id: &str) -> Result<Option<Record>> {
         let state = self.state();
         Ok(state
             .data

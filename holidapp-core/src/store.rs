@@ -136,8 +136,9 @@ pub trait DataStore: Send + Sync {
     /// Up to `limit` records, skipping the first `start`.
     async fn page(&self, start: u64, limit: u64) -> Result<Vec<Record>>;
 
-    /// One record by its id.
-    async fn get(&self, id: &str) -> Result<Option<Record>>;
+    /// One record by its id. (Named `record`, not `get`, so it never clashes with
+    /// [`JobStore::get`] on a backend that implements both.)
+    async fn record(&self, id: &str) -> Result<Option<Record>>;
 
     /// Every record id, in load order.
     async fn ids(&self) -> Result<Vec<String>>;
