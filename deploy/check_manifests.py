@@ -1,0 +1,745 @@
+#!/usr/bin/env python3
+"""Checks of the deploy files that a schema cannot make.
+
+`kubernetes-validate` proves that every rendered object is well formed; this script proves that
+the objects fit Holidapp and each other:
+
+* every environment variable a Kubernetes container, a ConfigMap, the compose file or the
+  Dockerfile sets is one the binary that receives it accepts (read from `--help`, where clap
+  prints `[env: NAME=...]`), so renaming a variable breaks CI rather than a deployment;
+* references resolve: ConfigMap references, Service selectors and named ports, the
+  StatefulSet's headless Service, `REDIS_IP` naming a Service (never an IP address);
+* every pod meets the "restricted" Pod Security Standard, has resource requests and limits, and
+  writes only to mounted volumes;
+* the API has its probes, the workers get `WORKER_IP` from the downward API and a termination
+  grace period longer than their own shutdown grace;
+* Redis persists (AOF, `appendfsync everysec`, `noeviction`) in both Kubernetes and compose;
+* the Dockerfile copies sources that exist and are not excluded by .dockerignore, builds
+  packages of the workspace, and installs binaries by their Cargo `[[bin]]` names.
+
+Usage: check_manifests.py --repo DIR --api BIN --worker BIN RENDERED.yaml...
+       check_manifests.py --self-test --repo DIR --api BIN --worker BIN RENDERED.yaml...
+
+It prints one line per failed check and a closing `N passed, N failed` line, and exits non-zero
+on any failure. `--self-test` instead breaks copies of the inputs on purpose and fails unless
+every check catches its breakage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import fnmatch
+import ipaddress
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+API, WORKER = "holidapp-api", "holidapp-worker"
+# The image both binaries ship in; a container of any other image is not ours to configure.
+IMAGE_NAME = "holidapp"
+# Kubernetes' default, when a pod does not set terminationGracePeriodSeconds.
+DEFAULT_TERMINATION_GRACE = 30
+REDIS_PERSISTENCE = {"--appendonly": "yes", "--appendfsync": "everysec", "--maxmemory-policy": "noeviction"}
+POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Pod"}
+
+
+# ---- what the binaries accept -------------------------------------------------------------------
+
+
+@dataclass
+class Binary:
+    """A binary's accepted environment variables and their defaults, read from `--help`."""
+
+    name: str
+    env: set[str] = field(default_factory=set)
+    defaults: dict[str, str] = field(default_factory=dict)
+
+
+HELP_ENV = re.compile(r"\[env:\s*([A-Za-z_][A-Za-z0-9_]*)")
+HELP_DEFAULT = re.compile(r"\[default:\s*([^\]]*)\]")
+
+
+def parse_help(name: str, text: str) -> Binary:
+    """Collect every `[env: NAME...]` of a clap `--help` text, with the option's `[default: ...]`."""
+    binary = Binary(name)
+    # An option's text runs from its flag line to the next flag line; its [env] and [default]
+    # annotations sit at the end of that text.
+    for chunk in re.split(r"\n(?=\s*-)", text):
+        for match in HELP_ENV.finditer(chunk):
+            binary.env.add(match.group(1))
+            default = HELP_DEFAULT.search(chunk)
+            if default:
+                binary.defaults[match.group(1)] = default.group(1).strip()
+    return binary
+
+
+def read_binary(path: str) -> Binary:
+    name = os.path.basename(path)
+    # A clean environment, so the help shows defaults rather than this shell's values.
+    out = subprocess.run([path, "--help"], env={"PATH": os.environ.get("PATH", "")},
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise SystemExit(f"error: `{path} --help` exited with {out.returncode}: {out.stderr.strip()}")
+    binary = parse_help(name, out.stdout)
+    if not binary.env:
+        raise SystemExit(f"error: `{path} --help` names no [env: ...] variable; is it the right binary?")
+    return binary
+
+
+# ---- checks ---------------------------------------------------------------------------------------
+
+
+class Report:
+    """Counts checks; each check records at most its failures."""
+
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failed = 0
+        self.failures: list[str] = []
+
+    def check(self, name: str, errors: list[str]) -> None:
+        if errors:
+            self.failed += 1
+            self.failures.extend(errors)
+        else:
+            self.passed += 1
+
+
+def is_ours(image: str) -> bool:
+    """Whether an image reference is the Holidapp image (any registry, any tag)."""
+    repo = image.rsplit("@", 1)[0]
+    last = repo.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0] == IMAGE_NAME
+
+
+def binary_of(command: list[str] | None, where: str, binaries: dict[str, Binary], errors: list[str]) -> Binary | None:
+    if not command:
+        errors.append(f"{where}: runs the image's default command; name the binary explicitly")
+        return None
+    name = os.path.basename(str(command[0]))
+    if name not in binaries:
+        errors.append(f"{where}: command {command[0]!r} is none of {sorted(binaries)}")
+        return None
+    return binaries[name]
+
+
+def unknown_env(names: list[str], binary: Binary, where: str) -> list[str]:
+    return [f"{where}: {binary.name} does not accept environment variable {n}"
+            for n in names if n not in binary.env]
+
+
+def as_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+def redis_host(env: dict[str, str]) -> str | None:
+    """The Redis host a set of variables points at, as the binaries read them."""
+    url = env.get("REDIS_URL")
+    if url:
+        match = re.match(r"^rediss?://(?:[^@/]*@)?(\[[^\]]*\]|[^:/]*)", url)
+        return match.group(1) if match else url
+    return env.get("REDIS_IP")
+
+
+@dataclass
+class Container:
+    """One container of a rendered pod template, with what it receives resolved."""
+
+    doc: dict[str, Any]
+    pod: dict[str, Any]
+    spec: dict[str, Any]
+    where: str
+    env: dict[str, str]
+    env_names: list[str]
+    field_refs: dict[str, str]
+
+
+class Manifests:
+    """One rendered overlay: every object, indexed."""
+
+    def __init__(self, name: str, docs: list[dict[str, Any]]) -> None:
+        self.name = name
+        self.docs = [d for d in docs if d]
+        self.configmaps = {(ns(d), d["metadata"]["name"]): d for d in self.docs if d["kind"] == "ConfigMap"}
+        self.services = [d for d in self.docs if d["kind"] == "Service"]
+
+    def pods(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """Every (object, pod template spec) pair, with the template's metadata at ['metadata']."""
+        for d in self.docs:
+            if d["kind"] == "Pod":
+                yield d, d
+            elif d["kind"] in POD_KINDS:
+                yield d, d["spec"]["template"]
+            elif d["kind"] == "CronJob":
+                yield d, d["spec"]["jobTemplate"]["spec"]["template"]
+
+    def containers(self, errors: list[str]) -> Iterator[Container]:
+        for d, template in self.pods():
+            spec = template.get("spec", {})
+            for c in spec.get("initContainers", []) + spec.get("containers", []):
+                where = f"{self.name}: {d['kind']}/{d['metadata']['name']} container {c['name']}"
+                env: dict[str, str] = {}
+                names: list[str] = []
+                refs: dict[str, str] = {}
+                for source in c.get("envFrom", []):
+                    ref = source.get("configMapRef")
+                    if ref is None:
+                        errors.append(f"{where}: envFrom other than a ConfigMap is not checked")
+                        continue
+                    cm = self.configmaps.get((ns(d), ref["name"]))
+                    if cm is None:
+                        errors.append(f"{where}: envFrom ConfigMap {ref['name']!r} does not exist in namespace {ns(d)!r}")
+                        continue
+                    prefix = source.get("prefix", "")
+                    for key, value in (cm.get("data") or {}).items():
+                        env[prefix + key] = str(value)
+                        names.append(prefix + key)
+                for var in c.get("env", []):
+                    names.append(var["name"])
+                    if "value" in var:
+                        env[var["name"]] = str(var["value"])
+                    elif "valueFrom" in var:
+                        source = var["valueFrom"]
+                        if "fieldRef" in source:
+                            refs[var["name"]] = source["fieldRef"]["fieldPath"]
+                            env[var["name"]] = f"<{source['fieldRef']['fieldPath']}>"
+                        elif "configMapKeyRef" in source:
+                            ref = source["configMapKeyRef"]
+                            cm = self.configmaps.get((ns(d), ref["name"]))
+                            if cm is None or ref["key"] not in (cm.get("data") or {}):
+                                errors.append(f"{where}: {var['name']} refers to missing ConfigMap key {ref['name']}/{ref['key']}")
+                            else:
+                                env[var["name"]] = str(cm["data"][ref["key"]])
+                yield Container(d, template, c, where, env, names, refs)
+
+
+def ns(doc: dict[str, Any]) -> str:
+    return doc.get("metadata", {}).get("namespace", "default")
+
+
+def check_manifests(m: Manifests, binaries: dict[str, Binary], report: Report) -> None:
+    accepted = set().union(*(b.env for b in binaries.values()))
+
+    errors: list[str] = []
+    ours = []
+    for c in m.containers(errors):
+        if is_ours(c.spec["image"]):
+            binary = binary_of(c.spec.get("command"), c.where, binaries, errors)
+            if binary:
+                errors += unknown_env(c.env_names, binary, c.where)
+                ours.append((c, binary))
+    report.check(f"{m.name}: environment variables accepted by the binaries", errors)
+
+    report.check(f"{m.name}: ConfigMap keys are variables the binaries accept", [
+        f"{m.name}: ConfigMap {name} key {key} is read by neither binary"
+        for (_, name), cm in m.configmaps.items() for key in (cm.get("data") or {}) if key not in accepted])
+
+    report.check(f"{m.name}: REDIS_IP / REDIS_URL name a Service", check_redis_names(m, ours))
+    report.check(f"{m.name}: pods meet the restricted Pod Security Standard", check_restricted(m))
+    report.check(f"{m.name}: writes go to mounted volumes", check_writable(ours))
+    report.check(f"{m.name}: API probes and port", check_api(ours))
+    report.check(f"{m.name}: workers get WORKER_IP and time to shut down", check_workers(ours))
+    report.check(f"{m.name}: Services select pods and name their ports", check_services(m))
+    report.check(f"{m.name}: Redis persists", check_k8s_redis(m))
+    report.check(f"{m.name}: one API and one worker workload", [
+        f"{m.name}: expected {b} in exactly one workload, found {n}"
+        for b in (API, WORKER) for n in [sum(1 for _, x in ours if x.name == b)] if n != 1])
+
+
+def check_redis_names(m: Manifests, ours: list[tuple[Container, Binary]]) -> list[str]:
+    errors = []
+    for c, _ in ours:
+        host = redis_host(c.env)
+        if host is None:
+            errors.append(f"{c.where}: neither REDIS_URL nor REDIS_IP is set (it would run without Redis)")
+            continue
+        if as_ip(host):
+            errors.append(f"{c.where}: Redis host {host} is an IP address; use the Service's DNS name")
+            continue
+        names = set()
+        for s in m.services:
+            n, space = s["metadata"]["name"], ns(s)
+            names |= {f"{n}.{space}", f"{n}.{space}.svc", f"{n}.{space}.svc.cluster.local"}
+            if space == ns(c.doc):
+                names.add(n)
+        if host not in names:
+            errors.append(f"{c.where}: Redis host {host!r} is not a Service of this deployment")
+    return errors
+
+
+def check_restricted(m: Manifests) -> list[str]:
+    errors = []
+    for d, template in m.pods():
+        spec = template.get("spec", {})
+        where = f"{m.name}: {d['kind']}/{d['metadata']['name']}"
+        pod_sc = spec.get("securityContext", {})
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            if spec.get(key):
+                errors.append(f"{where}: {key} is not allowed")
+        for v in spec.get("volumes", []):
+            if "hostPath" in v:
+                errors.append(f"{where}: hostPath volume {v['name']} is not allowed")
+        for c in spec.get("initContainers", []) + spec.get("containers", []):
+            cw = f"{where} container {c['name']}"
+            sc = c.get("securityContext", {})
+            if not sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")):
+                errors.append(f"{cw}: runAsNonRoot is not true")
+            if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+                errors.append(f"{cw}: runs as user 0")
+            seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
+            if seccomp not in ("RuntimeDefault", "Localhost"):
+                errors.append(f"{cw}: seccompProfile is {seccomp}, not RuntimeDefault")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                errors.append(f"{cw}: allowPrivilegeEscalation is not false")
+            if sc.get("privileged"):
+                errors.append(f"{cw}: privileged")
+            if "ALL" not in sc.get("capabilities", {}).get("drop", []):
+                errors.append(f"{cw}: capabilities do not drop ALL")
+            if sc.get("capabilities", {}).get("add"):
+                errors.append(f"{cw}: adds capabilities")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                errors.append(f"{cw}: readOnlyRootFilesystem is not true")
+            resources = c.get("resources", {})
+            for kind in ("requests", "limits"):
+                for res in ("cpu", "memory"):
+                    if res not in resources.get(kind, {}):
+                        errors.append(f"{cw}: no {kind}.{res}")
+            image = c.get("image", "")
+            tag = image.rsplit("/", 1)[-1].partition(":")[2]
+            if "@" not in image and tag in ("", "latest"):
+                errors.append(f"{cw}: image {image!r} has no pinned tag")
+    return errors
+
+
+def check_writable(ours: list[tuple[Container, Binary]]) -> list[str]:
+    errors = []
+    for c, _ in ours:
+        path = c.env.get("VISITS_LOG")
+        if path is None or not c.spec.get("securityContext", {}).get("readOnlyRootFilesystem"):
+            continue
+        if not os.path.isabs(path):
+            errors.append(f"{c.where}: VISITS_LOG {path!r} is relative; the root filesystem is read-only")
+            continue
+        mounts = [vm["mountPath"] for vm in c.spec.get("volumeMounts", []) if not vm.get("readOnly")]
+        if not any(path.startswith(mp.rstrip("/") + "/") for mp in mounts):
+            errors.append(f"{c.where}: VISITS_LOG {path} is on no writable volume (mounts: {mounts})")
+    return errors
+
+
+def check_api(ours: list[tuple[Container, Binary]]) -> list[str]:
+    errors = []
+    for c, binary in ours:
+        if binary.name != API:
+            continue
+        bind = c.env.get("HOLIDAPP_BIND", "")
+        if not bind.startswith("0.0.0.0:") and not bind.startswith("[::]:"):
+            errors.append(f"{c.where}: HOLIDAPP_BIND is {bind!r}; it must listen on all addresses in a pod")
+            continue
+        port = int(bind.rsplit(":", 1)[1])
+        ports = {p.get("name"): p["containerPort"] for p in c.spec.get("ports", [])}
+        if port not in ports.values():
+            errors.append(f"{c.where}: listens on {port} but declares ports {sorted(ports.values())}")
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            get = c.spec.get(probe, {}).get("httpGet")
+            if not get:
+                errors.append(f"{c.where}: no {probe} over HTTP")
+                continue
+            if get.get("path") != path:
+                errors.append(f"{c.where}: {probe} checks {get.get('path')!r}, not {path}")
+            if ports.get(get["port"], get["port"]) != port:
+                errors.append(f"{c.where}: {probe} checks port {get['port']!r}, not {port}")
+    return errors
+
+
+def shutdown_grace(env: dict[str, str], binary: Binary) -> int:
+    """The worker's shutdown grace in seconds: as set, else the binary's default."""
+    return int(env.get("HOLIDAPP_SHUTDOWN_GRACE_SECONDS",
+                       binary.defaults.get("HOLIDAPP_SHUTDOWN_GRACE_SECONDS", "20")))
+
+
+def check_workers(ours: list[tuple[Container, Binary]]) -> list[str]:
+    errors = []
+    for c, binary in ours:
+        if binary.name != WORKER:
+            continue
+        if c.field_refs.get("WORKER_IP") != "status.podIP":
+            errors.append(f"{c.where}: WORKER_IP does not come from the downward API's status.podIP")
+        grace = shutdown_grace(c.env, binary)
+        termination = c.pod.get("spec", {}).get("terminationGracePeriodSeconds", DEFAULT_TERMINATION_GRACE)
+        if termination <= grace:
+            errors.append(f"{c.where}: terminationGracePeriodSeconds {termination} is not above "
+                          f"HOLIDAPP_SHUTDOWN_GRACE_SECONDS {grace}")
+    return errors
+
+
+def check_services(m: Manifests) -> list[str]:
+    errors = []
+    templates = [(d, t) for d, t in m.pods()]
+    for s in m.services:
+        where = f"{m.name}: Service/{s['metadata']['name']}"
+        selector = s["spec"].get("selector") or {}
+        if not selector:
+            errors.append(f"{where}: has no selector")
+            continue
+        matched = [(d, t) for d, t in templates if ns(d) == ns(s) and
+                   selector.items() <= (t.get("metadata", {}).get("labels") or {}).items()]
+        if not matched:
+            errors.append(f"{where}: selector {selector} matches no pod template")
+            continue
+        for p in s["spec"].get("ports", []):
+            target = p.get("targetPort", p["port"])
+            for d, t in matched:
+                declared = {(q.get("name"), q["containerPort"]) for c in t["spec"]["containers"] for q in c.get("ports", [])}
+                if not any(target in pair for pair in declared):
+                    errors.append(f"{where}: targetPort {target!r} is declared by no container of {d['kind']}/{d['metadata']['name']}")
+    for d in m.docs:
+        if d["kind"] == "StatefulSet":
+            name = d["spec"].get("serviceName")
+            headless = [s for s in m.services if s["metadata"]["name"] == name and ns(s) == ns(d)
+                        and s["spec"].get("clusterIP") == "None"]
+            if not headless:
+                errors.append(f"{m.name}: StatefulSet/{d['metadata']['name']}: serviceName {name!r} is no headless Service")
+    return errors
+
+
+def redis_flag_errors(args: list[str], where: str) -> list[str]:
+    errors = []
+    for flag, value in REDIS_PERSISTENCE.items():
+        if flag not in args or args.index(flag) + 1 >= len(args) or args[args.index(flag) + 1] != value:
+            errors.append(f"{where}: redis-server lacks `{flag} {value}`")
+    return errors
+
+
+def check_k8s_redis(m: Manifests) -> list[str]:
+    errors = []
+    found = False
+    for d, t in m.pods():
+        for c in t.get("spec", {}).get("containers", []):
+            image = c["image"].rsplit("/", 1)[-1].split(":", 1)[0]
+            if image != "redis":
+                continue
+            found = True
+            where = f"{m.name}: {d['kind']}/{d['metadata']['name']}"
+            errors += redis_flag_errors([str(a) for a in c.get("command", []) + c.get("args", [])], where)
+            claims = [v for v in t["spec"].get("volumes", []) if "persistentVolumeClaim" in v]
+            mounts = {vm["name"]: vm["mountPath"] for vm in c.get("volumeMounts", [])}
+            if not any(mounts.get(v["name"]) == "/data" for v in claims):
+                errors.append(f"{where}: /data is not on a PersistentVolumeClaim")
+    if not found:
+        errors.append(f"{m.name}: no Redis container")
+    return errors
+
+
+# ---- compose --------------------------------------------------------------------------------------
+
+
+def compose_env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a compose duration such as `30s` or `1m30s`."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", str(text))
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def check_compose(compose: dict[str, Any], binaries: dict[str, Binary], report: Report) -> None:
+    services = compose.get("services") or {}
+    env_errors: list[str] = []
+    other: list[str] = []
+    counts = {API: 0, WORKER: 0}
+    for name, s in services.items():
+        where = f"compose: service {name}"
+        image = str(s.get("image", ""))
+        if image.split(":", 1)[0].rsplit("/", 1)[-1] == "redis":
+            command = s.get("command") or []
+            command = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+            other += redis_flag_errors(command, where)
+            if not any(str(v).endswith(":/data") or ":/data:" in str(v) for v in s.get("volumes", [])):
+                other.append(f"{where}: /data is not on a volume")
+            continue
+        if not is_ours(image) and "build" not in s:
+            continue
+        command = s.get("command")
+        command = shlex.split(command) if isinstance(command, str) else command
+        binary = binary_of(command, where, binaries, env_errors)
+        if binary is None:
+            continue
+        replicas = (s.get("deploy") or {}).get("replicas", 1)
+        counts[binary.name] += replicas
+        env = compose_env(s)
+        env_errors += unknown_env(list(env), binary, where)
+        host = redis_host(env)
+        if host not in services:
+            other.append(f"{where}: Redis host {host!r} is not a compose service")
+        if binary.name == WORKER:
+            grace = shutdown_grace(env, binary)
+            stop = parse_duration(s.get("stop_grace_period", "10s"))
+            if stop <= grace:
+                other.append(f"{where}: stop_grace_period {stop:g}s is not above HOLIDAPP_SHUTDOWN_GRACE_SECONDS {grace}")
+        path = env.get("VISITS_LOG")
+        if s.get("read_only") and path:
+            targets = [str(v).split(":")[1] for v in s.get("volumes", []) if ":" in str(v)]
+            targets += [str(t) for t in s.get("tmpfs", [])]
+            if not any(path.startswith(t.rstrip("/") + "/") for t in targets):
+                other.append(f"{where}: VISITS_LOG {path} is on no volume of a read-only container")
+    if counts[API] < 1 or counts[WORKER] < 2:
+        other.append(f"compose: expected an API and two workers, found {counts}")
+    report.check("compose: environment variables accepted by the binaries", env_errors)
+    report.check("compose: Redis persistence, names and grace periods", other)
+
+
+# ---- Dockerfile -----------------------------------------------------------------------------------
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    out: list[tuple[str, str]] = []
+    current = ""
+    for line in text.splitlines():
+        if line.lstrip().startswith("#") and not current:
+            continue
+        if line.lstrip().startswith("#"):
+            continue
+        if line.rstrip().endswith("\\"):
+            current += line.rstrip()[:-1] + " "
+            continue
+        current += line
+        if current.strip():
+            word, _, rest = current.strip().partition(" ")
+            out.append((word.upper(), rest.strip()))
+        current = ""
+    return out
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore excludes a path (or a folder above it); later `!` lines re-include."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        for c in candidates:
+            if fnmatch.fnmatch(c, pattern) or (pattern.startswith("**/") and
+                                               (fnmatch.fnmatch(c, pattern[3:]) or fnmatch.fnmatch(c, "*/" + pattern[3:]))):
+                ignored = not negate
+    return ignored
+
+
+def workspace_bins(repo: Path) -> dict[str, list[str]]:
+    """Package name -> its binary names, for every workspace member."""
+    root = tomllib.loads((repo / "Cargo.toml").read_text())
+    packages = {}
+    for member in root["workspace"]["members"]:
+        manifest = tomllib.loads((repo / member / "Cargo.toml").read_text())
+        name = manifest["package"]["name"]
+        bins = [b["name"] for b in manifest.get("bin", [])]
+        if not bins and (repo / member / "src" / "main.rs").exists():
+            bins = [name]
+        packages[name] = bins
+    return packages
+
+
+def check_dockerfile(dockerfile: str, dockerignore: str, repo: Path, binaries: dict[str, Binary], report: Report) -> None:
+    errors: list[str] = []
+    instructions = dockerfile_instructions(dockerfile)
+    patterns = [line.strip() for line in dockerignore.splitlines() if line.strip() and not line.startswith("#")]
+    packages = workspace_bins(repo)
+    built: list[str] = []
+    installed: list[str] = []
+    accepted = set().union(*(b.env for b in binaries.values()))
+    stage = ""
+    for word, rest in instructions:
+        if word == "FROM":
+            stage = rest.split()[-1] if " AS " in rest.upper() else rest
+        elif word == "RUN":
+            for match in re.finditer(r"cargo build\b([^&;|]*)", rest):
+                built += re.findall(r"(?:-p|--package)\s+(\S+)", match.group(1))
+        elif word in ("COPY", "ADD"):
+            args = shlex.split(rest)
+            flags = [a for a in args if a.startswith("--")]
+            paths = [a for a in args if not a.startswith("--")]
+            sources = paths[:-1]
+            if any(f.startswith("--from=") for f in flags):
+                installed += [os.path.basename(s) for s in sources]
+                continue
+            for s in sources:
+                rel = os.path.normpath(s)
+                if rel != "." and not (repo / rel).exists():
+                    errors.append(f"Dockerfile ({stage}): COPY source {s} does not exist")
+                if rel != "." and dockerignored(rel, patterns):
+                    errors.append(f"Dockerfile ({stage}): COPY source {s} is excluded by .dockerignore")
+                if rel == ".":
+                    needed = ["Cargo.toml", "Cargo.lock"] + list(tomllib.loads((repo / "Cargo.toml").read_text())["workspace"]["members"])
+                    errors += [f".dockerignore excludes {n}, which the build needs" for n in needed if dockerignored(n, patterns)]
+        elif word == "ENV":
+            names = re.findall(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=", rest)
+            errors += [f"Dockerfile ENV {n} is read by neither binary" for n in names if n not in accepted]
+        elif word == "CMD" and stage.endswith("runtime"):
+            cmd = yaml.safe_load(rest) if rest.startswith("[") else shlex.split(rest)
+            if os.path.basename(cmd[0]) not in binaries:
+                errors.append(f"Dockerfile: runtime CMD {cmd[0]!r} is none of {sorted(binaries)}")
+    for package in built:
+        if package not in packages:
+            errors.append(f"Dockerfile: cargo builds package {package!r}, which is not in the workspace")
+    built_bins = {b for p in built for b in packages.get(p, [])}
+    for name in (API, WORKER):
+        if name not in built_bins:
+            errors.append(f"Dockerfile: no `cargo build -p` builds {name}")
+    # Each binary is copied twice: out of the cache mount in the builder (cp ...), then into the
+    # runtime image (COPY --from); the COPY must name the real [[bin]] names.
+    for name in installed:
+        if name not in built_bins:
+            errors.append(f"Dockerfile: installs {name!r}, which is no [[bin]] of the packages it builds")
+    for name in (API, WORKER):
+        if name not in installed:
+            errors.append(f"Dockerfile: does not install {name}")
+    report.check("Dockerfile: sources, packages and binary names", errors)
+
+
+# ---- main -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Inputs:
+    rendered: dict[str, list[dict[str, Any]]]
+    compose: dict[str, Any]
+    dockerfile: str
+    dockerignore: str
+
+
+def run_checks(inputs: Inputs, repo: Path, binaries: dict[str, Binary]) -> Report:
+    report = Report()
+    for name, docs in inputs.rendered.items():
+        check_manifests(Manifests(name, docs), binaries, report)
+    check_compose(inputs.compose, binaries, report)
+    check_dockerfile(inputs.dockerfile, inputs.dockerignore, repo, binaries, report)
+    return report
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(d for d in docs if d and d["kind"] == kind and d["metadata"]["name"].startswith(name))
+
+
+def first_container(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return find(docs, kind, name)["spec"]["template"]["spec"]["containers"][0]
+
+
+# Each breakage: what it does to a copy of the inputs, and a fragment the failure must mention.
+Breakage = tuple[str, Callable[[Inputs], None], str]
+
+
+def breakages(base: str, binaries: dict[str, Binary]) -> list[Breakage]:
+    # A variable only the worker reads (or, if the API reads them all, one neither reads).
+    worker_only = min(binaries[WORKER].env - binaries[API].env, default="HOLIDAPP_NOT_A_VARIABLE")
+
+    def compose_worker(i: Inputs) -> dict[str, Any]:
+        return i.compose["services"]["worker"]
+
+    return [
+        ("unknown variable in compose", lambda i: compose_worker(i)["environment"].update(HOLIDAPP_NOT_A_VARIABLE="1"),
+         "does not accept environment variable HOLIDAPP_NOT_A_VARIABLE"),
+        ("unknown ConfigMap key", lambda i: find(i.rendered[base], "ConfigMap", "holidapp-config")["data"].update(REDIS_HOST="x"),
+         "does not accept environment variable REDIS_HOST"),
+        ("variable given to the wrong binary", lambda i: first_container(i.rendered[base], "Deployment", API).setdefault("env", []).append({"name": worker_only, "value": "1"}),
+         f"{API} does not accept environment variable {worker_only}"),
+        ("Redis by IP address", lambda i: find(i.rendered[base], "ConfigMap", "holidapp-config")["data"].update(REDIS_IP="10.96.0.12"),
+         "is an IP address"),
+        ("missing ConfigMap", lambda i: first_container(i.rendered[base], "Deployment", WORKER)["envFrom"][0]["configMapRef"].update(name="holidapp-config"),
+         "does not exist"),
+        ("capabilities kept", lambda i: first_container(i.rendered[base], "Deployment", WORKER)["securityContext"].pop("capabilities"),
+         "do not drop ALL"),
+        ("no memory limit", lambda i: first_container(i.rendered[base], "Deployment", "holidapp-redis")["resources"]["limits"].pop("memory"),
+         "no limits.memory"),
+        ("grace period too short", lambda i: find(i.rendered[base], "Deployment", WORKER)["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=20),
+         "terminationGracePeriodSeconds 20 is not above"),
+        ("compose stop grace too short", lambda i: compose_worker(i).update(stop_grace_period="15s"),
+         "stop_grace_period 15s"),
+        ("WORKER_IP hard-coded", lambda i: first_container(i.rendered[base], "Deployment", WORKER).update(env=[{"name": "WORKER_IP", "value": "10.0.0.1"}]),
+         "status.podIP"),
+        ("readiness probe path", lambda i: first_container(i.rendered[base], "Deployment", API)["readinessProbe"]["httpGet"].update(path="/healthz"),
+         "readinessProbe checks '/healthz'"),
+        ("Service selector typo", lambda i: find(i.rendered[base], "Service", "holidapp-redis")["spec"]["selector"].update({"app.kubernetes.io/name": "redis"}),
+         "matches no pod template"),
+        ("AOF off", lambda i: i.compose["services"]["redis"].update(command=["redis-server"]),
+         "lacks `--appendonly yes`"),
+        ("visits log on the read-only root", lambda i: find(i.rendered[base], "ConfigMap", "holidapp-api-config")["data"].update(VISITS_LOG="/var/visits.log"),
+         "is on no writable volume"),
+        ("binary renamed", lambda i: setattr(i, "dockerfile", i.dockerfile.replace("/out/holidapp-worker /usr", "/out/holidapp-workers /usr")),
+         "installs 'holidapp-workers'"),
+        ("Dockerfile ENV unknown", lambda i: setattr(i, "dockerfile", i.dockerfile.replace("ENV HOLIDAPP_BIND", "ENV HOLIDAPP_LISTEN=1 HOLIDAPP_BIND")),
+         "ENV HOLIDAPP_LISTEN"),
+        ("workspace excluded from the context", lambda i: setattr(i, "dockerignore", i.dockerignore + "\nholidapp-core\n"),
+         "excludes holidapp-core"),
+    ]
+
+
+def self_test(inputs: Inputs, repo: Path, binaries: dict[str, Binary]) -> int:
+    clean = run_checks(inputs, repo, binaries)
+    if clean.failures:
+        print("self-test: the unbroken inputs do not pass:", *clean.failures, sep="\n  ")
+        return 1
+    base = "base" if "base" in inputs.rendered else next(iter(inputs.rendered))
+    passed = failed = 0
+    for title, breakage, expected in breakages(base, binaries):
+        broken = copy.deepcopy(inputs)
+        breakage(broken)
+        failures = run_checks(broken, repo, binaries).failures
+        if any(expected in f for f in failures):
+            passed += 1
+        else:
+            failed += 1
+            print(f"self-test: breakage '{title}' was not caught (expected a failure mentioning {expected!r}); got {failures}")
+    print(f"self-test: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repo", type=Path, required=True, help="repository root")
+    parser.add_argument("--api", required=True, help="path of the holidapp-api binary")
+    parser.add_argument("--worker", required=True, help="path of the holidapp-worker binary")
+    parser.add_argument("--self-test", action="store_true", help="prove that each check catches a breakage")
+    parser.add_argument("rendered", nargs="+", type=Path, help="rendered overlays, NAME.yaml each")
+    args = parser.parse_args()
+
+    binaries = {b.name: b for b in (read_binary(args.api), read_binary(args.worker))}
+    for expected, b in ((API, binaries.get(API)), (WORKER, binaries.get(WORKER))):
+        if b is None:
+            raise SystemExit(f"error: expected binaries named {API} and {WORKER}, got {sorted(binaries)}")
+    deploy = args.repo / "deploy"
+    inputs = Inputs(
+        rendered={p.stem: list(yaml.safe_load_all(p.read_text())) for p in args.rendered},
+        compose=yaml.safe_load((deploy / "compose.yaml").read_text()),
+        dockerfile=(deploy / "Dockerfile").read_text(),
+        dockerignore=(args.repo / ".dockerignore").read_text(),
+    )
+    if args.self_test:
+        return self_test(inputs, args.repo, binaries)
+    report = run_checks(inputs, args.repo, binaries)
+    for failure in report.failures:
+        print(f"FAILED {failure}")
+    print(f"manifests: {report.passed} passed, {report.failed} failed")
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
