@@ -1,1 +1,40 @@
-//! Holidapp benchmarks.
+//! Benchmarks for Holidapp, one binary each, all run with
+//! `cargo run --release -p holidapp-bench --bin <name>`:
+//!
+//! | binary | measures |
+//! |---|---|
+//! | `memory_drain` | jobs/s the in-memory backend drains through the processing step (no-op render) |
+//! | `render` | ms per 800x600 per-year histogram of 45,000 records |
+//! | `redis_queue` | Redis enqueue (single, bulk), drain (20k vs 200k backlog) and data load |
+//! | `worker_drain` | jobs/s and plots/s for 1 and 2 `holidapp-worker` processes on Redis |
+//! | `http_load` | `POST /jobs` requests/s and latency against the in-memory `holidapp-api` |
+//!
+//! This library holds what the binaries share.
+
+use std::sync::Arc;
+
+use holidapp_core::{DataSet, JobParams, Renderer, Result};
+
+/// A renderer that does nothing: it measures the queue, not the plotting.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoopRenderer;
+
+#[async_trait::async_trait]
+impl Renderer for NoopRenderer {
+    fn validate(&self, _: &JobParams) -> Result<()> {
+        Ok(())
+    }
+
+    async fn render(&self, _: Arc<DataSet>, _: &JobParams) -> Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+
+    fn needs_data(&self) -> bool {
+        false
+    }
+}
+
+/// Jobs per second, rounded.
+pub fn per_second(count: usize, elapsed: std::time::Duration) -> u64 {
+    (count as f64 / elapsed.as_secs_f64()).round() as u64
+}
