@@ -1,1 +1,379 @@
-//! Test harness: a real `redis-server` per test (placeholder, being written).
+//! Test support: real `redis-server` processes and key prefixes that keep tests apart.
+//!
+//! Tests of the Redis backend talk to a real server, never to a fake. [`RedisServer::start`]
+//! starts one on a free port in a temporary directory and waits until it answers `PING`; it is
+//! killed when the value is dropped (and, through a small watchdog process, when the test
+//! process dies without dropping it). Tests that only need isolation share one server per test
+//! binary ([`RedisServer::shared`]) and each take their own key prefix ([`unique_prefix`]); fault
+//! tests start their own server so they can [`stop`](RedisServer::stop),
+//! [`kill`](RedisServer::kill) and [`restart`](RedisServer::restart) it.
+//!
+//! `redis-server` must be on `PATH`; the README's test command installs it when it is missing.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::redis_backend::RedisConfig;
+
+/// How long a starting server may take to answer `PING` (AOF replay included).
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Pause between two readiness probes.
+const PROBE_INTERVAL: Duration = Duration::from_millis(5);
+
+/// How many free ports to try when another process takes the one found first.
+const PORT_ATTEMPTS: usize = 5;
+
+/// How a [`RedisServer`] is started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RedisServerOptions {
+    /// Append-only file on, fsynced on every write (`--appendonly yes --appendfsync always`), so
+    /// every acknowledged write survives a `SIGKILL` and a [`restart`](RedisServer::restart).
+    pub aof: bool,
+}
+
+/// A `redis-server` process owned by a test.
+///
+/// It listens on `127.0.0.1` on a port that was free when it started, keeps its files in a
+/// temporary directory, saves no RDB snapshot (`--save ""`) and is killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    options: RedisServerOptions,
+    dir: TempDir,
+    process: Option<Running>,
+}
+
+/// The server process and its watchdog.
+#[derive(Debug)]
+struct Running {
+    server: Child,
+    // A `sh` that kills the server when its standard input closes, which happens when this
+    // process exits, however it exits. Statics (the shared server) are never dropped, so without
+    // it every test binary would leave a server behind.
+    watchdog: Child,
+    // Held open for as long as the server should live.
+    _watchdog_stdin: ChildStdin,
+}
+
+/// Why one start attempt failed.
+enum StartError {
+    /// Another process took the port between the probe and the server's bind.
+    PortTaken,
+    /// Anything else: the message says what, with the server's log.
+    Other(String),
+}
+
+impl RedisServer {
+    /// Starts a server without persistence.
+    ///
+    /// # Panics
+    ///
+    /// When `redis-server` is not installed or does not start; this is test support, and a test
+    /// cannot run without its server.
+    pub fn start() -> Self {
+        Self::start_with(RedisServerOptions::default())
+    }
+
+    /// Starts a server with the append-only file on and fsynced on every write.
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisServer::start`].
+    pub fn start_with_aof() -> Self {
+        Self::start_with(RedisServerOptions { aof: true })
+    }
+
+    /// Starts a server with `options`.
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisServer::start`].
+    pub fn start_with(options: RedisServerOptions) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("holidapp-redis-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a directory for redis-server: {e}"));
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port();
+            match spawn(port, options, dir.path()) {
+                Ok(process) => {
+                    return RedisServer {
+                        port,
+                        options,
+                        dir,
+                        process: Some(process),
+                    };
+                }
+                Err(StartError::PortTaken) => continue,
+                Err(StartError::Other(message)) => panic!("{message}"),
+            }
+        }
+        panic!("redis-server could not bind a free port in {PORT_ATTEMPTS} attempts")
+    }
+
+    /// One server for the whole test binary, started on first use and never stopped by a test.
+    /// Tests that share it keep apart by key prefix ([`unique_prefix`]).
+    pub fn shared() -> &'static RedisServer {
+        static SHARED: OnceLock<RedisServer> = OnceLock::new();
+        SHARED.get_or_init(RedisServer::start)
+    }
+
+    /// The server's URL, `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The port the server listens on (the same across restarts).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory holding the server's log and append-only file.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Whether the server was started with the append-only file on.
+    pub fn options(&self) -> RedisServerOptions {
+        self.options
+    }
+
+    /// A backend configuration for this server with a key prefix of its own for `test_name`.
+    pub fn config(&self, test_name: &str) -> RedisConfig {
+        RedisConfig {
+            url: self.url(),
+            prefix: unique_prefix(test_name),
+        }
+    }
+
+    /// Whether the server process is running (it may have been stopped or killed).
+    pub fn is_running(&mut self) -> bool {
+        match self.process.as_mut() {
+            Some(running) => matches!(running.server.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Stops the server with `SIGTERM` (it flushes its append-only file and exits) and waits for
+    /// it to exit. Does nothing when it is not running.
+    pub fn stop(&mut self) {
+        if let Some(mut running) = self.process.take() {
+            running.disarm_watchdog();
+            let pid = running.server.id().to_string();
+            let signalled = Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !signalled {
+                let _ = running.server.kill();
+            }
+            let _ = running.server.wait();
+        }
+    }
+
+    /// Kills the server with `SIGKILL`, as a crash would, and waits for it to die. Does nothing
+    /// when it is not running.
+    pub fn kill(&mut self) {
+        if let Some(mut running) = self.process.take() {
+            running.disarm_watchdog();
+            let _ = running.server.kill();
+            let _ = running.server.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and in the same directory, so it reloads its
+    /// append-only file, and waits until it answers. Stops it first if it is running.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not come back (for example, another process took its port).
+    pub fn restart(&mut self) {
+        self.stop();
+        match spawn(self.port, self.options, self.dir.path()) {
+            Ok(process) => self.process = Some(process),
+            Err(StartError::PortTaken) => panic!(
+                "redis-server could not restart: port {} was taken by another process",
+                self.port
+            ),
+            Err(StartError::Other(message)) => panic!("{message}"),
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Running {
+    /// Stops the watchdog without letting it signal the server, before the server is stopped
+    /// on purpose (its pid could otherwise be reused by the time the watchdog fires).
+    fn disarm_watchdog(&mut self) {
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+    }
+}
+
+/// A unique key prefix for one test: `test:{name}:{n}-{random}`. Two calls never return the same
+/// prefix, in one process or across processes sharing a server.
+pub fn unique_prefix(test_name: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name: String = test_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(48)
+        .collect();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("test:{name}:{n}-{:08x}", fastrand::u32(..))
+}
+
+/// A port that was free a moment ago (the OS picks it for a bind to port 0).
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+}
+
+/// Starts `redis-server` on `port` in `dir` and waits until it answers `PING`.
+fn spawn(port: u16, options: RedisServerOptions, dir: &Path) -> Result<Running, StartError> {
+    let log = dir.join("redis.log");
+    let mut command = Command::new("redis-server");
+    command
+        .arg("--port")
+        .arg(port.to_string())
+        .args(["--bind", "127.0.0.1", "--daemonize", "no", "--save", ""])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(&log)
+        .args(if options.aof {
+            ["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            ["--appendonly", "no", "--appendfsync", "everysec"]
+        })
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut server = match command.spawn() {
+        Ok(child) => child,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(StartError::Other(
+                "redis-server is not installed (not found on PATH): run the README's test \
+                 command, it installs it"
+                    .to_owned(),
+            ));
+        }
+        Err(e) => return Err(StartError::Other(format!("cannot start redis-server: {e}"))),
+    };
+    let (watchdog, watchdog_stdin) = match start_watchdog(server.id(), dir) {
+        Ok(pair) => pair,
+        Err(e) => {
+            let _ = server.kill();
+            let _ = server.wait();
+            return Err(StartError::Other(format!(
+                "cannot start the redis-server watchdog: {e}"
+            )));
+        }
+    };
+    let mut running = Running {
+        server,
+        watchdog,
+        _watchdog_stdin: watchdog_stdin,
+    };
+    match wait_until_ready(&mut running.server, port, &log) {
+        Ok(()) => Ok(running),
+        Err(e) => {
+            running.disarm_watchdog();
+            let _ = running.server.kill();
+            let _ = running.server.wait();
+            Err(e)
+        }
+    }
+}
+
+/// A `sh` that kills `pid` with `SIGKILL` and removes `dir` once its standard input closes.
+fn start_watchdog(pid: u32, dir: &Path) -> std::io::Result<(Child, ChildStdin)> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"read _line; kill -9 "$0" 2>/dev/null; rm -rf "$1""#)
+        .arg(pid.to_string())
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("watchdog has no stdin"))?;
+    Ok((child, stdin))
+}
+
+/// Polls the server with `PING` until it answers `+PONG`, it exits, or the deadline passes.
+fn wait_until_ready(server: &mut Child, port: u16, log: &Path) -> Result<(), StartError> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    loop {
+        if let Ok(Some(status)) = server.try_wait() {
+            let log_text = std::fs::read_to_string(log).unwrap_or_default();
+            if log_text.contains("Address already in use") {
+                return Err(StartError::PortTaken);
+            }
+            return Err(StartError::Other(format!(
+                "redis-server exited ({status}) before answering; its log:\n{}",
+                tail(&log_text, 2000)
+            )));
+        }
+        if ping(addr) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let log_text = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(StartError::Other(format!(
+                "redis-server did not answer PING on port {port} within {READY_TIMEOUT:?}; its \
+                 log:\n{}",
+                tail(&log_text, 2000)
+            )));
+        }
+        std::thread::sleep(PROBE_INTERVAL);
+    }
+}
+
+/// Whether a server at `addr` answers `PING` with `PONG` (not `LOADING` or an error).
+fn ping(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).is_ok() && reply == *b"+PONG\r\n"
+}
+
+/// The last `max` bytes of `text`, cut at a character boundary.
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}

@@ -1,0 +1,41 @@
+-- delete: removes a job, its result and its place in the queue and in every index, as one step.
+-- A job `in progress` is refused (its worker still holds a lease). A finished job past its
+-- retention counts as already gone: it is removed, and the answer says there was no job.
+--
+-- KEYS[1]  {prefix}:job:{id}              HASH
+-- KEYS[2]  {prefix}:result:{id}           STRING
+-- KEYS[3]  {prefix}:queue:ready           LIST
+-- KEYS[4]  {prefix}:queue:delayed         ZSET
+-- KEYS[5]  {prefix}:index:all             ZSET
+-- KEYS[6]  {prefix}:index:expiry          ZSET
+-- KEYS[7]  {prefix}:index:submitted       ZSET
+-- KEYS[8]  {prefix}:index:complete        ZSET
+-- KEYS[9]  {prefix}:index:failed          ZSET
+-- ARGV[1]  job id
+-- ARGV[2]  now (ms since the epoch)
+-- ARGV[3]  status that refuses deletion ('in progress')
+-- ARGV[4]  status of a queued job ('submitted')
+-- Returns 1 (deleted), 0 (no such job) or -1 (in progress: refused).
+
+local id = ARGV[1]
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == ARGV[3] then
+  return -1
+end
+local expires_at = redis.call('ZSCORE', KEYS[6], id)
+if status == ARGV[4] then
+  if redis.call('ZREM', KEYS[4], id) == 0 then
+    redis.call('LREM', KEYS[3], 1, id)
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+for i = 5, 9 do
+  redis.call('ZREM', KEYS[i], id)
+end
+if not status then
+  return 0
+end
+if expires_at and tonumber(expires_at) <= tonumber(ARGV[2]) then
+  return 0
+end
+return 1

@@ -1,0 +1,60 @@
+-- enqueue: stores jobs and queues them, each job as one step: its hash, its place at the back of
+-- the ready queue, its entries in the listing indexes, and a wake-up token for idle workers.
+-- One job or a batch of many: jobs before a refused one stay stored and queued.
+--
+-- KEYS[1]  {prefix}:seq               STRING  submission counter
+-- KEYS[2]  {prefix}:queue:ready       LIST    ready job ids, oldest first
+-- KEYS[3]  {prefix}:index:all         ZSET    job id -> submission number
+-- KEYS[4]  {prefix}:index:submitted   ZSET    job id -> submission number
+-- KEYS[5]  {prefix}:queue:wake        LIST    wake-up tokens
+-- ARGV[1]  job key prefix ({prefix}:job:)
+-- ARGV[2]  wake-up list cap
+-- ARGV[3]  number of jobs N
+-- then, N times: job id, number F of field/value strings, then F strings (field, value, ...)
+--   (without `seq`, which this script assigns)
+-- Returns {'ok', N} or {'exists', id, stored}: the job with that id already exists and `stored`
+-- jobs before it were stored.
+
+local job_prefix = ARGV[1]
+local wake_cap = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+
+local last = tonumber(redis.call('INCRBY', KEYS[1], n))
+local seq = last - n
+
+local ids = {}
+local scored = {}
+
+local function flush()
+  if #ids == 0 then
+    return
+  end
+  redis.call('RPUSH', KEYS[2], unpack(ids))
+  redis.call('ZADD', KEYS[3], unpack(scored))
+  redis.call('ZADD', KEYS[4], unpack(scored))
+  local tokens = {}
+  for i = 1, math.min(#ids, wake_cap) do
+    tokens[i] = '1'
+  end
+  redis.call('RPUSH', KEYS[5], unpack(tokens))
+  redis.call('LTRIM', KEYS[5], 0, wake_cap - 1)
+end
+
+local at = 4
+for _ = 1, n do
+  local id = ARGV[at]
+  local count = tonumber(ARGV[at + 1])
+  local key = job_prefix .. id
+  if redis.call('EXISTS', key) == 1 then
+    flush()
+    return {'exists', id, #ids}
+  end
+  seq = seq + 1
+  redis.call('HSET', key, 'seq', seq, unpack(ARGV, at + 2, at + 1 + count))
+  ids[#ids + 1] = id
+  scored[#scored + 1] = seq
+  scored[#scored + 1] = id
+  at = at + 2 + count
+end
+flush()
+return {'ok', n}

@@ -1,0 +1,40 @@
+-- fail: records a failed attempt under the current fencing token. The retry decision is made by
+-- the caller (the backend's retry policy); this script carries it out: either back to
+-- `submitted`, leasable again from a given time (the delayed set), or `failed` for good, finished
+-- and filed for expiry like a complete job.
+--
+-- KEYS[1]  {prefix}:job:{id}             HASH
+-- KEYS[2]  {prefix}:queue:leased         ZSET
+-- KEYS[3]  {prefix}:index:in_progress    ZSET
+-- KEYS[4]  {prefix}:index:{new status}   ZSET  (submitted or failed)
+-- KEYS[5]  {prefix}:queue:delayed        ZSET  job id -> ready-at (ms)
+-- KEYS[6]  {prefix}:index:expiry         ZSET  job id -> expires-at (ms)
+-- ARGV[1]  job id
+-- ARGV[2]  fencing token of the caller's lease
+-- ARGV[3]  expected status ('in progress')
+-- ARGV[4]  new status ('submitted' to retry, 'failed' to give up)
+-- ARGV[5]  'retry' or 'give_up'
+-- ARGV[6]  the reason
+-- ARGV[7]  retry: ready-at (ms); give up: expires-at (ms)
+-- ARGV[8]  give up: now, RFC 3339 (finished_at); retry: unused
+-- ARGV[9]  give up: retention (ms); retry: unused
+-- Returns {'ok', {field, value, ...}} (the job's hash) or {'lost'}.
+
+local id = ARGV[1]
+local status, token, seq = unpack(redis.call('HMGET', KEYS[1], 'status', 'token', 'seq'))
+if status ~= ARGV[3] or token ~= ARGV[2] then
+  return {'lost'}
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[4], 'error', ARGV[6])
+redis.call('HDEL', KEYS[1], 'token', 'lease_deadline')
+redis.call('ZREM', KEYS[2], id)
+redis.call('ZREM', KEYS[3], id)
+redis.call('ZADD', KEYS[4], seq, id)
+if ARGV[5] == 'retry' then
+  redis.call('ZADD', KEYS[5], ARGV[7], id)
+else
+  redis.call('HSET', KEYS[1], 'finished_at', ARGV[8])
+  redis.call('PEXPIRE', KEYS[1], ARGV[9])
+  redis.call('ZADD', KEYS[6], ARGV[7], id)
+end
+return {'ok', redis.call('HGETALL', KEYS[1])}

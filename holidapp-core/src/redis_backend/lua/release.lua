@@ -1,0 +1,35 @@
+-- release: gives a leased job back to the back of the ready queue at once, under the current
+-- fencing token, without counting the attempt (a worker stopping before it could finish).
+--
+-- KEYS[1]  {prefix}:job:{id}             HASH
+-- KEYS[2]  {prefix}:queue:leased         ZSET
+-- KEYS[3]  {prefix}:index:in_progress    ZSET
+-- KEYS[4]  {prefix}:index:submitted      ZSET
+-- KEYS[5]  {prefix}:queue:ready          LIST
+-- KEYS[6]  {prefix}:queue:wake           LIST
+-- ARGV[1]  job id
+-- ARGV[2]  fencing token of the caller's lease
+-- ARGV[3]  expected status ('in progress')
+-- ARGV[4]  new status ('submitted')
+-- ARGV[5]  wake-up list cap
+-- Returns 1, or 0 when the lease is lost.
+
+local id = ARGV[1]
+local status, token, seq, attempts =
+  unpack(redis.call('HMGET', KEYS[1], 'status', 'token', 'seq', 'attempts'))
+if status ~= ARGV[3] or token ~= ARGV[2] then
+  return 0
+end
+attempts = tonumber(attempts) or 0
+if attempts < 1 then
+  attempts = 1
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[4], 'attempts', attempts - 1)
+redis.call('HDEL', KEYS[1], 'token', 'lease_deadline')
+redis.call('ZREM', KEYS[2], id)
+redis.call('ZREM', KEYS[3], id)
+redis.call('ZADD', KEYS[4], seq, id)
+redis.call('RPUSH', KEYS[5], id)
+redis.call('RPUSH', KEYS[6], '1')
+redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[5]) - 1)
+return 1

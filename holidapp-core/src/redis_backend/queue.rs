@@ -1,0 +1,468 @@
+//! [`Queue`] on Redis, plus batch leasing for workers that want throughput.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use redis::Value;
+
+use super::codec::{
+    after, array, duration_millis, int, job_fields, job_from_reply, millis, rfc3339, string, tagged,
+};
+use super::scripts::SCRIPTS;
+use super::{MAX_LEASE_BATCH, RedisBackend, map_error};
+use crate::error::{Error, Result};
+use crate::job::{Job, JobStatus};
+use crate::queue::{
+    FailureKind, Lease, LeaseToken, Queue, QueueDepth, RequeueReport, RetryDecision,
+};
+
+/// Most jobs one enqueue script call stores (Lua's `unpack` has a stack limit).
+const ENQUEUE_CHUNK: usize = 1000;
+
+/// Enqueue script calls in flight at once on the shared connection during a bulk enqueue.
+const ENQUEUE_IN_FLIGHT: usize = 8;
+
+/// Most delayed retries one lease call moves to the ready queue.
+const PROMOTE_LIMIT: usize = 1000;
+
+/// Most expired leases one requeue script call handles; `requeue_expired` loops until done.
+const REQUEUE_CHUNK: usize = 500;
+
+/// Most leases one renew script call checks.
+const RENEW_CHUNK: usize = 1000;
+
+/// Most wake-up tokens kept for idle workers. Enough to wake every idle worker of a large
+/// deployment at once; stale tokens cost at most this many spurious wake-ups.
+pub(super) const WAKE_CAP: usize = 256;
+
+impl RedisBackend {
+    /// Leases up to `max` ready jobs (at most [`MAX_LEASE_BATCH`]) for `worker` in one step, oldest
+    /// first; each gets its own fencing token and deadline, as if leased one by one. Workers that
+    /// run many jobs at once use this to take a batch in one round trip.
+    pub async fn lease_many(
+        &self,
+        worker: &str,
+        lease_for: Duration,
+        max: usize,
+    ) -> Result<Vec<Lease>> {
+        let max = max.min(MAX_LEASE_BATCH);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        JobStatus::Submitted.transition(JobStatus::InProgress)?;
+        let now = self.clock.now();
+        let deadline = after(now, lease_for);
+        let k = &self.keys;
+        let mut conn = self.conn.clone();
+        let reply: Value = self
+            .run(
+                SCRIPTS
+                    .lease
+                    .key(&k.ready)
+                    .key(&k.delayed)
+                    .key(&k.leased)
+                    .key(k.index(JobStatus::Submitted))
+                    .key(k.index(JobStatus::InProgress))
+                    .key(&k.token)
+                    .key(&k.wake)
+                    .arg(&k.job_prefix)
+                    .arg(millis(now))
+                    .arg(millis(deadline))
+                    .arg(worker)
+                    .arg(rfc3339(now))
+                    .arg(rfc3339(deadline))
+                    .arg(max)
+                    .arg(JobStatus::Submitted.as_str())
+                    .arg(JobStatus::InProgress.as_str())
+                    .arg(PROMOTE_LIMIT)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        array(reply)?
+            .into_iter()
+            .map(|item| {
+                let mut parts = array(item)?.into_iter();
+                let (Some(_id), Some(token), Some(fields)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(Error::Internal(
+                        "lease script answered a short entry".into(),
+                    ));
+                };
+                let token = u64::try_from(int(token)?)
+                    .map_err(|_| Error::Internal("negative lease token".into()))?;
+                let job = job_from_reply(fields)?
+                    .ok_or_else(|| Error::Internal("leased job has no fields".into()))?;
+                Ok(Lease {
+                    job,
+                    token: LeaseToken(token),
+                    worker: worker.to_owned(),
+                    deadline,
+                })
+            })
+            .collect()
+    }
+
+    /// Runs one enqueue script call for up to [`ENQUEUE_CHUNK`] jobs.
+    async fn enqueue_chunk(&self, jobs: &[Job]) -> Result<()> {
+        for job in jobs {
+            if job.status != JobStatus::Submitted {
+                return Err(Error::IllegalTransition {
+                    from: job.status,
+                    to: JobStatus::Submitted,
+                });
+            }
+        }
+        let k = &self.keys;
+        let mut invocation = SCRIPTS.enqueue.prepare_invoke();
+        invocation
+            .key(&k.seq)
+            .key(&k.ready)
+            .key(&k.all)
+            .key(k.index(JobStatus::Submitted))
+            .key(&k.wake)
+            .arg(&k.job_prefix)
+            .arg(WAKE_CAP)
+            .arg(jobs.len());
+        for job in jobs {
+            let fields = job_fields(job);
+            invocation
+                .arg(job.id.to_string())
+                .arg(fields.len())
+                .arg(fields);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Value = self.run_bulk(invocation.invoke_async(&mut conn)).await?;
+        match tagged(reply)? {
+            (tag, _) if tag == "ok" => Ok(()),
+            (tag, rest) if tag == "exists" => {
+                let id = rest
+                    .into_iter()
+                    .next()
+                    .map(string)
+                    .transpose()?
+                    .unwrap_or_default();
+                Err(Error::Conflict(format!("job {id} already exists")))
+            }
+            (tag, _) => Err(Error::Internal(format!("enqueue script answered '{tag}'"))),
+        }
+    }
+
+    /// A job's fencing check failed or it is gone: the caller's lease is lost.
+    fn finished_job(reply: Value) -> Result<Job> {
+        match tagged(reply)? {
+            (tag, rest) if tag == "ok" => rest
+                .into_iter()
+                .next()
+                .map(job_from_reply)
+                .transpose()?
+                .flatten()
+                .ok_or_else(|| Error::Internal("a script answered a job without fields".into())),
+            (tag, _) if tag == "lost" => Err(Error::LeaseLost),
+            (tag, _) => Err(Error::Internal(format!("a script answered '{tag}'"))),
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for RedisBackend {
+    async fn enqueue(&self, job: &Job) -> Result<()> {
+        self.enqueue_chunk(std::slice::from_ref(job)).await
+    }
+
+    /// Stores the jobs in chunks of up to 1,000 per script call, several calls in flight at
+    /// once on the shared connection; they are queued in the order given.
+    async fn enqueue_many(&self, jobs: &[Job]) -> Result<()> {
+        let mut chunks = jobs.chunks(ENQUEUE_CHUNK);
+        // The first call alone: it loads the script if the server does not have it yet, so
+        // the calls sent together below cannot overtake each other through a reload.
+        match chunks.next() {
+            Some(first) => self.enqueue_chunk(first).await?,
+            None => return Ok(()),
+        }
+        let mut calls = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            calls.push(self.enqueue_chunk(chunk));
+        }
+        futures::stream::iter(calls)
+            .buffered(ENQUEUE_IN_FLIGHT)
+            .try_collect::<()>()
+            .await
+    }
+
+    async fn lease(&self, worker: &str, lease_for: Duration) -> Result<Option<Lease>> {
+        Ok(self.lease_many(worker, lease_for, 1).await?.pop())
+    }
+
+    async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<DateTime<Utc>> {
+        let deadline = after(self.clock.now(), lease_for);
+        match self
+            .renew_until(std::slice::from_ref(lease), deadline)
+            .await?[..]
+        {
+            [true] => Ok(deadline),
+            _ => Err(Error::LeaseLost),
+        }
+    }
+
+    async fn renew_many(&self, leases: &[Lease], lease_for: Duration) -> Result<Vec<bool>> {
+        let deadline = after(self.clock.now(), lease_for);
+        let mut held = Vec::with_capacity(leases.len());
+        for chunk in leases.chunks(RENEW_CHUNK) {
+            held.extend(self.renew_until(chunk, deadline).await?);
+        }
+        Ok(held)
+    }
+
+    async fn complete(&self, lease: &Lease, result: Vec<u8>) -> Result<Job> {
+        JobStatus::InProgress.transition(JobStatus::Complete)?;
+        let now = self.clock.now();
+        let ttl = self.settings.result_ttl;
+        let id = lease.id();
+        let k = &self.keys;
+        let mut conn = self.conn.clone();
+        let reply: Value = self
+            .run_bulk(
+                SCRIPTS
+                    .complete
+                    .key(k.job(id))
+                    .key(k.result(id))
+                    .key(&k.leased)
+                    .key(k.index(JobStatus::InProgress))
+                    .key(k.index(JobStatus::Complete))
+                    .key(&k.expiry)
+                    .arg(id.to_string())
+                    .arg(lease.token.0)
+                    .arg(JobStatus::InProgress.as_str())
+                    .arg(JobStatus::Complete.as_str())
+                    .arg(rfc3339(now))
+                    .arg(millis(now).saturating_add(duration_millis(ttl)))
+                    .arg(duration_millis(ttl))
+                    .arg(result)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        Self::finished_job(reply)
+    }
+
+    async fn fail(&self, lease: &Lease, reason: &str, kind: FailureKind) -> Result<Job> {
+        let now = self.clock.now();
+        let ttl = self.settings.result_ttl;
+        let decision = self.settings.retry.decide(lease.attempt(), kind);
+        let (to, mode, at) = match decision {
+            RetryDecision::RetryAfter(delay) => {
+                (JobStatus::Submitted, "retry", millis(after(now, delay)))
+            }
+            RetryDecision::GiveUp => (
+                JobStatus::Failed,
+                "give_up",
+                millis(now).saturating_add(duration_millis(ttl)),
+            ),
+        };
+        JobStatus::InProgress.transition(to)?;
+        let id = lease.id();
+        let k = &self.keys;
+        let mut conn = self.conn.clone();
+        let reply: Value = self
+            .run(
+                SCRIPTS
+                    .fail
+                    .key(k.job(id))
+                    .key(&k.leased)
+                    .key(k.index(JobStatus::InProgress))
+                    .key(k.index(to))
+                    .key(&k.delayed)
+                    .key(&k.expiry)
+                    .arg(id.to_string())
+                    .arg(lease.token.0)
+                    .arg(JobStatus::InProgress.as_str())
+                    .arg(to.as_str())
+                    .arg(mode)
+                    .arg(reason)
+                    .arg(at)
+                    .arg(rfc3339(now))
+                    .arg(duration_millis(ttl))
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        Self::finished_job(reply)
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<()> {
+        JobStatus::InProgress.transition(JobStatus::Submitted)?;
+        let id = lease.id();
+        let k = &self.keys;
+        let mut conn = self.conn.clone();
+        let released: i64 = self
+            .run(
+                SCRIPTS
+                    .release
+                    .key(k.job(id))
+                    .key(&k.leased)
+                    .key(k.index(JobStatus::InProgress))
+                    .key(k.index(JobStatus::Submitted))
+                    .key(&k.ready)
+                    .key(&k.wake)
+                    .arg(id.to_string())
+                    .arg(lease.token.0)
+                    .arg(JobStatus::InProgress.as_str())
+                    .arg(JobStatus::Submitted.as_str())
+                    .arg(WAKE_CAP)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        if released == 1 {
+            Ok(())
+        } else {
+            Err(Error::LeaseLost)
+        }
+    }
+
+    async fn requeue_expired(&self) -> Result<RequeueReport> {
+        JobStatus::InProgress.transition(JobStatus::Submitted)?;
+        JobStatus::InProgress.transition(JobStatus::Failed)?;
+        let now = self.clock.now();
+        let ttl = self.settings.result_ttl;
+        let k = &self.keys;
+        let mut report = RequeueReport::default();
+        loop {
+            let mut conn = self.conn.clone();
+            let (requeued, failed, examined): (u64, u64, usize) = self
+                .run(
+                    SCRIPTS
+                        .requeue_expired
+                        .key(&k.leased)
+                        .key(&k.ready)
+                        .key(k.index(JobStatus::InProgress))
+                        .key(k.index(JobStatus::Submitted))
+                        .key(k.index(JobStatus::Failed))
+                        .key(&k.expiry)
+                        .key(&k.wake)
+                        .arg(&k.job_prefix)
+                        .arg(millis(now))
+                        .arg(self.settings.retry.max_attempts.max(1))
+                        .arg(REQUEUE_CHUNK)
+                        .arg(rfc3339(now))
+                        .arg(millis(now).saturating_add(duration_millis(ttl)))
+                        .arg(duration_millis(ttl))
+                        .arg(JobStatus::InProgress.as_str())
+                        .arg(JobStatus::Submitted.as_str())
+                        .arg(JobStatus::Failed.as_str())
+                        .arg(WAKE_CAP)
+                        .invoke_async(&mut conn),
+                )
+                .await?;
+            report.requeued += requeued;
+            report.failed += failed;
+            if examined < REQUEUE_CHUNK {
+                return Ok(report);
+            }
+        }
+    }
+
+    async fn depth(&self) -> Result<QueueDepth> {
+        let k = &self.keys;
+        let mut conn = self.conn.clone();
+        let (ready, delayed, leased): (u64, u64, u64) = self
+            .run(
+                redis::pipe()
+                    .atomic()
+                    .llen(&k.ready)
+                    .zcard(&k.delayed)
+                    .zcard(&k.leased)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(QueueDepth {
+            ready,
+            delayed,
+            leased,
+        })
+    }
+
+    /// Returns at once when a job is ready or a delayed retry is due; otherwise blocks on the
+    /// wake-up list (`BLPOP`, on a connection of its own) until a job is enqueued, released or
+    /// requeued, the next delayed retry is due, or `timeout` passes. While Redis is unreachable it
+    /// waits up to one second (or `timeout`, if shorter), so idle workers do not spin.
+    async fn wait_for_work(&self, timeout: Duration) {
+        let backoff = timeout.min(Duration::from_secs(1));
+        match self.wait_for_work_inner(timeout).await {
+            Ok(()) => {}
+            Err(_) => tokio::time::sleep(backoff).await,
+        }
+    }
+}
+
+impl RedisBackend {
+    /// Renews `leases` (one script call) to `deadline`; one flag per lease.
+    async fn renew_until(&self, leases: &[Lease], deadline: DateTime<Utc>) -> Result<Vec<bool>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = &self.keys;
+        let mut invocation = SCRIPTS.renew.prepare_invoke();
+        invocation
+            .key(&k.leased)
+            .arg(&k.job_prefix)
+            .arg(millis(deadline))
+            .arg(rfc3339(deadline))
+            .arg(JobStatus::InProgress.as_str());
+        for lease in leases {
+            invocation.arg(lease.id().to_string()).arg(lease.token.0);
+        }
+        let mut conn = self.conn.clone();
+        let held: Vec<i64> = self.run(invocation.invoke_async(&mut conn)).await?;
+        if held.len() != leases.len() {
+            return Err(Error::Internal(format!(
+                "renew script answered {} flags for {} leases",
+                held.len(),
+                leases.len()
+            )));
+        }
+        Ok(held.into_iter().map(|h| h == 1).collect())
+    }
+
+    async fn wait_for_work_inner(&self, timeout: Duration) -> Result<()> {
+        let k = &self.keys;
+        let mut conn = self.conn.clone();
+        let (ready, next_delayed): (u64, Vec<(String, f64)>) = self
+            .run(
+                redis::pipe()
+                    .llen(&k.ready)
+                    .zrange_withscores(&k.delayed, 0, 0)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        if ready > 0 {
+            return Ok(());
+        }
+        let mut wait = timeout;
+        if let Some((_, due_ms)) = next_delayed.first() {
+            let until_due = (*due_ms as i64).saturating_sub(millis(self.clock.now()));
+            if until_due <= 0 {
+                return Ok(());
+            }
+            wait = wait.min(Duration::from_millis(until_due as u64));
+        }
+        if wait < Duration::from_millis(1) {
+            return Ok(());
+        }
+        let mut blocking = self.blocking_connection().await?;
+        let mut blpop = redis::cmd("BLPOP");
+        blpop.arg(&k.wake).arg(wait.as_secs_f64());
+        let command = blpop.query_async::<Value>(&mut blocking);
+        // The server ends the BLPOP at `wait`; the extra second covers a server that cannot.
+        match tokio::time::timeout(wait + Duration::from_secs(1), command).await {
+            Ok(Ok(_)) => {
+                self.return_blocking_connection(blocking);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(map_error(e)),
+            Err(_) => Err(Error::Unavailable(
+                "Redis did not end a blocking wait".into(),
+            )),
+        }
+    }
+}
