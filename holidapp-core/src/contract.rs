@@ -43,7 +43,11 @@ pub trait MakeBackend: Sync {
     type Backend: Backend;
 
     /// A fresh, empty backend applying `settings` and reading time from `clock`.
-    fn make(&self, settings: QueueSettings, clock: Arc<ManualClock>) -> BoxFuture<'static, Arc<Self::Backend>>;
+    fn make(
+        &self,
+        settings: QueueSettings,
+        clock: Arc<ManualClock>,
+    ) -> BoxFuture<'static, Arc<Self::Backend>>;
 }
 
 impl<F, Fut, B> MakeBackend for F
@@ -81,7 +85,10 @@ pub async fn fixture<M: MakeBackend>(make: &M) -> (Arc<M::Backend>, Arc<ManualCl
 }
 
 /// A fresh backend with these settings, and its clock.
-pub async fn fixture_with<M: MakeBackend>(make: &M, settings: QueueSettings) -> (Arc<M::Backend>, Arc<ManualClock>) {
+pub async fn fixture_with<M: MakeBackend>(
+    make: &M,
+    settings: QueueSettings,
+) -> (Arc<M::Backend>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::starting_now());
     (make.make(settings, Arc::clone(&clock)).await, clock)
 }
@@ -98,11 +105,20 @@ async fn submit<B: Backend>(backend: &B, clock: &ManualClock) -> Job {
 }
 
 async fn lease<B: Backend>(backend: &B, worker: &str) -> Lease {
-    backend.lease(worker, LEASE).await.expect("lease").expect("a job is ready")
+    backend
+        .lease(worker, LEASE)
+        .await
+        .expect("lease")
+        .expect("a job is ready")
 }
 
 async fn status<B: Backend>(backend: &B, id: JobId) -> JobStatus {
-    backend.get(id).await.expect("get").expect("job exists").status
+    backend
+        .get(id)
+        .await
+        .expect("get")
+        .expect("job exists")
+        .status
 }
 
 fn assert_lease_lost<T: std::fmt::Debug>(result: crate::Result<T>, what: &str) {
@@ -140,7 +156,10 @@ pub async fn enqueue_stores_a_submitted_job<M: MakeBackend>(make: &M) {
     assert_eq!(stored.params, job.params);
     assert_eq!(stored.attempts, 0);
     assert_eq!(stored.worker, None);
-    assert_eq!(stored.created_at.timestamp_millis(), job.created_at.timestamp_millis());
+    assert_eq!(
+        stored.created_at.timestamp_millis(),
+        job.created_at.timestamp_millis()
+    );
     assert_eq!(b.depth().await.unwrap().ready, 1);
     assert_eq!(b.counts().await.unwrap().submitted, 1);
 }
@@ -169,7 +188,9 @@ pub async fn enqueue_refuses_a_duplicate_id<M: MakeBackend>(make: &M) {
 /// `enqueue_many` stores every job, leasable in the order given.
 pub async fn enqueue_many_keeps_order<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
-    let jobs: Vec<Job> = (0..25).map(|i| job(&clock, &i.to_string(), "3000")).collect();
+    let jobs: Vec<Job> = (0..25)
+        .map(|i| job(&clock, &i.to_string(), "3000"))
+        .collect();
     b.enqueue_many(&jobs).await.unwrap();
     assert_eq!(b.depth().await.unwrap().ready, 25);
     for expected in &jobs {
@@ -195,12 +216,18 @@ pub async fn lease_marks_the_job_in_progress<M: MakeBackend>(make: &M) {
     assert_eq!(lease.attempt(), 1);
     assert_eq!(lease.job.status, JobStatus::InProgress);
     let expected_deadline = clock.now() + chrono::Duration::from_std(LEASE).unwrap();
-    assert_eq!(lease.deadline.timestamp_millis(), expected_deadline.timestamp_millis());
+    assert_eq!(
+        lease.deadline.timestamp_millis(),
+        expected_deadline.timestamp_millis()
+    );
     let stored = b.get(job.id).await.unwrap().unwrap();
     assert_eq!(stored.status, JobStatus::InProgress);
     assert_eq!(stored.worker.as_deref(), Some("10.0.0.7"));
     assert_eq!(stored.attempts, 1);
-    assert_eq!(stored.started_at.map(|t| t.timestamp_millis()), Some(clock.now().timestamp_millis()));
+    assert_eq!(
+        stored.started_at.map(|t| t.timestamp_millis()),
+        Some(clock.now().timestamp_millis())
+    );
     let depth = b.depth().await.unwrap();
     assert_eq!((depth.ready, depth.leased), (0, 1));
 }
@@ -266,7 +293,11 @@ pub async fn renew_many_reports_each_lease<M: MakeBackend>(make: &M) {
     let held = b.renew_many(&[kept.clone(), lost], LEASE).await.unwrap();
     assert_eq!(held, vec![true, false]);
     clock.advance(Duration::from_secs(20));
-    assert_eq!(b.requeue_expired().await.unwrap().requeued, 0, "the kept lease was renewed");
+    assert_eq!(
+        b.requeue_expired().await.unwrap().requeued,
+        0,
+        "the kept lease was renewed"
+    );
     assert_eq!(b.renew_many(&[], LEASE).await.unwrap(), Vec::<bool>::new());
 }
 
@@ -278,14 +309,23 @@ pub async fn complete_stores_the_result<M: MakeBackend>(make: &M) {
     let lease = lease(&*b, "w").await;
     assert_eq!(b.result(job.id).await.unwrap(), None);
     clock.advance(Duration::from_secs(3));
-    let done = b.complete(&lease, vec![0x89, b'P', b'N', b'G', 0, 255]).await.unwrap();
+    let done = b
+        .complete(&lease, vec![0x89, b'P', b'N', b'G', 0, 255])
+        .await
+        .unwrap();
     assert_eq!(done.status, JobStatus::Complete);
-    assert_eq!(done.finished_at.map(|t| t.timestamp_millis()), Some(clock.now().timestamp_millis()));
+    assert_eq!(
+        done.finished_at.map(|t| t.timestamp_millis()),
+        Some(clock.now().timestamp_millis())
+    );
     assert_eq!(done.worker.as_deref(), Some("w"));
     let stored = b.get(job.id).await.unwrap().unwrap();
     assert_eq!(stored.status, JobStatus::Complete);
     assert_eq!(stored.error, None);
-    assert_eq!(b.result(job.id).await.unwrap(), Some(Bytes::from_static(&[0x89, b'P', b'N', b'G', 0, 255])));
+    assert_eq!(
+        b.result(job.id).await.unwrap(),
+        Some(Bytes::from_static(&[0x89, b'P', b'N', b'G', 0, 255]))
+    );
     let depth = b.depth().await.unwrap();
     assert_eq!((depth.ready, depth.delayed, depth.leased), (0, 0, 0));
 }
@@ -299,14 +339,20 @@ pub async fn stale_lease_cannot_finish_the_job<M: MakeBackend>(make: &M) {
     b.requeue_expired().await.unwrap();
     let current = lease(&*b, "new").await;
     assert_lease_lost(b.complete(&stale, b"stale".to_vec()).await, "complete");
-    assert_lease_lost(b.fail(&stale, "stale", FailureKind::Permanent).await, "fail");
+    assert_lease_lost(
+        b.fail(&stale, "stale", FailureKind::Permanent).await,
+        "fail",
+    );
     assert_lease_lost(b.release(&stale).await, "release");
     let stored = b.get(job.id).await.unwrap().unwrap();
     assert_eq!(stored.status, JobStatus::InProgress);
     assert_eq!(stored.worker.as_deref(), Some("new"));
     assert_eq!(b.result(job.id).await.unwrap(), None);
     b.complete(&current, b"fresh".to_vec()).await.unwrap();
-    assert_eq!(b.result(job.id).await.unwrap(), Some(Bytes::from_static(b"fresh")));
+    assert_eq!(
+        b.result(job.id).await.unwrap(),
+        Some(Bytes::from_static(b"fresh"))
+    );
 }
 
 /// A finished job cannot be finished again with the same lease.
@@ -316,9 +362,15 @@ pub async fn complete_twice_is_refused<M: MakeBackend>(make: &M) {
     let lease = lease(&*b, "w").await;
     b.complete(&lease, b"one".to_vec()).await.unwrap();
     assert_lease_lost(b.complete(&lease, b"two".to_vec()).await, "second complete");
-    assert_lease_lost(b.fail(&lease, "late", FailureKind::Transient).await, "fail after complete");
+    assert_lease_lost(
+        b.fail(&lease, "late", FailureKind::Transient).await,
+        "fail after complete",
+    );
     assert_lease_lost(b.renew(&lease, LEASE).await, "renew after complete");
-    assert_eq!(b.result(job.id).await.unwrap(), Some(Bytes::from_static(b"one")));
+    assert_eq!(
+        b.result(job.id).await.unwrap(),
+        Some(Bytes::from_static(b"one"))
+    );
     assert_eq!(status(&*b, job.id).await, JobStatus::Complete);
 }
 
@@ -327,7 +379,10 @@ pub async fn transient_failure_retries_after_backoff<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
     let job = submit(&*b, &clock).await;
     let first = lease(&*b, "w").await;
-    let after = b.fail(&first, "redis went away", FailureKind::Transient).await.unwrap();
+    let after = b
+        .fail(&first, "redis went away", FailureKind::Transient)
+        .await
+        .unwrap();
     assert_eq!(after.status, JobStatus::Submitted);
     assert_eq!(after.error.as_deref(), Some("redis went away"));
     assert_eq!(after.finished_at, None);
@@ -335,7 +390,10 @@ pub async fn transient_failure_retries_after_backoff<M: MakeBackend>(make: &M) {
     assert_eq!((depth.ready, depth.delayed, depth.leased), (0, 1, 0));
     // The first retry waits between half and all of base_delay (1 s): not before 500 ms.
     clock.advance(Duration::from_millis(400));
-    assert!(b.lease("w", LEASE).await.unwrap().is_none(), "leasable before its delay");
+    assert!(
+        b.lease("w", LEASE).await.unwrap().is_none(),
+        "leasable before its delay"
+    );
     clock.advance(Duration::from_millis(700));
     let second = lease(&*b, "w").await;
     assert_eq!(second.id(), job.id);
@@ -348,7 +406,10 @@ pub async fn permanent_failure_fails_at_once<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
     let job = submit(&*b, &clock).await;
     let lease = lease(&*b, "w").await;
-    let failed = b.fail(&lease, "invalid job parameters: no", FailureKind::Permanent).await.unwrap();
+    let failed = b
+        .fail(&lease, "invalid job parameters: no", FailureKind::Permanent)
+        .await
+        .unwrap();
     assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.error.as_deref(), Some("invalid job parameters: no"));
     assert!(failed.finished_at.is_some());
@@ -367,8 +428,15 @@ pub async fn attempt_limit_fails_the_job<M: MakeBackend>(make: &M) {
         clock.advance(Duration::from_secs(10)); // past any backoff delay (max 8 s)
         let lease = lease(&*b, "w").await;
         assert_eq!(lease.attempt(), attempt);
-        let after = b.fail(&lease, "flaky", FailureKind::Transient).await.unwrap();
-        let expected = if attempt < 3 { JobStatus::Submitted } else { JobStatus::Failed };
+        let after = b
+            .fail(&lease, "flaky", FailureKind::Transient)
+            .await
+            .unwrap();
+        let expected = if attempt < 3 {
+            JobStatus::Submitted
+        } else {
+            JobStatus::Failed
+        };
         assert_eq!(after.status, expected, "after attempt {attempt}");
     }
     clock.advance(Duration::from_secs(60));
@@ -404,7 +472,13 @@ pub async fn requeue_expired_requeues_only_expired_leases<M: MakeBackend>(make: 
     assert_eq!((report.requeued, report.failed), (1, 0));
     let requeued = b.get(early.id).await.unwrap().unwrap();
     assert_eq!(requeued.status, JobStatus::Submitted);
-    assert!(requeued.error.as_deref().is_some_and(|e| e.contains("lease expired")), "{requeued:?}");
+    assert!(
+        requeued
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("lease expired")),
+        "{requeued:?}"
+    );
     assert_eq!(status(&*b, late.id).await, JobStatus::InProgress);
     let again = lease(&*b, "w").await;
     assert_eq!((again.id(), again.attempt()), (early.id, 2));
@@ -420,13 +494,20 @@ pub async fn requeue_expired_fails_past_the_attempt_limit<M: MakeBackend>(make: 
         clock.advance(LEASE + Duration::from_secs(1));
         let report = b.requeue_expired().await.unwrap();
         let expected = if attempt < 3 { (1, 0) } else { (0, 1) };
-        assert_eq!((report.requeued, report.failed), expected, "attempt {attempt}");
+        assert_eq!(
+            (report.requeued, report.failed),
+            expected,
+            "attempt {attempt}"
+        );
     }
     let failed = b.get(job.id).await.unwrap().unwrap();
     assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.attempts, 3);
     let reason = failed.error.unwrap_or_default();
-    assert!(reason.contains("lease expired") && reason.contains('3'), "reason: {reason}");
+    assert!(
+        reason.contains("lease expired") && reason.contains('3'),
+        "reason: {reason}"
+    );
     assert!(failed.finished_at.is_some());
     assert!(b.lease("w", LEASE).await.unwrap().is_none());
     let depth = b.depth().await.unwrap();
@@ -497,14 +578,20 @@ pub async fn depth_counts_each_place<M: MakeBackend>(make: &M) {
 pub async fn wait_for_work_wakes_on_enqueue<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
     // Idle: returns after its timeout.
-    tokio::time::timeout(Duration::from_secs(10), b.wait_for_work(Duration::from_millis(50)))
-        .await
-        .expect("an idle wait ends at its timeout");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        b.wait_for_work(Duration::from_millis(50)),
+    )
+    .await
+    .expect("an idle wait ends at its timeout");
     // Work already there: returns at once.
     submit(&*b, &clock).await;
-    tokio::time::timeout(Duration::from_secs(10), b.wait_for_work(Duration::from_secs(3600)))
-        .await
-        .expect("a wait with work ready returns at once");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        b.wait_for_work(Duration::from_secs(3600)),
+    )
+    .await
+    .expect("a wait with work ready returns at once");
     lease(&*b, "w").await;
     // Work arriving while waiting wakes the waiter long before its one-hour timeout.
     let waiter = {
@@ -552,17 +639,46 @@ pub async fn list_is_newest_first_filtered_and_bounded<M: MakeBackend>(make: &M)
     let l = lease(&*b, "w").await; // ids[0]
     b.complete(&l, vec![1]).await.unwrap();
     lease(&*b, "w").await; // ids[1] in progress
-    let all: Vec<JobId> = b.list(&ListQuery::default()).await.unwrap().iter().map(|j| j.id).collect();
+    let all: Vec<JobId> = b
+        .list(&ListQuery::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
     let newest_first: Vec<JobId> = ids.iter().rev().copied().collect();
     assert_eq!(all, newest_first);
-    let submitted = b.list(&ListQuery::with_status(JobStatus::Submitted)).await.unwrap();
-    assert_eq!(submitted.iter().map(|j| j.id).collect::<Vec<_>>(), newest_first[..4].to_vec());
+    let submitted = b
+        .list(&ListQuery::with_status(JobStatus::Submitted))
+        .await
+        .unwrap();
+    assert_eq!(
+        submitted.iter().map(|j| j.id).collect::<Vec<_>>(),
+        newest_first[..4].to_vec()
+    );
     assert!(submitted.iter().all(|j| j.status == JobStatus::Submitted));
-    let complete = b.list(&ListQuery::with_status(JobStatus::Complete)).await.unwrap();
-    assert_eq!(complete.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[0]]);
-    let in_progress = b.list(&ListQuery::with_status(JobStatus::InProgress)).await.unwrap();
-    assert_eq!(in_progress.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[1]]);
-    assert!(b.list(&ListQuery::with_status(JobStatus::Failed)).await.unwrap().is_empty());
+    let complete = b
+        .list(&ListQuery::with_status(JobStatus::Complete))
+        .await
+        .unwrap();
+    assert_eq!(
+        complete.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[0]]
+    );
+    let in_progress = b
+        .list(&ListQuery::with_status(JobStatus::InProgress))
+        .await
+        .unwrap();
+    assert_eq!(
+        in_progress.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[1]]
+    );
+    assert!(
+        b.list(&ListQuery::with_status(JobStatus::Failed))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let page = ListQuery {
         status: None,
         offset: 2,
@@ -586,7 +702,9 @@ pub async fn list_is_newest_first_filtered_and_bounded<M: MakeBackend>(make: &M)
 /// A page never holds more than the maximum page size.
 pub async fn list_caps_the_page_size<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
-    let jobs: Vec<Job> = (0..MAX_PAGE_SIZE + 5).map(|_| job(&clock, "1", "2")).collect();
+    let jobs: Vec<Job> = (0..MAX_PAGE_SIZE + 5)
+        .map(|_| job(&clock, "1", "2"))
+        .collect();
     b.enqueue_many(&jobs).await.unwrap();
     let huge = ListQuery {
         limit: MAX_PAGE_SIZE * 10,
@@ -607,22 +725,36 @@ pub async fn delete_removes_the_job_everywhere<M: MakeBackend>(make: &M) {
     assert!(b.delete(waiting.id).await.unwrap());
     let running_lease = lease(&*b, "w").await;
     assert_eq!(running_lease.id(), running.id);
-    assert!(matches!(b.delete(running.id).await, Err(Error::Conflict(_))));
+    assert!(matches!(
+        b.delete(running.id).await,
+        Err(Error::Conflict(_))
+    ));
     assert_eq!(status(&*b, running.id).await, JobStatus::InProgress);
     let done_lease = lease(&*b, "w").await;
     b.complete(&done_lease, b"png".to_vec()).await.unwrap();
     assert!(b.delete(done.id).await.unwrap());
     assert_eq!(b.result(done.id).await.unwrap(), None);
     let retry_lease = lease(&*b, "w").await;
-    b.fail(&retry_lease, "x", FailureKind::Transient).await.unwrap();
+    b.fail(&retry_lease, "x", FailureKind::Transient)
+        .await
+        .unwrap();
     assert!(b.delete(retrying.id).await.unwrap());
     for id in [waiting.id, done.id, retrying.id] {
         assert_eq!(b.get(id).await.unwrap(), None);
         assert!(!b.delete(id).await.unwrap(), "second delete");
     }
     clock.advance(Duration::from_secs(60));
-    assert!(b.lease("w", LEASE).await.unwrap().is_none(), "deleted jobs are not leased");
-    let listed: Vec<JobId> = b.list(&ListQuery::default()).await.unwrap().iter().map(|j| j.id).collect();
+    assert!(
+        b.lease("w", LEASE).await.unwrap().is_none(),
+        "deleted jobs are not leased"
+    );
+    let listed: Vec<JobId> = b
+        .list(&ListQuery::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
     assert_eq!(listed, vec![running.id]);
     let depth = b.depth().await.unwrap();
     assert_eq!((depth.ready, depth.delayed, depth.leased), (0, 0, 1));
@@ -641,7 +773,12 @@ pub async fn counts_follow_every_move<M: MakeBackend>(make: &M) {
     b.fail(&c, "bad", FailureKind::Permanent).await.unwrap();
     let counts = b.counts().await.unwrap();
     assert_eq!(
-        (counts.submitted, counts.in_progress, counts.complete, counts.failed),
+        (
+            counts.submitted,
+            counts.in_progress,
+            counts.complete,
+            counts.failed
+        ),
         (2, 1, 1, 1)
     );
 }
@@ -665,13 +802,25 @@ pub async fn finished_jobs_expire_after_retention<M: MakeBackend>(make: &M) {
     assert_eq!(b.get(done.id).await.unwrap(), None);
     assert_eq!(b.result(done.id).await.unwrap(), None);
     assert_eq!(b.get(failed.id).await.unwrap(), None);
-    let listed: Vec<JobId> = b.list(&ListQuery::default()).await.unwrap().iter().map(|j| j.id).collect();
+    let listed: Vec<JobId> = b
+        .list(&ListQuery::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
     assert_eq!(listed, vec![waiting.id]);
     assert_eq!(b.purge_expired().await.unwrap(), 2);
     assert_eq!(b.purge_expired().await.unwrap(), 0);
     let counts = b.counts().await.unwrap();
-    assert_eq!((counts.submitted, counts.complete, counts.failed), (1, 0, 0));
-    assert!(b.get(waiting.id).await.unwrap().is_some(), "unfinished jobs never expire");
+    assert_eq!(
+        (counts.submitted, counts.complete, counts.failed),
+        (1, 0, 0)
+    );
+    assert!(
+        b.get(waiting.id).await.unwrap().is_some(),
+        "unfinished jobs never expire"
+    );
 }
 
 /// `ping` answers while the backend is up.
@@ -708,7 +857,10 @@ pub async fn data_reads_back_in_load_order<M: MakeBackend>(make: &M) {
     assert!(b.page(250, 10).await.unwrap().is_empty());
     assert!(b.page(u64::MAX, u64::MAX).await.unwrap().is_empty());
     assert_eq!(b.page(10, 0).await.unwrap(), Vec::<Record>::new());
-    assert_eq!(b.record("HGNC:42").await.unwrap(), Some(data.records[42].clone()));
+    assert_eq!(
+        b.record("HGNC:42").await.unwrap(),
+        Some(data.records[42].clone())
+    );
     assert_eq!(b.record("HGNC:999").await.unwrap(), None);
     let ids = b.ids().await.unwrap();
     assert_eq!(ids.len(), 250);
@@ -726,7 +878,11 @@ pub async fn data_replace_and_clear_change_the_version<M: MakeBackend>(make: &M)
     let v2 = b.version().await.unwrap();
     assert_ne!(v1, v2);
     assert_eq!(b.len().await.unwrap(), 3);
-    assert_eq!(b.record("HGNC:5").await.unwrap(), None, "old records are gone");
+    assert_eq!(
+        b.record("HGNC:5").await.unwrap(),
+        None,
+        "old records are gone"
+    );
     let (version, loaded) = b.load().await.unwrap();
     assert_eq!((version, loaded.len()), (v2, 3));
     assert!(b.clear().await.unwrap());
@@ -745,7 +901,10 @@ pub async fn image_round_trips<M: MakeBackend>(make: &M) {
     b.put_image(png.clone()).await.unwrap();
     assert_eq!(b.get_image().await.unwrap(), Some(png));
     b.put_image(Bytes::from_static(b"second")).await.unwrap();
-    assert_eq!(b.get_image().await.unwrap(), Some(Bytes::from_static(b"second")));
+    assert_eq!(
+        b.get_image().await.unwrap(),
+        Some(Bytes::from_static(b"second"))
+    );
     assert!(b.delete_image().await.unwrap());
     assert_eq!(b.get_image().await.unwrap(), None);
 }

@@ -200,7 +200,9 @@ impl MemoryBackend {
         // A panic while holding the lock cannot leave a half-made change visible to callers that
         // matter more than availability here: every mutation is completed before any call that
         // could panic, so recovering the guard is safe.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn insert(state: &mut State, job: &Job) -> Result<()> {
@@ -263,7 +265,10 @@ impl Queue for MemoryBackend {
         let token = LeaseToken(state.next_token);
         let deadline = after(now, lease_for);
         state.leased.insert((deadline, id));
-        let entry = state.jobs.get_mut(&id).ok_or_else(|| Error::Internal("queued job vanished".into()))?;
+        let entry = state
+            .jobs
+            .get_mut(&id)
+            .ok_or_else(|| Error::Internal("queued job vanished".into()))?;
         entry.lease = Some((token, deadline));
         entry.job.worker = Some(worker.to_owned());
         entry.job.started_at = Some(now);
@@ -397,7 +402,10 @@ impl Queue for MemoryBackend {
         };
         // A delayed retry becomes ready without any notification: wake for it too.
         let timeout = match next_delayed {
-            Some(at) => (at - self.clock.now()).to_std().unwrap_or(Duration::ZERO).min(timeout),
+            Some(at) => (at - self.clock.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(timeout),
             None => timeout,
         };
         let _ = tokio::time::timeout(timeout, notified).await;
@@ -409,7 +417,11 @@ impl JobStore for MemoryBackend {
     async fn get(&self, id: JobId) -> Result<Option<Job>> {
         let now = self.clock.now();
         let state = self.state();
-        Ok(state.jobs.get(&id).filter(|e| !e.expired(now)).map(|e| e.job.clone()))
+        Ok(state
+            .jobs
+            .get(&id)
+            .filter(|e| !e.expired(now))
+            .map(|e| e.job.clone()))
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<Job>> {
@@ -428,7 +440,8 @@ impl JobStore for MemoryBackend {
                 .collect(),
             None => {
                 // Merge the four per-status indexes newest first.
-                let mut all: Vec<&(u64, JobId)> = state.by_status.iter().flatten().filter(live).collect();
+                let mut all: Vec<&(u64, JobId)> =
+                    state.by_status.iter().flatten().filter(live).collect();
                 all.sort_unstable_by(|a, b| b.cmp(a));
                 all.into_iter()
                     .skip(query.offset)
@@ -449,9 +462,9 @@ impl JobStore for MemoryBackend {
                 state.remove(id);
                 Ok(false)
             }
-            Some(entry) if entry.job.status == JobStatus::InProgress => Err(Error::Conflict(format!(
-                "job {id} is in progress; delete it once it has finished"
-            ))),
+            Some(entry) if entry.job.status == JobStatus::InProgress => Err(Error::Conflict(
+                format!("job {id} is in progress; delete it once it has finished"),
+            )),
             Some(_) => Ok(state.remove(id).is_some()),
         }
     }
@@ -459,7 +472,11 @@ impl JobStore for MemoryBackend {
     async fn result(&self, id: JobId) -> Result<Option<Bytes>> {
         let now = self.clock.now();
         let state = self.state();
-        Ok(state.jobs.get(&id).filter(|e| !e.expired(now)).and_then(|e| e.result.clone()))
+        Ok(state
+            .jobs
+            .get(&id)
+            .filter(|e| !e.expired(now))
+            .and_then(|e| e.result.clone()))
     }
 
     async fn counts(&self) -> Result<StatusCounts> {
@@ -498,7 +515,10 @@ impl DataStore for MemoryBackend {
         let mut by_id = HashMap::with_capacity(data.len());
         for (i, record) in data.records.iter().enumerate() {
             if by_id.insert(record.id.clone(), i).is_some() {
-                return Err(Error::InvalidData(format!("duplicate record id '{}'", record.id)));
+                return Err(Error::InvalidData(format!(
+                    "duplicate record id '{}'",
+                    record.id
+                )));
             }
         }
         let count = data.len() as u64;
@@ -526,7 +546,14 @@ impl DataStore for MemoryBackend {
         };
         let start = usize::try_from(start).unwrap_or(usize::MAX);
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        Ok(data.set.records.iter().skip(start).take(limit).cloned().collect())
+        Ok(data
+            .set
+            .records
+            .iter()
+            .skip(start)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn record(&self, id: &str) -> Result<Option<Record>> {
@@ -548,7 +575,11 @@ impl DataStore for MemoryBackend {
 
     async fn load(&self) -> Result<(u64, Arc<DataSet>)> {
         let state = self.state();
-        let set = state.data.as_ref().map(|d| Arc::clone(&d.set)).unwrap_or_default();
+        let set = state
+            .data
+            .as_ref()
+            .map(|d| Arc::clone(&d.set))
+            .unwrap_or_default();
         Ok((state.data_version, set))
     }
 
