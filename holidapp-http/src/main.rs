@@ -1,1 +1,236 @@
-fn main() {}
+//! `holidapp-api`: the Holidapp HTTP API.
+//!
+//! Configuration comes from the environment (or the matching flags; `--help` lists them with
+//! their defaults). With Redis configured (`REDIS_URL` or `REDIS_IP`) it serves from Redis and
+//! jobs are run by separate `holidapp-worker` processes. Without Redis it keeps everything in
+//! memory and runs a worker pool in this process, so one command gives a complete system.
+//!
+//! SIGTERM or SIGINT stops it gracefully: no new connections, in-flight requests finish, and the
+//! embedded worker pool finishes (or releases) its jobs within `HOLIDAPP_SHUTDOWN_GRACE_SECONDS`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use holidapp_core::plot::{PlotRenderer, YEAR_MAX, YEAR_MIN};
+use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
+use holidapp_core::{Backends, JobParams, MemoryBackend, Processor, Renderer};
+use holidapp_worker::config::{BackendArgs, LogArgs, QueueArgs, WorkerArgs, init_logging};
+use holidapp_worker::{NoopRenderer, RendererChoice, SleepRenderer, Worker};
+use tokio::sync::watch;
+
+/// The Holidapp HTTP API: submit analysis jobs, follow them, fetch their results.
+///
+/// Without Redis configured it runs everything in this process: the in-memory backend and a
+/// worker pool.
+#[derive(Debug, Parser)]
+#[command(name = "holidapp-api", version)]
+struct Config {
+    /// Address to listen on. Port 0 picks a free port; the address is logged either way.
+    #[arg(
+        long = "bind",
+        env = "HOLIDAPP_BIND",
+        default_value = "127.0.0.1:5000",
+        value_name = "ADDR"
+    )]
+    bind: SocketAddr,
+
+    /// Where `POST /data` with no body loads from: a file path, an http(s) URL, or a bundled
+    /// sample (`bundled:hgnc`, `bundled:meteorites`).
+    #[arg(
+        long = "data-source",
+        env = "DATA_SOURCE",
+        default_value = holidapp_core::parse::BUNDLED_HGNC,
+        value_name = "SOURCE"
+    )]
+    data_source: String,
+
+    /// The visits log: `GET /` appends a line, `GET /visits` returns it.
+    #[arg(
+        long = "visits-log",
+        env = "VISITS_LOG",
+        default_value = "visits.log",
+        value_name = "PATH"
+    )]
+    visits_log: PathBuf,
+
+    #[command(flatten)]
+    log: LogArgs,
+
+    #[command(flatten)]
+    backend: BackendArgs,
+
+    #[command(flatten)]
+    queue: QueueArgs,
+
+    /// Settings of the embedded worker pool (used only without Redis), and the renderer that
+    /// validates job parameters.
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    if let Err(message) = init_logging(&config.log.log_level) {
+        eprintln!("holidapp-api: {message}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let renderer = renderer(config.worker.renderer);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut embedded_pool = None;
+
+    let backends = match redis_config(&config.backend) {
+        Some(redis) => {
+            let backend = RedisBackend::connect(&redis, config.queue.queue_settings())
+                .await
+                .map_err(|e| format!("cannot use Redis: {e}"))?;
+            tracing::info!(
+                url = %redis.redacted_url(),
+                prefix = %redis.prefix,
+                "backend: Redis; run holidapp-worker processes to execute jobs"
+            );
+            match backend.check_durability().await {
+                Ok(warnings) => {
+                    for warning in warnings {
+                        tracing::warn!("Redis durability: {warning}");
+                    }
+                }
+                Err(e) => tracing::warn!("cannot check Redis durability settings yet: {e}"),
+            }
+            Backends::single(Arc::new(backend))
+        }
+        None => {
+            let backend = Arc::new(MemoryBackend::new(config.queue.queue_settings()));
+            let processor = Processor::new(
+                backend.clone(),
+                backend.clone(),
+                Arc::clone(&renderer),
+                config.queue.lease(),
+            );
+            let worker = Worker::new(
+                Arc::new(processor),
+                backend.clone(),
+                config.worker.worker_config(),
+            );
+            tracing::info!(
+                concurrency = worker.config.concurrency,
+                renderer = %config.worker.renderer,
+                "backend: in memory (no Redis configured), with an embedded worker pool"
+            );
+            let stopped = stopped(stop_rx.clone());
+            embedded_pool = Some(tokio::spawn(holidapp_worker::run(worker, stopped)));
+            Backends::single(backend)
+        }
+    };
+
+    let state = holidapp_http::AppState::new(backends, renderer)
+        .with_data_source(config.data_source)
+        .with_visits_log(config.visits_log)
+        .with_image_params(JobParams::new(YEAR_MIN.to_string(), YEAR_MAX.to_string()));
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    tracing::info!("listening on http://{address}");
+
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests and jobs");
+        let _ = stop_tx.send(true);
+    });
+    let served = holidapp_http::serve(
+        listener,
+        holidapp_http::router(state),
+        stopped(stop_rx.clone()),
+    )
+    .await;
+    if let Some(pool) = embedded_pool {
+        match pool.await {
+            Ok(Ok(report)) => tracing::info!(?report, "embedded worker pool stopped"),
+            Ok(Err(e)) => return Err(format!("embedded worker pool: {e}")),
+            Err(e) => return Err(format!("embedded worker pool: {e}")),
+        }
+    }
+    served.map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The Redis configuration, when Redis is configured.
+fn redis_config(args: &BackendArgs) -> Option<RedisConfig> {
+    RedisConfig::from_parts(
+        args.redis_url.as_deref(),
+        args.redis_ip.as_deref(),
+        args.redis_port,
+        i64::from(args.redis_db),
+        &args.prefix,
+    )
+}
+
+/// The renderer of `choice`: the one the workers run, so the API validates job parameters
+/// exactly as they will be rendered.
+fn renderer(choice: RendererChoice) -> Arc<dyn Renderer> {
+    match choice {
+        RendererChoice::Plot => Arc::new(PlotRenderer::new()),
+        RendererChoice::Noop => Arc::new(NoopRenderer),
+        RendererChoice::Sleep(duration) => Arc::new(SleepRenderer(duration)),
+    }
+}
+
+/// Completes once the stop flag is set.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    // An error means the sender is gone, which only happens at exit: stop as well.
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

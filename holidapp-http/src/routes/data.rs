@@ -1,0 +1,218 @@
+//! The data set: load, page through, look up, delete; and the HGNC aliases.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use holidapp_core::{DataSet, Record, parse};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{Ctx, json};
+use crate::error::ApiError;
+use crate::error::ErrorBody;
+use crate::extract::ApiBytes;
+use crate::routes::{BodyKind, body_kind};
+use crate::schema::{Loaded, RecordDoc};
+
+/// Query of `GET /data`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DataQuery {
+    /// How many records to skip, in load order (default 0).
+    start: Option<u64>,
+    /// Page size, 1 to 10,000 (default 1,000).
+    limit: Option<u64>,
+}
+
+/// Load a data set, replacing the current one.
+///
+/// With no body, loads from the configured source (`DATA_SOURCE`; the bundled HGNC sample by
+/// default). With a body: JSON (`application/json`: the HGNC complete set, the meteorite
+/// landings, or an array of objects) or HGNC TSV (`text/tab-separated-values` or `text/plain`).
+#[utoipa::path(
+    post, path = "/data", tag = "data",
+    request_body(content(
+        (Object = "application/json"),
+        (String = "text/tab-separated-values"),
+        (String = "text/plain"),
+    ), description = "Optional: the data set itself"),
+    responses(
+        (status = 200, description = "How many records were loaded", body = Loaded),
+        (status = 400, description = "Malformed JSON, or not a data set of a known format", body = ErrorBody),
+        (status = 413, description = "The body is larger than 256 MiB", body = ErrorBody),
+        (status = 415, description = "A body of another content type", body = ErrorBody),
+        (status = 502, description = "The configured data source could not be read", body = ErrorBody),
+        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn load_data(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> Result<Response, ApiError> {
+    let data = if body.is_empty() {
+        parse::load_source(&ctx.app.data_source).await?
+    } else {
+        match body_kind(&headers) {
+            BodyKind::Json => {
+                parse_off_runtime(move || {
+                    let value: serde_json::Value = serde_json::from_slice(&body)
+                        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+                    Ok(parse::parse_value(value)?)
+                })
+                .await?
+            }
+            BodyKind::Text => parse_off_runtime(move || Ok(parse::parse(&body)?)).await?,
+            BodyKind::Other => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "send the data set as application/json, text/tab-separated-values or \
+                     text/plain, or send no body to load the configured source"
+                        .to_owned(),
+                ));
+            }
+        }
+    };
+    let loaded = ctx.app.backends.data.replace(data).await?;
+    json(StatusCode::OK, &Loaded { loaded })
+}
+
+/// Parses a body on a blocking thread: a 256 MiB data set takes long enough to stall the
+/// runtime's other requests.
+async fn parse_off_runtime<F>(work: F) -> Result<DataSet, ApiError>
+where
+    F: FnOnce() -> Result<DataSet, ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Panic(format!("parsing a data set: {e}")))?
+}
+
+/// Page through the loaded records, in load order.
+///
+/// Headers: `x-total-count` (how many are loaded) and, when more follow,
+/// `link: <...>; rel="next"`.
+#[utoipa::path(
+    get, path = "/data", tag = "data",
+    params(DataQuery),
+    responses(
+        (status = 200, description = "A page of records (empty when nothing is loaded)", body = Vec<RecordDoc>,
+         headers(
+             ("x-total-count" = u64, description = "How many records are loaded"),
+             ("link" = String, description = "The next page, when there is one"),
+         )),
+        (status = 400, description = "start/limit not a number in range, or an unknown parameter", body = ErrorBody),
+        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_data(
+    State(ctx): State<Ctx>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<DataQuery>,
+) -> Result<Response, ApiError> {
+    let limits = &ctx.app.limits;
+    let start = query.start.unwrap_or(0);
+    let limit = match query.limit {
+        None => limits.data_page_default,
+        Some(n) if (1..=limits.data_page_max).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::InvalidQuery(format!(
+                "limit must be between 1 and {}, got {n}",
+                limits.data_page_max
+            )));
+        }
+    };
+    let data = &ctx.app.backends.data;
+    let total = data.len().await?;
+    let records = data.page(start, limit).await?;
+    let mut response = json(StatusCode::OK, &fields_of(&records))?;
+    let headers = response.headers_mut();
+    headers.insert("x-total-count", HeaderValue::from(total));
+    let next = start.saturating_add(records.len() as u64);
+    if !records.is_empty() && next < total {
+        let link = format!("</data?start={next}&limit={limit}>; rel=\"next\"");
+        if let Ok(link) = HeaderValue::from_str(&link) {
+            headers.insert(header::LINK, link);
+        }
+    }
+    Ok(response)
+}
+
+/// Delete the loaded data set.
+#[utoipa::path(
+    delete, path = "/data", tag = "data",
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No data set is loaded", body = ErrorBody),
+        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete_data(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
+    if ctx.app.backends.data.clear().await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::NotFound("no data set is loaded".to_owned()))
+    }
+}
+
+/// Show one record by its id (`hgnc_id` for HGNC genes, `id` for meteorites).
+#[utoipa::path(
+    get, path = "/data/{id}", tag = "data",
+    params(("id" = String, Path, description = "The record's id")),
+    responses(
+        (status = 200, description = "The record", body = RecordDoc),
+        (status = 400, description = "The id is not valid UTF-8", body = ErrorBody),
+        (status = 404, description = "No record has this id", body = ErrorBody),
+        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_record(
+    State(ctx): State<Ctx>,
+    crate::extract::ApiPath(id): crate::extract::ApiPath<String>,
+) -> Result<Response, ApiError> {
+    record(&ctx, &id, "GET /data").await
+}
+
+/// List the ids of every loaded record (HGNC ids for the HGNC data set), in load order.
+#[utoipa::path(
+    get, path = "/genes", tag = "data",
+    responses(
+        (status = 200, description = "Every record id (empty when nothing is loaded)", body = Vec<String>),
+        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_genes(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
+    let ids = ctx.app.backends.data.ids().await?;
+    json(StatusCode::OK, &ids)
+}
+
+/// Show one gene by its HGNC id (e.g. `HGNC:5`).
+#[utoipa::path(
+    get, path = "/genes/{hgnc_id}", tag = "data",
+    params(("hgnc_id" = String, Path, description = "The gene's HGNC id, e.g. HGNC:5")),
+    responses(
+        (status = 200, description = "The gene's record", body = RecordDoc),
+        (status = 400, description = "The id is not valid UTF-8", body = ErrorBody),
+        (status = 404, description = "No gene has this id", body = ErrorBody),
+        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_gene(
+    State(ctx): State<Ctx>,
+    crate::extract::ApiPath(id): crate::extract::ApiPath<String>,
+) -> Result<Response, ApiError> {
+    record(&ctx, &id, "GET /genes").await
+}
+
+async fn record(ctx: &Ctx, id: &str, list_route: &str) -> Result<Response, ApiError> {
+    match ctx.app.backends.data.record(id).await? {
+        Some(record) => json(StatusCode::OK, &record.fields),
+        None => Err(ApiError::NotFound(format!(
+            "no record has id '{}'; {list_route} lists the loaded records",
+            id.chars().take(64).collect::<String>().escape_debug()
+        ))),
+    }
+}
+
+fn fields_of(records: &[Record]) -> Vec<&serde_json::Map<String, serde_json::Value>> {
+    records.iter().map(|r| &r.fields).collect()
+}

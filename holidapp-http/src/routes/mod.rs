@@ -1,0 +1,213 @@
+//! The routes: one module per area, each handler a thin call into `holidapp-core`.
+//!
+//! Every handler carries a `#[utoipa::path]` attribute and is registered with
+//! [`utoipa_axum::routes!`], which adds it to the router *and* to the OpenAPI document in the
+//! same call: a route cannot be served without being documented, nor documented without being
+//! served.
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Serialize;
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::middleware::RequestIds;
+use crate::state::{AppState, Limits};
+
+pub(crate) mod data;
+pub(crate) mod image;
+pub(crate) mod jobs;
+pub(crate) mod service;
+
+/// What every handler reads: the caller's [`AppState`] plus what the router derives from it
+/// once. Handlers get it as one `Arc`, so a request clones one pointer, not every backend.
+pub(crate) struct Shared {
+    pub(crate) app: AppState,
+    /// `GET /openapi.json`, serialized once.
+    pub(crate) openapi_json: Bytes,
+    /// `GET /help`, rendered once from the OpenAPI document.
+    pub(crate) help: Bytes,
+    /// Serializes appends to the visits log, so lines never interleave. A tokio mutex: it is
+    /// held across the file write's await.
+    pub(crate) visits: tokio::sync::Mutex<()>,
+    /// Makes request ids for requests that come without one.
+    pub(crate) request_ids: RequestIds,
+}
+
+/// The state handlers are given.
+pub(crate) type Ctx = Arc<Shared>;
+
+/// The document's fixed parts; paths and schemas are added by `routes!`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Holidapp API",
+        description = "Submit analysis jobs, follow them, and fetch their results; load data \
+                       sets and render plots of them.",
+    ),
+    tags(
+        (name = "jobs", description = "Submit jobs, follow them, fetch their results"),
+        (name = "course aliases", description = "Routes the course's clients already use"),
+        (name = "data", description = "Load, read and delete the data set"),
+        (name = "image", description = "Render, fetch and delete the stored plot"),
+        (name = "service", description = "Health, metrics, help and the visits log"),
+    ),
+    components(schemas(crate::error::ErrorBody, crate::schema::JobDoc, crate::schema::RecordDoc))
+)]
+struct ApiDoc;
+
+/// Every route, with its body limit, as an [`OpenApiRouter`].
+pub(crate) fn api_routes(limits: &Limits) -> OpenApiRouter<Ctx> {
+    let small = limits.other_body;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(body_limit(
+            routes!(jobs::submit_job, jobs::list_jobs),
+            limits.jobs_body,
+        ))
+        .routes(body_limit(routes!(jobs::get_job, jobs::delete_job), small))
+        .routes(body_limit(routes!(jobs::job_result), small))
+        .routes(body_limit(routes!(jobs::jobs_status), small))
+        .routes(body_limit(routes!(jobs::job_status), small))
+        .routes(body_limit(routes!(jobs::completed_jobs), small))
+        .routes(body_limit(routes!(jobs::incomplete_jobs), small))
+        .routes(body_limit(routes!(jobs::inprogress_jobs), small))
+        .routes(body_limit(routes!(jobs::results), small))
+        .routes(body_limit(routes!(jobs::download), small))
+        .routes(body_limit(
+            routes!(data::load_data, data::list_data, data::delete_data),
+            limits.data_body,
+        ))
+        .routes(body_limit(routes!(data::get_record), small))
+        .routes(body_limit(routes!(data::list_genes), small))
+        .routes(body_limit(routes!(data::get_gene), small))
+        .routes(body_limit(
+            routes!(image::create_image, image::get_image, image::delete_image),
+            small,
+        ))
+        .routes(body_limit(routes!(service::index), small))
+        .routes(body_limit(routes!(service::visits), small))
+        .routes(body_limit(routes!(service::help), small))
+        .routes(body_limit(routes!(service::healthz), small))
+        .routes(body_limit(routes!(service::readyz), small))
+        .routes(body_limit(routes!(service::metrics), small))
+        .routes(body_limit(routes!(service::openapi_json), small))
+}
+
+/// Sets the largest body the routes of one path accept.
+fn body_limit(routes: UtoipaMethodRouter<Ctx>, limit: usize) -> UtoipaMethodRouter<Ctx> {
+    let (schemas, paths, method_router) = routes;
+    (
+        schemas,
+        paths,
+        method_router.layer(DefaultBodyLimit::max(limit)),
+    )
+}
+
+/// Builds the shared state the handlers read.
+pub(crate) fn shared(app: AppState, doc: &utoipa::openapi::OpenApi) -> Shared {
+    // The document holds only strings, maps and numbers: serializing it cannot fail.
+    let openapi_json = serde_json::to_vec(doc).unwrap_or_default();
+    let help = service::help_text(doc, &app.limits);
+    Shared {
+        app,
+        openapi_json: Bytes::from(openapi_json),
+        help: Bytes::from(help),
+        visits: tokio::sync::Mutex::new(()),
+        request_ids: RequestIds::new(),
+    }
+}
+
+/// Registers the documented route templates with the metrics.
+pub(crate) fn register_routes(metrics: &Metrics, doc: &utoipa::openapi::OpenApi) {
+    metrics.register_routes(doc.paths.paths.keys().cloned());
+}
+
+/// A JSON answer with `status`.
+pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(value)
+        .map_err(|e| ApiError::Internal(format!("cannot serialize an answer: {e}")))?;
+    Ok(json_bytes(status, body))
+}
+
+/// An already serialized JSON answer with `status`.
+pub(crate) fn json_bytes(status: StatusCode, body: impl Into<Bytes>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.into(),
+    )
+        .into_response()
+}
+
+/// A PNG answer.
+pub(crate) fn png(body: Bytes) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("image/png"))],
+        body,
+    )
+        .into_response()
+}
+
+/// What a request body is, by its content type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    /// `application/json` or `application/*+json`.
+    Json,
+    /// `text/tab-separated-values` or `text/plain`.
+    Text,
+    /// Anything else, or no content type.
+    Other,
+}
+
+/// Classifies a body by its `content-type` header (parameters such as `charset` are ignored).
+pub(crate) fn body_kind(headers: &axum::http::HeaderMap) -> BodyKind {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return BodyKind::Other;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let is = |name: &str| essence.eq_ignore_ascii_case(name);
+    let lower = essence.to_ascii_lowercase();
+    if is("application/json") || (lower.starts_with("application/") && lower.ends_with("+json")) {
+        BodyKind::Json
+    } else if is("text/tab-separated-values") || is("text/plain") {
+        BodyKind::Text
+    } else {
+        BodyKind::Other
+    }
+}
+
+/// Reads a JSON body sent as `application/json`, with the same errors as [`ApiJson`]
+/// (crate::extract::ApiJson), for routes whose body is optional.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    if body_kind(headers) != BodyKind::Json {
+        return Err(ApiError::UnsupportedMediaType(
+            "this route reads a JSON body: send it with 'content-type: application/json'"
+                .to_owned(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            ApiError::InvalidBody(format!(
+                "the JSON body does not have the expected shape: {e}"
+            ))
+        } else {
+            ApiError::MalformedJson(e.to_string())
+        }
+    })
+}

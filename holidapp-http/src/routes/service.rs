@@ -1,0 +1,224 @@
+//! Service routes: the visits log, help, health, readiness, metrics and the OpenAPI document.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::io::AsyncWriteExt;
+
+use super::{Ctx, json};
+use crate::error::{ApiError, ErrorBody};
+use crate::schema::{Health, Welcome};
+use crate::state::Limits;
+
+/// Record a visit (one line with the time) in this pod's visits log and say hello.
+#[utoipa::path(
+    get, path = "/", tag = "service",
+    responses(
+        (status = 200, description = "The visit was recorded", body = Welcome),
+        (status = 500, description = "The visits log cannot be written", body = ErrorBody),
+    )
+)]
+pub(crate) async fn index(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
+    let line = format!(
+        "{}\n",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+    let path = &ctx.app.visits_log;
+    {
+        let _serialized = ctx.visits.lock().await;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await
+            .map_err(|e| ApiError::Internal(format!("opening {}: {e}", path.display())))?;
+        file.write_all(line.as_bytes())
+            .await
+            .map_err(|e| ApiError::Internal(format!("writing {}: {e}", path.display())))?;
+        file.flush()
+            .await
+            .map_err(|e| ApiError::Internal(format!("writing {}: {e}", path.display())))?;
+    }
+    json(
+        StatusCode::OK,
+        &Welcome {
+            name: "holidapp",
+            version: env!("CARGO_PKG_VERSION"),
+            help: "/help",
+            openapi: "/openapi.json",
+        },
+    )
+}
+
+/// This pod's visits log: one line per `GET /`, oldest first.
+#[utoipa::path(
+    get, path = "/visits", tag = "service",
+    responses(
+        (status = 200, description = "The log (empty when nobody visited yet)", content_type = "text/plain", body = String),
+        (status = 500, description = "The visits log cannot be read", body = ErrorBody),
+    )
+)]
+pub(crate) async fn visits(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
+    let path = &ctx.app.visits_log;
+    let log = match tokio::fs::read(path).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(ApiError::Internal(format!(
+                "reading {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    Ok(text(log))
+}
+
+/// Every route with a one-line description.
+#[utoipa::path(
+    get, path = "/help", tag = "service",
+    responses((status = 200, description = "The route list", content_type = "text/plain", body = String))
+)]
+pub(crate) async fn help(State(ctx): State<Ctx>) -> Response {
+    text(ctx.help.clone())
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(
+    get, path = "/healthz", tag = "service",
+    responses((status = 200, description = "Alive", body = Health))
+)]
+pub(crate) async fn healthz() -> Result<Response, ApiError> {
+    json(StatusCode::OK, &Health { status: "ok" })
+}
+
+/// Readiness: the backend answers.
+#[utoipa::path(
+    get, path = "/readyz", tag = "service",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn readyz(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
+    ctx.app.backends.jobs.ping().await?;
+    json(StatusCode::OK, &Health { status: "ready" })
+}
+
+/// Prometheus metrics.
+///
+/// Requests by route and status, jobs submitted here, jobs by status and the queue depth (both
+/// read from the store at scrape time).
+#[utoipa::path(
+    get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String))
+)]
+pub(crate) async fn metrics(State(ctx): State<Ctx>) -> Response {
+    let backends = &ctx.app.backends;
+    let mut out = String::with_capacity(4096);
+    ctx.app.metrics.write_prometheus(&mut out);
+    let counts = backends.jobs.counts().await;
+    let depth = backends.queue.depth().await;
+    let up = counts.is_ok() && depth.is_ok();
+    if let Ok(counts) = counts {
+        out.push_str(
+            "# HELP holidapp_jobs Jobs in the store, by status.\n# TYPE holidapp_jobs gauge\n",
+        );
+        for status in holidapp_core::JobStatus::ALL {
+            let _ = writeln!(
+                out,
+                "holidapp_jobs{{status=\"{}\"}} {}",
+                status.key_name(),
+                counts.get(status)
+            );
+        }
+    }
+    if let Ok(depth) = depth {
+        let _ = write!(
+            out,
+            "# HELP holidapp_queue_depth Jobs waiting in the queue, by state.\n\
+             # TYPE holidapp_queue_depth gauge\n\
+             holidapp_queue_depth{{state=\"ready\"}} {}\n\
+             holidapp_queue_depth{{state=\"delayed\"}} {}\n\
+             holidapp_queue_depth{{state=\"leased\"}} {}\n",
+            depth.ready, depth.delayed, depth.leased
+        );
+    }
+    let _ = write!(
+        out,
+        "# HELP holidapp_backend_up Whether the backend answered this scrape.\n\
+         # TYPE holidapp_backend_up gauge\n\
+         holidapp_backend_up {}\n",
+        u8::from(up)
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        out,
+    )
+        .into_response()
+}
+
+/// The OpenAPI 3 document of this API, generated from the handlers.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "service",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
+)]
+pub(crate) async fn openapi_json(State(ctx): State<Ctx>) -> Response {
+    super::json_bytes(StatusCode::OK, ctx.openapi_json.clone())
+}
+
+fn text(body: impl Into<bytes::Bytes>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        body.into(),
+    )
+        .into_response()
+}
+
+/// The `GET /help` text: every route of the document with its summary, then the limits.
+pub(crate) fn help_text(doc: &utoipa::openapi::OpenApi, limits: &Limits) -> String {
+    let mut out = String::from("Holidapp API routes\n\n");
+    for (path, item) in &doc.paths.paths {
+        let operations = [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+        ];
+        for (method, operation) in operations {
+            if let Some(operation) = operation {
+                let summary = operation
+                    .summary
+                    .as_deref()
+                    .unwrap_or("")
+                    .replace('\n', " ");
+                let _ = writeln!(out, "{method:<7} {path:<22} {summary}");
+            }
+        }
+    }
+    let _ = write!(
+        out,
+        "\nBody limits: POST /jobs {} bytes, POST /data {} bytes, other routes {} bytes.\n\
+         Page sizes: GET /jobs up to {} (default {}), GET /data up to {} (default {}).\n\
+         Requests time out after {} s. Every error is JSON: \
+         {{\"error\": {{\"status\", \"code\", \"message\"}}}}.\n\
+         The OpenAPI document is at GET /openapi.json.\n",
+        limits.jobs_body,
+        limits.data_body,
+        limits.other_body,
+        holidapp_core::store::MAX_PAGE_SIZE,
+        holidapp_core::store::DEFAULT_PAGE_SIZE,
+        limits.data_page_max,
+        limits.data_page_default,
+        limits.request_timeout.as_secs(),
+    );
+    out
+}

@@ -1,0 +1,128 @@
+//! Shapes of the JSON the API sends and reads, for the OpenAPI document only.
+//!
+//! The core types (`Job`, `JobParams`) carry no OpenAPI derive, since the core knows nothing of
+//! HTTP; these mirrors describe them. The test suite serializes real core values and checks
+//! that every field they have is described here, so the mirrors cannot drift from the types.
+
+#![allow(dead_code)]
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A job's status, as the course's API spells it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = JobStatus)]
+pub(crate) enum StatusDoc {
+    /// Waiting in the queue (or for a retry).
+    #[serde(rename = "submitted")]
+    Submitted,
+    /// A worker is rendering it.
+    #[serde(rename = "in progress")]
+    InProgress,
+    /// Finished; the result can be fetched.
+    #[serde(rename = "complete")]
+    Complete,
+    /// Finished without a result; `error` says why.
+    #[serde(rename = "failed")]
+    Failed,
+}
+
+/// What a job asks for. Unknown fields are refused.
+#[derive(Serialize, ToSchema)]
+#[schema(as = JobParams)]
+pub(crate) struct JobParamsDoc {
+    /// Start of the range: a year, as a string or an integer.
+    #[schema(example = "1990")]
+    start: String,
+    /// End of the range, inclusive: a year, as a string or an integer.
+    #[schema(example = "2000")]
+    end: String,
+    /// Renderer options, e.g. `{"kind": "categories", "field": "locus_group"}`.
+    #[schema(value_type = Option<Object>)]
+    plot: Option<serde_json::Value>,
+}
+
+/// A job as stored, plus where its result can be fetched.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Job)]
+pub(crate) struct JobDoc {
+    /// The job's id, a UUID v4.
+    #[schema(format = Uuid, example = "0b6f2c39-3f0a-4d6e-9a4e-2d1c8a7f5e10")]
+    id: String,
+    /// Where the job is in its life.
+    status: StatusDoc,
+    /// Start of the range.
+    #[schema(example = "1990")]
+    start: String,
+    /// End of the range.
+    #[schema(example = "2000")]
+    end: String,
+    /// Renderer options; absent when none were given.
+    #[schema(value_type = Option<Object>)]
+    plot: Option<serde_json::Value>,
+    /// Identity (IP) of the worker that took the job last; absent until taken.
+    worker: Option<String>,
+    /// When the job was submitted (RFC 3339).
+    #[schema(format = DateTime)]
+    created_at: String,
+    /// When its last attempt started.
+    #[schema(format = DateTime)]
+    started_at: Option<String>,
+    /// When it reached `complete` or `failed`.
+    #[schema(format = DateTime)]
+    finished_at: Option<String>,
+    /// How many times a worker has taken it.
+    attempts: u32,
+    /// Why it failed (or why its last attempt failed, while it waits for a retry).
+    error: Option<String>,
+    /// Where the result (PNG) can be fetched once the job is complete.
+    #[schema(example = "/jobs/0b6f2c39-3f0a-4d6e-9a4e-2d1c8a7f5e10/result")]
+    result: String,
+}
+
+/// One record of the loaded data set: its fields as loaded.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Record, value_type = Object)]
+pub(crate) struct RecordDoc(serde_json::Value);
+
+/// The answer of `POST /data`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Loaded {
+    /// How many records the loaded data set holds.
+    #[schema(example = 266)]
+    pub(crate) loaded: u64,
+}
+
+/// The answer of `POST /image`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ImageCreated {
+    /// Where the image can be fetched.
+    #[schema(example = "/image")]
+    pub(crate) image: &'static str,
+    /// Its size in bytes.
+    pub(crate) bytes: usize,
+}
+
+/// The answer of `GET /healthz` and `GET /readyz`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// `ok` (alive) or `ready` (the backend answers).
+    #[schema(example = "ok")]
+    pub(crate) status: &'static str,
+}
+
+/// The answer of `GET /`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Welcome {
+    /// The service's name.
+    #[schema(example = "holidapp")]
+    pub(crate) name: &'static str,
+    /// Its version.
+    pub(crate) version: &'static str,
+    /// Where the route list is.
+    #[schema(example = "/help")]
+    pub(crate) help: &'static str,
+    /// Where the OpenAPI document is.
+    #[schema(example = "/openapi.json")]
+    pub(crate) openapi: &'static str,
+}
