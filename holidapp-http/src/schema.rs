@@ -7,7 +7,9 @@
 #![allow(dead_code)]
 
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
+
+use crate::error::ErrorBody;
 
 /// A job's status, as the course's API spells it.
 #[derive(Serialize, ToSchema)]
@@ -125,4 +127,66 @@ pub(crate) struct Welcome {
     /// Where the OpenAPI document is.
     #[schema(example = "/openapi.json")]
     pub(crate) openapi: &'static str,
+}
+
+/// The backend is unavailable (code `backend_unavailable`); try again shortly.
+#[derive(IntoResponses)]
+#[response(status = 503)]
+pub(crate) struct BackendDown(ErrorBody);
+
+/// The answers of the routes that show one job.
+#[derive(IntoResponses)]
+pub(crate) enum ShowJob {
+    /// The job.
+    #[response(status = 200)]
+    Found(JobDoc),
+    /// The id is missing or not a UUID (code `invalid_job_id`).
+    #[response(status = 400)]
+    BadId(ErrorBody),
+    /// No job has this id: it never existed, was deleted, or expired.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+}
+
+/// The answers of the routes that fetch a job's result.
+#[derive(IntoResponses)]
+pub(crate) enum JobResult {
+    /// The result.
+    #[response(status = 200, content_type = "image/png")]
+    Png(Vec<u8>),
+    /// The id is not a UUID (code `invalid_job_id`).
+    #[response(status = 400)]
+    BadId(ErrorBody),
+    /// No job has this id: it never existed, was deleted, or expired.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The job is not finished (code `job_not_finished`), or failed (code `job_failed`, with the
+    /// job's error in the message).
+    #[response(status = 409)]
+    NotReady(ErrorBody),
+}
+
+/// The answers of the routes that list jobs.
+#[derive(IntoResponses)]
+pub(crate) enum JobPage {
+    /// A page of jobs, newest first.
+    #[response(status = 200)]
+    Page(Vec<JobDoc>),
+    /// An unknown parameter, an unknown status, or a number out of range (code `invalid_query`).
+    #[response(status = 400)]
+    BadQuery(ErrorBody),
+}
+
+/// The answers of the routes that show one record.
+#[derive(IntoResponses)]
+pub(crate) enum ShowRecord {
+    /// The record, its fields as loaded.
+    #[response(status = 200)]
+    Found(RecordDoc),
+    /// The id is not valid UTF-8 (code `invalid_path`).
+    #[response(status = 400)]
+    BadId(ErrorBody),
+    /// No record has this id.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
 }

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::error::ErrorBody;
 use crate::extract::ApiBytes;
 use crate::routes::{BodyKind, body_kind};
-use crate::schema::{Loaded, RecordDoc};
+use crate::schema::{BackendDown, Loaded, RecordDoc, ShowRecord};
 
 /// Query of `GET /data`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -43,7 +43,7 @@ pub(crate) struct DataQuery {
         (status = 413, description = "The body is larger than 256 MiB", body = ErrorBody),
         (status = 415, description = "A body of another content type", body = ErrorBody),
         (status = 502, description = "The configured data source could not be read", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+        BackendDown,
     )
 )]
 pub(crate) async fn load_data(
@@ -102,7 +102,7 @@ where
              ("link" = String, description = "The next page, when there is one"),
          )),
         (status = 400, description = "start/limit not a number in range, or an unknown parameter", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+        BackendDown,
     )
 )]
 pub(crate) async fn list_data(
@@ -143,7 +143,7 @@ pub(crate) async fn list_data(
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No data set is loaded", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+        BackendDown,
     )
 )]
 pub(crate) async fn delete_data(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
@@ -158,12 +158,7 @@ pub(crate) async fn delete_data(State(ctx): State<Ctx>) -> Result<Response, ApiE
 #[utoipa::path(
     get, path = "/data/{id}", tag = "data",
     params(("id" = String, Path, description = "The record's id")),
-    responses(
-        (status = 200, description = "The record", body = RecordDoc),
-        (status = 400, description = "The id is not valid UTF-8", body = ErrorBody),
-        (status = 404, description = "No record has this id", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
-    )
+    responses(ShowRecord, BackendDown)
 )]
 pub(crate) async fn get_record(
     State(ctx): State<Ctx>,
@@ -177,7 +172,7 @@ pub(crate) async fn get_record(
     get, path = "/genes", tag = "data",
     responses(
         (status = 200, description = "Every record id (empty when nothing is loaded)", body = Vec<String>),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+        BackendDown,
     )
 )]
 pub(crate) async fn list_genes(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
@@ -189,12 +184,7 @@ pub(crate) async fn list_genes(State(ctx): State<Ctx>) -> Result<Response, ApiEr
 #[utoipa::path(
     get, path = "/genes/{hgnc_id}", tag = "data",
     params(("hgnc_id" = String, Path, description = "The gene's HGNC id, e.g. HGNC:5")),
-    responses(
-        (status = 200, description = "The gene's record", body = RecordDoc),
-        (status = 400, description = "The id is not valid UTF-8", body = ErrorBody),
-        (status = 404, description = "No gene has this id", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
-    )
+    responses(ShowRecord, BackendDown)
 )]
 pub(crate) async fn get_gene(
     State(ctx): State<Ctx>,

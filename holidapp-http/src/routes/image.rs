@@ -9,7 +9,7 @@ use holidapp_core::{Error, JobParams};
 use super::{Ctx, json, png, read_json};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiBytes;
-use crate::schema::{ImageCreated, JobParamsDoc};
+use crate::schema::{BackendDown, ImageCreated, JobParamsDoc};
 
 /// Render a plot of the loaded data set and store it, replacing the stored one.
 ///
@@ -26,7 +26,7 @@ use crate::schema::{ImageCreated, JobParamsDoc};
         (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
         (status = 415, description = "A body not sent as application/json", body = ErrorBody),
         (status = 422, description = "The parameters select nothing drawable", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+        BackendDown,
     )
 )]
 pub(crate) async fn create_image(
@@ -63,7 +63,7 @@ pub(crate) async fn create_image(
     responses(
         (status = 200, description = "The image", content_type = "image/png", body = Vec<u8>),
         (status = 404, description = "No image is stored: POST /image first", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+        BackendDown,
     )
 )]
 pub(crate) async fn get_image(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
@@ -79,7 +79,7 @@ pub(crate) async fn get_image(State(ctx): State<Ctx>) -> Result<Response, ApiErr
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No image is stored", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+        BackendDown,
     )
 )]
 pub(crate) async fn delete_image(State(ctx): State<Ctx>) -> Result<Response, ApiError> {

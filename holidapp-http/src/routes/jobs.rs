@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 use super::{Ctx, json_bytes, png};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::schema::{JobDoc, JobParamsDoc};
+use crate::schema::{BackendDown, JobDoc, JobPage, JobParamsDoc, JobResult, ShowJob};
 
 /// Query of `GET /jobs`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -71,7 +71,7 @@ pub(crate) struct JobIdQuery {
         (status = 400, description = "Malformed JSON, wrong types, missing or unknown fields, or parameters the renderer refuses", body = ErrorBody),
         (status = 413, description = "The body is larger than 16 KiB", body = ErrorBody),
         (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+        BackendDown,
     )
 )]
 pub(crate) async fn submit_job(
@@ -94,13 +94,11 @@ pub(crate) async fn submit_job(
 
 /// List jobs, newest first, optionally of one status, one bounded page at a time.
 #[utoipa::path(
-    get, path = "/jobs", tag = "jobs",
+    get,
+    path = "/jobs",
+    tag = "jobs",
     params(JobListQuery),
-    responses(
-        (status = 200, description = "A page of jobs, newest first", body = Vec<JobDoc>),
-        (status = 400, description = "Unknown status, unknown parameter, or offset/limit not a number in range", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
-    )
+    responses(JobPage, BackendDown)
 )]
 pub(crate) async fn list_jobs(
     State(ctx): State<Ctx>,
@@ -122,12 +120,7 @@ pub(crate) async fn list_jobs(
 #[utoipa::path(
     get, path = "/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job's id (a UUID)")),
-    responses(
-        (status = 200, description = "The job", body = JobDoc),
-        (status = 400, description = "The id is not a UUID", body = ErrorBody),
-        (status = 404, description = "No job has this id (or it expired)", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
-    )
+    responses(ShowJob, BackendDown)
 )]
 pub(crate) async fn get_job(
     State(ctx): State<Ctx>,
@@ -147,7 +140,7 @@ pub(crate) async fn get_job(
         (status = 400, description = "The id is not a UUID", body = ErrorBody),
         (status = 404, description = "No job has this id", body = ErrorBody),
         (status = 409, description = "The job is in progress", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+        BackendDown,
     )
 )]
 pub(crate) async fn delete_job(
@@ -168,13 +161,7 @@ pub(crate) async fn delete_job(
 #[utoipa::path(
     get, path = "/jobs/{id}/result", tag = "jobs",
     params(("id" = String, Path, description = "The job's id (a UUID)")),
-    responses(
-        (status = 200, description = "The result", content_type = "image/png", body = Vec<u8>),
-        (status = 400, description = "The id is not a UUID", body = ErrorBody),
-        (status = 404, description = "No job has this id (or it expired)", body = ErrorBody),
-        (status = 409, description = "The job is not finished (code job_not_finished) or failed (code job_failed, with its error)", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
-    )
+    responses(JobResult, BackendDown)
 )]
 pub(crate) async fn job_result(
     State(ctx): State<Ctx>,
@@ -185,14 +172,11 @@ pub(crate) async fn job_result(
 
 /// Course alias of `GET /jobs/{id}`.
 #[utoipa::path(
-    get, path = "/jobs_status", tag = "course aliases",
+    get,
+    path = "/jobs_status",
+    tag = "course aliases",
     params(JobIdQuery),
-    responses(
-        (status = 200, description = "The job", body = JobDoc),
-        (status = 400, description = "job_id missing or not a UUID", body = ErrorBody),
-        (status = 404, description = "No job has this id", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
-    )
+    responses(ShowJob, BackendDown)
 )]
 pub(crate) async fn jobs_status(
     State(ctx): State<Ctx>,
@@ -203,14 +187,11 @@ pub(crate) async fn jobs_status(
 
 /// Course alias of `GET /jobs/{id}`.
 #[utoipa::path(
-    get, path = "/job_status", tag = "course aliases",
+    get,
+    path = "/job_status",
+    tag = "course aliases",
     params(JobIdQuery),
-    responses(
-        (status = 200, description = "The job", body = JobDoc),
-        (status = 400, description = "job_id missing or not a UUID", body = ErrorBody),
-        (status = 404, description = "No job has this id", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
-    )
+    responses(ShowJob, BackendDown)
 )]
 pub(crate) async fn job_status(
     State(ctx): State<Ctx>,
@@ -221,13 +202,11 @@ pub(crate) async fn job_status(
 
 /// Course alias of `GET /jobs?status=complete`.
 #[utoipa::path(
-    get, path = "/completed_jobs", tag = "course aliases",
+    get,
+    path = "/completed_jobs",
+    tag = "course aliases",
     params(PageQuery),
-    responses(
-        (status = 200, description = "A page of complete jobs, newest first", body = Vec<JobDoc>),
-        (status = 400, description = "offset/limit not a number in range, or an unknown parameter", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
-    )
+    responses(JobPage, BackendDown)
 )]
 pub(crate) async fn completed_jobs(
     State(ctx): State<Ctx>,
@@ -238,13 +217,11 @@ pub(crate) async fn completed_jobs(
 
 /// Course alias: jobs not finished yet (`submitted` and `in progress`), newest first.
 #[utoipa::path(
-    get, path = "/incomplete_jobs", tag = "course aliases",
+    get,
+    path = "/incomplete_jobs",
+    tag = "course aliases",
     params(LimitQuery),
-    responses(
-        (status = 200, description = "Up to `limit` unfinished jobs, newest first", body = Vec<JobDoc>),
-        (status = 400, description = "limit not a number in range, or an unknown parameter", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
-    )
+    responses(JobPage, BackendDown)
 )]
 pub(crate) async fn incomplete_jobs(
     State(ctx): State<Ctx>,
@@ -274,13 +251,11 @@ pub(crate) async fn incomplete_jobs(
 
 /// Course alias of `GET /jobs?status=in progress`.
 #[utoipa::path(
-    get, path = "/inprogress_jobs", tag = "course aliases",
+    get,
+    path = "/inprogress_jobs",
+    tag = "course aliases",
     params(PageQuery),
-    responses(
-        (status = 200, description = "A page of jobs in progress, newest first", body = Vec<JobDoc>),
-        (status = 400, description = "offset/limit not a number in range, or an unknown parameter", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
-    )
+    responses(JobPage, BackendDown)
 )]
 pub(crate) async fn inprogress_jobs(
     State(ctx): State<Ctx>,
@@ -293,13 +268,7 @@ pub(crate) async fn inprogress_jobs(
 #[utoipa::path(
     get, path = "/results/{id}", tag = "course aliases",
     params(("id" = String, Path, description = "The job's id (a UUID)")),
-    responses(
-        (status = 200, description = "The result", content_type = "image/png", body = Vec<u8>),
-        (status = 400, description = "The id is not a UUID", body = ErrorBody),
-        (status = 404, description = "No job has this id", body = ErrorBody),
-        (status = 409, description = "The job is not finished, or failed", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
-    )
+    responses(JobResult, BackendDown)
 )]
 pub(crate) async fn results(
     State(ctx): State<Ctx>,
@@ -312,13 +281,7 @@ pub(crate) async fn results(
 #[utoipa::path(
     get, path = "/download/{id}", tag = "course aliases",
     params(("id" = String, Path, description = "The job's id (a UUID)")),
-    responses(
-        (status = 200, description = "The result", content_type = "image/png", body = Vec<u8>),
-        (status = 400, description = "The id is not a UUID", body = ErrorBody),
-        (status = 404, description = "No job has this id", body = ErrorBody),
-        (status = 409, description = "The job is not finished, or failed", body = ErrorBody),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
-    )
+    responses(JobResult, BackendDown)
 )]
 pub(crate) async fn download(
     State(ctx): State<Ctx>,

@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Ctx, json};
 use crate::error::{ApiError, ErrorBody};
-use crate::schema::{Health, Welcome};
+use crate::schema::{BackendDown, Health, Welcome};
 use crate::state::Limits;
 
 /// Record a visit (one line with the time) in this pod's visits log and say hello.
@@ -98,7 +98,7 @@ pub(crate) async fn healthz() -> Result<Response, ApiError> {
     get, path = "/readyz", tag = "service",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "The backend is unavailable", body = ErrorBody),
+        BackendDown,
     )
 )]
 pub(crate) async fn readyz(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
