@@ -32,11 +32,13 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(5);
 const PORT_ATTEMPTS: usize = 5;
 
 /// How a [`RedisServer`] is started.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RedisServerOptions {
     /// Append-only file on, fsynced on every write (`--appendonly yes --appendfsync always`), so
     /// every acknowledged write survives a `SIGKILL` and a [`restart`](RedisServer::restart).
     pub aof: bool,
+    /// A password clients must give (`--requirepass`); [`RedisServer::url`] carries it.
+    pub password: Option<String>,
 }
 
 /// A `redis-server` process owned by a test.
@@ -88,7 +90,10 @@ impl RedisServer {
     ///
     /// As [`RedisServer::start`].
     pub fn start_with_aof() -> Self {
-        Self::start_with(RedisServerOptions { aof: true })
+        Self::start_with(RedisServerOptions {
+            aof: true,
+            ..RedisServerOptions::default()
+        })
     }
 
     /// Starts a server with `options`.
@@ -103,7 +108,7 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("cannot create a directory for redis-server: {e}"));
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            match spawn(port, options, dir.path()) {
+            match spawn(port, &options, dir.path()) {
                 Ok(process) => {
                     return RedisServer {
                         port,
@@ -126,9 +131,12 @@ impl RedisServer {
         SHARED.get_or_init(RedisServer::start)
     }
 
-    /// The server's URL, `redis://127.0.0.1:PORT/`.
+    /// The server's URL, `redis://127.0.0.1:PORT/` (with `:PASSWORD@` when it has one).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match &self.options.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
     }
 
     /// The port the server listens on (the same across restarts).
@@ -141,9 +149,9 @@ impl RedisServer {
         self.dir.path()
     }
 
-    /// Whether the server was started with the append-only file on.
-    pub fn options(&self) -> RedisServerOptions {
-        self.options
+    /// The options the server was started with.
+    pub fn options(&self) -> &RedisServerOptions {
+        &self.options
     }
 
     /// A backend configuration for this server with a key prefix of its own for `test_name`.
@@ -189,6 +197,28 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server with `SIGSTOP`: it keeps its connections open but answers nothing, as
+    /// a hung host or a network partition would. [`thaw`](RedisServer::thaw) resumes it.
+    pub fn freeze(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a server frozen by [`freeze`](RedisServer::freeze) with `SIGCONT`.
+    pub fn thaw(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&mut self, signal: &str) {
+        if let Some(running) = self.process.as_ref() {
+            let pid = running.server.id().to_string();
+            let sent = Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(sent, "could not send {signal} to redis-server {pid}");
+        }
+    }
+
     /// Starts the server again on the same port and in the same directory, so it reloads its
     /// append-only file, and waits until it answers. Stops it first if it is running.
     ///
@@ -197,7 +227,7 @@ impl RedisServer {
     /// When the server does not come back (for example, another process took its port).
     pub fn restart(&mut self) {
         self.stop();
-        match spawn(self.port, self.options, self.dir.path()) {
+        match spawn(self.port, &self.options, self.dir.path()) {
             Ok(process) => self.process = Some(process),
             Err(StartError::PortTaken) => panic!(
                 "redis-server could not restart: port {} was taken by another process",
@@ -251,7 +281,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts `redis-server` on `port` in `dir` and waits until it answers `PING`.
-fn spawn(port: u16, options: RedisServerOptions, dir: &Path) -> Result<Running, StartError> {
+fn spawn(port: u16, options: &RedisServerOptions, dir: &Path) -> Result<Running, StartError> {
     let log = dir.join("redis.log");
     let mut command = Command::new("redis-server");
     command
@@ -267,6 +297,12 @@ fn spawn(port: u16, options: RedisServerOptions, dir: &Path) -> Result<Running, 
         } else {
             ["--appendonly", "no", "--appendfsync", "everysec"]
         })
+        .args(
+            options
+                .password
+                .iter()
+                .flat_map(|password| ["--requirepass", password.as_str()]),
+        )
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -297,7 +333,7 @@ fn spawn(port: u16, options: RedisServerOptions, dir: &Path) -> Result<Running, 
         watchdog,
         _watchdog_stdin: watchdog_stdin,
     };
-    match wait_until_ready(&mut running.server, port, &log) {
+    match wait_until_ready(&mut running.server, port, options.password.as_deref(), &log) {
         Ok(()) => Ok(running),
         Err(e) => {
             running.disarm_watchdog();
@@ -327,7 +363,12 @@ fn start_watchdog(pid: u32, dir: &Path) -> std::io::Result<(Child, ChildStdin)> 
 }
 
 /// Polls the server with `PING` until it answers `+PONG`, it exits, or the deadline passes.
-fn wait_until_ready(server: &mut Child, port: u16, log: &Path) -> Result<(), StartError> {
+fn wait_until_ready(
+    server: &mut Child,
+    port: u16,
+    password: Option<&str>,
+    log: &Path,
+) -> Result<(), StartError> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     loop {
@@ -341,7 +382,7 @@ fn wait_until_ready(server: &mut Child, port: u16, log: &Path) -> Result<(), Sta
                 tail(&log_text, 2000)
             )));
         }
-        if ping(addr) {
+        if ping(addr, password) {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -356,17 +397,30 @@ fn wait_until_ready(server: &mut Child, port: u16, log: &Path) -> Result<(), Sta
     }
 }
 
-/// Whether a server at `addr` answers `PING` with `PONG` (not `LOADING` or an error).
-fn ping(addr: SocketAddr) -> bool {
+/// Whether a server at `addr` answers `PING` with `PONG` (not `LOADING` or an error), after
+/// `AUTH` when it has a password.
+fn ping(addr: SocketAddr, password: Option<&str>) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"PING\r\n").is_err() {
+    let mut request = Vec::new();
+    let mut expected = Vec::new();
+    if let Some(password) = password {
+        // A RESP array, so any byte of the password is sent as it is.
+        request
+            .extend_from_slice(format!("*2\r\n$4\r\nAUTH\r\n${}\r\n", password.len()).as_bytes());
+        request.extend_from_slice(password.as_bytes());
+        request.extend_from_slice(b"\r\n");
+        expected.extend_from_slice(b"+OK\r\n");
+    }
+    request.extend_from_slice(b"PING\r\n");
+    expected.extend_from_slice(b"+PONG\r\n");
+    if stream.write_all(&request).is_err() {
         return false;
     }
-    let mut reply = [0u8; 7];
-    stream.read_exact(&mut reply).is_ok() && reply == *b"+PONG\r\n"
+    let mut reply = vec![0u8; expected.len()];
+    stream.read_exact(&mut reply).is_ok() && reply == expected
 }
 
 /// The last `max` bytes of `text`, cut at a character boundary.

@@ -1,0 +1,262 @@
+//! What the Redis backend promises beyond the contract suite: a layout a person can read, real
+//! expiry on finished jobs, durability warnings, passwords in the URL, blocking waits that never
+//! stall other calls, and the bundled data sets stored and read back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
+use holidapp_core::testing::{RedisServer, RedisServerOptions};
+use holidapp_core::{
+    DataStore, Error, Job, JobParams, JobStore, ManualClock, Queue, QueueSettings, parse,
+};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn connect(server: &RedisServer, test: &str) -> (RedisBackend, RedisConfig) {
+    let config = server.config(test);
+    let backend = RedisBackend::connect(&config, QueueSettings::default())
+        .await
+        .unwrap();
+    (backend, config)
+}
+
+/// A plain connection for looking at keys the way an operator would with `redis-cli`.
+async fn operator(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_a_hash_a_person_can_read() {
+    let server = RedisServer::shared();
+    let (backend, config) = connect(server, "layout").await;
+    let job = Job::new(
+        JobParams::new("1990", "2000").with_option("kind", "categories"),
+        chrono::Utc::now(),
+    );
+    backend.enqueue(&job).await.unwrap();
+    let lease = backend.lease("10.244.0.12", LEASE).await.unwrap().unwrap();
+
+    let mut redis = operator(server).await;
+    let key = format!("{}:job:{}", config.prefix, job.id);
+    let fields: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(fields["id"], job.id.to_string());
+    assert_eq!(fields["status"], "in progress");
+    assert_eq!(fields["start"], "1990");
+    assert_eq!(fields["end"], "2000");
+    assert_eq!(fields["plot"], r#"{"kind":"categories"}"#);
+    assert_eq!(fields["worker"], "10.244.0.12");
+    assert_eq!(fields["attempts"], "1");
+    assert_eq!(fields["token"], lease.token.0.to_string());
+    for time in ["created_at", "started_at", "lease_deadline"] {
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(&fields[time]).is_ok(),
+            "{time}: {}",
+            fields[time]
+        );
+    }
+    let queued: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("{}:index:in_progress", config.prefix))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(queued, vec![job.id.to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_and_results_carry_a_redis_expiry() {
+    let server = RedisServer::shared();
+    let config = server.config("ttl");
+    let settings = QueueSettings {
+        result_ttl: Duration::from_secs(600),
+        ..QueueSettings::default()
+    };
+    let backend = RedisBackend::connect(&config, settings).await.unwrap();
+    let job = Job::new(JobParams::new("1", "2"), chrono::Utc::now());
+    backend.enqueue(&job).await.unwrap();
+    let mut redis = operator(server).await;
+    let job_key = format!("{}:job:{}", config.prefix, job.id);
+    let result_key = format!("{}:result:{}", config.prefix, job.id);
+    let pttl = |key: String| {
+        let mut redis = redis.clone();
+        async move {
+            redis::cmd("PTTL")
+                .arg(key)
+                .query_async::<i64>(&mut redis)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        pttl(job_key.clone()).await,
+        -1,
+        "a waiting job never expires"
+    );
+    let lease = backend.lease("w", LEASE).await.unwrap().unwrap();
+    backend.complete(&lease, b"png".to_vec()).await.unwrap();
+    for key in [job_key, result_key] {
+        let left = pttl(key.clone()).await;
+        assert!(left > 590_000 && left <= 600_000, "{key}: {left} ms");
+    }
+    let expiry: Option<f64> = redis::cmd("ZSCORE")
+        .arg(format!("{}:index:expiry", config.prefix))
+        .arg(job.id.to_string())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(expiry.is_some(), "finished jobs are filed for purging");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durability_warnings_name_what_can_lose_jobs() {
+    let plain = RedisServer::start();
+    let (backend, _) = connect(&plain, "durability").await;
+    let warnings = backend.check_durability().await.unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("nothing on disk"), "{warnings:?}");
+
+    let mut redis = operator(&plain).await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let warnings = backend.check_durability().await.unwrap();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].contains("allkeys-lru"), "{warnings:?}");
+
+    let persistent = RedisServer::start_with_aof();
+    let (backend, _) = connect(&persistent, "durability").await;
+    assert_eq!(
+        backend.check_durability().await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_the_url_is_used_and_a_wrong_one_refused() {
+    let server = RedisServer::start_with(RedisServerOptions {
+        password: Some("s3cret pass".to_owned()),
+        ..RedisServerOptions::default()
+    });
+    let (backend, config) = connect(&server, "auth").await;
+    backend.ping().await.unwrap();
+    assert!(server.url().contains("s3cret"));
+    assert!(!format!("{config:?}").contains("s3cret"));
+
+    let wrong = RedisConfig {
+        url: format!("redis://:nope@127.0.0.1:{}/", server.port()),
+        prefix: config.prefix.clone(),
+    };
+    let refused = RedisBackend::connect(&wrong, QueueSettings::default())
+        .await
+        .unwrap();
+    let err = refused.ping().await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_wait_does_not_stall_other_calls() {
+    let server = RedisServer::shared();
+    let (backend, _) = connect(server, "wait").await;
+    let backend = Arc::new(backend);
+    let waiter = {
+        let backend = Arc::clone(&backend);
+        tokio::spawn(async move { backend.wait_for_work(Duration::from_secs(30)).await })
+    };
+    // While the waiter blocks, the shared connection keeps serving.
+    for _ in 0..50 {
+        backend.ping().await.unwrap();
+        assert_eq!(backend.depth().await.unwrap().ready, 0);
+    }
+    assert!(!waiter.is_finished(), "the waiter returned with no work");
+    backend
+        .enqueue(&Job::new(JobParams::new("1", "2"), chrono::Utc::now()))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the enqueue woke the waiter")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_retry_ends_a_wait() {
+    let server = RedisServer::shared();
+    let config = server.config("wait_retry");
+    let clock = Arc::new(ManualClock::starting_now());
+    let backend = RedisBackend::with_clock(&config, QueueSettings::default(), clock.clone())
+        .await
+        .unwrap();
+    backend
+        .enqueue(&Job::new(JobParams::new("1", "2"), chrono::Utc::now()))
+        .await
+        .unwrap();
+    let lease = backend.lease("w", LEASE).await.unwrap().unwrap();
+    backend
+        .fail(&lease, "flaky", holidapp_core::FailureKind::Transient)
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(120));
+    // The retry is due by the backend's clock: no wake-up token is needed.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        backend.wait_for_work(Duration::from_secs(3600)),
+    )
+    .await
+    .expect("a due retry ends the wait at once");
+    assert_eq!(
+        backend.lease("w", LEASE).await.unwrap().unwrap().attempt(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundled_data_sets_round_trip() {
+    let server = RedisServer::shared();
+    let (backend, _) = connect(server, "bundled").await;
+    for name in ["hgnc", "meteorites"] {
+        let data = parse::bundled(name).expect("bundled data set");
+        assert!(!data.is_empty());
+        let count = backend.replace(data.clone()).await.unwrap();
+        assert_eq!(count, data.len() as u64);
+        let (_, loaded) = backend.load().await.unwrap();
+        assert_eq!(*loaded, data, "{name}");
+        let last = data.records.last().unwrap();
+        assert_eq!(backend.record(&last.id).await.unwrap().as_ref(), Some(last));
+        assert_eq!(
+            backend.page(1, 2).await.unwrap(),
+            data.records[1..3].to_vec()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_record_ids_are_refused_and_change_nothing() {
+    let server = RedisServer::shared();
+    let (backend, _) = connect(server, "dup").await;
+    let data = parse::bundled("meteorites").unwrap();
+    backend.replace(data.clone()).await.unwrap();
+    let version = backend.version().await.unwrap();
+    let mut duplicated = data.clone();
+    duplicated.records.push(data.records[0].clone());
+    assert!(matches!(
+        backend.replace(duplicated).await,
+        Err(Error::InvalidData(_))
+    ));
+    assert_eq!(backend.version().await.unwrap(), version);
+    assert_eq!(backend.len().await.unwrap(), data.len() as u64);
+}

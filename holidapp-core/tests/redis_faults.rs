@@ -1,0 +1,398 @@
+//! Fault tests of the Redis backend against real `redis-server` processes: stale lease holders,
+//! a server killed and restarted with its append-only file, a server down or hung, and many
+//! lessees racing for the same jobs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
+use holidapp_core::testing::RedisServer;
+use holidapp_core::{
+    Clock, Error, FailureKind, Job, JobId, JobParams, JobStatus, JobStore, ManualClock, Queue,
+    QueueSettings,
+};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+/// The API must answer 503 within 2 s, so every call must give up well before that.
+const OUTAGE_ANSWER_LIMIT: Duration = Duration::from_secs(2);
+
+fn jobs(n: usize) -> Vec<Job> {
+    (0..n)
+        .map(|i| Job::new(JobParams::new(i.to_string(), "3000"), chrono::Utc::now()))
+        .collect()
+}
+
+/// Polls `ping` until the backend reaches the server again, or fails the test after 15 s.
+async fn wait_until_reachable(backend: &RedisBackend) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match backend.ping().await {
+            Ok(()) => return,
+            Err(e) if Instant::now() < deadline => {
+                assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the backend did not reconnect: {e}"),
+        }
+    }
+}
+
+/// Runs `call` and checks it answers `Unavailable` within the outage limit.
+async fn assert_unavailable_quickly<T: std::fmt::Debug>(
+    what: &str,
+    call: impl std::future::Future<Output = holidapp_core::Result<T>>,
+) {
+    let started = Instant::now();
+    let result = call.await;
+    let took = started.elapsed();
+    assert!(
+        matches!(result, Err(Error::Unavailable(_))),
+        "{what}: expected Unavailable, got {result:?}"
+    );
+    assert!(
+        took < OUTAGE_ANSWER_LIMIT,
+        "{what}: answered after {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_lessee_cannot_touch_a_job_taken_over_by_another() {
+    let server = RedisServer::shared();
+    let config = server.config("stale_lessee");
+    let clock = Arc::new(ManualClock::starting_now());
+    // Two processes' worth of backends: separate connections, one namespace, one clock.
+    let old = RedisBackend::with_clock(&config, QueueSettings::default(), clock.clone())
+        .await
+        .unwrap();
+    let new = RedisBackend::with_clock(&config, QueueSettings::default(), clock.clone())
+        .await
+        .unwrap();
+    let job = jobs(1).remove(0);
+    old.enqueue(&job).await.unwrap();
+    let stale = old.lease("10.0.0.1", LEASE).await.unwrap().unwrap();
+
+    clock.advance(LEASE + Duration::from_secs(1));
+    let report = new.requeue_expired().await.unwrap();
+    assert_eq!((report.requeued, report.failed), (1, 0));
+    let current = new.lease("10.0.0.2", LEASE).await.unwrap().unwrap();
+    assert_eq!(current.id(), job.id);
+    assert_ne!(current.token, stale.token);
+
+    assert!(matches!(
+        old.complete(&stale, b"stale".to_vec()).await,
+        Err(Error::LeaseLost)
+    ));
+    assert!(matches!(
+        old.fail(&stale, "stale", FailureKind::Permanent).await,
+        Err(Error::LeaseLost)
+    ));
+    assert!(matches!(
+        old.renew(&stale, LEASE).await,
+        Err(Error::LeaseLost)
+    ));
+    assert_eq!(
+        old.renew_many(&[stale.clone(), current.clone()], LEASE)
+            .await
+            .unwrap(),
+        vec![false, true]
+    );
+    assert!(matches!(old.release(&stale).await, Err(Error::LeaseLost)));
+
+    let stored = new.get(job.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, JobStatus::InProgress);
+    assert_eq!(stored.worker.as_deref(), Some("10.0.0.2"));
+    assert_eq!(stored.attempts, 2);
+    assert_eq!(new.result(job.id).await.unwrap(), None);
+
+    new.complete(&current, b"fresh".to_vec()).await.unwrap();
+    assert_eq!(
+        old.result(job.id).await.unwrap().as_deref(),
+        Some(&b"fresh"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_jobs_survive_a_kill_and_restart_with_aof() {
+    let mut server = RedisServer::start_with_aof();
+    let config = server.config("aof");
+    let backend = RedisBackend::connect(&config, QueueSettings::default())
+        .await
+        .unwrap();
+    let all = jobs(1000);
+    for job in &all[..300] {
+        backend.enqueue(job).await.unwrap();
+    }
+    backend.enqueue_many(&all[300..]).await.unwrap();
+    let leases = backend.lease_many("10.0.0.1", LEASE, 100).await.unwrap();
+    assert_eq!(leases.len(), 100);
+    for lease in &leases[..50] {
+        backend
+            .complete(lease, lease.id().to_string().into_bytes())
+            .await
+            .unwrap();
+    }
+
+    server.kill();
+    assert!(!server.is_running());
+    server.restart();
+    wait_until_reachable(&backend).await;
+
+    // Every acknowledged job is back, in the state it was left in.
+    let mut by_status: HashMap<JobStatus, usize> = HashMap::new();
+    for job in &all {
+        let stored = backend
+            .get(job.id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("job {} was lost", job.id));
+        *by_status.entry(stored.status).or_default() += 1;
+    }
+    assert_eq!(by_status[&JobStatus::Complete], 50);
+    assert_eq!(by_status[&JobStatus::InProgress], 50);
+    assert_eq!(by_status[&JobStatus::Submitted], 900);
+    for lease in &leases[..50] {
+        let result = backend.result(lease.id()).await.unwrap();
+        assert_eq!(result.as_deref(), Some(lease.id().to_string().as_bytes()));
+    }
+
+    // The leases held across the crash are still the current ones, and the rest drains.
+    for lease in &leases[50..] {
+        backend.complete(lease, vec![1]).await.unwrap();
+    }
+    let mut drained = 0;
+    while let Some(lease) = backend.lease("10.0.0.2", LEASE).await.unwrap() {
+        backend.complete(&lease, vec![2]).await.unwrap();
+        drained += 1;
+    }
+    assert_eq!(drained, 900);
+    let counts = backend.counts().await.unwrap();
+    assert_eq!(
+        (counts.submitted, counts.in_progress, counts.complete),
+        (0, 0, 1000)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_redis_answers_unavailable_quickly_and_the_backend_recovers() {
+    let mut server = RedisServer::start_with_aof();
+    let config = server.config("down");
+    let backend = RedisBackend::connect(&config, QueueSettings::default())
+        .await
+        .unwrap();
+    let job = jobs(1).remove(0);
+    backend.enqueue(&job).await.unwrap();
+
+    server.stop();
+    let other = jobs(1).remove(0);
+    assert_unavailable_quickly("ping", backend.ping()).await;
+    assert_unavailable_quickly("get", backend.get(job.id)).await;
+    assert_unavailable_quickly("enqueue", backend.enqueue(&other)).await;
+    assert_unavailable_quickly("lease", backend.lease("w", LEASE)).await;
+    assert_unavailable_quickly("counts", backend.counts()).await;
+    // Idle workers wait rather than spin while Redis is down, and still come back in time.
+    let started = Instant::now();
+    backend.wait_for_work(Duration::from_millis(300)).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // A backend made while Redis is down is made all the same and fails the same way.
+    let late = RedisBackend::connect(&config, QueueSettings::default())
+        .await
+        .unwrap();
+    assert_unavailable_quickly("ping on a new backend", late.ping()).await;
+
+    server.restart();
+    wait_until_reachable(&backend).await;
+    wait_until_reachable(&late).await;
+    // The enqueue refused during the outage left nothing behind, so it can be made now.
+    backend.enqueue(&other).await.unwrap();
+    let lease = backend.lease("w", LEASE).await.unwrap().unwrap();
+    assert_eq!(
+        lease.id(),
+        job.id,
+        "the job enqueued before the outage comes first"
+    );
+    backend.complete(&lease, vec![1]).await.unwrap();
+    assert_eq!(
+        late.get(other.id).await.unwrap().unwrap().status,
+        JobStatus::Submitted
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_answers_unavailable_within_the_timeout() {
+    let mut server = RedisServer::start();
+    let config = server.config("hung");
+    let backend = RedisBackend::connect(&config, QueueSettings::default())
+        .await
+        .unwrap();
+    backend.ping().await.unwrap();
+
+    server.freeze();
+    assert_unavailable_quickly("ping while hung", backend.ping()).await;
+    assert_unavailable_quickly("lease while hung", backend.lease("w", LEASE)).await;
+    server.thaw();
+
+    wait_until_reachable(&backend).await;
+    let job = jobs(1).remove(0);
+    backend.enqueue(&job).await.unwrap();
+    assert_eq!(
+        backend.lease("w", LEASE).await.unwrap().unwrap().id(),
+        job.id
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_lessees_racing_for_1000_jobs_complete_each_exactly_once() {
+    let server = RedisServer::start();
+    let config = server.config("race");
+    let producer = RedisBackend::connect(&config, QueueSettings::default())
+        .await
+        .unwrap();
+    let all = jobs(1000);
+    producer.enqueue_many(&all).await.unwrap();
+
+    let lessees = (0..8).map(|n| {
+        let config: RedisConfig = config.clone();
+        tokio::spawn(async move {
+            // Each lessee has its own backend, so its own connection, as a process would.
+            let backend = RedisBackend::connect(&config, QueueSettings::default())
+                .await
+                .unwrap();
+            let worker = format!("10.0.0.{n}");
+            let mut completed = Vec::new();
+            loop {
+                // Half take one job at a time, half take batches.
+                let leases = if n % 2 == 0 {
+                    backend
+                        .lease(&worker, LEASE)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .collect()
+                } else {
+                    backend.lease_many(&worker, LEASE, 7).await.unwrap()
+                };
+                if leases.is_empty() {
+                    return completed;
+                }
+                for (i, lease) in leases.iter().enumerate() {
+                    // Now and then give a job back, so jobs are leased more than once.
+                    if (i + n) % 11 == 3 && lease.attempt() == 1 {
+                        backend.release(lease).await.unwrap();
+                        continue;
+                    }
+                    let done = backend
+                        .complete(lease, worker.clone().into_bytes())
+                        .await
+                        .unwrap();
+                    assert_eq!(done.worker.as_deref(), Some(worker.as_str()));
+                    assert!(matches!(
+                        backend.complete(lease, b"again".to_vec()).await,
+                        Err(Error::LeaseLost)
+                    ));
+                    completed.push(lease.id());
+                }
+            }
+        })
+    });
+    let mut completions: HashMap<JobId, usize> = HashMap::new();
+    let mut per_lessee = Vec::new();
+    for lessee in futures::future::join_all(lessees).await {
+        let done = lessee.unwrap();
+        per_lessee.push(done.len());
+        for id in done {
+            *completions.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(completions.len(), 1000, "every job completed");
+    assert!(
+        completions.values().all(|&n| n == 1),
+        "a job completed twice"
+    );
+    assert!(
+        per_lessee.iter().filter(|&&n| n > 0).count() > 1,
+        "{per_lessee:?}"
+    );
+    let counts = producer.counts().await.unwrap();
+    assert_eq!(
+        (counts.submitted, counts.in_progress, counts.complete),
+        (0, 0, 1000)
+    );
+    for job in &all {
+        let stored = producer.get(job.id).await.unwrap().unwrap();
+        let result = producer.result(job.id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.worker.as_deref().map(str::as_bytes),
+            Some(&result[..])
+        );
+    }
+}
+
+/// Six processes requeue expired leases at once; returns the summed report.
+async fn requeue_from_six_processes(
+    config: &RedisConfig,
+    settings: QueueSettings,
+    clock: &Arc<ManualClock>,
+) -> (u64, u64) {
+    let callers = (0..6).map(|_| {
+        let config = config.clone();
+        let clock = clock.clone();
+        tokio::spawn(async move {
+            let backend = RedisBackend::with_clock(&config, settings, clock)
+                .await
+                .unwrap();
+            backend.requeue_expired().await.unwrap()
+        })
+    });
+    let mut total = (0, 0);
+    for report in futures::future::join_all(callers).await {
+        let report = report.unwrap();
+        total.0 += report.requeued;
+        total.1 += report.failed;
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_processes_requeueing_handle_each_expired_lease_once() {
+    let server = RedisServer::shared();
+    let config = server.config("requeue_race");
+    let clock = Arc::new(ManualClock::starting_now());
+    let mut settings = QueueSettings::default();
+    settings.retry.max_attempts = 2;
+    let backend = RedisBackend::with_clock(&config, settings, clock.clone())
+        .await
+        .unwrap();
+    backend.enqueue_many(&jobs(600)).await.unwrap();
+
+    let first = backend.lease_many("w", LEASE, 600).await.unwrap();
+    assert_eq!(first.len(), 600);
+    clock.advance(LEASE + Duration::from_secs(1));
+    assert_eq!(
+        requeue_from_six_processes(&config, settings, &clock).await,
+        (600, 0),
+        "each expired lease requeued once"
+    );
+    assert_eq!(backend.depth().await.unwrap().ready, 600);
+
+    let second = backend.lease_many("w", LEASE, 600).await.unwrap();
+    assert_eq!(second.len(), 600);
+    clock.advance(LEASE + Duration::from_secs(1));
+    assert_eq!(
+        requeue_from_six_processes(&config, settings, &clock).await,
+        (0, 600),
+        "each lease expired on the last attempt failed once"
+    );
+    let stored = backend.get(second[0].id()).await.unwrap().unwrap();
+    assert_eq!(stored.status, JobStatus::Failed);
+    assert_eq!(
+        stored.error.as_deref(),
+        Some("lease expired on attempt 2 of 2")
+    );
+    assert_eq!(stored.finished_at, Some(clock.now()));
+    let counts = backend.counts().await.unwrap();
+    assert_eq!((counts.in_progress, counts.failed), (0, 600));
+    assert_eq!(backend.depth().await.unwrap().leased, 0);
+}
