@@ -1,0 +1,352 @@
+//! Configuration shared by the `holidapp-worker` and `holidapp-api` binaries.
+//!
+//! Each struct is a [`clap::Args`] group that a binary flattens into its own parser
+//! (`#[command(flatten)]`). Every field reads the environment variable named in the product's
+//! configuration table, and a `--flag` of the same name overrides it; `--help` lists both with their
+//! defaults. Ranges are checked while parsing, so a bad value stops the binary with a message that
+//! names the variable, before anything starts.
+//!
+//! Only binaries parse these: the library's [`run`](crate::run) takes plain values
+//! ([`WorkerConfig`](crate::WorkerConfig), a [`Processor`](holidapp_core::Processor)).
+
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::time::Duration;
+
+use clap::Args;
+use holidapp_core::{QueueSettings, RetryPolicy};
+
+use crate::renderers::RendererChoice;
+use crate::settings::WorkerConfig;
+
+/// Where the shared store lives: Redis, or nothing (the in-memory backend of `holidapp-api`).
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+pub struct BackendArgs {
+    /// Redis URL: `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS. Wins over
+    /// REDIS_IP. Unset (and REDIS_IP unset): no Redis.
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+
+    /// Redis host name or address, the course's way to point at Redis (used with REDIS_PORT and
+    /// REDIS_DB when REDIS_URL is unset).
+    #[arg(long, env = "REDIS_IP", value_name = "HOST")]
+    pub redis_ip: Option<String>,
+
+    /// Redis port, with REDIS_IP.
+    #[arg(long, env = "REDIS_PORT", default_value_t = 6379, value_name = "PORT")]
+    pub redis_port: u16,
+
+    /// Redis logical database number, with REDIS_IP.
+    #[arg(long, env = "REDIS_DB", default_value_t = 0, value_name = "N")]
+    pub redis_db: u32,
+
+    /// Namespace of every key, so several deployments can share one Redis.
+    #[arg(
+        long = "prefix",
+        env = "HOLIDAPP_PREFIX",
+        default_value = "holidapp",
+        value_name = "PREFIX",
+        value_parser = parse_prefix
+    )]
+    pub prefix: String,
+}
+
+impl BackendArgs {
+    /// Whether a Redis server is configured (`REDIS_URL` or `REDIS_IP` set and not blank).
+    pub fn redis_configured(&self) -> bool {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        set(&self.redis_url) || set(&self.redis_ip)
+    }
+}
+
+/// Rules of the queue: lease length, attempts, retention.
+#[derive(Args, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueArgs {
+    /// Lease length in seconds: how long a job stays with a worker that stops renewing it.
+    /// Workers renew every third of it, and a dead worker's job runs again soon after it ends.
+    #[arg(
+        long = "lease-seconds",
+        env = "HOLIDAPP_LEASE_SECONDS",
+        default_value_t = 30,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub lease_seconds: u64,
+
+    /// Attempts before a job is `failed` (transient errors retry with backoff until then).
+    #[arg(
+        long = "max-attempts",
+        env = "HOLIDAPP_MAX_ATTEMPTS",
+        default_value_t = 3,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub max_attempts: u32,
+
+    /// Retention of finished jobs and their results, in seconds.
+    #[arg(
+        long = "result-ttl-seconds",
+        env = "HOLIDAPP_RESULT_TTL_SECONDS",
+        default_value_t = 604_800,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=315_360_000)
+    )]
+    pub result_ttl_seconds: u64,
+}
+
+impl QueueArgs {
+    /// The lease length.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_seconds)
+    }
+
+    /// The settings a backend is built with: core's default retry delays, the configured attempt
+    /// limit and retention.
+    pub fn queue_settings(&self) -> QueueSettings {
+        QueueSettings {
+            retry: RetryPolicy {
+                max_attempts: self.max_attempts,
+                ..RetryPolicy::default()
+            },
+            result_ttl: Duration::from_secs(self.result_ttl_seconds),
+        }
+    }
+}
+
+/// How a worker process (or the API's embedded pool) runs jobs.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+pub struct WorkerArgs {
+    /// Identity written on every job this worker takes (Kubernetes sets it from `status.podIP`).
+    /// Default: the host's own address.
+    #[arg(long = "worker-ip", env = "WORKER_IP", value_name = "IP", value_parser = parse_identity)]
+    pub worker_ip: Option<String>,
+
+    /// Jobs run at once. Default: the number of CPU cores.
+    #[arg(
+        long = "concurrency",
+        env = "HOLIDAPP_WORKER_CONCURRENCY",
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=1024)
+    )]
+    pub concurrency: Option<u32>,
+
+    /// On SIGTERM/SIGINT, how long in-flight jobs may run before they are released to the queue.
+    #[arg(
+        long = "shutdown-grace-seconds",
+        env = "HOLIDAPP_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 20,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(0..=3600)
+    )]
+    pub shutdown_grace_seconds: u64,
+
+    /// What a job's work is: `plot` (the product), or, as a testing and benchmark aid only,
+    /// `noop` (store a 1x1 PNG at once) or `sleep:MS` (wait MS milliseconds, then do as `noop`).
+    #[arg(
+        long = "renderer",
+        env = "HOLIDAPP_RENDERER",
+        default_value = "plot",
+        value_name = "plot|noop|sleep:MS"
+    )]
+    pub renderer: RendererChoice,
+}
+
+impl WorkerArgs {
+    /// The worker identity: `WORKER_IP`, or else [`host_address`].
+    pub fn identity(&self) -> String {
+        match &self.worker_ip {
+            Some(ip) => ip.clone(),
+            None => host_address().to_string(),
+        }
+    }
+
+    /// The concurrency: as configured, or else the number of CPU cores.
+    pub fn concurrency(&self) -> usize {
+        match self.concurrency {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+
+    /// A [`WorkerConfig`] with these settings and the library's defaults for the rest.
+    pub fn worker_config(&self) -> WorkerConfig {
+        WorkerConfig {
+            shutdown_grace: self.shutdown_grace(),
+            ..WorkerConfig::new(self.identity(), self.concurrency())
+        }
+    }
+}
+
+/// Logging.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+pub struct LogArgs {
+    /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or per-module directives
+    /// such as `info,holidapp_worker=debug`.
+    #[arg(
+        long = "log-level",
+        env = "LOG_LEVEL",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    pub log_level: String,
+}
+
+/// Installs the process-wide log subscriber: human-readable lines on standard error, filtered by
+/// `filter` (`LOG_LEVEL` syntax). Answers an error for a filter that does not parse, or when a
+/// subscriber is already installed.
+pub fn init_logging(filter: &str) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| format!("LOG_LEVEL '{filter}' is not a valid log filter: {e}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init()
+        .map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+/// The address this host uses to reach other machines, or `127.0.0.1` when it has none.
+///
+/// Found without any lookup service: a UDP socket is "connected" to an address of the
+/// documentation range (192.0.2.1), which only asks the kernel which local address its routing
+/// table would use. No packet is sent.
+pub fn host_address() -> IpAddr {
+    let probe = || -> std::io::Result<IpAddr> {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        socket.connect((Ipv4Addr::new(192, 0, 2, 1), 9))?;
+        Ok(socket.local_addr()?.ip())
+    };
+    probe()
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// The longest worker identity accepted; it is written on every job.
+const MAX_IDENTITY_LEN: usize = 255;
+
+fn parse_identity(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("must not be blank".into());
+    }
+    if s.len() > MAX_IDENTITY_LEN || s.chars().any(char::is_control) {
+        return Err(format!(
+            "must be at most {MAX_IDENTITY_LEN} bytes with no control characters"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 64 {
+        return Err("must be 1 to 64 characters".into());
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    {
+        return Err("may contain only ASCII letters, digits, '-', '_', '.' and ':'".into());
+    }
+    Ok(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser, Debug)]
+    struct All {
+        #[command(flatten)]
+        backend: BackendArgs,
+        #[command(flatten)]
+        queue: QueueArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
+        #[command(flatten)]
+        log: LogArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<All, clap::Error> {
+        All::try_parse_from(std::iter::once("test").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags_override_and_ranges_are_checked() {
+        let all = parse(&[
+            "--redis-ip",
+            "10.0.0.7",
+            "--lease-seconds",
+            "2",
+            "--max-attempts",
+            "5",
+            "--worker-ip",
+            "w1",
+            "--concurrency",
+            "3",
+            "--shutdown-grace-seconds",
+            "1",
+            "--renderer",
+            "sleep:250",
+        ])
+        .unwrap();
+        assert!(all.backend.redis_configured());
+        assert_eq!(all.queue.lease(), Duration::from_secs(2));
+        assert_eq!(all.queue.queue_settings().retry.max_attempts, 5);
+        let config = all.worker.worker_config();
+        assert_eq!(config.identity, "w1");
+        assert_eq!(config.concurrency, 3);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(1));
+        assert_eq!(
+            all.worker.renderer,
+            RendererChoice::Sleep(Duration::from_millis(250))
+        );
+
+        for bad in [
+            &["--concurrency", "0"][..],
+            &["--lease-seconds", "0"],
+            &["--max-attempts", "0"],
+            &["--redis-port", "70000"],
+            &["--prefix", "has space"],
+            &["--worker-ip", "  "],
+            &["--renderer", "sleep:fast"],
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains(bad[1].trim()) || err.contains("invalid"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_redis_unless_a_url_or_host_is_given() {
+        let all = parse(&[]).unwrap();
+        assert!(!all.backend.redis_configured());
+        assert_eq!(all.backend.prefix, "holidapp");
+        assert_eq!(all.backend.redis_port, 6379);
+        assert_eq!(all.queue.lease_seconds, 30);
+        assert_eq!(all.queue.result_ttl_seconds, 604_800);
+        assert_eq!(all.worker.shutdown_grace_seconds, 20);
+        assert_eq!(all.worker.renderer, RendererChoice::Plot);
+        assert!(all.worker.concurrency() >= 1);
+        assert!(!all.worker.identity().is_empty());
+        assert_eq!(all.log.log_level, "info");
+    }
+
+    #[test]
+    fn host_address_is_never_unspecified() {
+        assert!(!host_address().is_unspecified());
+    }
+
+    #[test]
+    fn bad_log_filters_are_refused_with_the_variable_name() {
+        let err = init_logging("info,=[").unwrap_err();
+        assert!(err.contains("LOG_LEVEL"), "{err}");
+    }
+}

@@ -1,0 +1,131 @@
+//! [`WorkerConfig`]: the plain values [`run`](crate::run) works with, and their checks.
+
+use std::time::Duration;
+
+/// How a worker runs. Build it with [`WorkerConfig::new`] and change the fields you need; the
+/// lease length is not here: it is the [`Processor`](holidapp_core::Processor)'s, so leases and
+/// their renewals cannot disagree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// Written on every job this worker takes (`WORKER_IP`), and on its log lines.
+    pub identity: String,
+    /// Jobs run at once (`HOLIDAPP_WORKER_CONCURRENCY`). At least 1.
+    pub concurrency: usize,
+    /// Once shutdown begins, how long in-flight jobs may run before they are released
+    /// (`HOLIDAPP_SHUTDOWN_GRACE_SECONDS`, default 20 s).
+    pub shutdown_grace: Duration,
+    /// How often this worker sends expired leases back to the queue. `None` (the default):
+    /// `min(5 s, lease / 3)`. Each wait is jittered by ±20 % so that many workers do not all
+    /// scan at the same instant.
+    pub recovery_interval: Option<Duration>,
+    /// How often this worker purges finished jobs past retention (default 60 s).
+    pub purge_interval: Duration,
+    /// How often the summary line is logged (default 60 s).
+    pub summary_interval: Duration,
+    /// How long an idle worker waits for work before it asks the queue again (default 1 s). The
+    /// wait ends early when the backend signals new work.
+    pub idle_wait: Duration,
+}
+
+impl WorkerConfig {
+    /// A configuration with `identity` and `concurrency` and the defaults above.
+    pub fn new(identity: impl Into<String>, concurrency: usize) -> Self {
+        WorkerConfig {
+            identity: identity.into(),
+            concurrency,
+            shutdown_grace: Duration::from_secs(20),
+            recovery_interval: None,
+            purge_interval: Duration::from_secs(60),
+            summary_interval: Duration::from_secs(60),
+            idle_wait: Duration::from_secs(1),
+        }
+    }
+
+    /// The recovery interval for leases of length `lease`.
+    pub fn recovery_interval_for(&self, lease: Duration) -> Duration {
+        self.recovery_interval
+            .unwrap_or_else(|| (lease / 3).min(Duration::from_secs(5)))
+    }
+
+    /// Checks the configuration against the processor's lease length.
+    pub fn validate(&self, lease: Duration) -> Result<(), ConfigError> {
+        if self.identity.trim().is_empty() {
+            return Err(ConfigError("the worker identity must not be blank".into()));
+        }
+        if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
+            return Err(ConfigError(format!(
+                "concurrency must be between 1 and {MAX_CONCURRENCY}, not {}",
+                self.concurrency
+            )));
+        }
+        if lease < Duration::from_secs(1) {
+            return Err(ConfigError(format!(
+                "the lease must be at least 1 s (heartbeats renew it every third), not {lease:?}"
+            )));
+        }
+        let intervals = [
+            ("recovery interval", self.recovery_interval_for(lease)),
+            ("purge interval", self.purge_interval),
+            ("summary interval", self.summary_interval),
+            ("idle wait", self.idle_wait),
+        ];
+        for (name, value) in intervals {
+            if value < Duration::from_millis(10) {
+                return Err(ConfigError(format!(
+                    "the {name} must be at least 10 ms, not {value:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The most jobs one worker runs at once.
+pub const MAX_CONCURRENCY: usize = 4096;
+
+/// A [`WorkerConfig`] that cannot run; the message says which value and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid worker configuration: {0}")]
+pub struct ConfigError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_defaults_to_a_third_of_the_lease_capped_at_five_seconds() {
+        let config = WorkerConfig::new("w", 1);
+        assert_eq!(
+            config.recovery_interval_for(Duration::from_secs(3)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            config.recovery_interval_for(Duration::from_secs(30)),
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn validation_names_the_bad_value() {
+        let lease = Duration::from_secs(30);
+        assert!(WorkerConfig::new("w", 4).validate(lease).is_ok());
+        let zero = WorkerConfig::new("w", 0).validate(lease).unwrap_err();
+        assert!(zero.to_string().contains("concurrency"), "{zero}");
+        let blank = WorkerConfig::new(" ", 1).validate(lease).unwrap_err();
+        assert!(blank.to_string().contains("identity"), "{blank}");
+        let short = WorkerConfig::new("w", 1)
+            .validate(Duration::from_millis(500))
+            .unwrap_err();
+        assert!(short.to_string().contains("lease"), "{short}");
+        let spin = WorkerConfig {
+            idle_wait: Duration::ZERO,
+            ..WorkerConfig::new("w", 1)
+        };
+        assert!(
+            spin.validate(lease)
+                .unwrap_err()
+                .to_string()
+                .contains("idle wait")
+        );
+    }
+}
