@@ -648,8 +648,13 @@ Breakage = tuple[str, Callable[[Inputs], None], str]
 
 
 def breakages(base: str, binaries: dict[str, Binary]) -> list[Breakage]:
-    # A variable only the worker reads (or, if the API reads them all, one neither reads).
-    worker_only = min(binaries[WORKER].env - binaries[API].env, default="HOLIDAPP_NOT_A_VARIABLE")
+    # A variable one binary reads and the other does not, given to the other one.
+    api_only = min(binaries[API].env - binaries[WORKER].env, default=None)
+    worker_only = min(binaries[WORKER].env - binaries[API].env, default=None)
+    if api_only is not None:
+        misplaced, receiver, variable = WORKER, binaries[WORKER].name, api_only
+    else:
+        misplaced, receiver, variable = API, binaries[API].name, worker_only or "HOLIDAPP_NOT_A_VARIABLE"
 
     def compose_worker(i: Inputs) -> dict[str, Any]:
         return i.compose["services"]["worker"]
@@ -659,8 +664,8 @@ def breakages(base: str, binaries: dict[str, Binary]) -> list[Breakage]:
          "does not accept environment variable HOLIDAPP_NOT_A_VARIABLE"),
         ("unknown ConfigMap key", lambda i: find(i.rendered[base], "ConfigMap", "holidapp-config")["data"].update(REDIS_HOST="x"),
          "does not accept environment variable REDIS_HOST"),
-        ("variable given to the wrong binary", lambda i: first_container(i.rendered[base], "Deployment", API).setdefault("env", []).append({"name": worker_only, "value": "1"}),
-         f"{API} does not accept environment variable {worker_only}"),
+        ("variable given to the wrong binary", lambda i: first_container(i.rendered[base], "Deployment", misplaced).setdefault("env", []).append({"name": variable, "value": "1"}),
+         f"{receiver} does not accept environment variable {variable}"),
         ("Redis by IP address", lambda i: find(i.rendered[base], "ConfigMap", "holidapp-config")["data"].update(REDIS_IP="10.96.0.12"),
          "is an IP address"),
         ("missing ConfigMap", lambda i: first_container(i.rendered[base], "Deployment", WORKER)["envFrom"][0]["configMapRef"].update(name="holidapp-config"),
