@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use holidapp_core::{Error, JobStatus};
@@ -222,24 +222,6 @@ impl IntoResponse for ApiError {
                 .insert(ErrorDetail(Arc::from(self.to_string())));
         }
         response
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        match rejection {
-            JsonRejection::JsonSyntaxError(e) => ApiError::MalformedJson(source_text(&e)),
-            JsonRejection::JsonDataError(e) => ApiError::InvalidBody(format!(
-                "the JSON body does not have the expected shape: {}",
-                source_text(&e)
-            )),
-            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
-                "this route reads a JSON body: send it with 'content-type: application/json'"
-                    .to_owned(),
-            ),
-            JsonRejection::BytesRejection(e) => e.into(),
-            other => ApiError::InvalidBody(other.body_text()),
-        }
     }
 }
 

@@ -2,14 +2,60 @@
 //! or query string gets the same JSON error shape as every other failure.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::HeaderMap;
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
 /// A JSON body (`content-type: application/json`), deserialized into `T`.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+///
+/// Unlike axum's `Json`, a body that is not JSON at all is always `malformed_json`, even when a
+/// field's own deserializer reports the syntax error as a data error.
+#[derive(Debug)]
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let headers = request.headers().clone();
+        if crate::routes::body_kind(&headers) != crate::routes::BodyKind::Json {
+            return Err(not_json());
+        }
+        let ApiBytes(body) = ApiBytes::from_request(request, state).await?;
+        read_json(&headers, &body).map(ApiJson)
+    }
+}
+
+fn not_json() -> ApiError {
+    ApiError::UnsupportedMediaType(
+        "this route reads a JSON body: send it with 'content-type: application/json'".to_owned(),
+    )
+}
+
+/// Reads a JSON body sent as `application/json`, for routes whose body is optional.
+pub(crate) fn read_json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    if crate::routes::body_kind(headers) != crate::routes::BodyKind::Json {
+        return Err(not_json());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        // Only on the error path: tell a body that is not JSON from JSON of the wrong shape.
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Err(syntax) => ApiError::MalformedJson(syntax.to_string()),
+            Ok(_) => ApiError::InvalidBody(format!(
+                "the JSON body does not have the expected shape: {e}"
+            )),
+        }
+    })
+}
 
 /// Path parameters, deserialized into `T`.
 #[derive(Debug, FromRequestParts)]

@@ -6,9 +6,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use holidapp_core::{Error, JobParams};
 
-use super::{Ctx, json, png, read_json};
+use super::{Ctx, json, png};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::ApiBytes;
+use crate::extract::{ApiBytes, read_json};
 use crate::schema::{BackendDown, ImageCreated, JobParamsDoc};
 
 /// Render a plot of the loaded data set and store it, replacing the stored one.

@@ -188,26 +188,3 @@ pub(crate) fn body_kind(headers: &axum::http::HeaderMap) -> BodyKind {
         BodyKind::Other
     }
 }
-
-/// Reads a JSON body sent as `application/json`, with the same errors as [`ApiJson`]
-/// (crate::extract::ApiJson), for routes whose body is optional.
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
-    headers: &axum::http::HeaderMap,
-    body: &[u8],
-) -> Result<T, ApiError> {
-    if body_kind(headers) != BodyKind::Json {
-        return Err(ApiError::UnsupportedMediaType(
-            "this route reads a JSON body: send it with 'content-type: application/json'"
-                .to_owned(),
-        ));
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            ApiError::InvalidBody(format!(
-                "the JSON body does not have the expected shape: {e}"
-            ))
-        } else {
-            ApiError::MalformedJson(e.to_string())
-        }
-    })
-}
