@@ -7,12 +7,14 @@
 //! names the variable, before anything starts.
 //!
 //! Only binaries parse these: the library's [`run`](crate::run) takes plain values
-//! ([`WorkerConfig`](crate::WorkerConfig), a [`Processor`](holidapp_core::Processor)).
+//! ([`WorkerConfig`], a [`Processor`](holidapp_core::Processor)).
 
+use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::time::Duration;
 
 use clap::Args;
+use holidapp_core::redis_backend::RedisConfig;
 use holidapp_core::{QueueSettings, RetryPolicy};
 
 use crate::renderers::RendererChoice;
@@ -51,10 +53,16 @@ pub struct BackendArgs {
 }
 
 impl BackendArgs {
-    /// Whether a Redis server is configured (`REDIS_URL` or `REDIS_IP` set and not blank).
-    pub fn redis_configured(&self) -> bool {
-        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
-        set(&self.redis_url) || set(&self.redis_ip)
+    /// The Redis configuration: `REDIS_URL` when set, else `REDIS_IP` with `REDIS_PORT` and
+    /// `REDIS_DB`; `None` when neither is set (blank counts as unset), meaning no Redis.
+    pub fn redis_config(&self) -> Option<RedisConfig> {
+        RedisConfig::from_parts(
+            self.redis_url.as_deref(),
+            self.redis_ip.as_deref(),
+            self.redis_port,
+            i64::from(self.redis_db),
+            &self.prefix,
+        )
     }
 }
 
@@ -204,6 +212,7 @@ pub fn init_logging(filter: &str) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init()
         .map_err(|e| format!("cannot install the logger: {e}"))
 }
@@ -295,7 +304,9 @@ mod tests {
             "sleep:250",
         ])
         .unwrap();
-        assert!(all.backend.redis_configured());
+        let redis = all.backend.redis_config().unwrap();
+        assert_eq!(redis.url, "redis://10.0.0.7:6379/0");
+        assert_eq!(redis.prefix, "holidapp");
         assert_eq!(all.queue.lease(), Duration::from_secs(2));
         assert_eq!(all.queue.queue_settings().retry.max_attempts, 5);
         let config = all.worker.worker_config();
@@ -327,7 +338,19 @@ mod tests {
     #[test]
     fn no_redis_unless_a_url_or_host_is_given() {
         let all = parse(&[]).unwrap();
-        assert!(!all.backend.redis_configured());
+        assert_eq!(all.backend.redis_config(), None);
+        let blank = parse(&["--redis-url", " ", "--redis-ip", ""]).unwrap();
+        assert_eq!(blank.backend.redis_config(), None);
+        let url = parse(&[
+            "--redis-url",
+            "rediss://:pw@cache:6380/2",
+            "--redis-ip",
+            "10.0.0.7",
+        ]);
+        assert_eq!(
+            url.unwrap().backend.redis_config().unwrap().url,
+            "rediss://:pw@cache:6380/2"
+        );
         assert_eq!(all.backend.prefix, "holidapp");
         assert_eq!(all.backend.redis_port, 6379);
         assert_eq!(all.queue.lease_seconds, 30);
@@ -336,7 +359,6 @@ mod tests {
         assert_eq!(all.worker.renderer, RendererChoice::Plot);
         assert!(all.worker.concurrency() >= 1);
         assert!(!all.worker.identity().is_empty());
-        assert_eq!(all.log.log_level, "info");
     }
 
     #[test]

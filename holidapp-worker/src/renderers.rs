@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use holidapp_core::plot::PlotRenderer;
 use holidapp_core::{DataSet, JobParams, Renderer, Result};
 
 /// The renderer a worker is configured with.
@@ -49,6 +50,18 @@ impl FromStr for RendererChoice {
                     )
                 })
             }
+        }
+    }
+}
+
+impl RendererChoice {
+    /// The renderer of this choice. An API that validates job parameters must use the same
+    /// choice as its workers.
+    pub fn renderer(&self) -> Arc<dyn Renderer> {
+        match *self {
+            RendererChoice::Plot => Arc::new(PlotRenderer::new()),
+            RendererChoice::Noop => Arc::new(NoopRenderer),
+            RendererChoice::Sleep(duration) => Arc::new(SleepRenderer(duration)),
         }
     }
 }

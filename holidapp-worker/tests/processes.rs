@@ -1,0 +1,459 @@
+//! The real `holidapp-worker` binary, started as separate processes against a `redis-server` each
+//! test starts: sharing work, SIGKILL, SIGSTOP/SIGCONT, SIGTERM and a Redis restart.
+//!
+//! Tests wait for conditions by polling the store (or a worker's log) against a deadline; the
+//! deadlines are generous because they only bound a failure, never a measurement. Set
+//! `TEST_LOG=1` to print each worker's log when the test ends.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
+use holidapp_core::testing::RedisServer;
+use holidapp_core::{
+    Job, JobId, JobParams, JobStatus, JobStore, ListQuery, Queue, QueueSettings, StatusCounts,
+};
+use tempfile::TempDir;
+
+/// The lease the workers of these tests use: short, so that recovery is quick.
+const LEASE_SECONDS: u64 = 2;
+
+/// The recovery interval that follows from it: `min(5 s, lease / 3)`, jittered by up to 20 %.
+const RECOVERY: Duration = Duration::from_millis(LEASE_SECONDS * 1000 / 3 * 6 / 5);
+
+/// A Redis server, a backend on a key prefix of the test's own, and a directory for worker logs.
+struct Rig {
+    server: RedisServer,
+    config: RedisConfig,
+    backend: RedisBackend,
+    dir: TempDir,
+}
+
+impl Rig {
+    async fn new(test: &str, server: RedisServer) -> Rig {
+        let config = server.config(test);
+        let backend = RedisBackend::connect(&config, QueueSettings::default())
+            .await
+            .expect("connect to the test's redis-server");
+        Rig {
+            server,
+            config,
+            backend,
+            dir: tempfile::tempdir().expect("a log directory"),
+        }
+    }
+
+    async fn submit(&self, n: usize) -> Vec<JobId> {
+        let jobs: Vec<Job> = (0..n)
+            .map(|i| Job::new(JobParams::new(i.to_string(), "2000"), Utc::now()))
+            .collect();
+        self.backend.enqueue_many(&jobs).await.expect("enqueue");
+        jobs.iter().map(|j| j.id).collect()
+    }
+
+    /// Submits `n` jobs and waits until workers hold them all.
+    async fn submit_and_hold(&self, n: usize) -> Vec<JobId> {
+        let ids = self.submit(n).await;
+        let what = format!("{n} jobs in progress");
+        eventually(Duration::from_secs(20), &what, || async {
+            self.counts().await.in_progress == n as u64
+        })
+        .await;
+        ids
+    }
+
+    async fn counts(&self) -> StatusCounts {
+        self.backend.counts().await.expect("counts")
+    }
+
+    async fn job(&self, id: JobId) -> Job {
+        self.backend
+            .get(id)
+            .await
+            .expect("get")
+            .expect("the job exists")
+    }
+
+    async fn complete_jobs(&self) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        loop {
+            let page = self
+                .backend
+                .list(&ListQuery {
+                    status: Some(JobStatus::Complete),
+                    offset: jobs.len(),
+                    limit: 1000,
+                })
+                .await
+                .expect("list");
+            if page.is_empty() {
+                return jobs;
+            }
+            jobs.extend(page);
+        }
+    }
+
+    /// A worker process named `ip` running jobs with `renderer`.
+    fn worker(&self, ip: &str, renderer: &str, concurrency: u32) -> WorkerProcess {
+        self.worker_with(ip, renderer, concurrency, &[])
+    }
+
+    fn worker_with(
+        &self,
+        ip: &str,
+        renderer: &str,
+        concurrency: u32,
+        extra: &[(&str, &str)],
+    ) -> WorkerProcess {
+        let log = self.dir.path().join(format!("worker-{ip}.log"));
+        let file = File::create(&log).expect("a log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_holidapp-worker"));
+        command
+            .env_clear()
+            .env("REDIS_URL", &self.config.url)
+            .env("HOLIDAPP_PREFIX", &self.config.prefix)
+            .env("WORKER_IP", ip)
+            .env("HOLIDAPP_RENDERER", renderer)
+            .env("HOLIDAPP_WORKER_CONCURRENCY", concurrency.to_string())
+            .env("HOLIDAPP_LEASE_SECONDS", LEASE_SECONDS.to_string())
+            .env("HOLIDAPP_SHUTDOWN_GRACE_SECONDS", "1")
+            .env("LOG_LEVEL", "info")
+            .envs(extra.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file);
+        let child = command.spawn().expect("start holidapp-worker");
+        WorkerProcess {
+            child,
+            ip: ip.to_owned(),
+            log,
+        }
+    }
+}
+
+/// A running `holidapp-worker`, killed on drop if still running.
+struct WorkerProcess {
+    child: Child,
+    ip: String,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "could not send {signal} to worker {}", self.ip);
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_for_log(&self, needle: &str) {
+        let what = format!("'{needle}' in the log of worker {}", self.ip);
+        eventually(Duration::from_secs(20), &what, || async {
+            self.log().contains(needle)
+        })
+        .await;
+    }
+
+    /// Waits for the process to exit; answers its status and how long it took.
+    async fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (status, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < limit,
+                "worker {} still running after {limit:?}; log:\n{}",
+                self.ip,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the worker with SIGTERM and answers the counters of its final summary line.
+    async fn stop(&mut self) -> HashMap<String, u64> {
+        self.signal("-TERM");
+        let (status, _) = self.wait_exit(Duration::from_secs(20)).await;
+        assert_eq!(status.code(), Some(0), "log:\n{}", self.log());
+        self.summary()
+    }
+
+    /// The counters of the "worker stopped" line: `completed=3 lease_lost=0 ...`.
+    fn summary(&self) -> HashMap<String, u64> {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("worker stopped"))
+            .unwrap_or_else(|| panic!("no final summary in the log:\n{log}"));
+        line.split_whitespace()
+            .filter_map(|field| {
+                let (key, value) = field.split_once('=')?;
+                Some((key.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::env::var_os("TEST_LOG").is_some() {
+            eprintln!("---- log of worker {}\n{}", self.ip, self.log());
+        }
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds; panics after `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_the_worker_refuses_to_start_with_a_clear_message() {
+    let output = Command::new(env!("CARGO_BIN_EXE_holidapp-worker"))
+        .env_clear()
+        .output()
+        .expect("run holidapp-worker");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("REDIS_URL") && stderr.contains("holidapp-api"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_200_jobs_each_done_exactly_once() {
+    let rig = Rig::new("share", RedisServer::start()).await;
+    let mut a = rig.worker("10.0.0.1", "sleep:20", 2);
+    let mut b = rig.worker("10.0.0.2", "sleep:20", 2);
+    a.wait_for_log("worker started").await;
+    b.wait_for_log("worker started").await;
+
+    let ids = rig.submit(200).await;
+    eventually(Duration::from_secs(60), "200 complete jobs", || async {
+        rig.counts().await.complete == 200
+    })
+    .await;
+    let (done_a, done_b) = (a.stop().await, b.stop().await);
+
+    let counts = rig.counts().await;
+    assert_eq!(
+        (counts.submitted, counts.in_progress, counts.failed),
+        (0, 0, 0)
+    );
+    let jobs = rig.complete_jobs().await;
+    assert_eq!(jobs.len(), ids.len());
+    let mut by_worker: HashMap<String, u64> = HashMap::new();
+    for job in &jobs {
+        assert_eq!(job.attempts, 1, "job {} ran more than once", job.id);
+        *by_worker.entry(job.worker.clone().unwrap()).or_default() += 1;
+    }
+    // Each job names the worker that did it: the per-worker counts match what each process says
+    // it completed, and both did a share.
+    assert_eq!(
+        by_worker.get("10.0.0.1").copied(),
+        Some(done_a["completed"])
+    );
+    assert_eq!(
+        by_worker.get("10.0.0.2").copied(),
+        Some(done_b["completed"])
+    );
+    assert!(
+        done_a["completed"] > 0 && done_b["completed"] > 0,
+        "{by_worker:?}"
+    );
+    assert_eq!(done_a["lease_lost"] + done_b["lease_lost"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_a_killed_worker_complete_on_the_other() {
+    let rig = Rig::new("sigkill", RedisServer::start()).await;
+    // The doomed worker takes four long jobs alone.
+    let doomed = rig.worker("10.0.0.1", "sleep:600000", 4);
+    let held = rig.submit_and_hold(4).await;
+    let mut survivor = rig.worker("10.0.0.2", "noop", 2);
+    survivor.wait_for_log("worker started").await;
+    let others = rig.submit(20).await;
+
+    drop(doomed); // SIGKILL
+    let killed = Instant::now();
+    eventually(
+        Duration::from_secs(LEASE_SECONDS) + RECOVERY + Duration::from_secs(10),
+        "every job complete",
+        || async { rig.counts().await.complete == 24 },
+    )
+    .await;
+    let recovered_in = killed.elapsed();
+
+    let counts = rig.counts().await;
+    assert_eq!(
+        (counts.submitted, counts.in_progress, counts.failed),
+        (0, 0, 0)
+    );
+    for id in held {
+        let job = rig.job(id).await;
+        assert_eq!(job.worker.as_deref(), Some("10.0.0.2"));
+        assert_eq!(job.attempts, 2);
+    }
+    for id in others {
+        assert_eq!(rig.job(id).await.attempts, 1);
+    }
+    let summary = survivor.stop().await;
+    assert_eq!(summary["completed"], 24);
+    assert_eq!(summary["requeued"], 4);
+    eprintln!("jobs of the killed worker completed {recovered_in:?} after the kill");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_paused_past_its_lease_has_its_stale_results_refused() {
+    let rig = Rig::new("sigstop", RedisServer::start()).await;
+    let mut paused = rig.worker("10.0.0.1", "sleep:3000", 2);
+    let ids = rig.submit_and_hold(2).await;
+
+    paused.signal("-STOP");
+    let mut other = rig.worker("10.0.0.2", "noop", 2);
+    eventually(
+        Duration::from_secs(LEASE_SECONDS) + RECOVERY + Duration::from_secs(15),
+        "both jobs complete on the other worker",
+        || async { rig.counts().await.complete == 2 },
+    )
+    .await;
+    paused.signal("-CONT");
+
+    // Once awake, the paused worker learns its leases are gone (from a heartbeat, or when its
+    // results are refused) and stores nothing.
+    eventually(
+        Duration::from_secs(20),
+        "both stale jobs dropped",
+        || async { paused.log().matches("outcome=\"lease lost\"").count() == 2 },
+    )
+    .await;
+    let stale = paused.stop().await;
+    let fresh = other.stop().await;
+    assert_eq!((stale["completed"], stale["lease_lost"]), (0, 2));
+    assert_eq!(fresh["completed"], 2);
+    for id in ids {
+        let job = rig.job(id).await;
+        assert_eq!(job.status, JobStatus::Complete);
+        assert_eq!(job.worker.as_deref(), Some("10.0.0.2"));
+        assert_eq!(job.attempts, 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_job_within_the_grace_period_finish() {
+    let rig = Rig::new("sigterm-finish", RedisServer::start()).await;
+    // A 1.5 s job, within a 10 s grace and longer than a third of the lease: heartbeats run.
+    let mut worker = rig.worker_with(
+        "10.0.0.1",
+        "sleep:1500",
+        1,
+        &[("HOLIDAPP_SHUTDOWN_GRACE_SECONDS", "10")],
+    );
+    let [id] = rig.submit_and_hold(1).await[..] else {
+        unreachable!()
+    };
+
+    worker.signal("-TERM");
+    // Out within the grace period, exit code 0.
+    let (status, _) = worker.wait_exit(Duration::from_secs(10)).await;
+
+    assert_eq!(status.code(), Some(0));
+    let job = rig.job(id).await;
+    assert_eq!(job.status, JobStatus::Complete);
+    assert_eq!(job.worker.as_deref(), Some("10.0.0.1"));
+    let summary = worker.summary();
+    assert_eq!((summary["completed"], summary["released"]), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_a_job_longer_than_the_grace_period_to_another_worker() {
+    let rig = Rig::new("sigterm-release", RedisServer::start()).await;
+    let mut worker = rig.worker("10.0.0.1", "sleep:600000", 1);
+    let [id] = rig.submit_and_hold(1).await[..] else {
+        unreachable!()
+    };
+
+    worker.signal("-TERM");
+    let (status, took) = worker.wait_exit(Duration::from_secs(10)).await;
+
+    // Out within the 1 s grace (plus the release call), exit code 0.
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert_eq!(worker.summary()["released"], 1);
+    // Back in the queue at once: the lease (renewed until the release) has not run out.
+    let job = rig.job(id).await;
+    assert_eq!(job.status, JobStatus::Submitted);
+
+    let mut next = rig.worker("10.0.0.2", "noop", 1);
+    eventually(
+        Duration::from_secs(20),
+        "the released job complete",
+        || async { rig.job(id).await.status == JobStatus::Complete },
+    )
+    .await;
+    assert_eq!(rig.job(id).await.worker.as_deref(), Some("10.0.0.2"));
+    next.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_carries_on_after_redis_restarts() {
+    let mut rig = Rig::new("restart", RedisServer::start_with_aof()).await;
+    let mut worker = rig.worker_with(
+        "10.0.0.1",
+        "sleep:20",
+        2,
+        &[("HOLIDAPP_MAX_ATTEMPTS", "10")],
+    );
+    rig.submit(150).await;
+    eventually(Duration::from_secs(30), "some jobs complete", || async {
+        rig.counts().await.complete >= 20
+    })
+    .await;
+
+    // Down long enough for the fetch loop to fail, back off and fail again.
+    rig.server.stop();
+    eventually(
+        Duration::from_secs(20),
+        "two failed lease attempts",
+        || async { worker.log().matches("could not lease a job").count() >= 2 },
+    )
+    .await;
+    rig.server.restart();
+
+    eventually(Duration::from_secs(60), "every job complete", || async {
+        // The test's own connection reconnects too; a failed call is just a "not yet".
+        rig.backend
+            .counts()
+            .await
+            .is_ok_and(|c| c.complete == 150 && c.in_progress == 0)
+    })
+    .await;
+    let summary = worker.stop().await;
+    assert!(summary["backend_errors"] > 0, "{summary:?}");
+    assert!(
+        summary["completed"] >= 150 - summary["unrecorded"],
+        "{summary:?}"
+    );
+}
