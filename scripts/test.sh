@@ -14,4 +14,11 @@ fi
 
 # Process-level tests start the real binaries of both crates: build them all first.
 cargo build --workspace --bins
+
+# The deployment manifests and compose file: rendered, validated against the Kubernetes schemas,
+# and checked against the variables the binaries accept. It installs the tools it needs (kubectl
+# included), which the manifest-driven test below uses too.
+target="${CARGO_TARGET_DIR:-target}"
+bash deploy/check.sh "$target/debug/holidapp-api" "$target/debug/holidapp-worker"
+
 cargo test --workspace "$@"

@@ -171,10 +171,8 @@ impl Processor {
             return Err(Error::NoData);
         }
         let mut cache = self.cache.lock().await;
-        if let Some((cached, data)) = cache.as_ref() {
-            if *cached == version {
-                return Ok(Arc::clone(data));
-            }
+        if let Some((_, data)) = cache.as_ref().filter(|(cached, _)| *cached == version) {
+            return Ok(Arc::clone(data));
         }
         let (version, data) = self.data.load().await?;
         if data.is_empty() {

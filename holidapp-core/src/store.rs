@@ -133,6 +133,11 @@ pub trait DataStore: Send + Sync {
     /// How many records are loaded.
     async fn len(&self) -> Result<u64>;
 
+    /// Whether no record is loaded.
+    async fn is_empty(&self) -> Result<bool> {
+        Ok(self.len().await? == 0)
+    }
+
     /// Up to `limit` records, skipping the first `start`.
     async fn page(&self, start: u64, limit: u64) -> Result<Vec<Record>>;
 
