@@ -260,3 +260,51 @@ async fn duplicate_record_ids_are_refused_and_change_nothing() {
     assert_eq!(backend.version().await.unwrap(), version);
     assert_eq!(backend.len().await.unwrap(), data.len() as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_leases_and_completions_fence_each_job_on_its_own() {
+    let server = RedisServer::shared();
+    let (backend, _) = connect(server, "batch").await;
+    let jobs: Vec<Job> = (0..5)
+        .map(|i| Job::new(JobParams::new(i.to_string(), "9"), chrono::Utc::now()))
+        .collect();
+    backend.enqueue_many(&jobs).await.unwrap();
+    let leases = backend.lease_many("w", LEASE, 3).await.unwrap();
+    let leased: Vec<_> = leases.iter().map(|l| l.id()).collect();
+    assert_eq!(leased, jobs[..3].iter().map(|j| j.id).collect::<Vec<_>>());
+    let tokens: std::collections::HashSet<_> = leases.iter().map(|l| l.token).collect();
+    assert_eq!(tokens.len(), 3, "each lease has its own token");
+    assert!(leases.iter().all(|l| l.attempt() == 1 && l.worker == "w"));
+
+    backend.release(&leases[1]).await.unwrap();
+    let answers = backend
+        .complete_many(
+            leases
+                .iter()
+                .map(|l| (l.clone(), l.id().to_string().into_bytes()))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(answers[1], Err(Error::LeaseLost)));
+    for i in [0, 2] {
+        let done = answers[i].as_ref().unwrap();
+        assert_eq!(done.status, holidapp_core::JobStatus::Complete);
+        assert_eq!(backend.get(done.id).await.unwrap().as_ref(), Some(done));
+        assert_eq!(
+            backend.result(done.id).await.unwrap().as_deref(),
+            Some(done.id.to_string().as_bytes())
+        );
+    }
+    assert_eq!(backend.complete_many(Vec::new()).await.unwrap().len(), 0);
+    assert!(backend.lease_many("w", LEASE, 0).await.unwrap().is_empty());
+    // The released job went to the back of the queue.
+    let rest: Vec<_> = backend
+        .lease_many("w", LEASE, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.id())
+        .collect();
+    assert_eq!(rest, vec![jobs[3].id, jobs[4].id, jobs[1].id]);
+}

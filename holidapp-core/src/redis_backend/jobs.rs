@@ -43,24 +43,19 @@ impl JobStore for RedisBackend {
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<Job>> {
         let k = &self.keys;
-        let index = match query.status {
-            Some(status) => k.index(status),
-            None => &k.all,
+        let mut invocation = SCRIPTS.list.prepare_invoke();
+        match query.status {
+            Some(status) => invocation.key(k.index(status)),
+            None => invocation.key(&JobStatus::ALL.map(|s| k.index(s))[..]),
         };
+        invocation
+            .key(&k.expiry)
+            .arg(&k.job_prefix)
+            .arg(millis(self.clock.now()))
+            .arg(query.offset.min(i64::MAX as usize))
+            .arg(query.page_size());
         let mut conn = self.conn.clone();
-        let reply: Value = self
-            .run(
-                SCRIPTS
-                    .list
-                    .key(index)
-                    .key(&k.expiry)
-                    .arg(&k.job_prefix)
-                    .arg(millis(self.clock.now()))
-                    .arg(query.offset.min(i64::MAX as usize))
-                    .arg(query.page_size())
-                    .invoke_async(&mut conn),
-            )
-            .await?;
+        let reply: Value = self.run(invocation.invoke_async(&mut conn)).await?;
         array(reply)?
             .into_iter()
             .filter_map(|fields| job_from_reply(fields).transpose())
@@ -78,7 +73,6 @@ impl JobStore for RedisBackend {
                     .key(k.result(id))
                     .key(&k.ready)
                     .key(&k.delayed)
-                    .key(&k.all)
                     .key(&k.expiry)
                     .key(k.index(JobStatus::Submitted))
                     .key(k.index(JobStatus::Complete))
@@ -150,7 +144,6 @@ impl JobStore for RedisBackend {
                     SCRIPTS
                         .purge_expired
                         .key(&k.expiry)
-                        .key(&k.all)
                         .key(k.index(JobStatus::Complete))
                         .key(k.index(JobStatus::Failed))
                         .arg(&k.job_prefix)

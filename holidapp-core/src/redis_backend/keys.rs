@@ -23,8 +23,6 @@ pub(super) struct Keys {
     pub(super) token: String,
     /// `{prefix}:queue:wake`: wake-up tokens for idle workers (LIST).
     pub(super) wake: String,
-    /// `{prefix}:index:all` (ZSET).
-    pub(super) all: String,
     /// `{prefix}:index:expiry` (ZSET).
     pub(super) expiry: String,
     /// `{prefix}:index:{status}` (ZSET), in [`JobStatus::ALL`] order.
@@ -56,7 +54,6 @@ impl Keys {
             leased: key("queue:leased"),
             token: key("queue:token"),
             wake: key("queue:wake"),
-            all: key("index:all"),
             expiry: key("index:expiry"),
             by_status: JobStatus::ALL.map(|s| key(&format!("index:{}", s.key_name()))),
             data_records: key("data:records"),

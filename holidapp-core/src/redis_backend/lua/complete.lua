@@ -1,34 +1,40 @@
--- complete: stores a job's result and marks it `complete`, as one step, only under the current
--- fencing token. The job and its result then expire after the retention period, and the job is
--- filed in the expiry index so purges can drop it from the listing indexes.
+-- complete: for each given lease, stores the job's result and marks it `complete`, as one step,
+-- only under the current fencing token (compare-and-set on status and token). The job and its
+-- result then expire after the retention period, and the job is filed in the expiry index so
+-- purges can drop it from the listing indexes. A lost lease changes nothing and does not stop
+-- the others.
 --
--- KEYS[1]  {prefix}:job:{id}             HASH
--- KEYS[2]  {prefix}:result:{id}          STRING
--- KEYS[3]  {prefix}:queue:leased         ZSET
--- KEYS[4]  {prefix}:index:in_progress    ZSET
--- KEYS[5]  {prefix}:index:complete       ZSET
--- KEYS[6]  {prefix}:index:expiry         ZSET  job id -> expires-at (ms)
--- ARGV[1]  job id
--- ARGV[2]  fencing token of the caller's lease
+-- KEYS[1]  {prefix}:queue:leased         ZSET  job id -> lease deadline (ms)
+-- KEYS[2]  {prefix}:index:in_progress    ZSET
+-- KEYS[3]  {prefix}:index:complete       ZSET
+-- KEYS[4]  {prefix}:index:expiry         ZSET  job id -> expires-at (ms)
+-- ARGV[1]  job key prefix ({prefix}:job:)
+-- ARGV[2]  result key prefix ({prefix}:result:)
 -- ARGV[3]  expected status ('in progress')
 -- ARGV[4]  new status ('complete')
 -- ARGV[5]  now, RFC 3339 (finished_at)
 -- ARGV[6]  expires-at (ms since the epoch)
 -- ARGV[7]  retention (ms)
--- ARGV[8]  the result bytes
--- Returns {'ok', {field, value, ...}} (the finished job's hash) or {'lost'}.
+-- then triples: job id, fencing token of the caller's lease, result bytes
+-- Returns a list of 1 (completed) or 0 (lease lost), one per triple.
 
-local id = ARGV[1]
-local status, token, seq = unpack(redis.call('HMGET', KEYS[1], 'status', 'token', 'seq'))
-if status ~= ARGV[3] or token ~= ARGV[2] then
-  return {'lost'}
+local done = {}
+for i = 8, #ARGV, 3 do
+  local id, token = ARGV[i], ARGV[i + 1]
+  local key = ARGV[1] .. id
+  local status, current, seq = unpack(redis.call('HMGET', key, 'status', 'token', 'seq'))
+  if status == ARGV[3] and current == token then
+    redis.call('SET', ARGV[2] .. id, ARGV[i + 2], 'PX', ARGV[7])
+    redis.call('HSET', key, 'status', ARGV[4], 'finished_at', ARGV[5])
+    redis.call('HDEL', key, 'token', 'lease_deadline', 'error')
+    redis.call('PEXPIRE', key, ARGV[7])
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZADD', KEYS[3], seq, id)
+    redis.call('ZADD', KEYS[4], ARGV[6], id)
+    done[#done + 1] = 1
+  else
+    done[#done + 1] = 0
+  end
 end
-redis.call('SET', KEYS[2], ARGV[8], 'PX', ARGV[7])
-redis.call('HSET', KEYS[1], 'status', ARGV[4], 'finished_at', ARGV[5])
-redis.call('HDEL', KEYS[1], 'token', 'lease_deadline', 'error')
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
-redis.call('ZREM', KEYS[3], id)
-redis.call('ZREM', KEYS[4], id)
-redis.call('ZADD', KEYS[5], seq, id)
-redis.call('ZADD', KEYS[6], ARGV[6], id)
-return {'ok', redis.call('HGETALL', KEYS[1])}
+return done

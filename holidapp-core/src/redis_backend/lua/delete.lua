@@ -6,11 +6,10 @@
 -- KEYS[2]  {prefix}:result:{id}           STRING
 -- KEYS[3]  {prefix}:queue:ready           LIST
 -- KEYS[4]  {prefix}:queue:delayed         ZSET
--- KEYS[5]  {prefix}:index:all             ZSET
--- KEYS[6]  {prefix}:index:expiry          ZSET
--- KEYS[7]  {prefix}:index:submitted       ZSET
--- KEYS[8]  {prefix}:index:complete        ZSET
--- KEYS[9]  {prefix}:index:failed          ZSET
+-- KEYS[5]  {prefix}:index:expiry          ZSET
+-- KEYS[6]  {prefix}:index:submitted       ZSET
+-- KEYS[7]  {prefix}:index:complete        ZSET
+-- KEYS[8]  {prefix}:index:failed          ZSET
 -- ARGV[1]  job id
 -- ARGV[2]  now (ms since the epoch)
 -- ARGV[3]  status that refuses deletion ('in progress')
@@ -22,14 +21,14 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if status == ARGV[3] then
   return -1
 end
-local expires_at = redis.call('ZSCORE', KEYS[6], id)
+local expires_at = redis.call('ZSCORE', KEYS[5], id)
 if status == ARGV[4] then
   if redis.call('ZREM', KEYS[4], id) == 0 then
     redis.call('LREM', KEYS[3], 1, id)
   end
 end
 redis.call('DEL', KEYS[1], KEYS[2])
-for i = 5, 9 do
+for i = 5, 8 do
   redis.call('ZREM', KEYS[i], id)
 end
 if not status then

@@ -4,9 +4,8 @@
 --
 -- KEYS[1]  {prefix}:seq               STRING  submission counter
 -- KEYS[2]  {prefix}:queue:ready       LIST    ready job ids, oldest first
--- KEYS[3]  {prefix}:index:all         ZSET    job id -> submission number
--- KEYS[4]  {prefix}:index:submitted   ZSET    job id -> submission number
--- KEYS[5]  {prefix}:queue:wake        LIST    wake-up tokens
+-- KEYS[3]  {prefix}:index:submitted   ZSET    job id -> submission number
+-- KEYS[4]  {prefix}:queue:wake        LIST    wake-up tokens
 -- ARGV[1]  job key prefix ({prefix}:job:)
 -- ARGV[2]  wake-up list cap
 -- ARGV[3]  number of jobs N
@@ -31,13 +30,12 @@ local function flush()
   end
   redis.call('RPUSH', KEYS[2], unpack(ids))
   redis.call('ZADD', KEYS[3], unpack(scored))
-  redis.call('ZADD', KEYS[4], unpack(scored))
   local tokens = {}
   for i = 1, math.min(#ids, wake_cap) do
     tokens[i] = '1'
   end
-  redis.call('RPUSH', KEYS[5], unpack(tokens))
-  redis.call('LTRIM', KEYS[5], 0, wake_cap - 1)
+  redis.call('RPUSH', KEYS[4], unpack(tokens))
+  redis.call('LTRIM', KEYS[4], 0, wake_cap - 1)
 end
 
 local at = 4

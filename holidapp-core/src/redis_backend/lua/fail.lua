@@ -18,12 +18,12 @@
 -- ARGV[7]  retry: ready-at (ms); give up: expires-at (ms)
 -- ARGV[8]  give up: now, RFC 3339 (finished_at); retry: unused
 -- ARGV[9]  give up: retention (ms); retry: unused
--- Returns {'ok', {field, value, ...}} (the job's hash) or {'lost'}.
+-- Returns 1, or 0 when the lease is lost (nothing changed).
 
 local id = ARGV[1]
 local status, token, seq = unpack(redis.call('HMGET', KEYS[1], 'status', 'token', 'seq'))
 if status ~= ARGV[3] or token ~= ARGV[2] then
-  return {'lost'}
+  return 0
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[4], 'error', ARGV[6])
 redis.call('HDEL', KEYS[1], 'token', 'lease_deadline')
@@ -37,4 +37,4 @@ else
   redis.call('PEXPIRE', KEYS[1], ARGV[9])
   redis.call('ZADD', KEYS[6], ARGV[7], id)
 end
-return {'ok', redis.call('HGETALL', KEYS[1])}
+return 1

@@ -2,9 +2,8 @@
 -- their hash and result (Redis may have expired those already).
 --
 -- KEYS[1]  {prefix}:index:expiry      ZSET  job id -> expires-at (ms)
--- KEYS[2]  {prefix}:index:all         ZSET
--- KEYS[3]  {prefix}:index:complete    ZSET
--- KEYS[4]  {prefix}:index:failed      ZSET
+-- KEYS[2]  {prefix}:index:complete    ZSET
+-- KEYS[3]  {prefix}:index:failed      ZSET
 -- ARGV[1]  job key prefix ({prefix}:job:)
 -- ARGV[2]  result key prefix ({prefix}:result:)
 -- ARGV[3]  now (ms since the epoch)
@@ -16,7 +15,7 @@ for _, id in ipairs(ids) do
   redis.call('DEL', ARGV[1] .. id, ARGV[2] .. id)
 end
 if #ids > 0 then
-  for i = 1, 4 do
+  for i = 1, 3 do
     redis.call('ZREM', KEYS[i], unpack(ids))
   end
 end
