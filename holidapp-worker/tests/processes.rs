@@ -457,3 +457,27 @@ async fn a_worker_carries_on_after_redis_restarts() {
         "{summary:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_cuts_the_grace_period_short() {
+    let rig = Rig::new("second-signal", RedisServer::start()).await;
+    let mut worker = rig.worker_with(
+        "10.0.0.1",
+        "sleep:600000",
+        1,
+        &[("HOLIDAPP_SHUTDOWN_GRACE_SECONDS", "600")],
+    );
+    let [id] = rig.submit_and_hold(1).await[..] else {
+        unreachable!()
+    };
+
+    worker.signal("-TERM");
+    worker.wait_for_log("shutting down").await;
+    worker.signal("-TERM");
+    let (status, _) = worker.wait_exit(Duration::from_secs(10)).await;
+
+    assert_eq!(status.code(), Some(0));
+    assert!(worker.log().contains("ending=Forced"), "{}", worker.log());
+    assert_eq!(worker.summary()["released"], 1);
+    assert_eq!(rig.job(id).await.status, JobStatus::Submitted);
+}
