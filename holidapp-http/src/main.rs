@@ -14,11 +14,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use holidapp_core::plot::{PlotRenderer, YEAR_MAX, YEAR_MIN};
-use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
-use holidapp_core::{Backends, JobParams, MemoryBackend, Processor, Renderer};
+use holidapp_core::plot::{YEAR_MAX, YEAR_MIN};
+use holidapp_core::redis_backend::RedisBackend;
+use holidapp_core::{Backends, JobParams, MemoryBackend, Processor};
+use holidapp_worker::Worker;
 use holidapp_worker::config::{BackendArgs, LogArgs, QueueArgs, WorkerArgs, init_logging};
-use holidapp_worker::{NoopRenderer, RendererChoice, SleepRenderer, Worker};
 use tokio::sync::watch;
 
 /// The Holidapp HTTP API: submit analysis jobs, follow them, fetch their results.
@@ -97,11 +97,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let renderer = renderer(config.worker.renderer);
+    let renderer = config.worker.renderer.renderer();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut embedded_pool = None;
 
-    let backends = match redis_config(&config.backend) {
+    let backends = match config.backend.redis_config() {
         Some(redis) => {
             let backend = RedisBackend::connect(&redis, config.queue.queue_settings())
                 .await
@@ -178,27 +178,6 @@ async fn run(config: Config) -> Result<(), String> {
     served.map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The Redis configuration, when Redis is configured.
-fn redis_config(args: &BackendArgs) -> Option<RedisConfig> {
-    RedisConfig::from_parts(
-        args.redis_url.as_deref(),
-        args.redis_ip.as_deref(),
-        args.redis_port,
-        i64::from(args.redis_db),
-        &args.prefix,
-    )
-}
-
-/// The renderer of `choice`: the one the workers run, so the API validates job parameters
-/// exactly as they will be rendered.
-fn renderer(choice: RendererChoice) -> Arc<dyn Renderer> {
-    match choice {
-        RendererChoice::Plot => Arc::new(PlotRenderer::new()),
-        RendererChoice::Noop => Arc::new(NoopRenderer),
-        RendererChoice::Sleep(duration) => Arc::new(SleepRenderer(duration)),
-    }
 }
 
 /// Completes once the stop flag is set.

@@ -1,0 +1,294 @@
+//! The real `holidapp-api` binary: the README quick start with no Redis (embedded workers), and
+//! Redis outages with the API left running.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use holidapp_core::testing::{RedisServer, unique_prefix};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// How long the binary may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Pause between two polls of a condition another process is working towards.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A running `holidapp-api` process, killed on drop.
+struct Api {
+    child: Child,
+    base: String,
+    logs: mpsc::Receiver<String>,
+    _dir: TempDir,
+}
+
+impl Api {
+    /// Starts the binary on port 0 with `env` on top of a clean configuration, and waits for the
+    /// address it logs.
+    fn start(env: &[(&str, &str)]) -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_holidapp-api"));
+        for variable in [
+            "REDIS_URL",
+            "REDIS_IP",
+            "REDIS_PORT",
+            "REDIS_DB",
+            "HOLIDAPP_PREFIX",
+            "DATA_SOURCE",
+            "HOLIDAPP_RENDERER",
+            "WORKER_IP",
+        ] {
+            command.env_remove(variable);
+        }
+        command
+            .env("HOLIDAPP_BIND", "127.0.0.1:0")
+            .env("VISITS_LOG", dir.path().join("visits.log"))
+            .env("LOG_LEVEL", "info")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("holidapp-api starts");
+        let stderr = child.stderr.take().unwrap();
+        let (lines, logs) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("TEST_LOG").is_some() {
+                    eprintln!("[holidapp-api] {line}");
+                }
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut api = Api {
+            child,
+            base: String::new(),
+            logs,
+            _dir: dir,
+        };
+        let line = api
+            .wait_for_log("listening on http://", START_TIMEOUT)
+            .expect("holidapp-api logs its address");
+        let address = line
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("an address after 'listening on'");
+        api.base = format!("http://{address}");
+        api
+    }
+
+    /// Waits until a log line contains `needle` and returns it.
+    fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.logs.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited with 0.
+    fn terminate(&mut self, timeout: Duration) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "SIGTERM sent");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "holidapp-api did not stop");
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client that gives up on any answer slower than `timeout`.
+fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder().timeout(timeout).build().unwrap()
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    (status, value)
+}
+
+#[tokio::test]
+async fn the_readme_quick_start_runs_on_the_binary_without_redis() {
+    let mut api = Api::start(&[("HOLIDAPP_WORKER_CONCURRENCY", "2")]);
+    let http = client(Duration::from_secs(30));
+
+    let (status, loaded) = json_of(http.post(api.url("/data")).send().await.unwrap()).await;
+    assert_eq!((status, loaded), (200, json!({"loaded": 266})));
+
+    let requests = [
+        (json!({"start": 1990, "end": 2000}), (800, 600)),
+        (
+            json!({"start": "1970", "end": "2020", "plot": {"kind": "categories"}}),
+            (800, 600),
+        ),
+        (
+            json!({"start": 2000, "end": 2010, "plot": {"width": 400, "height": 300}}),
+            (400, 300),
+        ),
+    ];
+    let mut jobs = Vec::new();
+    for (params, size) in requests {
+        let response = http
+            .post(api.url("/jobs"))
+            .json(&params)
+            .send()
+            .await
+            .unwrap();
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        let (status, job) = json_of(response).await;
+        assert_eq!(status, 201, "{job}");
+        assert_eq!(location, format!("/jobs/{}", job["id"].as_str().unwrap()));
+        jobs.push((job, size));
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for (job, (width, height)) in &jobs {
+        let id = job["id"].as_str().unwrap();
+        let finished = loop {
+            let (_, now) = json_of(
+                http.get(api.url(&format!("/jobs/{id}")))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            match now["status"].as_str().unwrap() {
+                "complete" | "failed" => break now,
+                _ => {
+                    assert!(Instant::now() < deadline, "job {id} did not finish: {now}");
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                }
+            }
+        };
+        assert_eq!(finished["status"], "complete", "{finished}");
+        assert_eq!(finished["attempts"], 1);
+        assert!(finished["worker"].is_string());
+
+        let response = http
+            .get(api.url(finished["result"].as_str().unwrap()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "image/png");
+        let bytes = response.bytes().await.unwrap();
+        let decoder = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()));
+        let mut reader = decoder.read_info().expect("a PNG header");
+        let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+        let frame = reader.next_frame(&mut pixels).expect("PNG pixels");
+        assert_eq!((frame.width, frame.height), (*width, *height));
+    }
+
+    let (_, complete) = json_of(http.get(api.url("/completed_jobs")).send().await.unwrap()).await;
+    assert_eq!(complete.as_array().unwrap().len(), 3);
+
+    assert!(api.terminate(Duration::from_secs(30)), "a clean exit");
+}
+
+#[tokio::test]
+async fn the_api_answers_503_while_redis_is_down_and_recovers_by_itself() {
+    let mut redis = RedisServer::start_with_aof();
+    let prefix = unique_prefix("http_redis_outage");
+    let api = Api::start(&[("REDIS_URL", &redis.url()), ("HOLIDAPP_PREFIX", &prefix)]);
+    // Every answer must come within 2 s, outage or not.
+    let http = client(Duration::from_secs(2));
+
+    let ready = http.get(api.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let (status, job) = json_of(
+        http.post(api.url("/jobs"))
+            .json(&json!({"start": 1990, "end": 2000}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{job}");
+    let job_url = api.url(&format!("/jobs/{}", job["id"].as_str().unwrap()));
+    let (status, loaded) = json_of(http.post(api.url("/data")).send().await.unwrap()).await;
+    assert_eq!((status, loaded), (200, json!({"loaded": 266})));
+
+    redis.stop();
+    assert_outage_answers(&http, &api, &job_url).await;
+    redis.restart();
+    assert_recovers(&http, &api, &job_url).await;
+    // A second outage is handled the same way.
+    redis.stop();
+    assert_outage_answers(&http, &api, &job_url).await;
+    redis.restart();
+    assert_recovers(&http, &api, &job_url).await;
+}
+
+async fn assert_outage_answers(http: &reqwest::Client, api: &Api, job_url: &str) {
+    let requests = [
+        http.get(job_url),
+        http.get(api.url("/jobs")),
+        http.post(api.url("/jobs"))
+            .json(&json!({"start": 1990, "end": 2000})),
+        http.get(api.url("/genes")),
+        http.get(api.url("/readyz")),
+    ];
+    for request in requests {
+        let response = request.send().await.expect("an answer within 2 s");
+        let (status, body) = json_of(response).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "backend_unavailable", "{body}");
+    }
+    let health = http.get(api.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "alive while the backend is down");
+}
+
+async fn assert_recovers(http: &reqwest::Client, api: &Api, job_url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match http.get(api.url("/readyz")).send().await {
+            Ok(response) if response.status() == 200 => break,
+            _ => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the API did not become ready again"
+                );
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+        }
+    }
+    let (status, job) = json_of(http.get(job_url).send().await.unwrap()).await;
+    assert_eq!(status, 200, "the job survived: {job}");
+    let (status, genes) = json_of(http.get(api.url("/genes")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(genes.as_array().unwrap().len(), 266);
+    let response = http
+        .post(api.url("/jobs"))
+        .json(&json!({"start": 1990, "end": 2000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}
