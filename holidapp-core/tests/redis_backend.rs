@@ -9,7 +9,7 @@ use std::time::Duration;
 use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
 use holidapp_core::testing::{RedisServer, RedisServerOptions};
 use holidapp_core::{
-    DataStore, Error, Job, JobParams, JobStore, ManualClock, Queue, QueueSettings, parse,
+    DataStore, Error, Job, JobParams, JobStore, ListQuery, ManualClock, Queue, QueueSettings, parse,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -64,14 +64,14 @@ async fn a_job_is_a_hash_a_person_can_read() {
             fields[time]
         );
     }
-    let queued: Vec<String> = redis::cmd("ZRANGE")
-        .arg(format!("{}:index:in_progress", config.prefix))
+    let running: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("{}:queue:leased", config.prefix))
         .arg(0)
         .arg(-1)
         .query_async(&mut redis)
         .await
         .unwrap();
-    assert_eq!(queued, vec![job.id.to_string()]);
+    assert_eq!(running, vec![job.id.to_string()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,4 +307,41 @@ async fn batch_leases_and_completions_fence_each_job_on_its_own() {
         .map(|l| l.id())
         .collect();
     assert_eq!(rest, vec![jobs[3].id, jobs[4].id, jobs[1].id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_jobs_list_by_submission_not_by_lease_order() {
+    let server = RedisServer::shared();
+    let config = server.config("list_running");
+    let clock = Arc::new(ManualClock::starting_now());
+    let backend = RedisBackend::with_clock(&config, QueueSettings::default(), clock.clone())
+        .await
+        .unwrap();
+    let jobs: Vec<Job> = (0..7)
+        .map(|i| Job::new(JobParams::new(i.to_string(), "9"), chrono::Utc::now()))
+        .collect();
+    backend.enqueue_many(&jobs).await.unwrap();
+    let first = backend.lease("w", LEASE).await.unwrap().unwrap();
+    backend.release(&first).await.unwrap();
+    // Leased in the order 1..6, then 0, each with a later deadline than the one before.
+    for _ in 0..7 {
+        clock.advance(Duration::from_secs(1));
+        backend.lease("w", LEASE).await.unwrap().unwrap();
+    }
+    let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let newest_first: Vec<_> = jobs.iter().rev().map(|j| j.id).collect();
+    let running = ListQuery::with_status(holidapp_core::JobStatus::InProgress);
+    assert_eq!(ids(backend.list(&running).await.unwrap()), newest_first);
+    let page = ListQuery {
+        offset: 2,
+        limit: 3,
+        ..running
+    };
+    assert_eq!(ids(backend.list(&page).await.unwrap()), newest_first[2..5]);
+    let all = ListQuery {
+        offset: 5,
+        ..ListQuery::default()
+    };
+    assert_eq!(ids(backend.list(&all).await.unwrap()), newest_first[5..]);
+    assert_eq!(backend.counts().await.unwrap().in_progress, 7);
 }

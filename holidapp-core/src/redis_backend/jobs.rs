@@ -44,16 +44,20 @@ impl JobStore for RedisBackend {
     async fn list(&self, query: &ListQuery) -> Result<Vec<Job>> {
         let k = &self.keys;
         let mut invocation = SCRIPTS.list.prepare_invoke();
-        match query.status {
-            Some(status) => invocation.key(k.index(status)),
-            None => invocation.key(&JobStatus::ALL.map(|s| k.index(s))[..]),
-        };
+        invocation.key(&k.expiry).key(&k.leased);
+        // `in progress` jobs have no index of their own: the leased set is one.
+        for status in JobStatus::ALL {
+            if status != JobStatus::InProgress && query.status.is_none_or(|s| s == status) {
+                invocation.key(k.index(status));
+            }
+        }
+        let in_progress = query.status.is_none_or(|s| s == JobStatus::InProgress);
         invocation
-            .key(&k.expiry)
             .arg(&k.job_prefix)
             .arg(millis(self.clock.now()))
             .arg(query.offset.min(i64::MAX as usize))
-            .arg(query.page_size());
+            .arg(query.page_size())
+            .arg(if in_progress { "1" } else { "0" });
         let mut conn = self.conn.clone();
         let reply: Value = self.run(invocation.invoke_async(&mut conn)).await?;
         array(reply)?

@@ -25,7 +25,9 @@ pub(super) struct Keys {
     pub(super) wake: String,
     /// `{prefix}:index:expiry` (ZSET).
     pub(super) expiry: String,
-    /// `{prefix}:index:{status}` (ZSET), in [`JobStatus::ALL`] order.
+    /// The set of jobs in each status, in [`JobStatus::ALL`] order: `{prefix}:index:{status}`
+    /// (ZSET, scored by submission number), except that the jobs `in progress` are the leased
+    /// set (scored by lease deadline).
     by_status: [String; 4],
     /// `{prefix}:data:records` (LIST).
     pub(super) data_records: String,
@@ -55,7 +57,10 @@ impl Keys {
             token: key("queue:token"),
             wake: key("queue:wake"),
             expiry: key("index:expiry"),
-            by_status: JobStatus::ALL.map(|s| key(&format!("index:{}", s.key_name()))),
+            by_status: JobStatus::ALL.map(|s| match s {
+                JobStatus::InProgress => key("queue:leased"),
+                _ => key(&format!("index:{}", s.key_name())),
+            }),
             data_records: key("data:records"),
             data_ids: key("data:ids"),
             data_index: key("data:index"),
@@ -75,7 +80,8 @@ impl Keys {
         format!("{}{id}", self.result_prefix)
     }
 
-    /// `{prefix}:index:{status}`: the listing index of one status.
+    /// The set of the jobs in `status`: `{prefix}:index:{status}`, or the leased set for
+    /// `in progress`.
     pub(super) fn index(&self, status: JobStatus) -> &str {
         let slot = JobStatus::ALL
             .iter()
@@ -108,10 +114,7 @@ mod tests {
             keys.result(id),
             "holidapp:result:7f1c2a9e-3b4d-4e5f-8a6b-1c2d3e4f5a6b"
         );
-        assert_eq!(
-            keys.index(JobStatus::InProgress),
-            "holidapp:index:in_progress"
-        );
+        assert_eq!(keys.index(JobStatus::InProgress), "holidapp:queue:leased");
         assert_eq!(keys.index(JobStatus::Failed), "holidapp:index:failed");
         assert_eq!(keys.ready, "holidapp:queue:ready");
         assert_eq!(keys.data_staging("n")[2], "holidapp:data:staging:n:index");

@@ -64,7 +64,6 @@ impl RedisBackend {
                     .key(&k.delayed)
                     .key(&k.leased)
                     .key(k.index(JobStatus::Submitted))
-                    .key(k.index(JobStatus::InProgress))
                     .key(&k.token)
                     .key(&k.wake)
                     .arg(&k.job_prefix)
@@ -93,8 +92,13 @@ impl RedisBackend {
                 };
                 let token = u64::try_from(int(token)?)
                     .map_err(|_| Error::Internal("negative lease token".into()))?;
-                let job = job_from_reply(fields)?
+                let mut job = job_from_reply(fields)?
                     .ok_or_else(|| Error::Internal("leased job has no fields".into()))?;
+                // What the script changed, as it changed it.
+                job.status = JobStatus::InProgress;
+                job.worker = Some(worker.to_owned());
+                job.started_at = Some(now);
+                job.attempts = job.attempts.saturating_add(1);
                 Ok(Lease {
                     job,
                     token: LeaseToken(token),
@@ -120,7 +124,6 @@ impl RedisBackend {
         let mut invocation = SCRIPTS.complete.prepare_invoke();
         invocation
             .key(&k.leased)
-            .key(k.index(JobStatus::InProgress))
             .key(k.index(JobStatus::Complete))
             .key(&k.expiry)
             .arg(&k.job_prefix)
@@ -301,7 +304,6 @@ impl Queue for RedisBackend {
                     .fail
                     .key(k.job(id))
                     .key(&k.leased)
-                    .key(k.index(JobStatus::InProgress))
                     .key(k.index(to))
                     .key(&k.delayed)
                     .key(&k.expiry)
@@ -337,7 +339,6 @@ impl Queue for RedisBackend {
                     .release
                     .key(k.job(id))
                     .key(&k.leased)
-                    .key(k.index(JobStatus::InProgress))
                     .key(k.index(JobStatus::Submitted))
                     .key(&k.ready)
                     .key(&k.wake)
@@ -371,7 +372,6 @@ impl Queue for RedisBackend {
                         .requeue_expired
                         .key(&k.leased)
                         .key(&k.ready)
-                        .key(k.index(JobStatus::InProgress))
                         .key(k.index(JobStatus::Submitted))
                         .key(k.index(JobStatus::Failed))
                         .key(&k.expiry)

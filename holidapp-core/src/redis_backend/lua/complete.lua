@@ -5,9 +5,8 @@
 -- the others.
 --
 -- KEYS[1]  {prefix}:queue:leased         ZSET  job id -> lease deadline (ms)
--- KEYS[2]  {prefix}:index:in_progress    ZSET
--- KEYS[3]  {prefix}:index:complete       ZSET
--- KEYS[4]  {prefix}:index:expiry         ZSET  job id -> expires-at (ms)
+-- KEYS[2]  {prefix}:index:complete       ZSET  job id -> submission number
+-- KEYS[3]  {prefix}:index:expiry         ZSET  job id -> expires-at (ms)
 -- ARGV[1]  job key prefix ({prefix}:job:)
 -- ARGV[2]  result key prefix ({prefix}:result:)
 -- ARGV[3]  expected status ('in progress')
@@ -19,6 +18,7 @@
 -- Returns a list of 1 (completed) or 0 (lease lost), one per triple.
 
 local done = {}
+local ids, by_seq, expiring = {}, {}, {}
 for i = 8, #ARGV, 3 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = ARGV[1] .. id
@@ -28,13 +28,19 @@ for i = 8, #ARGV, 3 do
     redis.call('HSET', key, 'status', ARGV[4], 'finished_at', ARGV[5])
     redis.call('HDEL', key, 'token', 'lease_deadline', 'error')
     redis.call('PEXPIRE', key, ARGV[7])
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('ZREM', KEYS[2], id)
-    redis.call('ZADD', KEYS[3], seq, id)
-    redis.call('ZADD', KEYS[4], ARGV[6], id)
+    ids[#ids + 1] = id
+    by_seq[#by_seq + 1] = seq
+    by_seq[#by_seq + 1] = id
+    expiring[#expiring + 1] = ARGV[6]
+    expiring[#expiring + 1] = id
     done[#done + 1] = 1
   else
     done[#done + 1] = 0
   end
+end
+if #ids > 0 then
+  redis.call('ZREM', KEYS[1], unpack(ids))
+  redis.call('ZADD', KEYS[2], unpack(by_seq))
+  redis.call('ZADD', KEYS[3], unpack(expiring))
 end
 return done

@@ -38,12 +38,21 @@ local function flush()
   redis.call('LTRIM', KEYS[4], 0, wake_cap - 1)
 end
 
+-- One EXISTS for all the keys: when none exists (the usual case) no job needs its own check.
+local keys = {}
 local at = 4
-for _ = 1, n do
+for i = 1, n do
+  keys[i] = job_prefix .. ARGV[at]
+  at = at + 2 + tonumber(ARGV[at + 1])
+end
+local check_each = redis.call('EXISTS', unpack(keys)) > 0
+
+at = 4
+for i = 1, n do
   local id = ARGV[at]
   local count = tonumber(ARGV[at + 1])
-  local key = job_prefix .. id
-  if redis.call('EXISTS', key) == 1 then
+  local key = keys[i]
+  if check_each and redis.call('EXISTS', key) == 1 then
     flush()
     return {'exists', id, #ids}
   end

@@ -4,11 +4,10 @@
 -- and filed for expiry like a complete job.
 --
 -- KEYS[1]  {prefix}:job:{id}             HASH
--- KEYS[2]  {prefix}:queue:leased         ZSET
--- KEYS[3]  {prefix}:index:in_progress    ZSET
--- KEYS[4]  {prefix}:index:{new status}   ZSET  (submitted or failed)
--- KEYS[5]  {prefix}:queue:delayed        ZSET  job id -> ready-at (ms)
--- KEYS[6]  {prefix}:index:expiry         ZSET  job id -> expires-at (ms)
+-- KEYS[2]  {prefix}:queue:leased         ZSET  (also the index of `in progress` jobs)
+-- KEYS[3]  {prefix}:index:{new status}   ZSET  (submitted or failed)
+-- KEYS[4]  {prefix}:queue:delayed        ZSET  job id -> ready-at (ms)
+-- KEYS[5]  {prefix}:index:expiry         ZSET  job id -> expires-at (ms)
 -- ARGV[1]  job id
 -- ARGV[2]  fencing token of the caller's lease
 -- ARGV[3]  expected status ('in progress')
@@ -28,13 +27,12 @@ end
 redis.call('HSET', KEYS[1], 'status', ARGV[4], 'error', ARGV[6])
 redis.call('HDEL', KEYS[1], 'token', 'lease_deadline')
 redis.call('ZREM', KEYS[2], id)
-redis.call('ZREM', KEYS[3], id)
-redis.call('ZADD', KEYS[4], seq, id)
+redis.call('ZADD', KEYS[3], seq, id)
 if ARGV[5] == 'retry' then
-  redis.call('ZADD', KEYS[5], ARGV[7], id)
+  redis.call('ZADD', KEYS[4], ARGV[7], id)
 else
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[8])
   redis.call('PEXPIRE', KEYS[1], ARGV[9])
-  redis.call('ZADD', KEYS[6], ARGV[7], id)
+  redis.call('ZADD', KEYS[5], ARGV[7], id)
 end
 return 1

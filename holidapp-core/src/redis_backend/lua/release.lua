@@ -2,11 +2,10 @@
 -- fencing token, without counting the attempt (a worker stopping before it could finish).
 --
 -- KEYS[1]  {prefix}:job:{id}             HASH
--- KEYS[2]  {prefix}:queue:leased         ZSET
--- KEYS[3]  {prefix}:index:in_progress    ZSET
--- KEYS[4]  {prefix}:index:submitted      ZSET
--- KEYS[5]  {prefix}:queue:ready          LIST
--- KEYS[6]  {prefix}:queue:wake           LIST
+-- KEYS[2]  {prefix}:queue:leased         ZSET  (also the index of `in progress` jobs)
+-- KEYS[3]  {prefix}:index:submitted      ZSET
+-- KEYS[4]  {prefix}:queue:ready          LIST
+-- KEYS[5]  {prefix}:queue:wake           LIST
 -- ARGV[1]  job id
 -- ARGV[2]  fencing token of the caller's lease
 -- ARGV[3]  expected status ('in progress')
@@ -27,9 +26,8 @@ end
 redis.call('HSET', KEYS[1], 'status', ARGV[4], 'attempts', attempts - 1)
 redis.call('HDEL', KEYS[1], 'token', 'lease_deadline')
 redis.call('ZREM', KEYS[2], id)
-redis.call('ZREM', KEYS[3], id)
-redis.call('ZADD', KEYS[4], seq, id)
-redis.call('RPUSH', KEYS[5], id)
-redis.call('RPUSH', KEYS[6], '1')
-redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[5]) - 1)
+redis.call('ZADD', KEYS[3], seq, id)
+redis.call('RPUSH', KEYS[4], id)
+redis.call('RPUSH', KEYS[5], '1')
+redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[5]) - 1)
 return 1

@@ -5,11 +5,10 @@
 --
 -- KEYS[1]  {prefix}:queue:leased         ZSET  job id -> lease deadline (ms)
 -- KEYS[2]  {prefix}:queue:ready          LIST
--- KEYS[3]  {prefix}:index:in_progress    ZSET
--- KEYS[4]  {prefix}:index:submitted      ZSET
--- KEYS[5]  {prefix}:index:failed         ZSET
--- KEYS[6]  {prefix}:index:expiry         ZSET  job id -> expires-at (ms)
--- KEYS[7]  {prefix}:queue:wake           LIST
+-- KEYS[3]  {prefix}:index:submitted      ZSET
+-- KEYS[4]  {prefix}:index:failed         ZSET
+-- KEYS[5]  {prefix}:index:expiry         ZSET  job id -> expires-at (ms)
+-- KEYS[6]  {prefix}:queue:wake           LIST
 -- ARGV[1]  job key prefix ({prefix}:job:)
 -- ARGV[2]  now (ms since the epoch)
 -- ARGV[3]  attempt limit
@@ -35,23 +34,22 @@ for _, id in ipairs(expired) do
     local reason = 'lease expired on attempt ' .. attempts .. ' of ' .. max_attempts
     redis.call('HSET', key, 'error', reason)
     redis.call('HDEL', key, 'token', 'lease_deadline')
-    redis.call('ZREM', KEYS[3], id)
     if attempts >= max_attempts then
       redis.call('HSET', key, 'status', ARGV[10], 'finished_at', ARGV[5])
       redis.call('PEXPIRE', key, ARGV[7])
-      redis.call('ZADD', KEYS[5], seq, id)
-      redis.call('ZADD', KEYS[6], ARGV[6], id)
+      redis.call('ZADD', KEYS[4], seq, id)
+      redis.call('ZADD', KEYS[5], ARGV[6], id)
       failed = failed + 1
     else
       redis.call('HSET', key, 'status', ARGV[9])
-      redis.call('ZADD', KEYS[4], seq, id)
+      redis.call('ZADD', KEYS[3], seq, id)
       redis.call('RPUSH', KEYS[2], id)
       requeued = requeued + 1
     end
   end
 end
 if requeued > 0 then
-  redis.call('RPUSH', KEYS[7], '1')
-  redis.call('LTRIM', KEYS[7], 0, tonumber(ARGV[11]) - 1)
+  redis.call('RPUSH', KEYS[6], '1')
+  redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[11]) - 1)
 end
 return {requeued, failed, #expired}
