@@ -1,1 +1,533 @@
-//! Parsers for the supported data set formats (placeholder, being written).
+//! Parsers for the data set formats Holidapp loads, and [`load_source`], which fetches a data set
+//! from where `DATA_SOURCE` points.
+//!
+//! # Formats
+//!
+//! [`parse`] looks at the bytes and picks the format itself:
+//!
+//! | format | shape | record id |
+//! |---|---|---|
+//! | HGNC complete set, JSON | `{"response": {"docs": [{...}, ...]}}` | `hgnc_id` |
+//! | meteorite landings, JSON | `{"meteorite_landings": [{...}, ...]}` | `id` |
+//! | plain JSON array | `[{...}, ...]` | `id` when the objects have one, else `hgnc_id` when they have one, else the position (`0`, `1`, ...) |
+//! | HGNC TSV | a header line of tab-separated column names, then one record per line | `hgnc_id` when the header has it, else `id`, else the position |
+//!
+//! Input whose first non-blank byte is `{` or `[` is read as JSON; input whose first line holds
+//! a tab is read as TSV; anything else is refused at once, so a large file of garbage costs
+//! almost nothing. An id is a string or an integer (integers become their decimal text), at most
+//! [`MAX_ID_LEN`] characters, and unique within the data set: `GET /data/{id}` must name one record.
+//! A data set with no records is refused.
+//!
+//! TSV cells are strings. An empty cell means the field is absent, and the double quotes the HGNC
+//! export puts around multi-value cells (`"FLJ11506|p34"`) are removed. The HGNC export also
+//! drops trailing empty cells, so a row may be shorter than the header (its missing cells are
+//! absent fields), and some exports carry more cells than their header names; those extra cells
+//! are kept under the names `column_<n>` (`n` counts columns from 1). A row of a single cell
+//! under a header of several columns is refused as not tab-separated.
+//!
+//! Every refusal is [`Error::InvalidData`] with a short message that says where (a line, or a
+//! JSON path such as `response.docs[3]`) and what was expected.
+//!
+//! # Sources
+//!
+//! [`load_source`] accepts:
+//!
+//! - `bundled:hgnc` ([`BUNDLED_HGNC`], the default of `DATA_SOURCE`): the HGNC sample that ships
+//!   inside the binary (266 genes, TSV);
+//! - `bundled:meteorites` ([`BUNDLED_METEORITES`]): the meteorite-landings sample that ships
+//!   inside the binary (300 records, JSON);
+//! - an `http://` or `https://` URL, fetched with a GET ([`SOURCE_TIMEOUT`] in all, bodies up to
+//!   [`MAX_SOURCE_BYTES`]; an answer that is not 2xx is an error);
+//! - anything else: a path to a file (up to [`MAX_SOURCE_BYTES`]).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::io::AsyncReadExt;
+
+use crate::dataset::{DataSet, Record};
+use crate::error::{Error, Result};
+use crate::job::truncate;
+
+/// The source name of the bundled HGNC sample (266 genes), the default data source.
+pub const BUNDLED_HGNC: &str = "bundled:hgnc";
+
+/// The source name of the bundled meteorite-landings sample (300 records).
+pub const BUNDLED_METEORITES: &str = "bundled:meteorites";
+
+/// The longest record id accepted, in characters.
+pub const MAX_ID_LEN: usize = 256;
+
+/// The largest body [`load_source`] reads from a file or a URL: 512 MiB.
+pub const MAX_SOURCE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// How long [`load_source`] waits for a URL to answer in full.
+pub const SOURCE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long [`load_source`] waits for a connection to a URL's host.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest header line the TSV detector looks at.
+const MAX_HEADER_BYTES: usize = 1024 * 1024;
+
+/// How much of a piece of input an error message quotes, in characters.
+const QUOTE_LEN: usize = 60;
+
+const HGNC_SAMPLE: &[u8] = include_bytes!("../data/hgnc_reduced_set.txt");
+const METEORITE_SAMPLE: &[u8] = include_bytes!("../data/ML_Data_Sample.json");
+
+/// The data sets bundled with the crate, by name: `hgnc` and `meteorites`.
+///
+/// `bundled("hgnc")` is what the source [`BUNDLED_HGNC`] loads. Unknown names give `None`.
+pub fn bundled(name: &str) -> Option<DataSet> {
+    let bytes = match name {
+        "hgnc" => HGNC_SAMPLE,
+        "meteorites" => METEORITE_SAMPLE,
+        _ => return None,
+    };
+    // Both samples are checked by the test suite, so this cannot fail in a released build.
+    parse(bytes).ok()
+}
+
+/// Parses a data set in any supported format (see the [module docs](self)).
+pub fn parse(bytes: &[u8]) -> Result<DataSet> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => Err(invalid("the input is empty")),
+        Some(b'{' | b'[') => {
+            let value: Value = serde_json::from_slice(bytes)
+                .map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+            parse_value(value)
+        }
+        Some(_) if looks_like_tsv(bytes) => parse_tsv(bytes),
+        Some(_) => Err(invalid(
+            "unrecognised format: expected JSON (an object or an array) or tab-separated values \
+             with a header line",
+        )),
+    }
+}
+
+/// Interprets an already-parsed JSON document as a data set (the JSON formats of [`parse`]).
+pub fn parse_value(value: Value) -> Result<DataSet> {
+    match value {
+        Value::Array(items) => {
+            let id_field = array_id_field(&items);
+            records_from_json(items, "", id_field)
+        }
+        Value::Object(mut top) => {
+            if let Some(response) = top.remove("response") {
+                let Value::Object(mut response) = response else {
+                    return Err(invalid(format!(
+                        "'response' is {}; the HGNC format is {{\"response\": {{\"docs\": [...]}}}}",
+                        describe(&response)
+                    )));
+                };
+                match response.remove("docs") {
+                    Some(Value::Array(docs)) => {
+                        records_from_json(docs, "response.docs", IdField::Named("hgnc_id"))
+                    }
+                    Some(other) => Err(invalid(format!(
+                        "'response.docs' is {}; expected an array of gene records",
+                        describe(&other)
+                    ))),
+                    None => Err(invalid(
+                        "'response' has no 'docs'; the HGNC format is {\"response\": {\"docs\": [...]}}",
+                    )),
+                }
+            } else if let Some(landings) = top.remove("meteorite_landings") {
+                match landings {
+                    Value::Array(items) => {
+                        records_from_json(items, "meteorite_landings", IdField::Named("id"))
+                    }
+                    other => Err(invalid(format!(
+                        "'meteorite_landings' is {}; expected an array of records",
+                        describe(&other)
+                    ))),
+                }
+            } else {
+                let keys: Vec<&str> = top.keys().take(5).map(String::as_str).collect();
+                Err(invalid(format!(
+                    "unrecognised JSON object (keys: {}); expected {{\"response\": {{\"docs\": \
+                     [...]}}}}, {{\"meteorite_landings\": [...]}} or an array of objects",
+                    truncate(&keys.join(", "), QUOTE_LEN)
+                )))
+            }
+        }
+        other => Err(invalid(format!(
+            "the JSON document is {}; expected an object or an array of objects",
+            describe(&other)
+        ))),
+    }
+}
+
+/// Loads a data set from a source: `bundled:<name>`, an http(s) URL or a file path (see the
+/// [module docs](self)).
+///
+/// Failing to reach or read the source is [`Error::Source`]; content that does not parse is
+/// [`Error::InvalidData`], its message prefixed with the source.
+pub async fn load_source(source: &str) -> Result<DataSet> {
+    let source = source.trim();
+    if let Some(name) = source.strip_prefix("bundled:") {
+        return bundled(name).ok_or_else(|| {
+            Error::Source(format!(
+                "unknown bundled data set '{}'; expected {BUNDLED_HGNC} or {BUNDLED_METEORITES}",
+                truncate(name, QUOTE_LEN)
+            ))
+        });
+    }
+    let (shown, bytes) = if source.starts_with("http://") || source.starts_with("https://") {
+        let shown = redact_url(source);
+        let bytes = fetch_url(source, &shown).await?;
+        (shown, bytes)
+    } else {
+        let shown = truncate(source, 200);
+        let bytes = read_file(source, &shown).await?;
+        (shown, bytes)
+    };
+    let parsed = tokio::task::spawn_blocking(move || parse(&bytes))
+        .await
+        .map_err(|e| Error::Internal(format!("parsing task failed: {e}")))?;
+    parsed.map_err(|e| match e {
+        Error::InvalidData(msg) => Error::InvalidData(format!("{shown}: {msg}")),
+        other => other,
+    })
+}
+
+async fn read_file(path: &str, shown: &str) -> Result<Vec<u8>> {
+    if path.is_empty() {
+        return Err(Error::Source(
+            "the data source is empty; give a file path, an http(s) URL or bundled:hgnc".into(),
+        ));
+    }
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| Error::Source(format!("cannot open '{shown}': {e}")))?;
+    let mut bytes = Vec::new();
+    // `take` rather than the file's length: special files (pipes, /dev/zero) report none.
+    file.take(MAX_SOURCE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| Error::Source(format!("cannot read '{shown}': {e}")))?;
+    if bytes.len() as u64 > MAX_SOURCE_BYTES {
+        return Err(too_large(shown));
+    }
+    Ok(bytes)
+}
+
+async fn fetch_url(url: &str, shown: &str) -> Result<Vec<u8>> {
+    let fail = |what: &str, e: reqwest::Error| {
+        Error::Source(truncate(
+            &format!("{what} {shown}: {}", error_chain(&e.without_url())),
+            300,
+        ))
+    };
+    let client = reqwest::Client::builder()
+        .timeout(SOURCE_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+        .map_err(|e| fail("cannot set up a client for", e))?;
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| fail("cannot GET", e))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(Error::Source(format!("GET {shown} answered {status}")));
+    }
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_SOURCE_BYTES)
+    {
+        return Err(too_large(shown));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| fail("cannot read the body of", e))?
+    {
+        if (bytes.len() + chunk.len()) as u64 > MAX_SOURCE_BYTES {
+            return Err(too_large(shown));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+fn too_large(shown: &str) -> Error {
+    Error::Source(format!(
+        "{shown} is larger than {} MiB",
+        MAX_SOURCE_BYTES / (1024 * 1024)
+    ))
+}
+
+/// The URL as it may appear in messages and logs: without its password, and not too long.
+fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                // Only fails for URLs that cannot carry credentials, which then have none.
+                let _ = parsed.set_password(Some("***"));
+            }
+            truncate(parsed.as_str(), 200)
+        }
+        Err(_) => truncate(url, 200),
+    }
+}
+
+/// An error and its causes, joined: reqwest puts the useful part ("connection refused") in the
+/// source chain.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidData(msg.into())
+}
+
+/// What a JSON value is, for error messages.
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Where a record's id comes from.
+#[derive(Clone, Copy)]
+enum IdField {
+    /// This field, which every record must have.
+    Named(&'static str),
+    /// The record's position in the data set.
+    Position,
+}
+
+/// The id rule for a plain array: `id` if the objects have it, else `hgnc_id`, else positions.
+/// Whether *every* record has the chosen field is checked while building the records.
+fn array_id_field(items: &[Value]) -> IdField {
+    let any_has = |field: &str| {
+        items
+            .iter()
+            .any(|item| item.as_object().is_some_and(|o| o.contains_key(field)))
+    };
+    if any_has("id") {
+        IdField::Named("id")
+    } else if any_has("hgnc_id") {
+        IdField::Named("hgnc_id")
+    } else {
+        IdField::Position
+    }
+}
+
+fn records_from_json(items: Vec<Value>, path: &str, id_field: IdField) -> Result<DataSet> {
+    let mut records = Vec::with_capacity(items.len());
+    let mut seen = Ids::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let at = || format!("{path}[{index}]");
+        let Value::Object(fields) = item else {
+            return Err(invalid(format!(
+                "{} is {}; every record must be a JSON object",
+                at(),
+                describe(&item)
+            )));
+        };
+        let id = match id_field {
+            IdField::Position => index.to_string(),
+            IdField::Named(name) => match fields.get(name) {
+                Some(value) => {
+                    json_id(value).map_err(|why| invalid(format!("{}.{name} {why}", at())))?
+                }
+                None => {
+                    return Err(invalid(format!(
+                        "{} has no '{name}'; every record needs one (it is the record's id)",
+                        at()
+                    )));
+                }
+            },
+        };
+        seen.insert(&id, at())?;
+        records.push(Record { id, fields });
+    }
+    finish(records)
+}
+
+/// A record id from a JSON value, or why it is not one.
+fn json_id(value: &Value) -> std::result::Result<String, String> {
+    let id = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        other => {
+            return Err(format!(
+                "is {}; an id must be a string or an integer",
+                describe(other)
+            ));
+        }
+    };
+    check_id(&id).map(|()| id)
+}
+
+fn check_id(id: &str) -> std::result::Result<(), String> {
+    if id.trim().is_empty() {
+        Err("is empty; an id must not be blank".into())
+    } else if id.chars().count() > MAX_ID_LEN {
+        Err(format!("is longer than {MAX_ID_LEN} characters"))
+    } else if id.chars().any(char::is_control) {
+        Err("holds control characters".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// The ids seen so far, with where each was seen, to refuse duplicates.
+struct Ids(HashMap<String, String>);
+
+impl Ids {
+    fn with_capacity(n: usize) -> Self {
+        Ids(HashMap::with_capacity(n))
+    }
+
+    fn insert(&mut self, id: &str, at: String) -> Result<()> {
+        if let Some(first) = self.0.get(id) {
+            return Err(invalid(format!(
+                "duplicate id '{}' at {first} and {at}; ids must be unique",
+                truncate(id, QUOTE_LEN)
+            )));
+        }
+        self.0.insert(id.to_owned(), at);
+        Ok(())
+    }
+}
+
+fn finish(records: Vec<Record>) -> Result<DataSet> {
+    if records.is_empty() {
+        Err(invalid("the data set is empty"))
+    } else {
+        Ok(DataSet::new(records))
+    }
+}
+
+/// Whether the first line holds a tab: the sign of a TSV header.
+fn looks_like_tsv(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(MAX_HEADER_BYTES)];
+    let first_line = head.split(|&b| b == b'\n').next().unwrap_or(head);
+    first_line.contains(&b'\t')
+}
+
+fn parse_tsv(bytes: &[u8]) -> Result<DataSet> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = 1 + bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        invalid(format!(
+            "line {line} is not valid UTF-8; tab-separated data must be UTF-8 text"
+        ))
+    })?;
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let header_line = lines.next().unwrap_or_default();
+    let header = tsv_header(header_line)?;
+    let id_column = ["hgnc_id", "id"]
+        .iter()
+        .find_map(|name| header.iter().position(|h| h == name));
+
+    let mut records = Vec::new();
+    let mut seen = Ids::with_capacity(text.len() / 256);
+    for (index, line) in lines.enumerate() {
+        let line_no = index + 2;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let cells: Vec<&str> = line.split('\t').collect();
+        if cells.len() == 1 {
+            return Err(invalid(format!(
+                "line {line_no} has 1 column but the header has {}; expected tab-separated values",
+                header.len()
+            )));
+        }
+        let mut fields = Map::new();
+        for (column, cell) in cells.iter().enumerate() {
+            let value = unquote(cell);
+            if value.is_empty() {
+                continue;
+            }
+            let name = match header.get(column) {
+                Some(name) => name.clone(),
+                None => {
+                    let name = format!("column_{}", column + 1);
+                    if header.contains(&name) {
+                        return Err(invalid(format!(
+                            "line {line_no} has {} columns but the header has {}, and the name \
+                             for the extra column, {name}, is taken by the header",
+                            cells.len(),
+                            header.len()
+                        )));
+                    }
+                    name
+                }
+            };
+            fields.insert(name, Value::String(value.to_owned()));
+        }
+        let id = match id_column {
+            None => records.len().to_string(),
+            Some(column) => {
+                let name = &header[column];
+                let id = fields
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| invalid(format!("line {line_no} has no {name}")))?;
+                check_id(id).map_err(|why| invalid(format!("line {line_no}: {name} {why}")))?;
+                id.to_owned()
+            }
+        };
+        seen.insert(&id, format!("line {line_no}"))?;
+        records.push(Record { id, fields });
+    }
+    finish(records)
+}
+
+/// The column names of a TSV header; blank or repeated names are refused.
+fn tsv_header(line: &str) -> Result<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    for (column, cell) in line.split('\t').enumerate() {
+        let name = unquote(cell.trim());
+        if name.is_empty() {
+            return Err(invalid(format!(
+                "column {} of the header line is blank; every column needs a name",
+                column + 1
+            )));
+        }
+        if names.iter().any(|n| n == name) {
+            return Err(invalid(format!(
+                "the header names column '{}' twice",
+                truncate(name, QUOTE_LEN)
+            )));
+        }
+        names.push(name.to_owned());
+    }
+    Ok(names)
+}
+
+/// A cell without the double quotes the HGNC export wraps multi-value cells in.
+fn unquote(cell: &str) -> &str {
+    if cell.len() >= 2 && cell.starts_with('"') && cell.ends_with('"') {
+        &cell[1..cell.len() - 1]
+    } else {
+        cell
+    }
+}
