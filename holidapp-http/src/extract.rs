@@ -23,12 +23,11 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let headers = request.headers().clone();
-        if crate::routes::body_kind(&headers) != crate::routes::BodyKind::Json {
+        if crate::routes::body_kind(request.headers()) != crate::routes::BodyKind::Json {
             return Err(not_json());
         }
         let ApiBytes(body) = ApiBytes::from_request(request, state).await?;
-        read_json(&headers, &body).map(ApiJson)
+        parse_json(&body).map(ApiJson)
     }
 }
 
@@ -46,8 +45,15 @@ pub(crate) fn read_json<T: DeserializeOwned>(
     if crate::routes::body_kind(headers) != crate::routes::BodyKind::Json {
         return Err(not_json());
     }
+    parse_json(body)
+}
+
+/// Deserializes a JSON body, telling a body that is not JSON (`malformed_json`) from JSON of the
+/// wrong shape (`invalid_body`).
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
-        // Only on the error path: tell a body that is not JSON from JSON of the wrong shape.
+        // Only on the error path: a field's own deserializer may report a syntax error as a data
+        // error, so check the syntax apart.
         match serde_json::from_slice::<serde_json::Value>(body) {
             Err(syntax) => ApiError::MalformedJson(syntax.to_string()),
             Ok(_) => ApiError::InvalidBody(format!(

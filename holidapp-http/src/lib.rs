@@ -103,10 +103,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(middleware::route_not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&shared),
-            middleware::observe,
-        ))
+        .layer(middleware::ObserveLayer::new(Arc::clone(&shared)))
         .with_state(shared)
 }
 

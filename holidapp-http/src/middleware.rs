@@ -7,10 +7,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
+use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::error::{ApiError, ErrorDetail};
@@ -49,9 +54,65 @@ impl RequestIds {
     }
 }
 
+/// The layer that runs [`observe`] around every request.
+#[derive(Clone)]
+pub(crate) struct ObserveLayer {
+    ctx: Ctx,
+}
+
+impl ObserveLayer {
+    pub(crate) fn new(ctx: Ctx) -> Self {
+        ObserveLayer { ctx }
+    }
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            ctx: Arc::clone(&self.ctx),
+        }
+    }
+}
+
+/// The service [`ObserveLayer`] makes. Written by hand rather than with
+/// `axum::middleware::from_fn`, which boxes the inner service on every request: this costs one
+/// allocation per request, for the future.
+#[derive(Clone)]
+pub(crate) struct Observe<S> {
+    inner: S,
+    ctx: Ctx,
+}
+
+impl<S> Service<Request> for Observe<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The clone is fresh; the service that was polled ready is the one that gets the call.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(observe(Arc::clone(&self.ctx), request, inner))
+    }
+}
+
 /// Gives the request an id, runs it in a span under the request timeout, counts it, logs server
 /// errors with their real cause, and echoes the id on the answer.
-pub(crate) async fn observe(State(ctx): State<Ctx>, request: Request, next: Next) -> Response {
+async fn observe<S>(ctx: Ctx, request: Request, mut inner: S) -> Result<Response, Infallible>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     let started = Instant::now();
     let request_id = match request.headers().get(&REQUEST_ID) {
         Some(id) if id.len() <= MAX_REQUEST_ID_LEN && id.to_str().is_ok() => id.clone(),
@@ -67,25 +128,25 @@ pub(crate) async fn observe(State(ctx): State<Ctx>, request: Request, next: Next
         route = route_str,
     );
     let limit = ctx.app.limits.request_timeout;
-    let mut response =
-        match tokio::time::timeout(limit, next.run(request).instrument(span.clone())).await {
-            Ok(response) => response,
-            Err(_) => ApiError::Timeout(limit).into_response(),
-        };
+    let answer = tokio::time::timeout(limit, inner.call(request).instrument(span.clone())).await;
+    let mut response = match answer {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
+        Err(_) => ApiError::Timeout(limit).into_response(),
+    };
     let status = response.status();
     ctx.app
         .metrics
         .record_request(route.as_ref().map(MatchedPath::as_str), &method, status);
+    let _entered = span.enter();
     if status.is_server_error() {
         let detail = response.extensions().get::<ErrorDetail>();
-        let _entered = span.enter();
         tracing::error!(
             status = status.as_u16(),
             error = detail.map_or("(no detail)", |d| &d.0),
             "request failed"
         );
     } else {
-        let _entered = span.enter();
         tracing::debug!(
             status = status.as_u16(),
             micros = started.elapsed().as_micros() as u64,
@@ -93,7 +154,7 @@ pub(crate) async fn observe(State(ctx): State<Ctx>, request: Request, next: Next
         );
     }
     response.headers_mut().insert(REQUEST_ID, request_id);
-    response
+    Ok(response)
 }
 
 /// The answer for a request no route matches.

@@ -179,12 +179,46 @@ pub(crate) fn body_kind(headers: &axum::http::HeaderMap) -> BodyKind {
     };
     let essence = value.split(';').next().unwrap_or("").trim();
     let is = |name: &str| essence.eq_ignore_ascii_case(name);
-    let lower = essence.to_ascii_lowercase();
-    if is("application/json") || (lower.starts_with("application/") && lower.ends_with("+json")) {
+    let has = |at: std::ops::Range<usize>, part: &str| {
+        essence
+            .as_bytes()
+            .get(at)
+            .is_some_and(|b| b.eq_ignore_ascii_case(part.as_bytes()))
+    };
+    let len = essence.len();
+    let structured_json = has(0..12, "application/") && len > 17 && has(len - 5..len, "+json");
+    if is("application/json") || structured_json {
         BodyKind::Json
     } else if is("text/tab-separated-values") || is("text/plain") {
         BodyKind::Text
     } else {
         BodyKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderMap;
+
+    use super::*;
+
+    fn kind(content_type: &str) -> BodyKind {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, content_type.parse().unwrap());
+        body_kind(&headers)
+    }
+
+    #[test]
+    fn bodies_are_classified_by_their_media_type() {
+        assert_eq!(kind("application/json"), BodyKind::Json);
+        assert_eq!(kind("Application/JSON; charset=utf-8"), BodyKind::Json);
+        assert_eq!(kind("application/vnd.api+json"), BodyKind::Json);
+        assert_eq!(kind("application/+json"), BodyKind::Other);
+        assert_eq!(kind("text/json+json"), BodyKind::Other);
+        assert_eq!(kind("text/plain"), BodyKind::Text);
+        assert_eq!(kind("TEXT/TAB-SEPARATED-VALUES"), BodyKind::Text);
+        assert_eq!(kind("text/csv"), BodyKind::Other);
+        assert_eq!(kind("application/jsonx"), BodyKind::Other);
+        assert_eq!(body_kind(&HeaderMap::new()), BodyKind::Other);
     }
 }
