@@ -144,6 +144,11 @@ impl RedisServer {
         self.port
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|running| running.server.id())
+    }
+
     /// The directory holding the server's log and append-only file.
     pub fn dir(&self) -> &Path {
         self.dir.path()

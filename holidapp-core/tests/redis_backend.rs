@@ -345,3 +345,59 @@ async fn running_jobs_list_by_submission_not_by_lease_order() {
     assert_eq!(ids(backend.list(&all).await.unwrap()), newest_first[5..]);
     assert_eq!(backend.counts().await.unwrap().in_progress, 7);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_sharing_one_backend_each_get_their_own_answer() {
+    let server = RedisServer::shared();
+    let (backend, _) = connect(server, "coalesced").await;
+    let backend = Arc::new(backend);
+    let jobs: Vec<Job> = (0..400)
+        .map(|i| Job::new(JobParams::new(i.to_string(), "9"), chrono::Utc::now()))
+        .collect();
+    backend.enqueue_many(&jobs).await.unwrap();
+    // Sixteen tasks of one process, half of them naming one worker and half their own, with
+    // two lease lengths: calls made at the same moment travel together but keep their own
+    // worker, deadline and token.
+    let tasks = (0..16).map(|n| {
+        let backend = Arc::clone(&backend);
+        tokio::spawn(async move {
+            let worker = if n % 2 == 0 {
+                "shared".to_owned()
+            } else {
+                format!("own-{n}")
+            };
+            let lease_for = LEASE * (1 + n % 3);
+            let mut done = Vec::new();
+            while let Some(lease) = backend.lease(&worker, lease_for).await.unwrap() {
+                assert_eq!(lease.worker, worker);
+                let expected =
+                    lease.job.started_at.unwrap() + chrono::Duration::from_std(lease_for).unwrap();
+                assert_eq!(lease.deadline, expected);
+                let finished = backend
+                    .complete(&lease, worker.clone().into_bytes())
+                    .await
+                    .unwrap();
+                assert_eq!(finished.worker.as_deref(), Some(worker.as_str()));
+                done.push((lease.id(), lease.token));
+            }
+            done
+        })
+    });
+    let mut tokens = std::collections::HashSet::new();
+    let mut ids = std::collections::HashSet::new();
+    for task in futures::future::join_all(tasks).await {
+        for (id, token) in task.unwrap() {
+            assert!(ids.insert(id), "job {id} leased twice");
+            assert!(tokens.insert(token), "token reused");
+        }
+    }
+    assert_eq!(ids.len(), 400);
+    for job in &jobs {
+        let stored = backend.get(job.id).await.unwrap().unwrap();
+        let result = backend.result(job.id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.worker.as_deref().map(str::as_bytes),
+            Some(&result[..])
+        );
+    }
+}

@@ -62,13 +62,79 @@ struct Args {
     server_stats: bool,
 }
 
-/// Median and best of several rates.
-fn summary(mut rates: Vec<u64>) -> String {
-    rates.sort_unstable();
+/// One timed run: its rate, and the CPU time the server and this process spent per job.
+///
+/// On a machine where other work competes for the cores the rate varies from run to run; the CPU
+/// times per job vary much less and say what each side costs.
+#[derive(Clone, Copy)]
+struct Measurement {
+    rate: u64,
+    server_us: f64,
+    client_us: f64,
+}
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/{pid}/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // Fields after the command name (which ends with the last ')'): utime and stime are the
+    // 12th and 13th, in clock ticks of 1/100 s on Linux.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
+/// Wall clock and both processes' CPU time from the start of a measured section.
+struct Timer {
+    started: Instant,
+    server_pid: String,
+    server_cpu: f64,
+    client_cpu: f64,
+}
+
+impl Timer {
+    fn start(server: &RedisServer) -> Self {
+        let server_pid = server.pid().map_or_else(String::new, |pid| pid.to_string());
+        Timer {
+            started: Instant::now(),
+            server_cpu: cpu_seconds(&server_pid),
+            client_cpu: cpu_seconds("self"),
+            server_pid,
+        }
+    }
+
+    /// The measurement for `jobs` jobs done since the start.
+    fn finish(&self, jobs: usize) -> Measurement {
+        let elapsed = self.started.elapsed();
+        let per_job = |seconds: f64| seconds * 1e6 / jobs.max(1) as f64;
+        Measurement {
+            rate: per_second(jobs, elapsed),
+            server_us: per_job(cpu_seconds(&self.server_pid) - self.server_cpu),
+            client_us: per_job(cpu_seconds("self") - self.client_cpu),
+        }
+    }
+}
+
+/// Median and best rate of several runs, with the median CPU cost per job of each side.
+fn summary(mut runs: Vec<Measurement>) -> String {
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let server_us = median(&mut runs.iter().map(|m| m.server_us).collect());
+    let client_us = median(&mut runs.iter().map(|m| m.client_us).collect());
+    runs.sort_unstable_by_key(|m| m.rate);
     format!(
-        "median {:>9} /s, best {:>9} /s",
-        rates[rates.len() / 2],
-        rates[rates.len() - 1]
+        "median {:>7} /s, best {:>7} /s  (CPU per job: redis-server {server_us:.1} us, this \
+         process {client_us:.1} us)",
+        runs[runs.len() / 2].rate,
+        runs[runs.len() - 1].rate
     )
 }
 
@@ -85,10 +151,14 @@ async fn fresh(server: &RedisServer, name: &str) -> anyhow::Result<Arc<RedisBack
 }
 
 /// Enqueues `n` jobs one call each, from `callers` concurrent tasks sharing one backend.
-async fn enqueue_single(server: &RedisServer, n: usize, callers: usize) -> anyhow::Result<u64> {
+async fn enqueue_single(
+    server: &RedisServer,
+    n: usize,
+    callers: usize,
+) -> anyhow::Result<Measurement> {
     let backend = fresh(server, "single").await?;
     let all = Arc::new(jobs(n));
-    let started = Instant::now();
+    let timer = Timer::start(server);
     let tasks = (0..callers).map(|c| {
         let backend = backend.clone();
         let all = all.clone();
@@ -102,15 +172,15 @@ async fn enqueue_single(server: &RedisServer, n: usize, callers: usize) -> anyho
     for task in try_join_all(tasks).await? {
         task?;
     }
-    Ok(per_second(n, started.elapsed()))
+    Ok(timer.finish(n))
 }
 
-async fn enqueue_bulk(server: &RedisServer, n: usize) -> anyhow::Result<u64> {
+async fn enqueue_bulk(server: &RedisServer, n: usize) -> anyhow::Result<Measurement> {
     let backend = fresh(server, "bulk").await?;
     let all = jobs(n);
-    let started = Instant::now();
+    let timer = Timer::start(server);
     backend.enqueue_many(&all).await?;
-    Ok(per_second(n, started.elapsed()))
+    Ok(timer.finish(n))
 }
 
 /// Drains a backlog of `n` jobs with `loops` concurrent loops that each lease `batch` jobs in one
@@ -121,10 +191,10 @@ async fn drain_batched(
     n: usize,
     batch: usize,
     loops: usize,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Measurement> {
     let backend = fresh(server, "drain").await?;
     backend.enqueue_many(&jobs(n)).await?;
-    let started = Instant::now();
+    let timer = Timer::start(server);
     let tasks = (0..loops).map(|l| {
         let backend = backend.clone();
         tokio::spawn(async move {
@@ -153,13 +223,17 @@ async fn drain_batched(
     for task in try_join_all(tasks).await? {
         done += task?;
     }
-    let rate = per_second(done, started.elapsed());
+    let measured = timer.finish(done);
     anyhow::ensure!(done == n, "drained {done} of {n} jobs");
-    Ok(rate)
+    Ok(measured)
 }
 
 /// Drains a backlog of `n` jobs with `tasks` concurrent `process_one` callers, one job per call.
-async fn drain_per_job(server: &RedisServer, n: usize, tasks: usize) -> anyhow::Result<u64> {
+async fn drain_per_job(
+    server: &RedisServer,
+    n: usize,
+    tasks: usize,
+) -> anyhow::Result<Measurement> {
     let backend = fresh(server, "drain_one").await?;
     backend.enqueue_many(&jobs(n)).await?;
     let processor = Arc::new(Processor::new(
@@ -168,7 +242,7 @@ async fn drain_per_job(server: &RedisServer, n: usize, tasks: usize) -> anyhow::
         Arc::new(NoopRenderer),
         LEASE,
     ));
-    let started = Instant::now();
+    let timer = Timer::start(server);
     let tasks = (0..tasks).map(|t| {
         let processor = processor.clone();
         tokio::spawn(async move {
@@ -184,9 +258,9 @@ async fn drain_per_job(server: &RedisServer, n: usize, tasks: usize) -> anyhow::
     for task in try_join_all(tasks).await? {
         done += task?;
     }
-    let rate = per_second(done, started.elapsed());
+    let measured = timer.finish(done);
     anyhow::ensure!(done == n, "drained {done} of {n} jobs");
-    Ok(rate)
+    Ok(measured)
 }
 
 /// `n` HGNC records: the bundled sample's records (every HGNC column) repeated with fresh ids.
@@ -204,13 +278,14 @@ fn hgnc_records(n: usize) -> anyhow::Result<DataSet> {
     Ok(DataSet::new(records))
 }
 
-async fn load_data(server: &RedisServer, data: &DataSet) -> anyhow::Result<Duration> {
+async fn load_data(server: &RedisServer, data: &DataSet) -> anyhow::Result<Measurement> {
     let backend = fresh(server, "data").await?;
-    let started = Instant::now();
-    let loaded = backend.replace(data.clone()).await?;
-    let elapsed = started.elapsed();
-    anyhow::ensure!(loaded == data.len() as u64, "loaded {loaded} records");
-    Ok(elapsed)
+    let data = data.clone();
+    let timer = Timer::start(server);
+    let loaded = backend.replace(data).await?;
+    let measured = timer.finish(loaded as usize);
+    anyhow::ensure!(loaded > 0, "loaded no records");
+    Ok(measured)
 }
 
 /// The server's own time per call of each command it ran, from `INFO commandstats`.
@@ -246,10 +321,14 @@ async fn server_stats(server: &RedisServer) -> anyhow::Result<String> {
 }
 
 /// Runs `measure` `runs` times, each on a fresh server so earlier runs leave no keys behind.
-async fn repeat<F, Fut>(runs: usize, stats: bool, mut measure: F) -> anyhow::Result<Vec<u64>>
+async fn repeat<F, Fut>(
+    runs: usize,
+    stats: bool,
+    mut measure: F,
+) -> anyhow::Result<Vec<Measurement>>
 where
     F: FnMut(Arc<RedisServer>) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<u64>>,
+    Fut: std::future::Future<Output = anyhow::Result<Measurement>>,
 {
     let mut rates = Vec::with_capacity(runs);
     for _ in 0..runs {
@@ -314,24 +393,29 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    let data = hgnc_records(args.records)?;
+    let data = Arc::new(hgnc_records(args.records)?);
     let bytes: usize = data
         .records
         .iter()
         .map(|r| serde_json::to_string(r).map_or(0, |s| s.len()))
         .sum();
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let server = RedisServer::start();
-        times.push(load_data(&server, &data).await?);
-    }
-    times.sort_unstable();
+    let runs_data = repeat(runs, args.server_stats, |s| {
+        let data = data.clone();
+        async move { load_data(&s, &data).await }
+    })
+    .await?;
+    let mut millis: Vec<f64> = runs_data
+        .iter()
+        .map(|m| data.len() as f64 / m.rate.max(1) as f64 * 1e3)
+        .collect();
+    millis.sort_by(f64::total_cmp);
     println!(
-        "data load           {:>7} records ({:.1} MB of JSON): median {:.0} ms, best {:.0} ms",
+        "data load           {:>7} records, {:.1} MB of JSON: median {:.0} ms, best {:.0} ms; records {}",
         data.len(),
         bytes as f64 / 1e6,
-        times[times.len() / 2].as_secs_f64() * 1e3,
-        times[0].as_secs_f64() * 1e3
+        millis[millis.len() / 2],
+        millis[0],
+        summary(runs_data)
     );
     Ok(())
 }

@@ -24,6 +24,7 @@
 //! Scripts derive job keys from the prefix, so the backend needs a single Redis (or a primary
 //! with replicas), not Redis Cluster.
 
+mod coalesce;
 mod codec;
 mod data;
 mod jobs;
@@ -41,8 +42,10 @@ use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult, ServerErr
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::queue::QueueSettings;
+use crate::job::Job;
+use crate::queue::{Lease, QueueSettings};
 
+use coalesce::Coalescer;
 use keys::Keys;
 
 /// The key namespace used when none is configured (`HOLIDAPP_PREFIX`).
@@ -148,7 +151,21 @@ pub struct RedisBackend {
     settings: QueueSettings,
     clock: Arc<dyn Clock>,
     timeout: Duration,
+    /// Gathers concurrent `lease` calls into `lease_many` calls. `None` in the batching tasks'
+    /// own copies, which call the scripts directly.
+    leases: Option<Coalescer<LeaseRequest, Option<Lease>>>,
+    /// Gathers concurrent `complete` calls into `complete_many` calls.
+    completions: Option<Coalescer<(Lease, Vec<u8>), Job>>,
 }
+
+/// One `lease` call waiting for its batch.
+struct LeaseRequest {
+    worker: String,
+    lease_for: Duration,
+}
+
+/// Most `complete` calls one batch carries (their results travel in one script call).
+const COMPLETE_BATCH: usize = 128;
 
 impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -192,7 +209,7 @@ impl RedisBackend {
             .set_number_of_retries(3);
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
             .map_err(map_error)?;
-        Ok(RedisBackend {
+        let backend = RedisBackend {
             conn,
             client,
             waiters: Arc::new(Mutex::new(Vec::new())),
@@ -200,13 +217,85 @@ impl RedisBackend {
             settings,
             clock,
             timeout: DEFAULT_TIMEOUT,
-        })
+            leases: None,
+            completions: None,
+        };
+        Ok(backend.start_batching())
     }
 
     /// The same backend with calls giving up after `timeout` instead of one second.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self.start_batching()
+    }
+
+    /// Starts the tasks that gather concurrent `lease` and `complete` calls into batches (see
+    /// `coalesce`), replacing any started before. Outside a tokio runtime there are no tasks and
+    /// every call runs on its own.
+    fn start_batching(mut self) -> Self {
+        let direct = RedisBackend {
+            leases: None,
+            completions: None,
+            ..self.clone()
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return direct;
+        }
+        let for_leases = direct.clone();
+        self.leases = Some(Coalescer::spawn(MAX_LEASE_BATCH, move |requests| {
+            let backend = for_leases.clone();
+            async move { backend.lease_batch(requests).await }
+        }));
+        self.completions = Some(Coalescer::spawn(COMPLETE_BATCH, move |done| {
+            let backend = direct.clone();
+            async move {
+                let calls = done.len();
+                backend
+                    .complete_many(done)
+                    .await
+                    .unwrap_or_else(|e| coalesce::for_each(&e, calls))
+            }
+        }));
         self
+    }
+
+    /// Leases for a batch of `lease` calls: one `lease_many` per worker and lease length, in
+    /// the order the calls came; calls left without a job get `None`.
+    async fn lease_batch(&self, requests: Vec<LeaseRequest>) -> Vec<Result<Option<Lease>>> {
+        let mut answers: Vec<Option<Result<Option<Lease>>>> =
+            (0..requests.len()).map(|_| None).collect();
+        for (i, request) in requests.iter().enumerate() {
+            if answers[i].is_some() {
+                continue;
+            }
+            let group: Vec<usize> = (i..requests.len())
+                .filter(|&j| {
+                    answers[j].is_none()
+                        && requests[j].worker == request.worker
+                        && requests[j].lease_for == request.lease_for
+                })
+                .collect();
+            match self
+                .lease_many(&request.worker, request.lease_for, group.len())
+                .await
+            {
+                Ok(leases) => {
+                    let mut leases = leases.into_iter();
+                    for j in group {
+                        answers[j] = Some(Ok(leases.next()));
+                    }
+                }
+                Err(e) => {
+                    for (j, answer) in group
+                        .into_iter()
+                        .zip(coalesce::for_each(&e, requests.len()))
+                    {
+                        answers[j] = Some(answer);
+                    }
+                }
+            }
+        }
+        answers.into_iter().map(|a| a.unwrap_or(Ok(None))).collect()
     }
 
     /// The settings this backend applies.

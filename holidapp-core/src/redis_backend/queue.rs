@@ -11,7 +11,7 @@ use super::codec::{
     after, array, duration_millis, int, job_fields, job_from_reply, millis, rfc3339, string, tagged,
 };
 use super::scripts::SCRIPTS;
-use super::{MAX_LEASE_BATCH, RedisBackend, map_error};
+use super::{BULK_TIMEOUT, LeaseRequest, MAX_LEASE_BATCH, RedisBackend, map_error};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobStatus};
 use crate::queue::{
@@ -250,8 +250,18 @@ impl Queue for RedisBackend {
             .await
     }
 
+    /// Concurrent calls from one process are gathered into one `lease_many` call.
     async fn lease(&self, worker: &str, lease_for: Duration) -> Result<Option<Lease>> {
-        Ok(self.lease_many(worker, lease_for, 1).await?.pop())
+        match &self.leases {
+            Some(batch) => {
+                let request = LeaseRequest {
+                    worker: worker.to_owned(),
+                    lease_for,
+                };
+                self.run(async { Ok(batch.call(request).await) }).await?
+            }
+            None => Ok(self.lease_many(worker, lease_for, 1).await?.pop()),
+        }
     }
 
     async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<DateTime<Utc>> {
@@ -274,10 +284,20 @@ impl Queue for RedisBackend {
         Ok(held)
     }
 
+    /// Concurrent calls from one process are gathered into one `complete_many` call.
     async fn complete(&self, lease: &Lease, result: Vec<u8>) -> Result<Job> {
-        let mut done = self.complete_many(vec![(lease.clone(), result)]).await?;
-        done.pop()
-            .unwrap_or_else(|| Err(Error::Internal("complete answered nothing".into())))
+        match &self.completions {
+            Some(batch) => {
+                let call = batch.call((lease.clone(), result));
+                self.run_with(BULK_TIMEOUT, async { Ok(call.await) })
+                    .await?
+            }
+            None => {
+                let mut done = self.complete_many(vec![(lease.clone(), result)]).await?;
+                done.pop()
+                    .unwrap_or_else(|| Err(Error::Internal("complete answered nothing".into())))
+            }
+        }
     }
 
     async fn fail(&self, lease: &Lease, reason: &str, kind: FailureKind) -> Result<Job> {
