@@ -70,10 +70,10 @@ impl Renderer for SymbolLengths {
             let approved = record
                 .text("date_approved_reserved")
                 .and_then(|d| d.get(..4).and_then(|y| y.parse::<i32>().ok()));
-            if let (Some(year), Some(symbol)) = (approved, record.text("symbol")) {
-                if (start..=end).contains(&year) {
-                    *counts.entry(symbol.chars().count()).or_default() += 1;
-                }
+            if let (Some(year), Some(symbol)) = (approved, record.text("symbol"))
+                && (start..=end).contains(&year)
+            {
+                *counts.entry(symbol.chars().count()).or_default() += 1;
             }
         }
         if counts.is_empty() {
