@@ -1,1 +1,0 @@
-//! The built-in plot renderer (placeholder, being written).

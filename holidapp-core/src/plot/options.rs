@@ -1,0 +1,236 @@
+//! Job parameters read into a typed [`PlotSpec`], with every refusal explained.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::job::{JobParams, truncate};
+
+/// The earliest year a plot range may start at.
+pub const YEAR_MIN: i32 = -5000;
+/// The latest year a plot range may end at.
+pub const YEAR_MAX: i32 = 9999;
+/// The smallest image side, in pixels.
+pub const SIZE_MIN: u32 = 100;
+/// The largest image side, in pixels.
+pub const SIZE_MAX: u32 = 4000;
+/// The longest title, in characters.
+pub const TITLE_MAX: usize = 200;
+/// The most categories a `categories` plot shows by name (the rest are summed in one bar).
+pub const TOP_MAX: usize = 50;
+/// How many categories a `categories` plot shows by name unless `top` says otherwise.
+pub const TOP_DEFAULT: usize = 20;
+/// The longest field name, in characters.
+const FIELD_MAX: usize = 100;
+
+/// What a job asks the [`PlotRenderer`](super::PlotRenderer) to draw, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlotSpec {
+    /// First year of the range.
+    pub start: i32,
+    /// Last year of the range, inclusive.
+    pub end: i32,
+    /// The kind of plot and its own options.
+    pub kind: PlotKind,
+    /// Image width in pixels.
+    pub width: u32,
+    /// Image height in pixels.
+    pub height: u32,
+    /// The title; a default that names the fields and the range when `None`.
+    pub title: Option<String>,
+}
+
+/// The kinds of plot, each with its options. A field left `None` is chosen from the data set
+/// when rendering, as the [module docs](super) describe.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlotKind {
+    /// Records per year of a date field.
+    Histogram {
+        /// The date field.
+        field: Option<String>,
+    },
+    /// Records per value of a field, largest first.
+    Categories {
+        /// The field whose values are counted.
+        field: Option<String>,
+        /// The field whose year must be in the range.
+        year_field: Option<String>,
+        /// How many categories are shown by name; the rest are summed in one bar.
+        top: usize,
+    },
+    /// One point per record at two numeric fields.
+    Scatter {
+        /// The field on the horizontal axis.
+        x: String,
+        /// The field on the vertical axis.
+        y: String,
+        /// The field whose year must be in the range.
+        year_field: Option<String>,
+    },
+}
+
+/// The options as sent. Every option any kind takes is listed here, so an unknown name is
+/// refused by serde with the list of valid ones; [`PlotSpec::from_params`] then refuses options
+/// that belong to another kind.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOptions {
+    kind: Option<KindName>,
+    field: Option<String>,
+    year_field: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    top: Option<usize>,
+    width: Option<u32>,
+    height: Option<u32>,
+    title: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum KindName {
+    #[default]
+    Histogram,
+    Categories,
+    Scatter,
+}
+
+impl KindName {
+    fn as_str(self) -> &'static str {
+        match self {
+            KindName::Histogram => "histogram",
+            KindName::Categories => "categories",
+            KindName::Scatter => "scatter",
+        }
+    }
+
+    /// The options this kind takes, besides `kind` itself.
+    fn options(self) -> &'static [&'static str] {
+        match self {
+            KindName::Histogram => &["field", "width", "height", "title"],
+            KindName::Categories => &["field", "year_field", "top", "width", "height", "title"],
+            KindName::Scatter => &["x", "y", "year_field", "width", "height", "title"],
+        }
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidParams(msg.into())
+}
+
+impl PlotSpec {
+    /// Reads and checks a job's parameters; the same check serves submit time and render time.
+    pub fn from_params(params: &JobParams) -> Result<PlotSpec> {
+        let start = year("start", &params.start)?;
+        let end = year("end", &params.end)?;
+        if start > end {
+            return Err(invalid(format!(
+                "start ({start}) is after end ({end}); the range is [start, end]"
+            )));
+        }
+        let raw = RawOptions::deserialize(Value::Object(params.plot.clone()))
+            .map_err(|e| invalid(format!("plot options: {}", truncate(&e.to_string(), 240))))?;
+        let kind_name = raw.kind.unwrap_or_default();
+        for (name, given) in [
+            ("field", raw.field.is_some()),
+            ("year_field", raw.year_field.is_some()),
+            ("x", raw.x.is_some()),
+            ("y", raw.y.is_some()),
+            ("top", raw.top.is_some()),
+        ] {
+            if given && !kind_name.options().contains(&name) {
+                return Err(invalid(format!(
+                    "plot option '{name}' does not apply to kind '{}'; its options are: kind, {}",
+                    kind_name.as_str(),
+                    kind_name.options().join(", ")
+                )));
+            }
+        }
+        let field = raw.field.map(|f| field_name("field", f)).transpose()?;
+        let year_field = raw
+            .year_field
+            .map(|f| field_name("year_field", f))
+            .transpose()?;
+        let kind = match kind_name {
+            KindName::Histogram => PlotKind::Histogram { field },
+            KindName::Categories => PlotKind::Categories {
+                field,
+                year_field,
+                top: match raw.top {
+                    None => TOP_DEFAULT,
+                    Some(top @ 1..=TOP_MAX) => top,
+                    Some(top) => {
+                        return Err(invalid(format!(
+                            "plot option 'top' must be between 1 and {TOP_MAX}, got {top}"
+                        )));
+                    }
+                },
+            },
+            KindName::Scatter => PlotKind::Scatter {
+                x: field_name("x", raw.x.unwrap_or_else(|| "reclong".into()))?,
+                y: field_name("y", raw.y.unwrap_or_else(|| "reclat".into()))?,
+                year_field,
+            },
+        };
+        let title = raw.title.map(checked_title).transpose()?;
+        Ok(PlotSpec {
+            start,
+            end,
+            kind,
+            width: side("width", raw.width.unwrap_or(800))?,
+            height: side("height", raw.height.unwrap_or(600))?,
+            title,
+        })
+    }
+}
+
+fn year(name: &str, text: &str) -> Result<i32> {
+    text.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|y| (YEAR_MIN..=YEAR_MAX).contains(y))
+        .ok_or_else(|| {
+            invalid(format!(
+                "{name} must be a year, an integer between {YEAR_MIN} and {YEAR_MAX}; got '{}'",
+                truncate(text, 40)
+            ))
+        })
+}
+
+fn side(name: &str, pixels: u32) -> Result<u32> {
+    if (SIZE_MIN..=SIZE_MAX).contains(&pixels) {
+        Ok(pixels)
+    } else {
+        Err(invalid(format!(
+            "plot option '{name}' must be between {SIZE_MIN} and {SIZE_MAX} pixels, got {pixels}"
+        )))
+    }
+}
+
+fn field_name(option: &str, name: String) -> Result<String> {
+    if name.trim().is_empty() {
+        Err(invalid(format!(
+            "plot option '{option}' is empty; name a field of the data"
+        )))
+    } else if name.chars().count() > FIELD_MAX || name.chars().any(char::is_control) {
+        Err(invalid(format!(
+            "plot option '{option}' must be a field name of at most {FIELD_MAX} printable characters"
+        )))
+    } else {
+        Ok(name)
+    }
+}
+
+fn checked_title(title: String) -> Result<String> {
+    if title.chars().count() > TITLE_MAX {
+        Err(invalid(format!(
+            "plot option 'title' is longer than {TITLE_MAX} characters"
+        )))
+    } else if title.chars().any(char::is_control) {
+        Err(invalid(
+            "plot option 'title' must not hold control characters",
+        ))
+    } else {
+        Ok(title)
+    }
+}

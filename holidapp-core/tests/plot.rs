@@ -1,0 +1,458 @@
+//! The built-in plot renderer: every kind on the real samples, decoded and inspected; parameter
+//! validation; data sets that select nothing; and data that could upset a plotting library.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use holidapp_core::parse::bundled;
+use holidapp_core::plot::{BAR_RGB, PlotRenderer};
+use holidapp_core::{DataSet, Error, JobParams, Record, Renderer};
+use serde_json::{Value, json};
+
+/// A decoded PNG: its size and its RGB pixels.
+struct Image {
+    width: u32,
+    height: u32,
+    rgb: Vec<[u8; 3]>,
+}
+
+impl Image {
+    fn decode(png_bytes: &[u8]) -> Image {
+        let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+        let mut reader = decoder.read_info().expect("a PNG header");
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).expect("PNG data");
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        assert_eq!(info.bit_depth, png::BitDepth::Eight);
+        let rgb = buf[..info.buffer_size()]
+            .chunks_exact(3)
+            .map(|p| [p[0], p[1], p[2]])
+            .collect();
+        Image {
+            width: info.width,
+            height: info.height,
+            rgb,
+        }
+    }
+
+    fn distinct_colours(&self) -> usize {
+        self.rgb.iter().collect::<HashSet<_>>().len()
+    }
+
+    fn count(&self, colour: (u8, u8, u8)) -> usize {
+        let colour = [colour.0, colour.1, colour.2];
+        self.rgb.iter().filter(|p| **p == colour).count()
+    }
+}
+
+fn params(start: i64, end: i64, plot: Value) -> JobParams {
+    let Value::Object(plot) = plot else {
+        panic!("plot options are an object")
+    };
+    JobParams {
+        start: start.to_string(),
+        end: end.to_string(),
+        plot,
+    }
+}
+
+async fn render(data: DataSet, params: &JobParams) -> holidapp_core::Result<Vec<u8>> {
+    PlotRenderer::new().render(Arc::new(data), params).await
+}
+
+/// Renders, decodes, and checks the image is the asked size and really shows something.
+async fn render_image(data: DataSet, params: &JobParams, min_bar_pixels: usize) -> Image {
+    let png_bytes = render(data, params).await.expect("rendered");
+    assert!(png_bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
+    let image = Image::decode(&png_bytes);
+    let bars = image.count(BAR_RGB);
+    assert!(
+        bars >= min_bar_pixels,
+        "{params:?}: only {bars} pixels of the bar colour"
+    );
+    assert!(
+        image.distinct_colours() >= 4,
+        "{params:?}: an image of {} colours is blank",
+        image.distinct_colours()
+    );
+    image
+}
+
+fn hgnc() -> DataSet {
+    bundled("hgnc").unwrap()
+}
+
+fn meteorites() -> DataSet {
+    bundled("meteorites").unwrap()
+}
+
+fn record(id: &str, fields: Value) -> Record {
+    let Value::Object(fields) = fields else {
+        panic!("fields are an object")
+    };
+    Record {
+        id: id.into(),
+        fields,
+    }
+}
+
+#[tokio::test]
+async fn a_histogram_of_the_hgnc_sample() {
+    let image = render_image(hgnc(), &params(1980, 2010, json!({})), 20_000).await;
+    assert_eq!((image.width, image.height), (800, 600));
+}
+
+#[tokio::test]
+async fn histograms_take_their_size_and_field() {
+    let p = params(
+        1990,
+        2020,
+        json!({"kind": "histogram", "field": "date_modified", "width": 320, "height": 200,
+               "title": "Gènes modifiés ✓"}),
+    );
+    let image = render_image(hgnc(), &p, 1_000).await;
+    assert_eq!((image.width, image.height), (320, 200));
+}
+
+#[tokio::test]
+async fn categories_of_the_hgnc_sample_count_locus_groups() {
+    let image = render_image(
+        hgnc(),
+        &params(1900, 2020, json!({"kind": "categories"})),
+        20_000,
+    )
+    .await;
+    assert_eq!((image.width, image.height), (800, 600));
+}
+
+#[tokio::test]
+async fn categories_of_the_meteorite_sample_count_classes() {
+    let p = params(
+        2000,
+        2000,
+        json!({"kind": "categories", "top": 10, "height": 900}),
+    );
+    let image = render_image(meteorites(), &p, 20_000).await;
+    assert_eq!((image.width, image.height), (800, 900));
+}
+
+#[tokio::test]
+async fn a_scatter_of_the_meteorite_sample() {
+    let p = params(1, 2, json!({"kind": "scatter"}));
+    let image = render_image(meteorites(), &p, 1_500).await;
+    assert_eq!((image.width, image.height), (800, 600));
+}
+
+#[tokio::test]
+async fn one_renderer_follows_the_data_set_it_is_given() {
+    // The renderer keeps columns per data set; a new data set must never see the old ones.
+    let renderer = PlotRenderer::new();
+    let hgnc = Arc::new(hgnc());
+    let p = params(1940, 1960, json!({}));
+    let fifties = Arc::new(DataSet::new(
+        (0..10)
+            .map(|i| {
+                record(
+                    &i.to_string(),
+                    json!({"date_approved_reserved": "1950-01-01"}),
+                )
+            })
+            .collect(),
+    ));
+    assert!(matches!(
+        renderer.render(Arc::clone(&hgnc), &p).await,
+        Err(Error::Render(_))
+    ));
+    let first = renderer.render(Arc::clone(&fifties), &p).await.unwrap();
+    assert!(matches!(
+        renderer.render(Arc::clone(&hgnc), &p).await,
+        Err(Error::Render(_))
+    ));
+    let again = renderer.render(fifties, &p).await.unwrap();
+    assert_eq!(first, again, "the same data set renders the same PNG");
+    assert_eq!(Image::decode(&first).width, 800);
+}
+
+#[tokio::test]
+async fn an_empty_data_set_is_no_data() {
+    let result = render(DataSet::default(), &params(1990, 2000, json!({}))).await;
+    assert!(matches!(result, Err(Error::NoData)), "{result:?}");
+}
+
+#[tokio::test]
+async fn plots_that_select_nothing_say_what_was_missing() {
+    let cases = [
+        (
+            hgnc(),
+            params(1900, 1910, json!({})),
+            "no records with field date_approved_reserved between 1900 and 1910",
+        ),
+        (
+            hgnc(),
+            params(1900, 2020, json!({"field": "nope"})),
+            "no records with field nope between 1900 and 2020",
+        ),
+        (
+            meteorites(),
+            params(1900, 2020, json!({})),
+            "no records with field date_approved_reserved",
+        ),
+        (
+            hgnc(),
+            params(1900, 1910, json!({"kind": "categories"})),
+            "no records with field locus_group between 1900 and 1910",
+        ),
+        (
+            hgnc(),
+            params(1900, 2020, json!({"kind": "scatter"})),
+            "no records with numeric fields reclong and reclat",
+        ),
+        (
+            meteorites(),
+            params(1900, 2020, json!({"kind": "scatter", "year_field": "year"})),
+            "no records with numeric fields reclong and reclat between 1900 and 2020",
+        ),
+    ];
+    for (data, p, fragment) in cases {
+        match render(data, &p).await {
+            Err(Error::Render(msg)) => assert!(msg.contains(fragment), "{msg:?} vs {fragment:?}"),
+            other => panic!("{p:?}: expected a render error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn validation_accepts_good_parameters() {
+    let renderer = PlotRenderer::new();
+    for p in [
+        params(1990, 2000, json!({})),
+        params(2000, 2000, json!({})),
+        params(
+            -5000,
+            9999,
+            json!({"kind": "histogram", "field": "date_modified"}),
+        ),
+        params(
+            1,
+            2,
+            json!({"kind": "categories", "field": "status", "top": 50}),
+        ),
+        params(
+            1,
+            2,
+            json!({"kind": "categories", "year_field": "year", "top": 1}),
+        ),
+        params(
+            1,
+            2,
+            json!({"kind": "scatter", "x": "mass (g)", "y": "reclat"}),
+        ),
+        params(
+            1,
+            2,
+            json!({"width": 100, "height": 4000, "title": "t".repeat(200)}),
+        ),
+        JobParams::new(" 1990 ", "2000"),
+    ] {
+        renderer
+            .validate(&p)
+            .unwrap_or_else(|e| panic!("{p:?} refused: {e}"));
+    }
+}
+
+#[test]
+fn validation_refuses_bad_parameters_and_says_why() {
+    let renderer = PlotRenderer::new();
+    let cases = [
+        (JobParams::new("abc", "2000"), "start must be a year"),
+        (JobParams::new("1990", ""), "end must be a year"),
+        (JobParams::new("1990.5", "2000"), "start must be a year"),
+        (JobParams::new("-5001", "2000"), "between -5000 and 9999"),
+        (JobParams::new("1990", "10000"), "got '10000'"),
+        (
+            JobParams::new("2001", "2000"),
+            "start (2001) is after end (2000)",
+        ),
+        (
+            params(1, 2, json!({"colour": "red"})),
+            "unknown field `colour`, expected one of `kind`, `field`",
+        ),
+        (
+            params(1, 2, json!({"kind": "pie"})),
+            "unknown variant `pie`, expected one of `histogram`, `categories`, `scatter`",
+        ),
+        (
+            params(1, 2, json!({"x": "reclat"})),
+            "plot option 'x' does not apply to kind 'histogram'; its options are: kind, field",
+        ),
+        (
+            params(1, 2, json!({"kind": "scatter", "field": "a"})),
+            "plot option 'field' does not apply to kind 'scatter'",
+        ),
+        (
+            params(1, 2, json!({"kind": "histogram", "top": 3})),
+            "'top' does not apply",
+        ),
+        (
+            params(1, 2, json!({"kind": "categories", "top": 0})),
+            "'top' must be between 1 and 50, got 0",
+        ),
+        (
+            params(1, 2, json!({"kind": "categories", "top": 51})),
+            "'top' must be between 1 and 50",
+        ),
+        (
+            params(1, 2, json!({"width": 99})),
+            "'width' must be between 100 and 4000",
+        ),
+        (
+            params(1, 2, json!({"height": 4001})),
+            "'height' must be between 100 and 4000",
+        ),
+        (params(1, 2, json!({"width": -5})), "invalid value"),
+        (params(1, 2, json!({"width": "800"})), "invalid type"),
+        (params(1, 2, json!({"field": ""})), "'field' is empty"),
+        (
+            params(1, 2, json!({"field": "f".repeat(101)})),
+            "at most 100",
+        ),
+        (
+            params(1, 2, json!({"kind": "scatter", "x": " "})),
+            "'x' is empty",
+        ),
+        (
+            params(1, 2, json!({"title": "t".repeat(201)})),
+            "longer than 200",
+        ),
+        (
+            params(1, 2, json!({"title": "a\u{0007}b"})),
+            "control characters",
+        ),
+        (params(1, 2, json!({"kind": 3})), "invalid type"),
+    ];
+    for (p, fragment) in cases {
+        match renderer.validate(&p) {
+            Err(Error::InvalidParams(msg)) => {
+                assert!(
+                    msg.contains(fragment),
+                    "{msg:?} should contain {fragment:?}"
+                );
+                assert!(msg.len() < 400, "{msg:?} is too long");
+            }
+            other => panic!("{p:?}: expected invalid params, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn render_refuses_what_validate_refuses() {
+    let result = render(hgnc(), &JobParams::new("2001", "2000")).await;
+    assert!(matches!(result, Err(Error::InvalidParams(_))), "{result:?}");
+}
+
+#[tokio::test]
+async fn awkward_data_still_renders() {
+    let one_record = DataSet::new(vec![record(
+        "a",
+        json!({"date_approved_reserved": "1999-01-01", "locus_group": "x",
+               "reclat": "1.5", "reclong": 2}),
+    )]);
+    let same_year: Vec<Record> = (0..500)
+        .map(|i| record(&i.to_string(), json!({"year": 1999, "v": i})))
+        .collect();
+    let extremes = DataSet::new(vec![
+        record("min", json!({"x": -f64::MAX, "y": f64::MIN_POSITIVE})),
+        record("max", json!({"x": f64::MAX, "y": 1e300})),
+        record("nan", json!({"x": "NaN", "y": "inf"})),
+        record("far", json!({"x": -1e300, "y": 1e300})),
+        record("far2", json!({"x": 1e300, "y": -1e300})),
+        record("tiny", json!({"x": 5e-324, "y": 1e-323})),
+        record("zero", json!({"x": 0, "y": 0})),
+    ]);
+    let all_at_one_point = DataSet::new(
+        (0..50)
+            .map(|i| record(&i.to_string(), json!({"x": 1e15, "y": -3})))
+            .collect(),
+    );
+    let many_categories = DataSet::new(
+        (0..5000)
+            .map(|i| {
+                record(
+                    &i.to_string(),
+                    json!({"c": format!("a rather long category name number {i} {}", "é".repeat(i % 40))}),
+                )
+            })
+            .collect(),
+    );
+    let far_apart = DataSet::new(vec![
+        record("a", json!({"year": -5000})),
+        record("b", json!({"year": 9999})),
+        record("c", json!({"year": "2000-02-02"})),
+    ]);
+    let cases = [
+        (one_record.clone(), params(1990, 2000, json!({}))),
+        (
+            one_record.clone(),
+            params(1990, 2000, json!({"kind": "categories"})),
+        ),
+        (
+            one_record.clone(),
+            params(1990, 2000, json!({"kind": "scatter"})),
+        ),
+        (
+            DataSet::new(same_year.clone()),
+            params(1900, 2100, json!({})),
+        ),
+        (
+            DataSet::new(same_year),
+            params(
+                1999,
+                1999,
+                json!({"kind": "scatter", "x": "v", "y": "year"}),
+            ),
+        ),
+        (
+            extremes,
+            params(1, 2, json!({"kind": "scatter", "x": "x", "y": "y"})),
+        ),
+        (
+            all_at_one_point,
+            params(1, 2, json!({"kind": "scatter", "x": "x", "y": "y"})),
+        ),
+        (
+            many_categories,
+            params(
+                1,
+                2,
+                json!({"kind": "categories", "field": "c", "top": 50,
+                               "width": 100, "height": 100}),
+            ),
+        ),
+        (
+            far_apart.clone(),
+            params(-5000, 9999, json!({"field": "year"})),
+        ),
+        (
+            far_apart,
+            params(
+                -5000,
+                9999,
+                json!({"field": "year", "width": 4000, "height": 100}),
+            ),
+        ),
+    ];
+    for (data, p) in cases {
+        let png_bytes = render(data, &p)
+            .await
+            .unwrap_or_else(|e| panic!("{p:?}: {e}"));
+        let image = Image::decode(&png_bytes);
+        assert!(image.count(BAR_RGB) > 0, "{p:?}: nothing drawn");
+    }
+}
+
+#[tokio::test]
+async fn the_largest_image_renders() {
+    let p = params(1980, 2010, json!({"width": 4000, "height": 4000}));
+    let image = render_image(hgnc(), &p, 500_000).await;
+    assert_eq!((image.width, image.height), (4000, 4000));
+}
