@@ -243,12 +243,13 @@ async fn drain_per_job(
         LEASE,
     ));
     let timer = Timer::start(server);
-    let tasks = (0..tasks).map(|t| {
+    // One process, one identity (its WORKER_IP), many tasks.
+    let tasks = (0..tasks).map(|_| {
         let processor = processor.clone();
         tokio::spawn(async move {
-            let worker = format!("bench-{t}");
+            let worker = "10.0.0.1";
             let mut done = 0;
-            while let Outcome::Processed(_) = processor.process_one(&worker).await? {
+            while let Outcome::Processed(_) = processor.process_one(worker).await? {
                 done += 1;
             }
             anyhow::Ok(done)

@@ -2,14 +2,19 @@
 //! [`Queue::lease`](crate::Queue::lease) or [`Queue::complete`](crate::Queue::complete) at once
 //! share one script call instead of paying one round trip and one script run each.
 //!
-//! A background task takes every request waiting when it becomes free, runs them as one batch
-//! and hands each caller its own answer. Nothing waits for a batch to fill: a lone call runs at
-//! once, and while a batch runs the next one gathers (group commit). Each request in a batch is
-//! still handled on its own by the script (its own fencing check, its own answer).
+//! A background task takes every request waiting when a batch slot is free, runs them as one
+//! batch and hands each caller its own answer. Nothing waits for a batch to fill: a lone call runs
+//! at once, and while the slots are busy the next batch gathers (group commit). A few batches may
+//! be in flight at once, so one round trip does not idle the connection. Each request in a batch
+//! is still handled on its own by the script (its own fencing check, its own answer).
 
 use std::future::Future;
+use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// Batches of one kind in flight at once.
+const IN_FLIGHT: usize = 2;
 
 use crate::error::{Error, Result};
 
@@ -37,12 +42,20 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
     /// and must answer each, in order.
     pub(super) fn spawn<F, Fut>(max: usize, run: F) -> Self
     where
-        F: Fn(Vec<Req>) -> Fut + Send + 'static,
-        Fut: Future<Output = Vec<Result<Resp>>> + Send,
+        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Result<Resp>>> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::unbounded_channel::<Pending<Req, Resp>>();
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
+            let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+            loop {
+                // Wait for a free slot first: meanwhile calls gather into the next batch.
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                    return;
+                };
+                let Some(first) = rx.recv().await else {
+                    return;
+                };
                 let mut batch = vec![first];
                 while batch.len() < max {
                     match rx.try_recv() {
@@ -52,16 +65,20 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
                 }
                 let (requests, replies): (Vec<Req>, Vec<_>) =
                     batch.into_iter().map(|p| (p.request, p.reply)).unzip();
-                let mut answers = run(requests).await.into_iter();
-                for reply in replies {
-                    let answer = answers.next().unwrap_or_else(|| {
-                        Err(Error::Internal(
-                            "a batch answered fewer calls than it had".into(),
-                        ))
-                    });
-                    // A caller that gave up (timed out) no longer listens; that is fine.
-                    let _ = reply.send(answer);
-                }
+                let answers = run(requests);
+                tokio::spawn(async move {
+                    let mut answers = answers.await.into_iter();
+                    for reply in replies {
+                        let answer = answers.next().unwrap_or_else(|| {
+                            Err(Error::Internal(
+                                "a batch answered fewer calls than it had".into(),
+                            ))
+                        });
+                        // A caller that gave up (timed out) no longer listens; that is fine.
+                        let _ = reply.send(answer);
+                    }
+                    drop(slot);
+                });
             }
         });
         Coalescer { tx }
