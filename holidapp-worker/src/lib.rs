@@ -17,7 +17,9 @@
 //!   `concurrency` permits), then asks [`Processor::lease`](holidapp_core::Processor::lease) for
 //!   a job under the worker's identity. With a job, it registers the lease as *active* and starts
 //!   a task that runs [`Processor::execute`](holidapp_core::Processor::execute) and keeps the slot
-//!   until it ends. With nothing to do, it gives the slot back and waits in
+//!   until it ends. While it finds work, it asks for as many jobs as there are free slots at
+//!   once (concurrent calls, which the Redis backend serves in one script call). With nothing to
+//!   do, it gives the slot back and waits in
 //!   [`Queue::wait_for_work`](holidapp_core::Queue::wait_for_work) (the backend wakes it when work
 //!   arrives), never polling in a tight loop.
 //! - **The heartbeat** (one per worker, not one timer per job) renews every active lease in one

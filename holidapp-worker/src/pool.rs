@@ -236,10 +236,15 @@ async fn serve(
 }
 
 /// Leases jobs while a slot is free, until `shutdown` resolves.
+///
+/// After a lease that found work, the loop asks for as many jobs as there are free slots at once
+/// (concurrent calls, which a backend may serve in one round trip); after finding the queue empty,
+/// it asks for one, so an idle worker makes one call per idle wait.
 async fn fetch_loop(shared: &Arc<Shared>, mut shutdown: Pin<&mut impl Future<Output = ()>>) {
     let mut backoff = Backoff::new(Backoff::CAP);
+    let mut found_work = false;
     loop {
-        let permit = tokio::select! {
+        let first = tokio::select! {
             biased;
             _ = shutdown.as_mut() => return,
             permit = Arc::clone(&shared.slots).acquire_owned() => match permit {
@@ -247,51 +252,65 @@ async fn fetch_loop(shared: &Arc<Shared>, mut shutdown: Pin<&mut impl Future<Out
                 Err(_) => return,
             },
         };
-        let mut lease_call = pin!(with_timeout(
-            CALL_TIMEOUT,
-            shared.processor.lease(&shared.config.identity)
-        ));
-        let leased = tokio::select! {
+        let mut permits = vec![first];
+        if found_work {
+            permits.extend(std::iter::from_fn(|| {
+                Arc::clone(&shared.slots).try_acquire_owned().ok()
+            }));
+        }
+        let calls = permits.iter().map(|_| {
+            with_timeout(
+                CALL_TIMEOUT,
+                shared.processor.lease(&shared.config.identity),
+            )
+        });
+        let mut lease_calls = pin!(futures::future::join_all(calls));
+        let answers = tokio::select! {
             biased;
             _ = shutdown.as_mut() => {
-                // Let the call in flight finish: the backend may have handed a job over already,
-                // and it should go back to the queue now rather than when its lease runs out.
-                if let Ok(Some(lease)) = lease_call.await {
+                // Let the calls in flight finish: the backend may have handed jobs over already,
+                // and they should go back to the queue now rather than when their lease runs out.
+                for lease in lease_calls.await.into_iter().flatten().flatten() {
                     release(shared, &lease).await;
                 }
                 return;
             }
-            leased = &mut lease_call => leased,
+            answers = &mut lease_calls => answers,
         };
-        match leased {
-            Ok(Some(lease)) => {
-                backoff.reset();
-                start_job(shared, lease, permit);
-            }
-            Ok(None) => {
-                backoff.reset();
-                drop(permit);
-                let idle = shared.config.idle_wait;
-                let wait = tokio::time::timeout(
-                    idle + Duration::from_secs(1),
-                    shared.queue.wait_for_work(idle),
-                );
-                tokio::select! {
-                    biased;
-                    _ = shutdown.as_mut() => return,
-                    _ = wait => {}
+        let mut failure = None;
+        found_work = true;
+        for (permit, answer) in permits.into_iter().zip(answers) {
+            match answer {
+                Ok(Some(lease)) => start_job(shared, lease, permit),
+                Ok(None) => found_work = false,
+                Err(e) => {
+                    shared.stats.add(Counter::BackendErrors, 1);
+                    failure = Some(e);
                 }
             }
-            Err(e) => {
-                drop(permit);
-                shared.stats.add(Counter::BackendErrors, 1);
-                let delay = backoff.next_delay();
-                warn!(error = %e, retry_in_ms = millis(delay), "could not lease a job");
-                tokio::select! {
-                    biased;
-                    _ = shutdown.as_mut() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
+        }
+        if let Some(e) = failure {
+            found_work = false;
+            let delay = backoff.next_delay();
+            warn!(error = %e, retry_in_ms = millis(delay), "could not lease a job");
+            tokio::select! {
+                biased;
+                _ = shutdown.as_mut() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            continue;
+        }
+        backoff.reset();
+        if !found_work {
+            let idle = shared.config.idle_wait;
+            let wait = tokio::time::timeout(
+                idle + Duration::from_secs(1),
+                shared.queue.wait_for_work(idle),
+            );
+            tokio::select! {
+                biased;
+                _ = shutdown.as_mut() => return,
+                _ = wait => {}
             }
         }
     }

@@ -28,10 +28,10 @@ use holidapp_core::{
 
 #[derive(Parser)]
 struct Args {
-    /// No-op jobs per run.
+    /// No-op jobs per run (0: skip them).
     #[arg(long, default_value_t = 20_000)]
     jobs: usize,
-    /// Plot jobs per run.
+    /// Plot jobs per run (0: skip the plots).
     #[arg(long, default_value_t = 400)]
     plots: usize,
     /// Records in the data set the plots are drawn from.
@@ -47,6 +47,9 @@ struct Args {
     /// Runs of each measure; the median and the best are reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// A `holidapp-worker` binary to measure instead of building one (to compare two builds).
+    #[arg(long)]
+    worker_bin: Option<PathBuf>,
 }
 
 /// One kind of job to drain.
@@ -62,7 +65,10 @@ struct Workload {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let worker_bin = build_worker()?;
+    let worker_bin = match args.worker_bin.clone() {
+        Some(bin) => bin,
+        None => build_worker()?,
+    };
     let server = RedisServer::start();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     println!(
@@ -84,10 +90,14 @@ async fn main() -> anyhow::Result<()> {
             renderer: "plot",
             jobs: args.plots,
             concurrency: args.plot_concurrency.unwrap_or(cores),
-            data: Some(hgnc_records(args.records)?),
+            data: if args.plots > 0 {
+                Some(hgnc_records(args.records)?)
+            } else {
+                None
+            },
         },
     ];
-    for workload in &workloads {
+    for workload in workloads.iter().filter(|w| w.jobs > 0) {
         for processes in [1, 2] {
             let mut rates = Vec::with_capacity(args.runs);
             for run in 0..args.runs {
