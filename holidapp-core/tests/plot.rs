@@ -108,7 +108,7 @@ async fn histograms_take_their_size_and_field() {
         1990,
         2020,
         json!({"kind": "histogram", "field": "date_modified", "width": 320, "height": 200,
-               "title": "Gènes modifiés ✓"}),
+               "title": "Gènes modifiés ✓ 遺伝子 🧬"}),
     );
     let image = render_image(hgnc(), &p, 1_000).await;
     assert_eq!((image.width, image.height), (320, 200));

@@ -274,7 +274,9 @@ impl Ranged for TickedAxis {
     fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
         let fraction = (value - self.range.start) / (self.range.end - self.range.start);
         // `as` saturates: a value off the axis lands on its edge, never panics.
-        limit.0 + (fraction * f64::from(limit.1 - limit.0)).round() as i32
+        limit
+            .0
+            .saturating_add((fraction * f64::from(limit.1 - limit.0)).round() as i32)
     }
 
     fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
