@@ -20,6 +20,30 @@
 //!   itself, and every call gives up after a timeout (one second unless set with
 //!   [`RedisBackend::with_timeout`]) with [`Error::Unavailable`], so an API can answer 503 at once
 //!   and recover without a restart.
+//! - **Throughput comes from batches**: [`Queue::enqueue_many`](crate::Queue::enqueue_many) stores
+//!   a thousand jobs per script call; [`RedisBackend::lease_many`] and
+//!   [`RedisBackend::complete_many`] take and finish many jobs per call; and concurrent
+//!   [`lease`](crate::Queue::lease) and [`complete`](crate::Queue::complete) calls from tasks of
+//!   one process are gathered into such batches by themselves, each job still fenced on its own.
+//! - **Idle workers block, they do not poll**: [`wait_for_work`](crate::Queue::wait_for_work)
+//!   waits with `BLPOP` on a wake-up list, on a connection of its own.
+//!
+//! ```no_run
+//! # async fn example() -> holidapp_core::Result<()> {
+//! use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
+//! use holidapp_core::{Backends, QueueSettings};
+//!
+//! let config = RedisConfig::from_parts(None, Some("127.0.0.1"), 6379, 0, "holidapp")
+//!     .expect("REDIS_IP is set");
+//! let backend = RedisBackend::connect(&config, QueueSettings::default()).await?;
+//! for warning in backend.check_durability().await? {
+//!     eprintln!("warning: {warning}");
+//! }
+//! let backends = Backends::single(std::sync::Arc::new(backend));
+//! # drop(backends);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! Scripts derive job keys from the prefix, so the backend needs a single Redis (or a primary
 //! with replicas), not Redis Cluster.
@@ -393,20 +417,25 @@ impl RedisBackend {
             .map_err(|_| Error::Unavailable(format!("Redis did not answer within {timeout:?}")))
     }
 
-    /// A connection for one blocking command, from the idle ones or new.
-    async fn blocking_connection(&self) -> Result<MultiplexedConnection> {
-        let idle = self.waiters.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        if let Some(conn) = idle {
-            return Ok(conn);
+    /// A connection for one blocking command: an idle one when `reuse` and there is one, else
+    /// new. Answers whether it was reused.
+    async fn blocking_connection(&self, reuse: bool) -> Result<(MultiplexedConnection, bool)> {
+        if reuse {
+            let idle = self.waiters.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            if let Some(conn) = idle {
+                return Ok((conn, true));
+            }
         }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(None);
-        self.run(
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
+        let conn = self
+            .run(
+                self.client
+                    .get_multiplexed_async_connection_with_config(&config),
+            )
+            .await?;
+        Ok((conn, false))
     }
 
     /// Keeps a blocking connection for the next wait.

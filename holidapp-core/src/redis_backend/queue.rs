@@ -11,7 +11,7 @@ use super::codec::{
     after, array, duration_millis, int, job_fields, job_from_reply, millis, rfc3339, string, tagged,
 };
 use super::scripts::SCRIPTS;
-use super::{BULK_TIMEOUT, LeaseRequest, MAX_LEASE_BATCH, RedisBackend, map_error};
+use super::{BULK_TIMEOUT, LeaseRequest, MAX_LEASE_BATCH, RedisBackend, is_outage, map_error};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobStatus};
 use crate::queue::{
@@ -505,20 +505,27 @@ impl RedisBackend {
         if wait < Duration::from_millis(1) {
             return Ok(());
         }
-        let mut blocking = self.blocking_connection().await?;
         let mut blpop = redis::cmd("BLPOP");
         blpop.arg(&k.wake).arg(wait.as_secs_f64());
-        let command = blpop.query_async::<Value>(&mut blocking);
-        // The server ends the BLPOP at `wait`; the extra second covers a server that cannot.
-        match tokio::time::timeout(wait + Duration::from_secs(1), command).await {
-            Ok(Ok(_)) => {
-                self.return_blocking_connection(blocking);
-                Ok(())
+        let mut reuse = true;
+        loop {
+            let (mut blocking, reused) = self.blocking_connection(reuse).await?;
+            let command = blpop.query_async::<Value>(&mut blocking);
+            // The server ends the BLPOP at `wait`; the extra second covers a server that cannot.
+            match tokio::time::timeout(wait + Duration::from_secs(1), command).await {
+                Ok(Ok(_)) => {
+                    self.return_blocking_connection(blocking);
+                    return Ok(());
+                }
+                // An idle connection may have died with a server restart: try a new one once.
+                Ok(Err(e)) if reused && is_outage(&e) => reuse = false,
+                Ok(Err(e)) => return Err(map_error(e)),
+                Err(_) => {
+                    return Err(Error::Unavailable(
+                        "Redis did not end a blocking wait".into(),
+                    ));
+                }
             }
-            Ok(Err(e)) => Err(map_error(e)),
-            Err(_) => Err(Error::Unavailable(
-                "Redis did not end a blocking wait".into(),
-            )),
         }
     }
 }
