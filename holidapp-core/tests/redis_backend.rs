@@ -401,3 +401,23 @@ async fn concurrent_calls_sharing_one_backend_each_get_their_own_answer() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enormous_offsets_give_empty_pages_not_errors() {
+    let server = RedisServer::shared();
+    let (backend, _) = connect(server, "offsets").await;
+    backend
+        .enqueue(&Job::new(JobParams::new("1", "2"), chrono::Utc::now()))
+        .await
+        .unwrap();
+    for status in [None, Some(holidapp_core::JobStatus::Submitted)] {
+        for offset in [usize::MAX, i64::MAX as usize, 1 << 53] {
+            let query = ListQuery {
+                status,
+                offset,
+                limit: usize::MAX,
+            };
+            assert!(backend.list(&query).await.unwrap().is_empty(), "{query:?}");
+        }
+    }
+}

@@ -11,6 +11,10 @@ use crate::error::{Error, Result};
 use crate::job::{Job, JobId, JobStatus};
 use crate::store::{JobStore, ListQuery, StatusCounts};
 
+/// Offsets beyond this are treated as this (there are never that many jobs); it keeps the
+/// offset exact through Lua's floating-point numbers.
+const MAX_OFFSET: usize = 1 << 40;
+
 /// Most expired jobs one purge script call removes; `purge_expired` loops until done.
 const PURGE_CHUNK: usize = 1000;
 
@@ -55,7 +59,7 @@ impl JobStore for RedisBackend {
         invocation
             .arg(&k.job_prefix)
             .arg(millis(self.clock.now()))
-            .arg(query.offset.min(i64::MAX as usize))
+            .arg(query.offset.min(MAX_OFFSET))
             .arg(query.page_size())
             .arg(if in_progress { "1" } else { "0" });
         let mut conn = self.conn.clone();
