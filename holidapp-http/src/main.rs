@@ -100,6 +100,7 @@ async fn run(config: Config) -> Result<(), String> {
     let renderer = config.worker.renderer.renderer();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut embedded_pool = None;
+    let mut metrics = holidapp_http::Metrics::new();
 
     let backends = match config.backend.redis_config() {
         Some(redis) => {
@@ -139,6 +140,7 @@ async fn run(config: Config) -> Result<(), String> {
                 renderer = %config.worker.renderer,
                 "backend: in memory (no Redis configured), with an embedded worker pool"
             );
+            metrics = metrics.with_workers(Arc::clone(&worker.stats));
             let stopped = stopped(stop_rx.clone());
             embedded_pool = Some(tokio::spawn(holidapp_worker::run(worker, stopped)));
             Backends::single(backend)
@@ -146,6 +148,7 @@ async fn run(config: Config) -> Result<(), String> {
     };
 
     let state = holidapp_http::AppState::new(backends, renderer)
+        .with_metrics(Arc::new(metrics))
         .with_data_source(config.data_source)
         .with_visits_log(config.visits_log)
         .with_image_params(JobParams::new(YEAR_MIN.to_string(), YEAR_MAX.to_string()));

@@ -7,10 +7,11 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::http::{Method, StatusCode};
+use holidapp_worker::{StatsSnapshot, WorkerStats};
 
 /// The methods counted apart; any other is counted as `other`.
 const METHODS: [&str; 4] = ["GET", "POST", "DELETE", "other"];
@@ -32,6 +33,8 @@ const UNMATCHED: &str = "unmatched";
 pub struct Metrics {
     routes: OnceLock<RouteTable>,
     jobs_submitted: AtomicU64,
+    /// The counters of the worker pool running in this process, when there is one.
+    workers: Option<Arc<WorkerStats>>,
 }
 
 /// Request counters per route template, method and status.
@@ -111,6 +114,13 @@ impl Metrics {
         Self::default()
     }
 
+    /// The same metrics, also showing the counters of a worker pool running in this process (the
+    /// binary's embedded pool when no Redis is configured).
+    pub fn with_workers(mut self, stats: Arc<WorkerStats>) -> Self {
+        self.workers = Some(stats);
+        self
+    }
+
     /// Sets the route templates requests are counted by. The first call wins: routers built
     /// again over the same metrics (they serve the same routes) do not reset the counts.
     pub(crate) fn register_routes(&self, templates: impl IntoIterator<Item = String>) {
@@ -182,7 +192,47 @@ impl Metrics {
              holidapp_jobs_submitted_total {}\n",
             self.jobs_submitted()
         );
+        if let Some(workers) = &self.workers {
+            write_workers(out, &workers.snapshot());
+        }
     }
+}
+
+/// The embedded worker pool's counters.
+fn write_workers(out: &mut String, s: &StatsSnapshot) {
+    out.push_str(
+        "# HELP holidapp_embedded_worker_jobs_total Jobs the embedded workers handled, by how \
+         the attempt ended.\n# TYPE holidapp_embedded_worker_jobs_total counter\n",
+    );
+    let outcomes = [
+        ("completed", s.completed),
+        ("retried", s.retried),
+        ("failed", s.failed),
+        ("lease_lost", s.lease_lost),
+        ("released", s.released),
+        ("crashed", s.crashed),
+        ("unrecorded", s.unrecorded),
+    ];
+    for (outcome, count) in outcomes {
+        let _ = writeln!(
+            out,
+            "holidapp_embedded_worker_jobs_total{{outcome=\"{outcome}\"}} {count}"
+        );
+    }
+    let _ = write!(
+        out,
+        "# HELP holidapp_embedded_worker_leased_total Jobs the embedded workers leased.\n\
+         # TYPE holidapp_embedded_worker_leased_total counter\n\
+         holidapp_embedded_worker_leased_total {}\n\
+         # HELP holidapp_embedded_worker_backend_errors_total Backend calls of the embedded \
+         workers that failed and were retried.\n\
+         # TYPE holidapp_embedded_worker_backend_errors_total counter\n\
+         holidapp_embedded_worker_backend_errors_total {}\n\
+         # HELP holidapp_embedded_worker_busy Jobs the embedded workers are running now.\n\
+         # TYPE holidapp_embedded_worker_busy gauge\n\
+         holidapp_embedded_worker_busy {}\n",
+        s.leased, s.backend_errors, s.busy
+    );
 }
 
 #[cfg(test)]
@@ -216,5 +266,20 @@ mod tests {
         assert!(text.contains(
             "holidapp_http_requests_total{route=\"unmatched\",method=\"other\",status=\"other\"} 1\n"
         ));
+        assert!(!text.contains("embedded_worker"));
+    }
+
+    #[test]
+    fn shows_the_embedded_workers_when_there_are_some() {
+        let metrics = Metrics::new().with_workers(Arc::new(WorkerStats::new()));
+        let mut text = String::new();
+        metrics.write_prometheus(&mut text);
+        for line in [
+            "holidapp_embedded_worker_jobs_total{outcome=\"completed\"} 0",
+            "holidapp_embedded_worker_leased_total 0",
+            "holidapp_embedded_worker_busy 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

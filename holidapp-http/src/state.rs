@@ -61,6 +61,12 @@ impl AppState {
         self
     }
 
+    /// The same state counting into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// The same state with other limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;

@@ -2,11 +2,11 @@
 //! Redis, its embedded worker pool on).
 //!
 //! It builds `holidapp-api` with this benchmark's profile, starts it on a free port, and opens
-//! `--connections` keep-alive HTTP/1.1 connections (hyper's client, one task each, on this
-//! process's own runtime). Each connection sends `POST /jobs` one after the other; after a
-//! warm-up, every answer's latency (from sending to the last byte of the body) goes into a
-//! histogram. The run stops at `--requests` measured answers or after `--seconds`, whichever
-//! comes first. Every answer must be `201 Created`.
+//! `--connections` keep-alive HTTP/1.1 connections (hyper's client, one task each, spread over
+//! `--client-threads` threads that each run a single-threaded runtime). Each connection sends
+//! `POST /jobs` one after the other; after a warm-up, every answer's latency (from sending to
+//! the last byte of the body) goes into a histogram. The run stops at `--requests` measured
+//! answers or after `--seconds`, whichever comes first. Every answer must be `201 Created`.
 //!
 //! The load generator and the server share the machine's cores; the CPU time each used is
 //! printed so the figures can be read honestly.
@@ -57,7 +57,7 @@ struct Args {
     /// Worker threads of the server's embedded pool (`HOLIDAPP_WORKER_CONCURRENCY`).
     #[arg(long, default_value_t = 2)]
     worker_concurrency: u32,
-    /// Threads of this load generator's runtime.
+    /// Threads of this load generator, each running its share of the connections.
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
 }
@@ -67,13 +67,9 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
     let binary = build_api()?;
     let server = Server::start(&binary, &args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.client_threads.max(1))
-        .enable_all()
-        .build()?;
     let server_cpu_before = cpu_seconds(server.child.id())?;
     let own_cpu_before = cpu_seconds(std::process::id())?;
-    let report = runtime.block_on(load(server.address.clone(), &args))?;
+    let report = load(&server.address, &args)?;
     let server_cpu = cpu_seconds(server.child.id())? - server_cpu_before;
     let own_cpu = cpu_seconds(std::process::id())? - own_cpu_before;
     drop(server);
@@ -120,33 +116,81 @@ struct Report {
     warmup: Duration,
 }
 
-async fn load(address: String, args: &Args) -> anyhow::Result<Report> {
+/// Runs the load: `--client-threads` threads, each with a single-threaded runtime driving its
+/// share of the connections (as wrk runs one event loop per thread), so a request and its answer
+/// stay on one thread.
+fn load(address: &str, args: &Args) -> anyhow::Result<Report> {
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let measured = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::with_capacity(args.connections);
-    for _ in 0..args.connections {
-        let connection = Connection::open(&address).await?;
-        tasks.push(tokio::spawn(connection.run(
+    let threads = args.client_threads.clamp(1, args.connections);
+    let (opened, connections_ready) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let mut handles = Vec::with_capacity(threads);
+    for thread in 0..threads {
+        let share = args.connections / threads + usize::from(thread < args.connections % threads);
+        let address = address.to_owned();
+        let (measuring, stop, measured) = (
             Arc::clone(&measuring),
             Arc::clone(&stop),
             Arc::clone(&measured),
-            args.requests,
-        )));
+        );
+        let (opened, limit) = (opened.clone(), args.requests);
+        handles.push(std::thread::spawn(
+            move || -> anyhow::Result<Histogram<u64>> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async move {
+                    let mut connections = Vec::with_capacity(share);
+                    for _ in 0..share {
+                        match Connection::open(&address).await {
+                            Ok(connection) => connections.push(connection),
+                            Err(e) => {
+                                let _ = opened.send(Err(e));
+                                return new_histogram();
+                            }
+                        }
+                    }
+                    let _ = opened.send(Ok(()));
+                    let runs = connections
+                        .into_iter()
+                        .map(|connection| connection.run(&measuring, &stop, &measured, limit));
+                    let mut latency = new_histogram()?;
+                    for histogram in futures::future::join_all(runs).await {
+                        latency.add(histogram?)?;
+                    }
+                    Ok(latency)
+                })
+            },
+        ));
+    }
+    drop(opened);
+    for _ in 0..threads {
+        let opened = connections_ready
+            .recv()
+            .map_err(|_| anyhow::anyhow!("a load thread ended before connecting"))
+            .and_then(|result| result);
+        if let Err(e) = opened {
+            stop.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
     }
     let warmup = Duration::from_secs(args.warmup);
-    tokio::time::sleep(warmup).await;
+    std::thread::sleep(warmup);
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
     while Instant::now() < deadline && measured.load(Ordering::Relaxed) < args.requests {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        std::thread::sleep(Duration::from_millis(10));
     }
     stop.store(true, Ordering::Relaxed);
     let wall = started.elapsed();
     let mut latency = new_histogram()?;
-    for task in tasks {
-        latency.add(task.await??)?;
+    for handle in handles {
+        let histogram = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("a load thread panicked"))??;
+        latency.add(histogram)?;
     }
     Ok(Report {
         latency,
@@ -189,9 +233,9 @@ impl Connection {
     /// Sends requests until told to stop; answers the latencies measured.
     async fn run(
         mut self,
-        measuring: Arc<AtomicBool>,
-        stop: Arc<AtomicBool>,
-        measured: Arc<AtomicU64>,
+        measuring: &AtomicBool,
+        stop: &AtomicBool,
+        measured: &AtomicU64,
         limit: u64,
     ) -> anyhow::Result<Histogram<u64>> {
         let mut latency = new_histogram()?;

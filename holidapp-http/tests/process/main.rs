@@ -208,6 +208,21 @@ async fn the_readme_quick_start_runs_on_the_binary_without_redis() {
 
     let (_, complete) = json_of(http.get(api.url("/completed_jobs")).send().await.unwrap()).await;
     assert_eq!(complete.as_array().unwrap().len(), 3);
+    let metrics = http
+        .get(api.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "holidapp_jobs_submitted_total 3",
+        "holidapp_jobs{status=\"complete\"} 3",
+        "holidapp_embedded_worker_jobs_total{outcome=\"completed\"} 3",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 
     assert!(api.terminate(Duration::from_secs(30)), "a clean exit");
 }
