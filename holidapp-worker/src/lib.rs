@@ -24,10 +24,11 @@
 //!   arrives), never polling in a tight loop.
 //! - **The heartbeat** (one per worker, not one timer per job) renews every active lease in one
 //!   [`Queue::renew_many`](holidapp_core::Queue::renew_many) call every third of the lease, so a
-//!   lease always has at least two thirds of its length left. A lease the backend reports as no
-//!   longer held (it ran out and another worker took the job) is abandoned at once: its task stops
-//!   at its next await and never tries to store the result, which the queue's fencing token would
-//!   refuse anyway.
+//!   lease always has at least two thirds of its length left. A job whose lease two heartbeats in
+//!   a row report as no longer held (it ran out and another worker took the job) is abandoned:
+//!   its task stops at its next await and never tries to store the result, which the queue's
+//!   fencing token would refuse anyway. (One report is not enough: the job's own outcome, stored
+//!   an instant before the renewal, ends the lease too.)
 //! - **Recovery** (in every worker, on a short interval: `min(5 s, lease / 3)` by default, jittered
 //!   ±20 %) calls [`Queue::requeue_expired`](holidapp_core::Queue::requeue_expired), so the job of a
 //!   worker that died, even by `kill -9`, runs again within the lease length plus that interval.

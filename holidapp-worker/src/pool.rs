@@ -158,12 +158,16 @@ struct Active {
     lease: Lease,
     /// Tells the job task to stop; taken by whoever stops it first.
     stop: Option<oneshot::Sender<StopJob>>,
+    /// The last heartbeat found the lease no longer held. One such answer may be the job's own
+    /// outcome, stored an instant before (which also ends the lease); if the job is still running
+    /// at the next heartbeat, the lease is lost for certain.
+    reported_lost: bool,
 }
 
 /// Why a job task is told to stop before its job ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StopJob {
-    /// A heartbeat found the lease taken over: drop the job, another worker owns it.
+    /// Two heartbeats in a row found the lease taken over: drop the job, another worker owns it.
     LeaseLost,
     /// The grace period is over: release the job to the queue.
     Shutdown,
@@ -179,13 +183,40 @@ impl Shared {
     }
 
     /// Tells the task running `lease`'s job to stop, if that lease is still the one it runs.
-    fn stop_job(&self, id: JobId, token: LeaseToken, why: StopJob) -> bool {
+    fn stop_job(&self, id: JobId, token: LeaseToken, why: StopJob) {
         let sender = self
             .active()
             .get_mut(&id)
             .filter(|a| a.lease.token == token)
             .and_then(|a| a.stop.take());
-        sender.is_some_and(|s| s.send(why).is_ok())
+        if let Some(sender) = sender {
+            let _ = sender.send(why);
+        }
+    }
+
+    /// Records a heartbeat's answers and abandons the jobs whose lease was reported lost twice
+    /// in a row.
+    fn heartbeat_answered(&self, leases: &[Lease], held: &[bool]) {
+        let abandon: Vec<(JobId, LeaseToken)> = {
+            let mut active = self.active();
+            leases
+                .iter()
+                .zip(held)
+                .filter_map(|(lease, &held)| {
+                    let job = active
+                        .get_mut(&lease.id())
+                        .filter(|a| a.lease.token == lease.token)?;
+                    let reported_before = std::mem::replace(&mut job.reported_lost, !held);
+                    if !held && !reported_before {
+                        debug!(job = %lease.id(), "a heartbeat found the lease no longer held");
+                    }
+                    (!held && reported_before).then_some((lease.id(), lease.token))
+                })
+                .collect()
+        };
+        for (id, token) in abandon {
+            self.stop_job(id, token, StopJob::LeaseLost);
+        }
     }
 }
 
@@ -324,6 +355,7 @@ fn start_job(shared: &Arc<Shared>, lease: Lease, permit: OwnedSemaphorePermit) {
         Active {
             lease: lease.clone(),
             stop: Some(stop_tx),
+            reported_lost: false,
         },
     );
     shared.stats.add(Counter::Leased, 1);
@@ -390,7 +422,7 @@ async fn run_job(
                     warn!(
                         elapsed_ms = millis(started.elapsed()),
                         outcome = "lease lost",
-                        "a heartbeat found the lease taken over; job abandoned"
+                        "heartbeats found the lease taken over; job abandoned"
                     );
                 }
                 StopJob::Shutdown => release(&shared, &lease).await,
@@ -487,11 +519,7 @@ async fn heartbeat_loop(shared: &Shared) -> Infallible {
                         "the backend answered a renewal for a different number of leases"
                     );
                 }
-                for (lease, held) in leases.iter().zip(held) {
-                    if !held {
-                        shared.stop_job(lease.id(), lease.token, StopJob::LeaseLost);
-                    }
-                }
+                shared.heartbeat_answered(&leases, &held);
                 debug!(leases = leases.len(), "heartbeat");
             }
             Err(e) => {

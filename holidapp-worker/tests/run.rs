@@ -49,6 +49,9 @@ struct Flaky {
     failing_leases: AtomicU32,
     /// The next this many `renew_many` calls fail.
     failing_renewals: AtomicU32,
+    /// The next this many `renew_many` calls answer "not held" for every lease, without asking
+    /// the backend: what a worker sees when a job's own outcome ends its lease just before.
+    not_held_renewals: AtomicU32,
     lease_calls: AtomicU32,
     renew_calls: AtomicU32,
     renewed_leases: AtomicU32,
@@ -60,6 +63,7 @@ impl Flaky {
             inner,
             failing_leases: AtomicU32::new(0),
             failing_renewals: AtomicU32::new(0),
+            not_held_renewals: AtomicU32::new(0),
             lease_calls: AtomicU32::new(0),
             renew_calls: AtomicU32::new(0),
             renewed_leases: AtomicU32::new(0),
@@ -92,6 +96,9 @@ impl Queue for Flaky {
     async fn renew_many(&self, leases: &[Lease], lease_for: Duration) -> Result<Vec<bool>> {
         self.renew_calls.fetch_add(1, Ordering::SeqCst);
         Self::outage(&self.failing_renewals)?;
+        if Self::outage(&self.not_held_renewals).is_err() {
+            return Ok(vec![false; leases.len()]);
+        }
         self.renewed_leases
             .fetch_add(leases.len() as u32, Ordering::SeqCst);
         self.inner.renew_many(leases, lease_for).await
@@ -421,14 +428,16 @@ async fn a_job_whose_lease_was_taken_over_is_abandoned() {
         .unwrap()
         .expect("the expired job is leasable");
 
-    // The next heartbeat learns the lease is gone; the job stops long before its 60 s are up.
+    // Within two heartbeats (every 1 s) the worker is sure the lease is gone; the job stops long
+    // before its 60 s are up.
     let noticed = Instant::now();
     until(Duration::from_secs(5), "the lost lease", || {
         let s = stats.snapshot();
         s.lease_lost == 1 && s.busy == 0
     })
     .await;
-    assert!(noticed.elapsed() <= Duration::from_secs(1));
+    assert!(noticed.elapsed() <= Duration::from_secs(2));
+    assert!(noticed.elapsed() > Duration::from_secs(1));
     assert_eq!(stats.snapshot().completed, 0);
 
     let job = rig
@@ -439,6 +448,19 @@ async fn a_job_whose_lease_was_taken_over_is_abandoned() {
     assert_eq!(job.worker.as_deref(), Some("10.6.6.6"));
     assert_eq!(job.status, JobStatus::Complete);
     handle.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_not_held_answer_does_not_abandon_a_job() {
+    let rig = Rig::new(TokioClock::new(), Duration::from_secs(3), 1).await;
+    rig.queue.not_held_renewals.store(1, Ordering::SeqCst);
+    let worker = rig.worker(Arc::new(SleepRenderer(Duration::from_secs(5))), config(1));
+    let done = when(&worker.stats, "the job", |s| s.completed == 1);
+
+    let report = run(worker, done).await.unwrap();
+
+    assert_eq!((report.stats.completed, report.stats.lease_lost), (1, 0));
+    assert_eq!(rig.jobs(JobStatus::Complete).await[0].attempts, 1);
 }
 
 #[tokio::test(start_paused = true)]
