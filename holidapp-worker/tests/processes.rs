@@ -2,8 +2,8 @@
 //! test starts: sharing work, SIGKILL, SIGSTOP/SIGCONT, SIGTERM and a Redis restart.
 //!
 //! Tests wait for conditions by polling the store (or a worker's log) against a deadline; the
-//! deadlines are generous because they only bound a failure, never a measurement. Set
-//! `TEST_LOG=1` to print each worker's log when the test ends.
+//! deadlines are generous because they only bound a failure, never a measurement. A failing test
+//! prints its workers' logs; set `TEST_LOG=1` to print them always.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -209,7 +209,7 @@ impl Drop for WorkerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if std::env::var_os("TEST_LOG").is_some() {
+        if std::thread::panicking() || std::env::var_os("TEST_LOG").is_some() {
             eprintln!("---- log of worker {}\n{}", self.ip, self.log());
         }
     }
