@@ -396,3 +396,50 @@ async fn many_processes_requeueing_handle_each_expired_lease_once() {
     assert_eq!((counts.in_progress, counts.failed), (0, 600));
     assert_eq!(backend.depth().await.unwrap().leased, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_whose_caller_stopped_waiting_is_given_back() {
+    let mut server = RedisServer::start();
+    let config = server.config("orphan");
+    let backend = RedisBackend::connect(&config, QueueSettings::default())
+        .await
+        .unwrap();
+    let job = jobs(1).remove(0);
+    backend.enqueue(&job).await.unwrap();
+
+    // The lease call goes out while Redis is frozen, and its caller gives up before Redis
+    // answers (a worker shutting down drops its pending lease).
+    server.freeze();
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), backend.lease("w", LEASE)).await;
+    assert!(gave_up.is_err(), "{gave_up:?}");
+    server.thaw();
+
+    // Redis then leases the job to nobody; the backend gives it back at once.
+    let mut redis = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let token_key = format!("{}:queue:token", config.prefix);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tokens: Option<u64> = redis::cmd("GET")
+            .arg(&token_key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let stored = backend.get(job.id).await.unwrap().unwrap();
+        if tokens == Some(1) && stored.status == JobStatus::Submitted {
+            assert_eq!(stored.attempts, 0, "the attempt is not counted");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned lease was not given back: {stored:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(backend.depth().await.unwrap().leased, 0);
+    let lease = backend.lease("w2", LEASE).await.unwrap().unwrap();
+    assert_eq!((lease.id(), lease.attempt()), (job.id, 1));
+}

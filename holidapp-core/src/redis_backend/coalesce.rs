@@ -39,13 +39,16 @@ impl<Req, Resp> Clone for Coalescer<Req, Resp> {
 
 impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
     /// Starts the batching task on the current tokio runtime. `run` gets up to `max` requests
-    /// and must answer each, in order.
-    pub(super) fn spawn<F, Fut>(max: usize, run: F) -> Self
+    /// and must answer each, in order. `unclaimed` gets every successful answer whose caller
+    /// stopped waiting (its future was dropped), so nothing it got is left dangling.
+    pub(super) fn spawn<F, Fut, U>(max: usize, run: F, unclaimed: U) -> Self
     where
         F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Result<Resp>>> + Send + 'static,
+        U: Fn(Resp) + Send + Sync + 'static,
     {
         let (tx, mut rx) = mpsc::unbounded_channel::<Pending<Req, Resp>>();
+        let unclaimed = Arc::new(unclaimed);
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(IN_FLIGHT));
             loop {
@@ -66,6 +69,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
                 let (requests, replies): (Vec<Req>, Vec<_>) =
                     batch.into_iter().map(|p| (p.request, p.reply)).unzip();
                 let answers = run(requests);
+                let unclaimed = Arc::clone(&unclaimed);
                 tokio::spawn(async move {
                     let mut answers = answers.await.into_iter();
                     for reply in replies {
@@ -74,8 +78,9 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
                                 "a batch answered fewer calls than it had".into(),
                             ))
                         });
-                        // A caller that gave up (timed out) no longer listens; that is fine.
-                        let _ = reply.send(answer);
+                        if let Err(Ok(orphan)) = reply.send(answer) {
+                            unclaimed(orphan);
+                        }
                     }
                     drop(slot);
                 });

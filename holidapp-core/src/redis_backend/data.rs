@@ -24,6 +24,77 @@ const LOAD_CHUNK: usize = 1000;
 /// How long an abandoned staging copy (a load that died half way) is kept.
 const STAGING_TTL: Duration = Duration::from_secs(3600);
 
+/// The pipelined writes that store `data` under the staging keys `[records, ids, index]`:
+/// `RPUSH`es of the records' JSON and ids and `HSET`s of their positions, a thousand records per
+/// command, and an expiry on each key in case the load dies half way. Refuses duplicate ids.
+/// Records are encoded on as many threads as there are cores.
+fn staging_writes(data: &DataSet, staging: &[String; 3]) -> Result<redis::Pipeline> {
+    let mut positions: HashMap<&str, usize> = HashMap::with_capacity(data.len());
+    for (i, record) in data.records.iter().enumerate() {
+        if positions.insert(record.id.as_str(), i).is_some() {
+            return Err(Error::InvalidData(format!(
+                "duplicate record id '{}'",
+                record.id
+            )));
+        }
+    }
+    let chunks: Vec<&[Record]> = data.records.chunks(LOAD_CHUNK).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let per_thread = chunks.len().div_ceil(threads).max(1);
+    let encoded: Vec<Vec<String>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .chunks(per_thread)
+            .map(|group| scope.spawn(move || group.iter().map(|c| encode(c)).collect::<Vec<_>>()))
+            .collect();
+        let mut encoded = Vec::with_capacity(chunks.len());
+        for worker in workers {
+            let group = worker
+                .join()
+                .map_err(|_| Error::Internal("a data set encoding thread panicked".into()))?;
+            for chunk in group {
+                encoded.push(chunk?);
+            }
+        }
+        Ok::<_, Error>(encoded)
+    })?;
+    let [records_key, ids_key, index_key] = staging;
+    let mut pipe = redis::pipe();
+    for (chunk_no, (chunk, json)) in chunks.iter().zip(encoded).enumerate() {
+        let first = chunk_no * LOAD_CHUNK;
+        let ids: Vec<&str> = chunk.iter().map(|r| r.id.as_str()).collect();
+        let index: Vec<(&str, usize)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, first + i))
+            .collect();
+        pipe.rpush(records_key, json)
+            .ignore()
+            .rpush(ids_key, ids)
+            .ignore()
+            .hset_multiple(index_key, &index)
+            .ignore();
+    }
+    let ttl = STAGING_TTL.as_millis() as i64;
+    for key in staging {
+        pipe.pexpire(key, ttl).ignore();
+    }
+    Ok(pipe)
+}
+
+/// The JSON of each record.
+fn encode(records: &[Record]) -> Result<Vec<String>> {
+    records
+        .iter()
+        .map(|record| {
+            serde_json::to_string(record).map_err(|e| {
+                Error::InvalidData(format!("record '{}' cannot be stored: {e}", record.id))
+            })
+        })
+        .collect()
+}
+
 fn parse_record(json: &str) -> Result<Record> {
     serde_json::from_str(json)
         .map_err(|e| Error::Internal(format!("stored data record is not valid: {e}")))
@@ -32,44 +103,15 @@ fn parse_record(json: &str) -> Result<Record> {
 #[async_trait]
 impl DataStore for RedisBackend {
     async fn replace(&self, data: DataSet) -> Result<u64> {
-        let mut positions: HashMap<&str, usize> = HashMap::with_capacity(data.len());
-        for (i, record) in data.records.iter().enumerate() {
-            if positions.insert(record.id.as_str(), i).is_some() {
-                return Err(Error::InvalidData(format!(
-                    "duplicate record id '{}'",
-                    record.id
-                )));
-            }
-        }
         let k = &self.keys;
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let [records_key, ids_key, index_key] = k.data_staging(&nonce);
-        let mut pipe = redis::pipe();
-        for (chunk_no, chunk) in data.records.chunks(LOAD_CHUNK).enumerate() {
-            let first = chunk_no * LOAD_CHUNK;
-            let mut json = Vec::with_capacity(chunk.len());
-            for record in chunk {
-                json.push(serde_json::to_string(record).map_err(|e| {
-                    Error::InvalidData(format!("record '{}' cannot be stored: {e}", record.id))
-                })?);
-            }
-            let ids: Vec<&str> = chunk.iter().map(|r| r.id.as_str()).collect();
-            let index: Vec<(&str, usize)> = ids
-                .iter()
-                .enumerate()
-                .map(|(i, id)| (*id, first + i))
-                .collect();
-            pipe.rpush(&records_key, json)
-                .ignore()
-                .rpush(&ids_key, ids)
-                .ignore()
-                .hset_multiple(&index_key, &index)
-                .ignore();
-        }
-        let ttl = STAGING_TTL.as_millis() as i64;
-        for key in [&records_key, &ids_key, &index_key] {
-            pipe.pexpire(key, ttl).ignore();
-        }
+        let staging = [records_key.clone(), ids_key.clone(), index_key.clone()];
+        let count = data.len();
+        // Checking and encoding 45,000 records is CPU work: keep it off the async threads.
+        let pipe = tokio::task::spawn_blocking(move || staging_writes(&data, &staging))
+            .await
+            .map_err(|e| Error::Internal(format!("encoding the data set failed: {e}")))??;
         let mut conn = self.conn.clone();
         self.run_bulk(pipe.exec_async(&mut conn)).await?;
         let mut conn = self.conn.clone();
@@ -85,11 +127,11 @@ impl DataStore for RedisBackend {
                     .key(&records_key)
                     .key(&ids_key)
                     .key(&index_key)
-                    .arg(data.len())
+                    .arg(count)
                     .invoke_async(&mut conn),
             )
             .await?;
-        Ok(data.len() as u64)
+        Ok(count as u64)
     }
 
     async fn version(&self) -> Result<u64> {

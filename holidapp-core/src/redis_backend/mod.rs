@@ -67,7 +67,7 @@ use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult, ServerErr
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::queue::{Lease, QueueSettings};
+use crate::queue::{Lease, Queue, QueueSettings};
 
 use coalesce::Coalescer;
 use keys::Keys;
@@ -266,20 +266,41 @@ impl RedisBackend {
             return direct;
         }
         let for_leases = direct.clone();
-        self.leases = Some(Coalescer::spawn(MAX_LEASE_BATCH, move |requests| {
-            let backend = for_leases.clone();
-            async move { backend.lease_batch(requests).await }
-        }));
-        self.completions = Some(Coalescer::spawn(COMPLETE_BATCH, move |done| {
-            let backend = direct.clone();
-            async move {
-                let calls = done.len();
-                backend
-                    .complete_many(done)
-                    .await
-                    .unwrap_or_else(|e| coalesce::for_each(&e, calls))
-            }
-        }));
+        let for_orphans = direct.clone();
+        self.leases = Some(Coalescer::spawn(
+            MAX_LEASE_BATCH,
+            move |requests| {
+                let backend = for_leases.clone();
+                async move { backend.lease_batch(requests).await }
+            },
+            // A caller that stopped waiting (a worker shutting down) never gets its job: give
+            // it back at once rather than leave it leased until the lease runs out.
+            move |lease: Option<Lease>| {
+                if let Some(lease) = lease {
+                    let backend = for_orphans.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = backend.release(&lease).await {
+                            tracing::warn!(job = %lease.id(), error = %e, "could not give back a lease nobody took");
+                        }
+                    });
+                }
+            },
+        ));
+        self.completions = Some(Coalescer::spawn(
+            COMPLETE_BATCH,
+            move |done| {
+                let backend = direct.clone();
+                async move {
+                    let calls = done.len();
+                    backend
+                        .complete_many(done)
+                        .await
+                        .unwrap_or_else(|e| coalesce::for_each(&e, calls))
+                }
+            },
+            // A completed job whose caller stopped waiting is complete all the same.
+            |_: Job| {},
+        ));
         self
     }
 
