@@ -22,11 +22,15 @@ local ids, by_seq, expiring = {}, {}, {}
 for i = 8, #ARGV, 3 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = ARGV[1] .. id
-  local status, current, seq = unpack(redis.call('HMGET', key, 'status', 'token', 'seq'))
+  local status, current, seq, error =
+    unpack(redis.call('HMGET', key, 'status', 'token', 'seq', 'error'))
   if status == ARGV[3] and current == token then
     redis.call('SET', ARGV[2] .. id, ARGV[i + 2], 'PX', ARGV[7])
+    -- The token and lease deadline stay, as those of the last lease.
     redis.call('HSET', key, 'status', ARGV[4], 'finished_at', ARGV[5])
-    redis.call('HDEL', key, 'token', 'lease_deadline', 'error')
+    if error then
+      redis.call('HDEL', key, 'error')
+    end
     redis.call('PEXPIRE', key, ARGV[7])
     ids[#ids + 1] = id
     by_seq[#by_seq + 1] = seq

@@ -25,7 +25,6 @@ if status ~= ARGV[3] or token ~= ARGV[2] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[4], 'error', ARGV[6])
-redis.call('HDEL', KEYS[1], 'token', 'lease_deadline')
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZADD', KEYS[3], seq, id)
 if ARGV[5] == 'retry' then

@@ -24,7 +24,6 @@ if attempts < 1 then
   attempts = 1
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[4], 'attempts', attempts - 1)
-redis.call('HDEL', KEYS[1], 'token', 'lease_deadline')
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZADD', KEYS[3], seq, id)
 redis.call('RPUSH', KEYS[4], id)

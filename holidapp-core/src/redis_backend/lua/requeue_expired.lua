@@ -33,7 +33,6 @@ for _, id in ipairs(expired) do
     attempts = tonumber(attempts) or 0
     local reason = 'lease expired on attempt ' .. attempts .. ' of ' .. max_attempts
     redis.call('HSET', key, 'error', reason)
-    redis.call('HDEL', key, 'token', 'lease_deadline')
     if attempts >= max_attempts then
       redis.call('HSET', key, 'status', ARGV[10], 'finished_at', ARGV[5])
       redis.call('PEXPIRE', key, ARGV[7])
