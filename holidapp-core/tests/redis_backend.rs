@@ -421,3 +421,40 @@ async fn enormous_offsets_give_empty_pages_not_errors() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_are_each_stored_or_refused_on_their_own() {
+    let server = RedisServer::shared();
+    let (backend, _) = connect(server, "enqueue_batch").await;
+    let backend = Arc::new(backend);
+    let earlier: Vec<Job> = (0..20)
+        .map(|_| Job::new(JobParams::new("1", "2"), chrono::Utc::now()))
+        .collect();
+    backend.enqueue_many(&earlier).await.unwrap();
+    let mut calls: Vec<Job> = (0..180)
+        .map(|_| Job::new(JobParams::new("3", "4"), chrono::Utc::now()))
+        .collect();
+    // Every tenth call repeats an earlier job; one call is not a new job at all.
+    for (i, job) in earlier.iter().enumerate() {
+        calls.insert(i * 10, job.clone());
+    }
+    calls[5].status = holidapp_core::JobStatus::Complete;
+    let answers = futures::future::join_all(calls.iter().map(|job| {
+        let backend = Arc::clone(&backend);
+        let job = job.clone();
+        tokio::spawn(async move { backend.enqueue(&job).await })
+    }))
+    .await;
+    let mut stored = 0;
+    for (i, answer) in answers.into_iter().enumerate() {
+        match answer.unwrap() {
+            Ok(()) => stored += 1,
+            Err(Error::Conflict(_)) => assert_eq!(i % 10, 0, "call {i} refused"),
+            Err(Error::IllegalTransition { .. }) => assert_eq!(i, 5),
+            Err(e) => panic!("call {i}: {e}"),
+        }
+    }
+    assert_eq!(stored, 179);
+    assert_eq!(backend.depth().await.unwrap().ready, 20 + 179);
+    assert_eq!(backend.counts().await.unwrap().submitted, 20 + 179);
+}

@@ -180,6 +180,8 @@ pub struct RedisBackend {
     leases: Option<Coalescer<LeaseRequest, Option<Lease>>>,
     /// Gathers concurrent `complete` calls into `complete_many` calls.
     completions: Option<Coalescer<(Lease, Vec<u8>), Job>>,
+    /// Gathers concurrent `enqueue` calls into one script call.
+    enqueues: Option<Coalescer<Job, ()>>,
 }
 
 /// One `lease` call waiting for its batch.
@@ -187,6 +189,9 @@ struct LeaseRequest {
     worker: String,
     lease_for: Duration,
 }
+
+/// Most `enqueue` calls one batch carries.
+const ENQUEUE_BATCH: usize = 1000;
 
 /// Most `complete` calls one batch carries (their results travel in one script call).
 const COMPLETE_BATCH: usize = 128;
@@ -243,6 +248,7 @@ impl RedisBackend {
             timeout: DEFAULT_TIMEOUT,
             leases: None,
             completions: None,
+            enqueues: None,
         };
         Ok(backend.start_batching())
     }
@@ -260,11 +266,23 @@ impl RedisBackend {
         let direct = RedisBackend {
             leases: None,
             completions: None,
+            enqueues: None,
             ..self.clone()
         };
         if tokio::runtime::Handle::try_current().is_err() {
             return direct;
         }
+        let for_enqueues = direct.clone();
+        self.enqueues = Some(Coalescer::spawn(
+            ENQUEUE_BATCH,
+            move |jobs| {
+                let backend = for_enqueues.clone();
+                async move { backend.enqueue_batch(jobs).await }
+            },
+            // A job stored for a caller that stopped waiting stays stored: the call may not
+            // have been answered, but it happened.
+            |()| {},
+        ));
         let for_leases = direct.clone();
         let for_orphans = direct.clone();
         self.leases = Some(Coalescer::spawn(

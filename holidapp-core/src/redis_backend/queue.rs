@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use redis::Value;
 
+use super::coalesce;
 use super::codec::{
     after, array, duration_millis, int, job_fields, job_from_reply, millis, rfc3339, string, tagged,
 };
@@ -163,35 +164,13 @@ impl RedisBackend {
             .collect())
     }
 
-    /// Runs one enqueue script call for up to [`ENQUEUE_CHUNK`] jobs.
+    /// Runs one enqueue script call for up to [`ENQUEUE_CHUNK`] jobs, stopping at the first
+    /// refused one (as [`Queue::enqueue_many`] does).
     async fn enqueue_chunk(&self, jobs: &[Job]) -> Result<()> {
         for job in jobs {
-            if job.status != JobStatus::Submitted {
-                return Err(Error::IllegalTransition {
-                    from: job.status,
-                    to: JobStatus::Submitted,
-                });
-            }
+            check_submitted(job)?;
         }
-        let k = &self.keys;
-        let mut invocation = SCRIPTS.enqueue.prepare_invoke();
-        invocation
-            .key(&k.seq)
-            .key(&k.ready)
-            .key(k.index(JobStatus::Submitted))
-            .key(&k.wake)
-            .arg(&k.job_prefix)
-            .arg(WAKE_CAP)
-            .arg(jobs.len());
-        for job in jobs {
-            let fields = job_fields(job);
-            invocation
-                .arg(job.id.to_string())
-                .arg(fields.len())
-                .arg(fields);
-        }
-        let mut conn = self.conn.clone();
-        let reply: Value = self.run_bulk(invocation.invoke_async(&mut conn)).await?;
+        let reply = self.run_enqueue(jobs.iter(), "stop").await?;
         match tagged(reply)? {
             (tag, _) if tag == "ok" => Ok(()),
             (tag, rest) if tag == "exists" => {
@@ -205,6 +184,74 @@ impl RedisBackend {
             }
             (tag, _) => Err(Error::Internal(format!("enqueue script answered '{tag}'"))),
         }
+    }
+
+    /// Enqueues jobs of separate callers in one script call, each refused or stored on its own.
+    pub(super) async fn enqueue_batch(&self, jobs: Vec<Job>) -> Vec<Result<()>> {
+        let mut answers: Vec<Result<()>> = jobs.iter().map(check_submitted).collect();
+        let valid: Vec<usize> = (0..jobs.len()).filter(|&i| answers[i].is_ok()).collect();
+        if valid.is_empty() {
+            return answers;
+        }
+        let refused = match self
+            .run_enqueue(valid.iter().map(|&i| &jobs[i]), "skip")
+            .await
+        {
+            Ok(reply) => tagged(reply).and_then(|(tag, rest)| match tag.as_str() {
+                "ok" => rest.into_iter().map(int).collect::<Result<Vec<i64>>>(),
+                _ => Err(Error::Internal(format!("enqueue script answered '{tag}'"))),
+            }),
+            Err(e) => Err(e),
+        };
+        match refused {
+            Ok(refused) => {
+                for position in refused {
+                    let i = usize::try_from(position - 1)
+                        .ok()
+                        .and_then(|p| valid.get(p).copied());
+                    if let Some(i) = i {
+                        answers[i] = Err(Error::Conflict(format!(
+                            "job {} already exists",
+                            jobs[i].id
+                        )));
+                    }
+                }
+            }
+            Err(e) => {
+                for (&i, answer) in valid.iter().zip(coalesce::for_each(&e, valid.len())) {
+                    answers[i] = answer;
+                }
+            }
+        }
+        answers
+    }
+
+    /// One enqueue script call for `jobs`, in `mode` `stop` or `skip`.
+    async fn run_enqueue<'a>(
+        &self,
+        jobs: impl ExactSizeIterator<Item = &'a Job>,
+        mode: &str,
+    ) -> Result<Value> {
+        let k = &self.keys;
+        let mut invocation = SCRIPTS.enqueue.prepare_invoke();
+        invocation
+            .key(&k.seq)
+            .key(&k.ready)
+            .key(k.index(JobStatus::Submitted))
+            .key(&k.wake)
+            .arg(&k.job_prefix)
+            .arg(WAKE_CAP)
+            .arg(jobs.len())
+            .arg(mode);
+        for job in jobs {
+            let fields = job_fields(job);
+            invocation
+                .arg(job.id.to_string())
+                .arg(fields.len())
+                .arg(fields);
+        }
+        let mut conn = self.conn.clone();
+        self.run_bulk(invocation.invoke_async(&mut conn)).await
     }
 
     /// The job as a script that passed the fencing check (`changed == 1`) left it: the job as
@@ -224,10 +271,30 @@ impl RedisBackend {
     }
 }
 
+/// Only new jobs can be enqueued.
+fn check_submitted(job: &Job) -> Result<()> {
+    if job.status == JobStatus::Submitted {
+        Ok(())
+    } else {
+        Err(Error::IllegalTransition {
+            from: job.status,
+            to: JobStatus::Submitted,
+        })
+    }
+}
+
 #[async_trait]
 impl Queue for RedisBackend {
+    /// Concurrent calls from one process (an API under load) are gathered into one script call,
+    /// each job still stored or refused on its own.
     async fn enqueue(&self, job: &Job) -> Result<()> {
-        self.enqueue_chunk(std::slice::from_ref(job)).await
+        match &self.enqueues {
+            Some(batch) => {
+                let call = batch.call(job.clone());
+                self.run(async { Ok(call.await) }).await?
+            }
+            None => self.enqueue_chunk(std::slice::from_ref(job)).await,
+        }
     }
 
     /// Stores the jobs in chunks of up to 1,000 per script call, several calls in flight at
