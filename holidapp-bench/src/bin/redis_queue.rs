@@ -1,12 +1,18 @@
 //! Redis backend throughput, against a `redis-server` this benchmark starts (no persistence, on a
 //! free port), for no-op jobs with leases and fencing on:
 //!
-//! - enqueue one by one from one process (concurrent callers sharing one connection);
+//! - enqueue one by one from one process: concurrent callers sharing one backend, one
+//!   `enqueue` call per job (the backend gathers calls made at the same moment into one script
+//!   call, as it does for an API under load; `--callers 1` measures one caller alone);
 //! - enqueue in bulk (`enqueue_many`);
 //! - drain by one process (lease, render nothing, complete under the fencing token) with batch
 //!   leases and batch completions, from a 20,000-job backlog and a 200,000-job one; and the same
-//!   through the processing step, one `process_one` per job from concurrent tasks;
+//!   through the processing step, one `process_one` per job from concurrent tasks of one worker
+//!   identity;
 //! - load of 45,000 HGNC-size records (the bundled HGNC sample's records, repeated with new ids).
+//!
+//! Besides the rates it prints the CPU time `redis-server` and the benchmark spent per job: on a
+//! machine shared with other work the rates vary from run to run, the CPU costs much less.
 //!
 //! `cargo run --release -p holidapp-bench --bin redis_queue [-- --runs N ...]`
 
