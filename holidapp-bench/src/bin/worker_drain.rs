@@ -3,7 +3,8 @@
 //!
 //! - no-op jobs (`HOLIDAPP_RENDERER=noop`): what the worker and the queue cost per job;
 //! - real plots (`HOLIDAPP_RENDERER=plot`): the default 800x600 per-year histogram of 45,000
-//!   HGNC-shaped records (the bundled sample repeated with new ids), loaded into Redis first.
+//!   HGNC-shaped records (the bundled sample repeated with new ids), loaded into Redis first, over
+//!   year ranges that differ from job to job; the last result is checked to be an 800x600 PNG.
 //!
 //! Each run uses a fresh key prefix: it starts the worker processes, waits until each has logged
 //! that it started and has run a warm-up job (so each plot worker has loaded the data set, which
@@ -32,13 +33,14 @@ struct Args {
     #[arg(long, default_value_t = 20_000)]
     jobs: usize,
     /// Plot jobs per run (0: skip the plots).
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 2000)]
     plots: usize,
     /// Records in the data set the plots are drawn from.
     #[arg(long, default_value_t = 45_000)]
     records: usize,
-    /// HOLIDAPP_WORKER_CONCURRENCY of each process for no-op jobs.
-    #[arg(long, default_value_t = 8)]
+    /// HOLIDAPP_WORKER_CONCURRENCY of each process for no-op jobs (they wait on Redis, not on
+    /// the CPU, so more slots than cores pay off).
+    #[arg(long, default_value_t = 32)]
     noop_concurrency: u32,
     /// HOLIDAPP_WORKER_CONCURRENCY of each process for plots (default: the number of cores,
     /// the worker's own default).
@@ -211,14 +213,41 @@ async fn drain(
     for worker in &mut workers {
         worker.stop()?;
     }
+    if workload.data.is_some() {
+        let last = jobs.last().map(|j| j.id);
+        let png = match last {
+            Some(id) => backend.result(id).await?,
+            None => None,
+        };
+        anyhow::ensure!(
+            png.as_deref().and_then(png_size) == Some((800, 600)),
+            "a plot job's result is not an 800x600 PNG"
+        );
+    }
     Ok(rate)
 }
 
-/// `n` jobs asking for the default plot over 1990-2020.
+/// Width and height from a PNG's header.
+fn png_size(png: &[u8]) -> Option<(u32, u32)> {
+    if !png.starts_with(b"\x89PNG\r\n\x1a\n") || png.get(12..16)? != b"IHDR" {
+        return None;
+    }
+    let word = |at: usize| Some(u32::from_be_bytes(png.get(at..at + 4)?.try_into().ok()?));
+    Some((word(16)?, word(20)?))
+}
+
+/// `n` jobs asking for the default plot (a per-year histogram) over 20-year ranges that move
+/// from job to job, so consecutive plots differ.
 fn jobs(n: usize) -> Vec<Job> {
     let now = chrono::Utc::now();
     (0..n)
-        .map(|_| Job::new(JobParams::new("1990", "2020"), now))
+        .map(|i| {
+            let start = 1975 + (i % 30);
+            Job::new(
+                JobParams::new(start.to_string(), (start + 20).to_string()),
+                now,
+            )
+        })
         .collect()
 }
 
