@@ -49,11 +49,12 @@
 //!   | `Unavailable` (the backend is down) | 503 |
 //!   | `LeaseLost`, `Internal` | 500 |
 //! - **Middleware**, outermost first: one `observe` layer gives each request an id
-//!   (`x-request-id`, kept from the client when it sent a sane one), runs it in a tracing span
-//!   under the request timeout (a 503 `timeout` error when it runs out), counts it in the
-//!   [`Metrics`] by route template, method and status, and logs server errors; inside it a
-//!   panic catcher turns a handler panic into a generic 500. Body limits are per route: small
-//!   for `/jobs`, large for `/data`.
+//!   (`x-request-id`, kept from the client when it sent a sane one), runs it in a `debug`
+//!   tracing span under the request timeout (a 503 `timeout` error when it runs out), counts it
+//!   in the [`Metrics`] by route template, method and status, and logs each server error at
+//!   `error` with its request id and real cause; inside it a panic catcher turns a handler
+//!   panic into a generic 500. Body limits are per route: small for `/jobs`, large for `/data`.
+//!   The hot path takes no lock: counters are atomics in a table built with the router.
 //! - **[`serve`]** runs a router on a listener the caller bound, until a shutdown future the
 //!   caller owns completes; in-flight requests then finish, as mini-redis's `server::run` does.
 //!

@@ -1,7 +1,7 @@
 //! What wraps every request: a request id, a tracing span, the request timeout, the request
 //! counters, logging of server errors, and catching panics.
 //!
-//! [`observe`] is one middleware doing the first five, so a request pays for one layer, not
+//! One hand-written layer (`observe`) does the first five, so a request pays for one layer, not
 //! five. It sits outside the panic catcher, so a panic is counted and logged like any 500.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,9 +121,11 @@ where
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let route_str = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let span = tracing::info_span!(
+    // A debug span: at the default `info` level it costs nothing, and the one line a request
+    // logs at `info` or above (a server error) names the request itself.
+    let span = tracing::debug_span!(
         "request",
-        request_id = request_id.to_str().unwrap_or(""),
+        request_id = response_id(&request_id),
         method = %method,
         route = route_str,
     );
@@ -142,6 +144,9 @@ where
     if status.is_server_error() {
         let detail = response.extensions().get::<ErrorDetail>();
         tracing::error!(
+            request_id = response_id(&request_id),
+            method = %method,
+            route = route_str,
             status = status.as_u16(),
             error = detail.map_or("(no detail)", |d| &d.0),
             "request failed"
@@ -155,6 +160,11 @@ where
     }
     response.headers_mut().insert(REQUEST_ID, request_id);
     Ok(response)
+}
+
+/// A request id as text (ids are always visible ASCII: checked when taken from a client).
+fn response_id(id: &HeaderValue) -> &str {
+    id.to_str().unwrap_or("")
 }
 
 /// The answer for a request no route matches.

@@ -57,6 +57,10 @@ struct Args {
     /// Worker threads of the server's embedded pool (`HOLIDAPP_WORKER_CONCURRENCY`).
     #[arg(long, default_value_t = 2)]
     worker_concurrency: u32,
+    /// Load `GET /healthz` instead of `POST /jobs`: the cost of the HTTP stack and middleware
+    /// alone, for comparison.
+    #[arg(long)]
+    healthz: bool,
     /// Threads of this load generator, each running its share of the connections.
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
@@ -77,8 +81,12 @@ fn main() -> anyhow::Result<()> {
     let total = report.wall.as_secs_f64();
     let h = &report.latency;
     println!(
-        "POST /jobs, {} connections, renderer {}, {} embedded workers, {} client threads",
-        args.connections, args.renderer, args.worker_concurrency, args.client_threads
+        "{}, {} connections, renderer {}, {} embedded workers, {} client threads",
+        Target::of(&args).label(),
+        args.connections,
+        args.renderer,
+        args.worker_concurrency,
+        args.client_threads
     );
     println!(
         "  {} requests in {:.2} s (+{} s warm-up): {:.0} requests/s",
@@ -135,6 +143,7 @@ fn load(address: &str, args: &Args) -> anyhow::Result<Report> {
             Arc::clone(&measured),
         );
         let (opened, limit) = (opened.clone(), args.requests);
+        let target = Target::of(args);
         handles.push(std::thread::spawn(
             move || -> anyhow::Result<Histogram<u64>> {
                 let runtime = tokio::runtime::Builder::new_current_thread()
@@ -152,9 +161,9 @@ fn load(address: &str, args: &Args) -> anyhow::Result<Report> {
                         }
                     }
                     let _ = opened.send(Ok(()));
-                    let runs = connections
-                        .into_iter()
-                        .map(|connection| connection.run(&measuring, &stop, &measured, limit));
+                    let runs = connections.into_iter().map(|connection| {
+                        connection.run(target, &measuring, &stop, &measured, limit)
+                    });
                     let mut latency = new_histogram()?;
                     for histogram in futures::future::join_all(runs).await {
                         latency.add(histogram?)?;
@@ -204,6 +213,52 @@ fn new_histogram() -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
 }
 
+/// What the load asks for.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// `POST /jobs` with a valid job: the measured route.
+    SubmitJob,
+    /// `GET /healthz`: the HTTP stack and middleware alone.
+    Healthz,
+}
+
+impl Target {
+    fn of(args: &Args) -> Target {
+        if args.healthz {
+            Target::Healthz
+        } else {
+            Target::SubmitJob
+        }
+    }
+
+    fn request(self, host: &str) -> anyhow::Result<Request<Full<Bytes>>> {
+        let request = match self {
+            Target::SubmitJob => Request::post("/jobs")
+                .header(HOST, host)
+                .header(CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from_static(BODY)))?,
+            Target::Healthz => Request::get("/healthz")
+                .header(HOST, host)
+                .body(Full::new(Bytes::new()))?,
+        };
+        Ok(request)
+    }
+
+    fn expected(self) -> hyper::StatusCode {
+        match self {
+            Target::SubmitJob => hyper::StatusCode::CREATED,
+            Target::Healthz => hyper::StatusCode::OK,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Target::SubmitJob => "POST /jobs",
+            Target::Healthz => "GET /healthz",
+        }
+    }
+}
+
 /// One keep-alive connection to the server.
 struct Connection {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
@@ -233,6 +288,7 @@ impl Connection {
     /// Sends requests until told to stop; answers the latencies measured.
     async fn run(
         mut self,
+        target: Target,
         measuring: &AtomicBool,
         stop: &AtomicBool,
         measured: &AtomicU64,
@@ -240,10 +296,7 @@ impl Connection {
     ) -> anyhow::Result<Histogram<u64>> {
         let mut latency = new_histogram()?;
         while !stop.load(Ordering::Relaxed) {
-            let request = Request::post("/jobs")
-                .header(HOST, &self.host)
-                .header(CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from_static(BODY)))?;
+            let request = target.request(&self.host)?;
             let sent = Instant::now();
             self.sender.ready().await.context("connection closed")?;
             let response = self.sender.send_request(request).await?;
@@ -251,8 +304,8 @@ impl Connection {
             let body = response.into_body().collect().await?.to_bytes();
             let elapsed = sent.elapsed();
             anyhow::ensure!(
-                status == hyper::StatusCode::CREATED,
-                "POST /jobs answered {status}: {}",
+                status == target.expected(),
+                "{target:?} answered {status}: {}",
                 String::from_utf8_lossy(&body)
             );
             if measuring.load(Ordering::Relaxed) {
