@@ -54,7 +54,7 @@ impl RequestIds {
     }
 }
 
-/// The layer that runs [`observe`] around every request.
+/// The layer that runs `observe` around every request.
 #[derive(Clone)]
 pub(crate) struct ObserveLayer {
     ctx: Ctx,
