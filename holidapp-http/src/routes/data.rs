@@ -21,7 +21,8 @@ use crate::schema::{BackendDown, Loaded, RecordDoc, ShowRecord};
 pub(crate) struct DataQuery {
     /// How many records to skip, in load order (default 0).
     start: Option<u64>,
-    /// Page size, 1 to 10,000 (default 1,000).
+    /// Page size, from 1 to the server's maximum (10,000 unless configured otherwise); 1,000 when
+    /// absent (unless configured otherwise).
     limit: Option<u64>,
 }
 
@@ -40,7 +41,7 @@ pub(crate) struct DataQuery {
     responses(
         (status = 200, description = "How many records were loaded", body = Loaded),
         (status = 400, description = "Malformed JSON, or not a data set of a known format", body = ErrorBody),
-        (status = 413, description = "The body is larger than 256 MiB", body = ErrorBody),
+        (status = 413, description = "The body is over the route's limit (256 MiB by default)", body = ErrorBody),
         (status = 415, description = "A body of another content type", body = ErrorBody),
         (status = 502, description = "The configured data source could not be read", body = ErrorBody),
         BackendDown,

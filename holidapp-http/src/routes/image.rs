@@ -23,7 +23,7 @@ use crate::schema::{BackendDown, ImageCreated, JobParamsDoc};
         (status = 201, description = "Rendered and stored", body = ImageCreated),
         (status = 400, description = "Malformed JSON, wrong types, unknown fields, or parameters the renderer refuses", body = ErrorBody),
         (status = 409, description = "No data set is loaded (code no_data): POST /data first", body = ErrorBody),
-        (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
+        (status = 413, description = "The body is over the route's limit (64 KiB by default)", body = ErrorBody),
         (status = 415, description = "A body not sent as application/json", body = ErrorBody),
         (status = 422, description = "The parameters select nothing drawable", body = ErrorBody),
         BackendDown,

@@ -69,7 +69,7 @@ pub(crate) struct JobIdQuery {
         (status = 201, description = "The job, queued", body = JobDoc,
          headers(("location" = String, description = "The job's URL, /jobs/{id}"))),
         (status = 400, description = "Malformed JSON, wrong types, missing or unknown fields, or parameters the renderer refuses", body = ErrorBody),
-        (status = 413, description = "The body is larger than 16 KiB", body = ErrorBody),
+        (status = 413, description = "The body is over the route's limit (16 KiB by default)", body = ErrorBody),
         (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
         BackendDown,
     )
