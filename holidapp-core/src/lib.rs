@@ -84,7 +84,7 @@
 
 pub mod backends;
 pub mod clock;
-#[cfg(feature = "test-util")]
+#[cfg(any(feature = "test-util", doc))]
 pub mod contract;
 pub mod dataset;
 pub mod error;

@@ -1,7 +1,7 @@
 //! The Redis backend: every core trait on one Redis, shared by any number of API and worker
 //! processes.
 //!
-//! [`RedisBackend`] implements [`Queue`](crate::Queue), [`JobStore`](crate::JobStore),
+//! [`RedisBackend`] implements [`Queue`], [`JobStore`](crate::JobStore),
 //! [`DataStore`](crate::DataStore) and [`ImageStore`](crate::ImageStore). It keeps the promises
 //! of those traits across processes:
 //!
@@ -20,7 +20,7 @@
 //!   itself, and every call gives up after a timeout (one second unless set with
 //!   [`RedisBackend::with_timeout`]) with [`Error::Unavailable`], so an API can answer 503 at once
 //!   and recover without a restart.
-//! - **Throughput comes from batches**: [`Queue::enqueue_many`](crate::Queue::enqueue_many) stores
+//! - **Throughput comes from batches**: [`Queue::enqueue_many`] stores
 //!   a thousand jobs per script call; [`RedisBackend::lease_many`] and
 //!   [`RedisBackend::complete_many`] take and finish many jobs per call; and concurrent
 //!   [`lease`](crate::Queue::lease) and [`complete`](crate::Queue::complete) calls from tasks of
