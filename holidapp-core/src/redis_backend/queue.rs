@@ -36,12 +36,12 @@ const RENEW_CHUNK: usize = 1000;
 
 /// Most wake-up tokens kept for idle workers. Enough to wake every idle worker of a large
 /// deployment at once; stale tokens cost at most this many spurious wake-ups.
-pub(super) const WAKE_CAP: usize = 256;
+const WAKE_CAP: usize = 256;
 
 impl RedisBackend {
     /// Leases up to `max` ready jobs (at most [`MAX_LEASE_BATCH`]) for `worker` in one step, oldest
-    /// first; each gets its own fencing token and deadline, as if leased one by one. Workers that
-    /// run many jobs at once use this to take a batch in one round trip.
+    /// first, each as [`Queue::lease`] would (its own fencing token; one deadline for the batch).
+    /// Workers that run many jobs at once can take a batch in one round trip with it.
     pub async fn lease_many(
         &self,
         worker: &str,
