@@ -157,6 +157,11 @@ impl State {
         }
     }
 
+    /// A job that exists and has not outlived its retention.
+    fn live(&self, id: JobId, now: DateTime<Utc>) -> Option<&Entry> {
+        self.jobs.get(&id).filter(|e| !e.expired(now))
+    }
+
     fn remove(&mut self, id: JobId) -> Option<Entry> {
         let entry = self.jobs.remove(&id)?;
         self.by_status[status_slot(entry.job.status)].remove(&(entry.seq, id));
@@ -415,19 +420,16 @@ impl Queue for MemoryBackend {
 #[async_trait]
 impl JobStore for MemoryBackend {
     async fn get(&self, id: JobId) -> Result<Option<Job>> {
-        let now = self.clock.now();
-        let state = self.state();
-        Ok(state
-            .jobs
-            .get(&id)
-            .filter(|e| !e.expired(now))
+        Ok(self
+            .state()
+            .live(id, self.clock.now())
             .map(|e| e.job.clone()))
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<Job>> {
         let now = self.clock.now();
         let state = self.state();
-        let live = |key: &&(u64, JobId)| state.jobs.get(&key.1).is_some_and(|e| !e.expired(now));
+        let live = |key: &&(u64, JobId)| state.live(key.1, now).is_some();
         let pick = |key: &(u64, JobId)| state.jobs.get(&key.1).map(|e| e.job.clone());
         let jobs = match query.status {
             Some(status) => state.by_status[status_slot(status)]
@@ -470,12 +472,9 @@ impl JobStore for MemoryBackend {
     }
 
     async fn result(&self, id: JobId) -> Result<Option<Bytes>> {
-        let now = self.clock.now();
-        let state = self.state();
-        Ok(state
-            .jobs
-            .get(&id)
-            .filter(|e| !e.expired(now))
+        Ok(self
+            .state()
+            .live(id, self.clock.now())
             .and_then(|e| e.result.clone()))
     }
 
