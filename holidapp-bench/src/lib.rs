@@ -38,3 +38,25 @@ impl Renderer for NoopRenderer {
 pub fn per_second(count: usize, elapsed: std::time::Duration) -> u64 {
     (count as f64 / elapsed.as_secs_f64()).round() as u64
 }
+
+/// `n` records shaped like HGNC's: the bundled sample's records (every HGNC column) repeated
+/// under fresh ids (`HGNC:100000` on), as a 45,000-gene complete set would be.
+pub fn hgnc_records(n: usize) -> anyhow::Result<DataSet> {
+    let sample = holidapp_core::parse::bundled("hgnc")
+        .ok_or_else(|| anyhow::anyhow!("no bundled HGNC data"))?;
+    anyhow::ensure!(!sample.is_empty(), "the bundled HGNC data is empty");
+    let records = sample
+        .records
+        .iter()
+        .cycle()
+        .take(n)
+        .enumerate()
+        .map(|(i, record)| {
+            let id = format!("HGNC:{}", 100_000 + i);
+            let mut fields = record.fields.clone();
+            fields.insert("hgnc_id".into(), id.clone().into());
+            holidapp_core::Record { id, fields }
+        })
+        .collect();
+    Ok(DataSet::new(records))
+}

@@ -25,8 +25,7 @@ use holidapp_bench::{NoopRenderer, per_second};
 use holidapp_core::redis_backend::RedisBackend;
 use holidapp_core::testing::RedisServer;
 use holidapp_core::{
-    DataSet, DataStore, Job, JobParams, Outcome, Processor, Queue, QueueSettings, Record, Renderer,
-    parse,
+    DataSet, DataStore, Job, JobParams, Outcome, Processor, Queue, QueueSettings, Renderer,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -270,21 +269,6 @@ async fn drain_per_job(
     Ok(measured)
 }
 
-/// `n` HGNC records: the bundled sample's records (every HGNC column) repeated with fresh ids.
-fn hgnc_records(n: usize) -> anyhow::Result<DataSet> {
-    let sample = parse::bundled("hgnc").ok_or_else(|| anyhow::anyhow!("no bundled HGNC data"))?;
-    anyhow::ensure!(!sample.is_empty(), "the bundled HGNC data is empty");
-    let records = (0..n)
-        .map(|i| {
-            let mut fields = sample.records[i % sample.len()].fields.clone();
-            let id = format!("HGNC:{}", 100_000 + i);
-            fields.insert("hgnc_id".into(), id.clone().into());
-            Record { id, fields }
-        })
-        .collect();
-    Ok(DataSet::new(records))
-}
-
 async fn load_data(server: &RedisServer, data: &DataSet) -> anyhow::Result<Measurement> {
     let backend = fresh(server, "data").await?;
     let data = data.clone();
@@ -400,7 +384,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    let data = Arc::new(hgnc_records(args.records)?);
+    let data = Arc::new(holidapp_bench::hgnc_records(args.records)?);
     let bytes: usize = data
         .records
         .iter()

@@ -14,12 +14,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
-use holidapp_core::parse::bundled;
 use holidapp_core::plot::{PlotRenderer, PlotSpec, render_png};
-use holidapp_core::{DataSet, JobParams, Record, Renderer};
-use serde_json::Value;
+use holidapp_core::{JobParams, Renderer};
 
 #[derive(Parser, Debug)]
 #[command(about = "Times the 800x600 per-year histogram of a 45,000-record data set")]
@@ -41,25 +39,6 @@ struct Args {
     end: i32,
 }
 
-/// The bundled HGNC sample repeated up to `count` records, each with a fresh `hgnc_id`.
-fn hgnc_like(count: usize) -> Result<DataSet> {
-    let sample = bundled("hgnc").context("the bundled HGNC sample")?;
-    let records = sample
-        .records
-        .iter()
-        .cycle()
-        .take(count)
-        .enumerate()
-        .map(|(n, record)| {
-            let id = format!("HGNC:{}", 1_000_000 + n);
-            let mut fields = record.fields.clone();
-            fields.insert("hgnc_id".into(), Value::String(id.clone()));
-            Record { id, fields }
-        })
-        .collect();
-    Ok(DataSet::new(records))
-}
-
 /// Mean, median and 99th percentile of some durations, in milliseconds.
 fn summary(mut times: Vec<Duration>) -> String {
     times.sort();
@@ -79,7 +58,7 @@ fn summary(mut times: Vec<Duration>) -> String {
 async fn main() -> Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.iterations > 0, "--iterations must be at least 1");
-    let data = Arc::new(hgnc_like(args.records)?);
+    let data = Arc::new(holidapp_bench::hgnc_records(args.records)?);
     let params = JobParams::new(args.start.to_string(), args.end.to_string());
     let renderer = PlotRenderer::new();
     renderer.validate(&params)?;

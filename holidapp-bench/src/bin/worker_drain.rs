@@ -23,9 +23,7 @@ use clap::Parser;
 use holidapp_bench::per_second;
 use holidapp_core::redis_backend::RedisBackend;
 use holidapp_core::testing::RedisServer;
-use holidapp_core::{
-    DataSet, DataStore, Job, JobParams, JobStore, Queue, QueueSettings, Record, parse,
-};
+use holidapp_core::{DataSet, DataStore, Job, JobParams, JobStore, Queue, QueueSettings};
 
 #[derive(Parser)]
 struct Args {
@@ -93,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
             jobs: args.plots,
             concurrency: args.plot_concurrency.unwrap_or(cores),
             data: if args.plots > 0 {
-                Some(hgnc_records(args.records)?)
+                Some(holidapp_bench::hgnc_records(args.records)?)
             } else {
                 None
             },
@@ -308,24 +306,4 @@ impl Drop for Worker {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
-}
-
-/// `n` records shaped like HGNC's: the bundled sample's records, repeated under fresh ids.
-fn hgnc_records(n: usize) -> anyhow::Result<DataSet> {
-    let sample = parse::bundled("hgnc").ok_or_else(|| anyhow::anyhow!("no bundled HGNC data"))?;
-    anyhow::ensure!(!sample.is_empty(), "the bundled HGNC data is empty");
-    let records = sample
-        .records
-        .iter()
-        .cycle()
-        .take(n)
-        .enumerate()
-        .map(|(i, record)| {
-            let id = format!("HGNC:{}", 100_000 + i);
-            let mut fields = record.fields.clone();
-            fields.insert("hgnc_id".into(), id.clone().into());
-            Record { id, fields }
-        })
-        .collect();
-    Ok(DataSet::new(records))
 }
