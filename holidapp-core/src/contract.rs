@@ -691,6 +691,25 @@ pub async fn list_is_newest_first_filtered_and_bounded<M: MakeBackend>(make: &M)
         ..ListQuery::default()
     };
     assert!(b.list(&beyond).await.unwrap().is_empty());
+    for offset in [usize::MAX, usize::MAX / 2, i64::MAX as usize] {
+        let hostile = ListQuery {
+            status: None,
+            offset,
+            limit: usize::MAX,
+        };
+        assert!(
+            b.list(&hostile).await.unwrap().is_empty(),
+            "offset {offset}"
+        );
+        let filtered = ListQuery {
+            status: Some(JobStatus::Submitted),
+            ..hostile
+        };
+        assert!(
+            b.list(&filtered).await.unwrap().is_empty(),
+            "offset {offset}"
+        );
+    }
     let huge = ListQuery {
         limit: usize::MAX,
         ..ListQuery::default()
@@ -892,6 +911,19 @@ pub async fn data_replace_and_clear_change_the_version<M: MakeBackend>(make: &M)
     assert!(!b.clear().await.unwrap());
 }
 
+/// A data set with a repeated record id is refused and the loaded one stays as it was.
+pub async fn data_with_duplicate_ids_is_refused<M: MakeBackend>(make: &M) {
+    let (b, _) = fixture(make).await;
+    b.replace(sample_data(4)).await.unwrap();
+    let version = b.version().await.unwrap();
+    let mut twice = sample_data(3);
+    twice.records.push(twice.records[1].clone());
+    assert!(matches!(b.replace(twice).await, Err(Error::InvalidData(_))));
+    assert_eq!(b.version().await.unwrap(), version);
+    assert_eq!(b.len().await.unwrap(), 4);
+    assert_eq!(b.ids().await.unwrap().len(), 4);
+}
+
 /// The image is stored, read back and removed.
 pub async fn image_round_trips<M: MakeBackend>(make: &M) {
     let (b, _) = fixture(make).await;
@@ -948,6 +980,7 @@ macro_rules! backend_contract_suite {
             data_starts_empty,
             data_reads_back_in_load_order,
             data_replace_and_clear_change_the_version,
+            data_with_duplicate_ids_is_refused,
             image_round_trips,
         );
     };
