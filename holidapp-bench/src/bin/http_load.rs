@@ -61,6 +61,9 @@ struct Args {
     /// alone, for comparison.
     #[arg(long)]
     healthz: bool,
+    /// A `holidapp-api` binary to measure instead of the one this benchmark builds.
+    #[arg(long, value_name = "PATH")]
+    binary: Option<PathBuf>,
     /// Threads of this load generator, each running its share of the connections.
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
@@ -69,7 +72,10 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
-    let binary = build_api()?;
+    let binary = match &args.binary {
+        Some(binary) => binary.clone(),
+        None => build_api()?,
+    };
     let server = Server::start(&binary, &args)?;
     let server_cpu_before = cpu_seconds(server.child.id())?;
     let own_cpu_before = cpu_seconds(std::process::id())?;
