@@ -307,3 +307,48 @@ async fn assert_recovers(http: &reqwest::Client, api: &Api, job_url: &str) {
         .unwrap();
     assert_eq!(response.status(), 201);
 }
+
+#[test]
+fn help_lists_every_variable_of_the_configuration_table() {
+    let output = Command::new(env!("CARGO_BIN_EXE_holidapp-api"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for variable in [
+        "HOLIDAPP_BIND",
+        "REDIS_URL",
+        "REDIS_IP",
+        "REDIS_PORT",
+        "REDIS_DB",
+        "HOLIDAPP_PREFIX",
+        "WORKER_IP",
+        "HOLIDAPP_WORKER_CONCURRENCY",
+        "HOLIDAPP_LEASE_SECONDS",
+        "HOLIDAPP_MAX_ATTEMPTS",
+        "HOLIDAPP_RESULT_TTL_SECONDS",
+        "HOLIDAPP_SHUTDOWN_GRACE_SECONDS",
+        "DATA_SOURCE",
+        "VISITS_LOG",
+        "LOG_LEVEL",
+    ] {
+        assert!(
+            help.contains(&format!("[env: {variable}=")),
+            "--help lacks {variable}"
+        );
+    }
+    assert!(help.contains("[default: 127.0.0.1:5000]"));
+    assert!(help.contains("[default: bundled:hgnc]"));
+}
+
+#[test]
+fn a_bad_setting_stops_the_binary_with_a_message_naming_it() {
+    let output = Command::new(env!("CARGO_BIN_EXE_holidapp-api"))
+        .env("HOLIDAPP_BIND", "not-an-address")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not-an-address"), "{stderr}");
+}
