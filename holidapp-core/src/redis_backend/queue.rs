@@ -233,6 +233,7 @@ impl RedisBackend {
         mode: &str,
     ) -> Result<Value> {
         let k = &self.keys;
+        let single = jobs.len() <= 1;
         let mut invocation = SCRIPTS.enqueue.prepare_invoke();
         invocation
             .key(&k.seq)
@@ -251,7 +252,13 @@ impl RedisBackend {
                 .arg(fields);
         }
         let mut conn = self.conn.clone();
-        self.run_bulk(invocation.invoke_async(&mut conn)).await
+        // One job answers within the default deadline, so a client submitting to a hung Redis
+        // gets its 503 in about a second; only real batches get the bulk deadline.
+        if single {
+            self.run(invocation.invoke_async(&mut conn)).await
+        } else {
+            self.run_bulk(invocation.invoke_async(&mut conn)).await
+        }
     }
 
     /// The job as a script that passed the fencing check (`changed == 1`) left it: the job as
