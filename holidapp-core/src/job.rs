@@ -212,19 +212,33 @@ impl JobParams {
 }
 
 fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        S(String),
-        I(i64),
-        U(u64),
+    struct StringOrInteger;
+
+    impl serde::de::Visitor<'_> for StringOrInteger {
+        type Value = String;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or an integer")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<String, E> {
+            Ok(v.to_owned())
+        }
+
+        fn visit_string<E: serde::de::Error>(self, v: String) -> std::result::Result<String, E> {
+            Ok(v)
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<String, E> {
+            Ok(v.to_string())
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<String, E> {
+            Ok(v.to_string())
+        }
     }
-    match Raw::deserialize(d) {
-        Ok(Raw::S(s)) => Ok(s),
-        Ok(Raw::I(i)) => Ok(i.to_string()),
-        Ok(Raw::U(u)) => Ok(u.to_string()),
-        Err(_) => Err(serde::de::Error::custom("expected a string or an integer")),
-    }
+
+    d.deserialize_any(StringOrInteger)
 }
 
 /// A job as stored and shown.
@@ -339,7 +353,15 @@ mod tests {
     fn params_accept_strings_or_integers_and_refuse_unknown_fields() {
         let p: JobParams = serde_json::from_str(r#"{"start": 1990, "end": "2000"}"#).unwrap();
         assert_eq!(p, JobParams::new("1990", "2000"));
-        assert!(serde_json::from_str::<JobParams>(r#"{"start": 1.5, "end": "2000"}"#).is_err());
+        let float = serde_json::from_str::<JobParams>(r#"{"start": 1.5, "end": "2000"}"#);
+        assert!(
+            float
+                .unwrap_err()
+                .to_string()
+                .contains("expected a string or an integer")
+        );
+        let syntax = serde_json::from_str::<JobParams>(r#"{"start": 19x0, "end": "2000"}"#);
+        assert!(syntax.unwrap_err().is_syntax());
         assert!(
             serde_json::from_str::<JobParams>(r#"{"start": "1", "end": "2", "strat": 1}"#).is_err()
         );
