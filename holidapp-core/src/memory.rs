@@ -62,7 +62,10 @@ impl Entry {
 
 #[derive(Debug, Default)]
 struct State {
-    jobs: HashMap<JobId, Entry>,
+    /// Boxed, so that growing the map moves pointers, not whole jobs: with hundreds of thousands
+    /// of jobs kept for their retention period, a rehash of inline entries would hold the lock
+    /// for tens of milliseconds.
+    jobs: HashMap<JobId, Box<Entry>>,
     next_seq: u64,
     next_token: u64,
     /// Ready jobs, oldest first.
@@ -159,10 +162,13 @@ impl State {
 
     /// A job that exists and has not outlived its retention.
     fn live(&self, id: JobId, now: DateTime<Utc>) -> Option<&Entry> {
-        self.jobs.get(&id).filter(|e| !e.expired(now))
+        self.jobs
+            .get(&id)
+            .map(Box::as_ref)
+            .filter(|e| !e.expired(now))
     }
 
-    fn remove(&mut self, id: JobId) -> Option<Entry> {
+    fn remove(&mut self, id: JobId) -> Option<Box<Entry>> {
         let entry = self.jobs.remove(&id)?;
         self.by_status[status_slot(entry.job.status)].remove(&(entry.seq, id));
         if let Some((_, deadline)) = entry.lease {
@@ -226,14 +232,14 @@ impl MemoryBackend {
         state.ready.push_back(job.id);
         state.jobs.insert(
             job.id,
-            Entry {
+            Box::new(Entry {
                 job: job.clone(),
                 seq,
                 lease: None,
                 ready_at: None,
                 result: None,
                 expires_at: None,
-            },
+            }),
         );
         Ok(())
     }
