@@ -11,28 +11,7 @@
 //!
 //! This library holds what the binaries share.
 
-use std::sync::Arc;
-
-use holidapp_core::{DataSet, JobParams, Renderer, Result};
-
-/// A renderer that does nothing: it measures the queue, not the plotting.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoopRenderer;
-
-#[async_trait::async_trait]
-impl Renderer for NoopRenderer {
-    fn validate(&self, _: &JobParams) -> Result<()> {
-        Ok(())
-    }
-
-    async fn render(&self, _: Arc<DataSet>, _: &JobParams) -> Result<Vec<u8>> {
-        Ok(Vec::new())
-    }
-
-    fn needs_data(&self) -> bool {
-        false
-    }
-}
+use holidapp_core::DataSet;
 
 /// Jobs per second, rounded.
 pub fn per_second(count: usize, elapsed: std::time::Duration) -> u64 {

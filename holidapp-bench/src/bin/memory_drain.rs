@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use holidapp_bench::{NoopRenderer, per_second};
+use holidapp_bench::per_second;
 use holidapp_core::{Job, JobParams, MemoryBackend, Outcome, Processor, Queue, QueueSettings};
+use holidapp_worker::NoopRenderer;
 
 #[derive(Parser)]
 struct Args {

@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::future::try_join_all;
-use holidapp_bench::{NoopRenderer, per_second};
+use holidapp_bench::per_second;
 use holidapp_core::redis_backend::RedisBackend;
 use holidapp_core::testing::RedisServer;
 use holidapp_core::{
     DataSet, DataStore, Job, JobParams, Outcome, Processor, Queue, QueueSettings, Renderer,
 };
+use holidapp_worker::NoopRenderer;
 
 const LEASE: Duration = Duration::from_secs(30);
 
