@@ -14,7 +14,7 @@
 //! Besides the rates it prints the CPU time `redis-server` and the benchmark spent per job: on a
 //! machine shared with other work the rates vary from run to run, the CPU costs much less.
 //!
-//! `cargo run --release -p holidapp-bench --bin redis_queue [-- --runs N ...]`
+//! `cargo run --release -p holidapp-bench --bin redis_queue [-- --runs N --only bulk,drain ...]`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +66,30 @@ struct Args {
     /// Also print the server's own time per script call (`INFO commandstats`) after each run.
     #[arg(long)]
     server_stats: bool,
+    /// Run only these measures (comma-separated); all of them when absent.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    only: Vec<Measure>,
+}
+
+/// The measures this benchmark takes, in the order it takes them.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Measure {
+    /// Enqueue one call per job.
+    Single,
+    /// Enqueue in bulk.
+    Bulk,
+    /// Batched drain of both backlogs.
+    Drain,
+    /// `process_one` drain of both backlogs.
+    ProcessOne,
+    /// Data set load.
+    Data,
+}
+
+impl Args {
+    fn runs(&self, measure: Measure) -> bool {
+        self.only.is_empty() || self.only.contains(&measure)
+    }
 }
 
 /// One timed run: its rate, and the CPU time the server and this process spent per job.
@@ -339,28 +363,35 @@ async fn main() -> anyhow::Result<()> {
     let runs = args.runs.max(1);
     println!("redis_queue: {runs} run(s) of each, a fresh redis-server per run");
 
-    let rates = repeat(runs, args.server_stats, |s| async move {
-        enqueue_single(&s, args.single, args.callers).await
-    })
-    .await?;
-    println!(
-        "enqueue one by one  {:>7} jobs, {:>3} callers:  {}",
-        args.single,
-        args.callers,
-        summary(rates)
-    );
+    if args.runs(Measure::Single) {
+        let rates = repeat(runs, args.server_stats, |s| async move {
+            enqueue_single(&s, args.single, args.callers).await
+        })
+        .await?;
+        println!(
+            "enqueue one by one  {:>7} jobs, {:>3} callers:  {}",
+            args.single,
+            args.callers,
+            summary(rates)
+        );
+    }
 
-    let rates = repeat(runs, args.server_stats, |s| async move {
-        enqueue_bulk(&s, args.bulk).await
-    })
-    .await?;
-    println!(
-        "enqueue bulk        {:>7} jobs:               {}",
-        args.bulk,
-        summary(rates)
-    );
+    if args.runs(Measure::Bulk) {
+        let rates = repeat(runs, args.server_stats, |s| async move {
+            enqueue_bulk(&s, args.bulk).await
+        })
+        .await?;
+        println!(
+            "enqueue bulk        {:>7} jobs:               {}",
+            args.bulk,
+            summary(rates)
+        );
+    }
 
-    for backlog in [args.small, args.large] {
+    for backlog in [args.small, args.large]
+        .into_iter()
+        .filter(|_| args.runs(Measure::Drain))
+    {
         let rates = repeat(runs, args.server_stats, |s| async move {
             drain_batched(&s, backlog, args.batch, args.loops).await
         })
@@ -373,7 +404,10 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    for backlog in [args.small, args.large] {
+    for backlog in [args.small, args.large]
+        .into_iter()
+        .filter(|_| args.runs(Measure::ProcessOne))
+    {
         let rates = repeat(runs, args.server_stats, |s| async move {
             drain_per_job(&s, backlog, args.tasks).await
         })
@@ -385,6 +419,9 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    if !args.runs(Measure::Data) {
+        return Ok(());
+    }
     let data = Arc::new(holidapp_bench::hgnc_records(args.records)?);
     let bytes: usize = data
         .records

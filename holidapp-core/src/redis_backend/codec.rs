@@ -31,23 +31,26 @@ pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-/// The hash fields of a job as it is enqueued, as field/value strings. Optional fields that are
-/// unset are left out, so `HGETALL` shows only what the job has.
-pub(super) fn job_fields(job: &Job) -> Vec<String> {
-    let mut fields = vec![
-        "id".to_owned(),
-        job.id.to_string(),
-        "status".to_owned(),
-        job.status.as_str().to_owned(),
-        "start".to_owned(),
-        job.params.start.clone(),
-        "end".to_owned(),
-        job.params.end.clone(),
-        "created_at".to_owned(),
-        rfc3339(job.created_at),
-        "attempts".to_owned(),
-        job.attempts.to_string(),
-    ];
+/// A new job as the enqueue script takes it: id, start, end and creation time, then the number
+/// of optional field/value strings and those strings ([`optional_fields`]). The script adds the
+/// field names, the status and the submission number.
+pub(super) fn enqueue_args(job: &Job) -> Vec<String> {
+    let optional = optional_fields(job);
+    let mut args = Vec::with_capacity(5 + optional.len());
+    args.push(job.id.to_string());
+    args.push(job.params.start.clone());
+    args.push(job.params.end.clone());
+    args.push(rfc3339(job.created_at));
+    args.push(optional.len().to_string());
+    args.extend(optional);
+    args
+}
+
+/// The fields of a job beyond the ones every job has, as field/value strings: plot options,
+/// worker, times, error and a non-zero attempt count. Unset ones are left out, so `HGETALL` shows
+/// only what the job has (no `attempts` field reads as 0).
+pub(super) fn optional_fields(job: &Job) -> Vec<String> {
+    let mut fields = Vec::new();
     if !job.params.plot.is_empty() {
         fields.push("plot".to_owned());
         fields.push(serde_json::Value::Object(job.params.plot.clone()).to_string());
@@ -57,6 +60,10 @@ pub(super) fn job_fields(job: &Job) -> Vec<String> {
         ("started_at", job.started_at.map(rfc3339)),
         ("finished_at", job.finished_at.map(rfc3339)),
         ("error", job.error.clone()),
+        (
+            "attempts",
+            (job.attempts > 0).then(|| job.attempts.to_string()),
+        ),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -183,13 +190,25 @@ pub(super) fn unexpected(expected: &str, got: &Value) -> Error {
 mod tests {
     use super::*;
 
-    fn round_trip(job: &Job) -> Job {
-        let flat = job_fields(job);
-        let fields: HashMap<String, String> = flat
-            .chunks(2)
-            .map(|pair| (pair[0].clone(), pair[1].clone()))
+    /// The hash the enqueue script writes for `job` (`seq` aside).
+    fn stored_fields(job: &Job) -> HashMap<String, String> {
+        let args = enqueue_args(job);
+        let names = ["id", "start", "end", "created_at"];
+        let mut fields: HashMap<String, String> = names
+            .iter()
+            .zip(&args)
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
             .collect();
-        job_from_fields(&fields).unwrap()
+        fields.insert("status".into(), job.status.as_str().into());
+        assert_eq!(args[4], (args.len() - 5).to_string());
+        for pair in args[5..].chunks(2) {
+            fields.insert(pair[0].clone(), pair[1].clone());
+        }
+        fields
+    }
+
+    fn round_trip(job: &Job) -> Job {
+        job_from_fields(&stored_fields(job)).unwrap()
     }
 
     #[test]
@@ -215,12 +234,7 @@ mod tests {
         let mut fields: HashMap<String, String> = HashMap::new();
         assert!(matches!(job_from_fields(&fields), Err(Error::Internal(_))));
         let job = Job::new(JobParams::new("1", "2"), Utc::now());
-        for (k, v) in job_fields(&job)
-            .chunks(2)
-            .map(|p| (p[0].clone(), p[1].clone()))
-        {
-            fields.insert(k, v);
-        }
+        fields.extend(stored_fields(&job));
         for (field, bad) in [
             ("status", "running"),
             ("created_at", "yesterday"),

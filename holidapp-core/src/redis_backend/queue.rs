@@ -9,7 +9,8 @@ use redis::Value;
 
 use super::coalesce;
 use super::codec::{
-    after, array, duration_millis, int, job_fields, job_from_reply, millis, rfc3339, string, tagged,
+    after, array, duration_millis, enqueue_args, int, job_from_reply, millis, rfc3339, string,
+    tagged,
 };
 use super::scripts::SCRIPTS;
 use super::{BULK_TIMEOUT, LeaseRequest, MAX_LEASE_BATCH, RedisBackend, is_outage, map_error};
@@ -243,13 +244,10 @@ impl RedisBackend {
             .arg(&k.job_prefix)
             .arg(WAKE_CAP)
             .arg(jobs.len())
-            .arg(mode);
+            .arg(mode)
+            .arg(JobStatus::Submitted.as_str());
         for job in jobs {
-            let fields = job_fields(job);
-            invocation
-                .arg(job.id.to_string())
-                .arg(fields.len())
-                .arg(fields);
+            invocation.arg(enqueue_args(job));
         }
         let mut conn = self.conn.clone();
         // One job answers within the default deadline, so a client submitting to a hung Redis

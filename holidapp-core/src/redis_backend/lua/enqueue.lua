@@ -11,8 +11,12 @@
 -- ARGV[2]  wake-up list cap
 -- ARGV[3]  number of jobs N
 -- ARGV[4]  'stop' or 'skip': what a taken id does to the jobs after it
--- then, N times: job id, number F of field/value strings, then F strings (field, value, ...)
---   (without `seq`, which this script assigns)
+-- ARGV[5]  the status of a new job ('submitted')
+-- then, N times: job id, start, end, created_at, the number F of optional field/value strings,
+--   then those F strings (field, value, ...: plot options, a non-zero attempt count, ...)
+-- Values travel without their field names, and the submission number is formatted once as an
+-- integer and used twice: a bulk enqueue spends most of its time in this script, and argument
+-- handling and number formatting were a third of it.
 -- Returns {'ok', p1, p2, ...}: the positions (from 1) of the jobs refused because their id was
 -- taken (none when all were stored), or, in mode 'stop', {'exists', id} for the first one.
 
@@ -20,6 +24,7 @@ local job_prefix = ARGV[1]
 local wake_cap = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local stop = ARGV[4] == 'stop'
+local status = ARGV[5]
 
 local last = tonumber(redis.call('INCRBY', KEYS[1], n))
 local seq = last - n
@@ -43,18 +48,18 @@ end
 
 -- One EXISTS for all the keys: when none exists (the usual case) no job needs its own check.
 local keys = {}
-local at = 5
+local at = 6
 for i = 1, n do
   keys[i] = job_prefix .. ARGV[at]
-  at = at + 2 + tonumber(ARGV[at + 1])
+  at = at + 5 + tonumber(ARGV[at + 4])
 end
 local check_each = redis.call('EXISTS', unpack(keys)) > 0
 
 local refused = {'ok'}
-at = 5
+at = 6
 for i = 1, n do
   local id = ARGV[at]
-  local count = tonumber(ARGV[at + 1])
+  local extra = tonumber(ARGV[at + 4])
   local key = keys[i]
   if check_each and redis.call('EXISTS', key) == 1 then
     if stop then
@@ -64,12 +69,21 @@ for i = 1, n do
     refused[#refused + 1] = i
   else
     seq = seq + 1
-    redis.call('HSET', key, 'seq', seq, unpack(ARGV, at + 2, at + 1 + count))
+    -- '%d' formats an integer; a bare number would go through '%.14g', several times slower.
+    local s = string.format('%d', seq)
+    if extra == 0 then
+      redis.call('HSET', key, 'id', id, 'status', status, 'start', ARGV[at + 1],
+        'end', ARGV[at + 2], 'created_at', ARGV[at + 3], 'seq', s)
+    else
+      redis.call('HSET', key, 'id', id, 'status', status, 'start', ARGV[at + 1],
+        'end', ARGV[at + 2], 'created_at', ARGV[at + 3], 'seq', s,
+        unpack(ARGV, at + 5, at + 4 + extra))
+    end
     ids[#ids + 1] = id
-    scored[#scored + 1] = seq
+    scored[#scored + 1] = s
     scored[#scored + 1] = id
   end
-  at = at + 2 + count
+  at = at + 5 + extra
 end
 flush()
 return refused

@@ -59,8 +59,10 @@ for _, id in ipairs(ids) do
   -- Anything else is an id left behind by a change made outside these scripts: drop it.
   if status == from then
     token = token + 1
+    -- Integers formatted with '%d': a bare number would go through the much slower '%.14g'.
     redis.call('HSET', key, 'status', to, 'worker', ARGV[4], 'started_at', ARGV[5],
-      'token', token, 'lease_deadline', ARGV[6], 'attempts', (attempts or 0) + 1)
+      'token', string.format('%d', token), 'lease_deadline', ARGV[6],
+      'attempts', string.format('%d', (attempts or 0) + 1))
     scored[#scored + 1] = deadline
     scored[#scored + 1] = id
     leased[#leased + 1] = {id, token, fields}
