@@ -459,6 +459,82 @@ pub async fn release_returns_the_job_uncounted<M: MakeBackend>(make: &M) {
     assert_lease_lost(b.release(&first).await, "release with the old token");
 }
 
+/// Jobs back from a lease (retried, released or expired) are leased before jobs never leased,
+/// oldest submission first, and wherever they wait they list among the `submitted` jobs in
+/// submission order.
+pub async fn returned_jobs_go_first_and_list_in_order<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(submit(&*b, &clock).await.id);
+    }
+    let first = lease(&*b, "w").await;
+    let second = lease(&*b, "w").await;
+    lease(&*b, "w").await; // ids[2], left to expire
+    b.fail(&first, "flaky", FailureKind::Transient)
+        .await
+        .unwrap();
+    b.release(&second).await.unwrap();
+    let listed = |status: Option<JobStatus>, offset: usize, limit: usize| {
+        let b = Arc::clone(&b);
+        async move {
+            let query = ListQuery {
+                status,
+                offset,
+                limit,
+            };
+            let page = b.list(&query).await.unwrap();
+            page.iter().map(|j| j.id).collect::<Vec<JobId>>()
+        }
+    };
+    let newest_first: Vec<JobId> = ids.iter().rev().copied().collect();
+    // ids[0] waits for its retry, ids[1] is back in the queue, ids[2] is in progress.
+    assert_eq!(
+        listed(Some(JobStatus::Submitted), 0, 10).await,
+        vec![ids[4], ids[3], ids[1], ids[0]]
+    );
+    assert_eq!(listed(None, 0, 10).await, newest_first);
+    clock.advance(LEASE + Duration::from_secs(1));
+    assert_eq!(b.requeue_expired().await.unwrap().requeued, 1);
+    assert_eq!(b.counts().await.unwrap().submitted, 5);
+    assert_eq!(
+        listed(Some(JobStatus::Submitted), 0, 10).await,
+        newest_first
+    );
+    assert_eq!(
+        listed(Some(JobStatus::Submitted), 1, 2).await,
+        vec![ids[3], ids[2]]
+    );
+    assert_eq!(
+        listed(Some(JobStatus::Submitted), 3, 10).await,
+        vec![ids[1], ids[0]]
+    );
+    let mut leases = Vec::new();
+    for expected in &ids {
+        let l = lease(&*b, "w").await;
+        assert_eq!(l.id(), *expected);
+        leases.push(l);
+    }
+    // Nothing waits for a retry now: two jobs back from a lease, two never leased.
+    b.release(&leases[3]).await.unwrap();
+    b.release(&leases[0]).await.unwrap();
+    ids.push(submit(&*b, &clock).await.id);
+    ids.push(submit(&*b, &clock).await.id);
+    let expected = vec![ids[6], ids[5], ids[3], ids[0]];
+    assert_eq!(listed(Some(JobStatus::Submitted), 0, 10).await, expected);
+    for offset in 0..5 {
+        for limit in 1..4 {
+            let end = (offset + limit).min(expected.len());
+            let want = expected.get(offset..end).unwrap_or_default().to_vec();
+            assert_eq!(
+                listed(Some(JobStatus::Submitted), offset, limit).await,
+                want,
+                "offset {offset}, limit {limit}"
+            );
+        }
+    }
+}
+
 /// Expired leases go back to the queue; live ones stay.
 pub async fn requeue_expired_requeues_only_expired_leases<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
@@ -964,6 +1040,7 @@ macro_rules! backend_contract_suite {
             permanent_failure_fails_at_once,
             attempt_limit_fails_the_job,
             release_returns_the_job_uncounted,
+            returned_jobs_go_first_and_list_in_order,
             requeue_expired_requeues_only_expired_leases,
             requeue_expired_fails_past_the_attempt_limit,
             concurrent_requeue_handles_each_lease_once,

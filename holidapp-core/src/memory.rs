@@ -68,8 +68,12 @@ struct State {
     jobs: HashMap<JobId, Box<Entry>>,
     next_seq: u64,
     next_token: u64,
-    /// Ready jobs, oldest first.
+    /// Ready jobs never leased yet, oldest first. Every one of them was submitted after every
+    /// job in `returned`.
     ready: VecDeque<JobId>,
+    /// Ready jobs back from a lease (released, expired or retried), by submission number:
+    /// leased before `ready`, so the queue runs oldest submission first.
+    returned: BTreeSet<(u64, JobId)>,
     /// Jobs waiting for a retry delay, by the time they become ready.
     delayed: BTreeSet<(DateTime<Utc>, u64, JobId)>,
     /// Leased jobs by deadline.
@@ -146,7 +150,7 @@ impl State {
         }
     }
 
-    /// Moves retries whose delay has passed to the back of the ready queue.
+    /// Makes retries whose delay has passed ready again.
     fn promote_delayed(&mut self, now: DateTime<Utc>) {
         while let Some(&(at, seq, id)) = self.delayed.first() {
             if at > now {
@@ -156,7 +160,23 @@ impl State {
             if let Some(entry) = self.jobs.get_mut(&id) {
                 entry.ready_at = None;
             }
-            self.ready.push_back(id);
+            self.returned.insert((seq, id));
+        }
+    }
+
+    /// Puts a job back in the queue, ahead of every job not leased yet.
+    fn return_to_queue(&mut self, id: JobId) {
+        if let Some(entry) = self.jobs.get(&id) {
+            self.returned.insert((entry.seq, id));
+        }
+    }
+
+    /// The next ready job: the oldest submission among those back from a lease, else the oldest
+    /// of those never leased.
+    fn next_ready(&mut self) -> Option<JobId> {
+        match self.returned.pop_first() {
+            Some((_, id)) => Some(id),
+            None => self.ready.pop_front(),
         }
     }
 
@@ -176,7 +196,9 @@ impl State {
         }
         if let Some(at) = entry.ready_at {
             self.delayed.remove(&(at, entry.seq, id));
-        } else if entry.job.status == JobStatus::Submitted {
+        } else if entry.job.status == JobStatus::Submitted
+            && !self.returned.remove(&(entry.seq, id))
+        {
             self.ready.retain(|queued| *queued != id);
         }
         if let Some(at) = entry.expires_at {
@@ -268,7 +290,7 @@ impl Queue for MemoryBackend {
         let now = self.clock.now();
         let mut state = self.state();
         state.promote_delayed(now);
-        let Some(id) = state.ready.pop_front() else {
+        let Some(id) = state.next_ready() else {
             return Ok(None);
         };
         state.set_status(id, JobStatus::InProgress)?;
@@ -351,7 +373,7 @@ impl Queue for MemoryBackend {
             if let Some(entry) = state.jobs.get_mut(&lease.id()) {
                 entry.job.attempts = entry.job.attempts.saturating_sub(1);
             }
-            state.ready.push_back(lease.id());
+            state.return_to_queue(lease.id());
         }
         self.work.notify_waiters();
         Ok(())
@@ -376,7 +398,7 @@ impl Queue for MemoryBackend {
                     report.failed += 1;
                 } else {
                     state.set_status(id, JobStatus::Submitted)?;
-                    state.ready.push_back(id);
+                    state.return_to_queue(id);
                     report.requeued += 1;
                 }
                 if let Some(entry) = state.jobs.get_mut(&id) {
@@ -393,7 +415,7 @@ impl Queue for MemoryBackend {
     async fn depth(&self) -> Result<QueueDepth> {
         let state = self.state();
         Ok(QueueDepth {
-            ready: state.ready.len() as u64,
+            ready: (state.ready.len() + state.returned.len()) as u64,
             delayed: state.delayed.len() as u64,
             leased: state.leased.len() as u64,
         })
@@ -406,7 +428,7 @@ impl Queue for MemoryBackend {
         notified.as_mut().enable();
         let next_delayed = {
             let state = self.state();
-            if !state.ready.is_empty() {
+            if !state.ready.is_empty() || !state.returned.is_empty() {
                 return;
             }
             state.delayed.first().map(|(at, _, _)| *at)

@@ -154,8 +154,10 @@ pub struct QueueDepth {
 ///
 /// - **Atomicity.** Each method is one atomic step: no other caller ever sees a job half moved
 ///   (stored but not queued, leased but still `submitted`, complete without its result).
-/// - **Order.** Ready jobs are leased first in, first out. Retried jobs become ready when their
-///   delay has passed; released and expired jobs go to the back of the ready queue.
+/// - **Order.** Ready jobs are leased oldest submission first. A job back from a lease (released,
+///   expired, or retried once its delay has passed) is therefore leased before every job not
+///   leased yet: it has waited longest, and a retry delay means what it says even behind a large
+///   backlog.
 /// - **At most one holder.** A job is leased by at most one worker at a time; each lease gets a
 ///   fresh [`LeaseToken`].
 /// - **Fencing.** `renew`, `complete`, `fail` and `release` check the token and answer

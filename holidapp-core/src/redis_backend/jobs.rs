@@ -47,21 +47,36 @@ impl JobStore for RedisBackend {
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<Job>> {
         let k = &self.keys;
-        let mut invocation = SCRIPTS.list.prepare_invoke();
-        invocation.key(&k.expiry).key(&k.leased);
-        // `in progress` jobs have no index of their own: the leased set is one.
-        for status in JobStatus::ALL {
-            if status != JobStatus::InProgress && query.status.is_none_or(|s| s == status) {
-                invocation.key(k.index(status));
+        // One flag per status, in the order the script reads them.
+        let wanted: String = [
+            JobStatus::Submitted,
+            JobStatus::InProgress,
+            JobStatus::Complete,
+            JobStatus::Failed,
+        ]
+        .iter()
+        .map(|s| {
+            if query.status.is_none_or(|q| q == *s) {
+                '1'
+            } else {
+                '0'
             }
-        }
-        let in_progress = query.status.is_none_or(|s| s == JobStatus::InProgress);
+        })
+        .collect();
+        let mut invocation = SCRIPTS.list.prepare_invoke();
         invocation
+            .key(&k.expiry)
+            .key(&k.leased)
+            .key(&k.ready)
+            .key(&k.returned)
+            .key(&k.delayed)
+            .key(&k.complete)
+            .key(&k.failed)
             .arg(&k.job_prefix)
             .arg(millis(self.clock.now()))
             .arg(query.offset.min(MAX_OFFSET))
             .arg(query.page_size())
-            .arg(if in_progress { "1" } else { "0" });
+            .arg(wanted);
         let mut conn = self.conn.clone();
         let reply: Value = self.run(invocation.invoke_async(&mut conn)).await?;
         array(reply)?
@@ -81,10 +96,10 @@ impl JobStore for RedisBackend {
                     .key(k.result(id))
                     .key(&k.ready)
                     .key(&k.delayed)
+                    .key(&k.returned)
                     .key(&k.expiry)
-                    .key(k.index(JobStatus::Submitted))
-                    .key(k.index(JobStatus::Complete))
-                    .key(k.index(JobStatus::Failed))
+                    .key(&k.complete)
+                    .key(&k.failed)
                     .arg(id.to_string())
                     .arg(millis(self.clock.now()))
                     .arg(JobStatus::InProgress.as_str())
@@ -122,19 +137,30 @@ impl JobStore for RedisBackend {
     async fn counts(&self) -> Result<StatusCounts> {
         let k = &self.keys;
         let mut conn = self.conn.clone();
-        let (submitted, in_progress, complete, failed): (u64, u64, u64, u64) = self
+        // `submitted` jobs are in one of three places: never leased, back from a lease, or
+        // waiting for a retry.
+        let (never_leased, returned, delayed, in_progress, complete, failed): (
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+        ) = self
             .run(
                 redis::pipe()
                     .atomic()
-                    .zcard(k.index(JobStatus::Submitted))
-                    .zcard(k.index(JobStatus::InProgress))
-                    .zcard(k.index(JobStatus::Complete))
-                    .zcard(k.index(JobStatus::Failed))
+                    .llen(&k.ready)
+                    .zcard(&k.returned)
+                    .zcard(&k.delayed)
+                    .zcard(&k.leased)
+                    .zcard(&k.complete)
+                    .zcard(&k.failed)
                     .query_async(&mut conn),
             )
             .await?;
         Ok(StatusCounts {
-            submitted,
+            submitted: never_leased + returned + delayed,
             in_progress,
             complete,
             failed,
@@ -152,8 +178,8 @@ impl JobStore for RedisBackend {
                     SCRIPTS
                         .purge_expired
                         .key(&k.expiry)
-                        .key(k.index(JobStatus::Complete))
-                        .key(k.index(JobStatus::Failed))
+                        .key(&k.complete)
+                        .key(&k.failed)
                         .arg(&k.job_prefix)
                         .arg(&k.result_prefix)
                         .arg(now)

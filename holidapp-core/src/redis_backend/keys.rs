@@ -1,6 +1,6 @@
 //! The names of every key the backend uses (documented in `docs/redis-layout.md`).
 
-use crate::job::{JobId, JobStatus};
+use crate::job::JobId;
 
 /// Every key name under one prefix, built once.
 #[derive(Debug)]
@@ -13,8 +13,10 @@ pub(super) struct Keys {
     pub(super) job_prefix: String,
     /// `{prefix}:result:`: prefix of result strings.
     pub(super) result_prefix: String,
-    /// `{prefix}:queue:ready` (LIST).
+    /// `{prefix}:queue:ready`: jobs never leased yet, in submission order (LIST).
     pub(super) ready: String,
+    /// `{prefix}:queue:returned`: jobs back from a lease, by submission number (ZSET).
+    pub(super) returned: String,
     /// `{prefix}:queue:delayed` (ZSET).
     pub(super) delayed: String,
     /// `{prefix}:queue:leased` (ZSET).
@@ -25,10 +27,10 @@ pub(super) struct Keys {
     pub(super) wake: String,
     /// `{prefix}:index:expiry` (ZSET).
     pub(super) expiry: String,
-    /// The set of jobs in each status, in [`JobStatus::ALL`] order: `{prefix}:index:{status}`
-    /// (ZSET, scored by submission number), except that the jobs `in progress` are the leased
-    /// set (scored by lease deadline).
-    by_status: [String; 4],
+    /// `{prefix}:index:complete`: the `complete` jobs (ZSET, scored by submission number).
+    pub(super) complete: String,
+    /// `{prefix}:index:failed`: the `failed` jobs (ZSET, scored by submission number).
+    pub(super) failed: String,
     /// `{prefix}:data:records` (LIST).
     pub(super) data_records: String,
     /// `{prefix}:data:ids` (LIST).
@@ -52,15 +54,14 @@ impl Keys {
             job_prefix: key("job:"),
             result_prefix: key("result:"),
             ready: key("queue:ready"),
+            returned: key("queue:returned"),
             delayed: key("queue:delayed"),
             leased: key("queue:leased"),
             token: key("queue:token"),
             wake: key("queue:wake"),
             expiry: key("index:expiry"),
-            by_status: JobStatus::ALL.map(|s| match s {
-                JobStatus::InProgress => key("queue:leased"),
-                _ => key(&format!("index:{}", s.key_name())),
-            }),
+            complete: key("index:complete"),
+            failed: key("index:failed"),
             data_records: key("data:records"),
             data_ids: key("data:ids"),
             data_index: key("data:index"),
@@ -78,16 +79,6 @@ impl Keys {
     /// `{prefix}:result:{id}` (STRING).
     pub(super) fn result(&self, id: JobId) -> String {
         format!("{}{id}", self.result_prefix)
-    }
-
-    /// The set of the jobs in `status`: `{prefix}:index:{status}`, or the leased set for
-    /// `in progress`.
-    pub(super) fn index(&self, status: JobStatus) -> &str {
-        let slot = JobStatus::ALL
-            .iter()
-            .position(|s| *s == status)
-            .unwrap_or_default();
-        &self.by_status[slot]
     }
 
     /// The staging copies a data set is written to before the swap:
@@ -114,9 +105,9 @@ mod tests {
             keys.result(id),
             "holidapp:result:7f1c2a9e-3b4d-4e5f-8a6b-1c2d3e4f5a6b"
         );
-        assert_eq!(keys.index(JobStatus::InProgress), "holidapp:queue:leased");
-        assert_eq!(keys.index(JobStatus::Failed), "holidapp:index:failed");
+        assert_eq!(keys.failed, "holidapp:index:failed");
         assert_eq!(keys.ready, "holidapp:queue:ready");
+        assert_eq!(keys.returned, "holidapp:queue:returned");
         assert_eq!(keys.data_staging("n")[2], "holidapp:data:staging:n:index");
     }
 }

@@ -26,7 +26,7 @@ const ENQUEUE_CHUNK: usize = 1000;
 /// Enqueue script calls in flight at once on the shared connection during a bulk enqueue.
 const ENQUEUE_IN_FLIGHT: usize = 8;
 
-/// Most delayed retries one lease call moves to the ready queue.
+/// Most delayed retries one lease call makes ready again.
 const PROMOTE_LIMIT: usize = 1000;
 
 /// Most expired leases one requeue script call handles; `requeue_expired` loops until done.
@@ -63,9 +63,9 @@ impl RedisBackend {
                 SCRIPTS
                     .lease
                     .key(&k.ready)
+                    .key(&k.returned)
                     .key(&k.delayed)
                     .key(&k.leased)
-                    .key(k.index(JobStatus::Submitted))
                     .key(&k.token)
                     .key(&k.wake)
                     .arg(&k.job_prefix)
@@ -126,7 +126,7 @@ impl RedisBackend {
         let mut invocation = SCRIPTS.complete.prepare_invoke();
         invocation
             .key(&k.leased)
-            .key(k.index(JobStatus::Complete))
+            .key(&k.complete)
             .key(&k.expiry)
             .arg(&k.job_prefix)
             .arg(&k.result_prefix)
@@ -239,7 +239,6 @@ impl RedisBackend {
         invocation
             .key(&k.seq)
             .key(&k.ready)
-            .key(k.index(JobStatus::Submitted))
             .key(&k.wake)
             .arg(&k.job_prefix)
             .arg(WAKE_CAP)
@@ -396,7 +395,7 @@ impl Queue for RedisBackend {
                     .fail
                     .key(k.job(id))
                     .key(&k.leased)
-                    .key(k.index(to))
+                    .key(&k.failed)
                     .key(&k.delayed)
                     .key(&k.expiry)
                     .arg(id.to_string())
@@ -431,8 +430,7 @@ impl Queue for RedisBackend {
                     .release
                     .key(k.job(id))
                     .key(&k.leased)
-                    .key(k.index(JobStatus::Submitted))
-                    .key(&k.ready)
+                    .key(&k.returned)
                     .key(&k.wake)
                     .arg(id.to_string())
                     .arg(lease.token.0)
@@ -463,9 +461,8 @@ impl Queue for RedisBackend {
                     SCRIPTS
                         .requeue_expired
                         .key(&k.leased)
-                        .key(&k.ready)
-                        .key(k.index(JobStatus::Submitted))
-                        .key(k.index(JobStatus::Failed))
+                        .key(&k.returned)
+                        .key(&k.failed)
                         .key(&k.expiry)
                         .key(&k.wake)
                         .arg(&k.job_prefix)
@@ -493,18 +490,19 @@ impl Queue for RedisBackend {
     async fn depth(&self) -> Result<QueueDepth> {
         let k = &self.keys;
         let mut conn = self.conn.clone();
-        let (ready, delayed, leased): (u64, u64, u64) = self
+        let (never_leased, returned, delayed, leased): (u64, u64, u64, u64) = self
             .run(
                 redis::pipe()
                     .atomic()
                     .llen(&k.ready)
+                    .zcard(&k.returned)
                     .zcard(&k.delayed)
                     .zcard(&k.leased)
                     .query_async(&mut conn),
             )
             .await?;
         Ok(QueueDepth {
-            ready,
+            ready: never_leased + returned,
             delayed,
             leased,
         })
@@ -555,15 +553,16 @@ impl RedisBackend {
     async fn wait_for_work_inner(&self, timeout: Duration) -> Result<()> {
         let k = &self.keys;
         let mut conn = self.conn.clone();
-        let (ready, next_delayed): (u64, Vec<(String, f64)>) = self
+        let (never_leased, returned, next_delayed): (u64, u64, Vec<(String, f64)>) = self
             .run(
                 redis::pipe()
                     .llen(&k.ready)
+                    .zcard(&k.returned)
                     .zrange_withscores(&k.delayed, 0, 0)
                     .query_async(&mut conn),
             )
             .await?;
-        if ready > 0 {
+        if never_leased + returned > 0 {
             return Ok(());
         }
         let mut wait = timeout;

@@ -6,8 +6,8 @@
 -- KEYS[2]  {prefix}:result:{id}           STRING
 -- KEYS[3]  {prefix}:queue:ready           LIST
 -- KEYS[4]  {prefix}:queue:delayed         ZSET
--- KEYS[5]  {prefix}:index:expiry          ZSET
--- KEYS[6]  {prefix}:index:submitted       ZSET
+-- KEYS[5]  {prefix}:queue:returned        ZSET
+-- KEYS[6]  {prefix}:index:expiry          ZSET
 -- KEYS[7]  {prefix}:index:complete        ZSET
 -- KEYS[8]  {prefix}:index:failed          ZSET
 -- ARGV[1]  job id
@@ -21,14 +21,15 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if status == ARGV[3] then
   return -1
 end
-local expires_at = redis.call('ZSCORE', KEYS[5], id)
+local expires_at = redis.call('ZSCORE', KEYS[6], id)
 if status == ARGV[4] then
-  if redis.call('ZREM', KEYS[4], id) == 0 then
+  -- Waiting for a retry, back from a lease, or (the only O(n) case) never leased yet.
+  if redis.call('ZREM', KEYS[4], id) == 0 and redis.call('ZREM', KEYS[5], id) == 0 then
     redis.call('LREM', KEYS[3], 1, id)
   end
 end
 redis.call('DEL', KEYS[1], KEYS[2])
-for i = 5, 8 do
+for i = 6, 8 do
   redis.call('ZREM', KEYS[i], id)
 end
 if not status then

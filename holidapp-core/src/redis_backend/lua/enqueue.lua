@@ -1,12 +1,12 @@
--- enqueue: stores jobs and queues them, each job as one step: its hash, its place at the back of
--- the ready queue, its entries in the listing indexes, and a wake-up token for idle workers.
+-- enqueue: stores jobs and queues them, each job as one step: its hash and its place at the back
+-- of the ready queue (which is also the listing order of jobs never leased), and a wake-up token
+-- for idle workers.
 -- One job or a batch of many. A job whose id is taken is refused; in mode 'stop' the jobs after it
 -- are not looked at (those before it stay stored), in mode 'skip' they are stored all the same.
 --
 -- KEYS[1]  {prefix}:seq               STRING  submission counter
--- KEYS[2]  {prefix}:queue:ready       LIST    ready job ids, oldest first
--- KEYS[3]  {prefix}:index:submitted   ZSET    job id -> submission number
--- KEYS[4]  {prefix}:queue:wake        LIST    wake-up tokens
+-- KEYS[2]  {prefix}:queue:ready       LIST    job ids never leased, oldest first
+-- KEYS[3]  {prefix}:queue:wake        LIST    wake-up tokens
 -- ARGV[1]  job key prefix ({prefix}:job:)
 -- ARGV[2]  wake-up list cap
 -- ARGV[3]  number of jobs N
@@ -14,9 +14,9 @@
 -- ARGV[5]  the status of a new job ('submitted')
 -- then, N times: job id, start, end, created_at, the number F of optional field/value strings,
 --   then those F strings (field, value, ...: plot options, a non-zero attempt count, ...)
--- Values travel without their field names, and the submission number is formatted once as an
--- integer and used twice: a bulk enqueue spends most of its time in this script, and argument
--- handling and number formatting were a third of it.
+-- Values travel without their field names and the submission number is formatted as an integer:
+-- a bulk enqueue spends most of its time in this script, and argument handling and number
+-- formatting were a third of it.
 -- Returns {'ok', p1, p2, ...}: the positions (from 1) of the jobs refused because their id was
 -- taken (none when all were stored), or, in mode 'stop', {'exists', id} for the first one.
 
@@ -30,20 +30,18 @@ local last = tonumber(redis.call('INCRBY', KEYS[1], n))
 local seq = last - n
 
 local ids = {}
-local scored = {}
 
 local function flush()
   if #ids == 0 then
     return
   end
   redis.call('RPUSH', KEYS[2], unpack(ids))
-  redis.call('ZADD', KEYS[3], unpack(scored))
   local tokens = {}
   for i = 1, math.min(#ids, wake_cap) do
     tokens[i] = '1'
   end
-  redis.call('RPUSH', KEYS[4], unpack(tokens))
-  redis.call('LTRIM', KEYS[4], 0, wake_cap - 1)
+  redis.call('RPUSH', KEYS[3], unpack(tokens))
+  redis.call('LTRIM', KEYS[3], 0, wake_cap - 1)
 end
 
 -- One EXISTS for all the keys: when none exists (the usual case) no job needs its own check.
@@ -80,8 +78,6 @@ for i = 1, n do
         unpack(ARGV, at + 5, at + 4 + extra))
     end
     ids[#ids + 1] = id
-    scored[#scored + 1] = s
-    scored[#scored + 1] = id
   end
   at = at + 5 + extra
 end

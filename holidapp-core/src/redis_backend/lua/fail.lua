@@ -5,7 +5,7 @@
 --
 -- KEYS[1]  {prefix}:job:{id}             HASH
 -- KEYS[2]  {prefix}:queue:leased         ZSET  (also the index of `in progress` jobs)
--- KEYS[3]  {prefix}:index:{new status}   ZSET  (submitted or failed)
+-- KEYS[3]  {prefix}:index:failed         ZSET  job id -> submission number
 -- KEYS[4]  {prefix}:queue:delayed        ZSET  job id -> ready-at (ms)
 -- KEYS[5]  {prefix}:index:expiry         ZSET  job id -> expires-at (ms)
 -- ARGV[1]  job id
@@ -26,10 +26,10 @@ if status ~= ARGV[3] or token ~= ARGV[2] then
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[4], 'error', ARGV[6])
 redis.call('ZREM', KEYS[2], id)
-redis.call('ZADD', KEYS[3], seq, id)
 if ARGV[5] == 'retry' then
   redis.call('ZADD', KEYS[4], ARGV[7], id)
 else
+  redis.call('ZADD', KEYS[3], seq, id)
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[8])
   redis.call('PEXPIRE', KEYS[1], ARGV[9])
   redis.call('ZADD', KEYS[5], ARGV[7], id)

@@ -1,14 +1,16 @@
--- lease: hands up to MAX ready jobs to one worker. First moves delayed retries whose time has come
--- to the back of the ready queue; then, for each job popped from the front: checks it is still
--- `submitted` (compare-and-set), marks it `in progress` with the worker, start time, a fresh
--- fencing token, the lease deadline and one more attempt, and files it under its deadline (the
--- leased set is also the index of `in progress` jobs). When nothing is ready, the wake-up list is
--- emptied (its tokens would only wake workers for nothing).
+-- lease: hands up to MAX ready jobs to one worker, oldest submission first. First makes delayed
+-- retries whose time has come ready again (into the returned set). Then takes jobs back from a
+-- lease (the returned set, lowest submission number first) before jobs never leased (the head of
+-- the ready list): each of the former was submitted before each of the latter. For each job taken:
+-- checks it is still `submitted` (compare-and-set), marks it `in progress` with the worker, start
+-- time, a fresh fencing token, the lease deadline and one more attempt, and files it under its
+-- deadline (the leased set is also the index of `in progress` jobs). When nothing is ready, the
+-- wake-up list is emptied (its tokens would only wake workers for nothing).
 --
--- KEYS[1]  {prefix}:queue:ready          LIST
--- KEYS[2]  {prefix}:queue:delayed        ZSET  job id -> ready-at (ms)
--- KEYS[3]  {prefix}:queue:leased         ZSET  job id -> lease deadline (ms)
--- KEYS[4]  {prefix}:index:submitted      ZSET  job id -> submission number
+-- KEYS[1]  {prefix}:queue:ready          LIST  job ids never leased, oldest first
+-- KEYS[2]  {prefix}:queue:returned       ZSET  job id -> submission number
+-- KEYS[3]  {prefix}:queue:delayed        ZSET  job id -> ready-at (ms)
+-- KEYS[4]  {prefix}:queue:leased         ZSET  job id -> lease deadline (ms)
 -- KEYS[5]  {prefix}:queue:token          STRING  fencing token counter
 -- KEYS[6]  {prefix}:queue:wake           LIST
 -- ARGV[1]  job key prefix ({prefix}:job:)
@@ -30,14 +32,36 @@ local deadline = ARGV[3]
 local max = tonumber(ARGV[7])
 local from, to = ARGV[8], ARGV[9]
 
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[10]))
+local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[10]))
 if #due > 0 then
-  redis.call('ZREM', KEYS[2], unpack(due))
-  redis.call('RPUSH', KEYS[1], unpack(due))
+  redis.call('ZREM', KEYS[3], unpack(due))
+  local scored = {}
+  for _, id in ipairs(due) do
+    local seq = redis.call('HGET', job_prefix .. id, 'seq')
+    if seq then
+      scored[#scored + 1] = seq
+      scored[#scored + 1] = id
+    end
+  end
+  if #scored > 0 then
+    redis.call('ZADD', KEYS[2], unpack(scored))
+  end
 end
 
-local ids = redis.call('LPOP', KEYS[1], max)
-if not ids then
+local ids = {}
+local back = redis.call('ZPOPMIN', KEYS[2], max)
+for i = 1, #back, 2 do
+  ids[#ids + 1] = back[i]
+end
+if #ids < max then
+  local fresh = redis.call('LPOP', KEYS[1], max - #ids)
+  if fresh then
+    for _, id in ipairs(fresh) do
+      ids[#ids + 1] = id
+    end
+  end
+end
+if #ids == 0 then
   redis.call('DEL', KEYS[6])
   return {}
 end
@@ -69,11 +93,6 @@ for _, id in ipairs(ids) do
   end
 end
 if #leased > 0 then
-  redis.call('ZADD', KEYS[3], unpack(scored))
-  local taken = {}
-  for i = 2, #scored, 2 do
-    taken[#taken + 1] = scored[i]
-  end
-  redis.call('ZREM', KEYS[4], unpack(taken))
+  redis.call('ZADD', KEYS[4], unpack(scored))
 end
 return leased

@@ -1,11 +1,11 @@
--- release: gives a leased job back to the back of the ready queue at once, under the current
--- fencing token, without counting the attempt (a worker stopping before it could finish).
+-- release: gives a leased job back to the queue at once (into the returned set, which goes before
+-- jobs never leased), under the current fencing token, without counting the attempt (a worker
+-- stopping before it could finish).
 --
 -- KEYS[1]  {prefix}:job:{id}             HASH
 -- KEYS[2]  {prefix}:queue:leased         ZSET  (also the index of `in progress` jobs)
--- KEYS[3]  {prefix}:index:submitted      ZSET
--- KEYS[4]  {prefix}:queue:ready          LIST
--- KEYS[5]  {prefix}:queue:wake           LIST
+-- KEYS[3]  {prefix}:queue:returned       ZSET  job id -> submission number
+-- KEYS[4]  {prefix}:queue:wake           LIST
 -- ARGV[1]  job id
 -- ARGV[2]  fencing token of the caller's lease
 -- ARGV[3]  expected status ('in progress')
@@ -26,7 +26,6 @@ end
 redis.call('HSET', KEYS[1], 'status', ARGV[4], 'attempts', attempts - 1)
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZADD', KEYS[3], seq, id)
-redis.call('RPUSH', KEYS[4], id)
-redis.call('RPUSH', KEYS[5], '1')
-redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[5]) - 1)
+redis.call('RPUSH', KEYS[4], '1')
+redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[5]) - 1)
 return 1

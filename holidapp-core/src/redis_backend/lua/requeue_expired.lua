@@ -1,14 +1,14 @@
 -- requeue_expired: handles up to LIMIT leases whose deadline has passed. Each is taken out of the
 -- leased set inside this script, so with many callers each expired lease is handled exactly
 -- once. A job on its last allowed attempt becomes `failed` with the reason (and expires like any
--- finished job); any other goes back to the end of the ready queue as `submitted`.
+-- finished job); any other goes back to the queue as `submitted`, into the returned set (which goes
+-- before jobs never leased).
 --
 -- KEYS[1]  {prefix}:queue:leased         ZSET  job id -> lease deadline (ms)
--- KEYS[2]  {prefix}:queue:ready          LIST
--- KEYS[3]  {prefix}:index:submitted      ZSET
--- KEYS[4]  {prefix}:index:failed         ZSET
--- KEYS[5]  {prefix}:index:expiry         ZSET  job id -> expires-at (ms)
--- KEYS[6]  {prefix}:queue:wake           LIST
+-- KEYS[2]  {prefix}:queue:returned       ZSET  job id -> submission number
+-- KEYS[3]  {prefix}:index:failed         ZSET  job id -> submission number
+-- KEYS[4]  {prefix}:index:expiry         ZSET  job id -> expires-at (ms)
+-- KEYS[5]  {prefix}:queue:wake           LIST
 -- ARGV[1]  job key prefix ({prefix}:job:)
 -- ARGV[2]  now (ms since the epoch)
 -- ARGV[3]  attempt limit
@@ -36,19 +36,18 @@ for _, id in ipairs(expired) do
     if attempts >= max_attempts then
       redis.call('HSET', key, 'status', ARGV[10], 'finished_at', ARGV[5])
       redis.call('PEXPIRE', key, ARGV[7])
-      redis.call('ZADD', KEYS[4], seq, id)
-      redis.call('ZADD', KEYS[5], ARGV[6], id)
+      redis.call('ZADD', KEYS[3], seq, id)
+      redis.call('ZADD', KEYS[4], ARGV[6], id)
       failed = failed + 1
     else
       redis.call('HSET', key, 'status', ARGV[9])
-      redis.call('ZADD', KEYS[3], seq, id)
-      redis.call('RPUSH', KEYS[2], id)
+      redis.call('ZADD', KEYS[2], seq, id)
       requeued = requeued + 1
     end
   end
 end
 if requeued > 0 then
-  redis.call('RPUSH', KEYS[6], '1')
-  redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[11]) - 1)
+  redis.call('RPUSH', KEYS[5], '1')
+  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[11]) - 1)
 end
 return {requeued, failed, #expired}
