@@ -357,6 +357,45 @@ where
     Ok(rates)
 }
 
+/// Runs `measure` on the small and the large backlog in turn, `runs` times, each on a fresh server:
+/// alternating keeps slow spells of a shared machine from landing on one backlog only. Prints one
+/// line per backlog and the large backlog's rate relative to the small one's.
+async fn paired<F, Fut>(args: &Args, label: &str, mut measure: F) -> anyhow::Result<()>
+where
+    F: FnMut(Arc<RedisServer>, usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Measurement>>,
+{
+    let backlogs = [args.small, args.large];
+    let mut rates: [Vec<Measurement>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..args.runs.max(1) {
+        for (i, &backlog) in backlogs.iter().enumerate() {
+            let server = Arc::new(RedisServer::start());
+            rates[i].push(measure(server.clone(), backlog).await?);
+            if args.server_stats {
+                println!("    server: {}", server_stats(&server).await?);
+            }
+        }
+    }
+    let mut ratios: Vec<f64> = rates[0]
+        .iter()
+        .zip(&rates[1])
+        .map(|(small, large)| large.rate as f64 / small.rate.max(1) as f64)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let [small, large] = rates;
+    println!("{label} {:>7} jobs: {}", backlogs[0], summary(small));
+    println!("{label} {:>7} jobs: {}", backlogs[1], summary(large));
+    println!(
+        "{label} {:>7} vs {}: median of the paired rate ratios {:+.1}% (from {:+.1}% to {:+.1}%)",
+        backlogs[1],
+        backlogs[0],
+        (ratios[ratios.len() / 2] - 1.0) * 100.0,
+        (ratios[0] - 1.0) * 100.0,
+        (ratios[ratios.len() - 1] - 1.0) * 100.0,
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -388,35 +427,20 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    for backlog in [args.small, args.large]
-        .into_iter()
-        .filter(|_| args.runs(Measure::Drain))
-    {
-        let rates = repeat(runs, args.server_stats, |s| async move {
+    if args.runs(Measure::Drain) {
+        let label = format!("drain batched, {} x {:>3}/lease,", args.loops, args.batch);
+        paired(&args, &label, |s, backlog| async move {
             drain_batched(&s, backlog, args.batch, args.loops).await
         })
         .await?;
-        println!(
-            "drain batched       {backlog:>7} jobs, {} x {:>3}/lease: {}",
-            args.loops,
-            args.batch,
-            summary(rates)
-        );
     }
 
-    for backlog in [args.small, args.large]
-        .into_iter()
-        .filter(|_| args.runs(Measure::ProcessOne))
-    {
-        let rates = repeat(runs, args.server_stats, |s| async move {
+    if args.runs(Measure::ProcessOne) {
+        let label = format!("drain process_one, {:>3} tasks,  ", args.tasks);
+        paired(&args, &label, |s, backlog| async move {
             drain_per_job(&s, backlog, args.tasks).await
         })
         .await?;
-        println!(
-            "drain process_one   {backlog:>7} jobs, {:>3} tasks:    {}",
-            args.tasks,
-            summary(rates)
-        );
     }
 
     if !args.runs(Measure::Data) {
