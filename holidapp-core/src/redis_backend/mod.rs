@@ -15,7 +15,9 @@
 //!   [`ManualClock`](crate::ManualClock) exactly as they do on the in-memory backend.
 //! - **The layout is readable**: a job is a hash (`HGETALL holidapp:job:{id}` shows its fields),
 //!   and every key is listed in `docs/redis-layout.md`. Nothing uses `KEYS`; listings read the
-//!   indexes the scripts keep.
+//!   indexes the scripts keep, and the queue itself serves as the index of waiting jobs: the
+//!   ready list holds jobs never leased in submission order, and jobs back from a lease wait in
+//!   a set by submission number that is leased first, so a submit writes no sorted-set entry.
 //! - **Outages are short errors**: the connection is a [`ConnectionManager`] that reconnects by
 //!   itself, and every call gives up after a timeout (one second unless set with
 //!   [`RedisBackend::with_timeout`]) with [`Error::Unavailable`], so an API can answer 503 at once
