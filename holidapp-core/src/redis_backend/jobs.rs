@@ -6,6 +6,7 @@ use redis::Value;
 
 use super::RedisBackend;
 use super::codec::{array, job_from_reply, millis};
+use super::queue::queue_depth;
 use super::scripts::SCRIPTS;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId, JobStatus};
@@ -47,22 +48,17 @@ impl JobStore for RedisBackend {
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<Job>> {
         let k = &self.keys;
-        // One flag per status, in the order the script reads them.
-        let wanted: String = [
-            JobStatus::Submitted,
-            JobStatus::InProgress,
-            JobStatus::Complete,
-            JobStatus::Failed,
-        ]
-        .iter()
-        .map(|s| {
-            if query.status.is_none_or(|q| q == *s) {
-                '1'
-            } else {
-                '0'
-            }
-        })
-        .collect();
+        // One flag per status, in `JobStatus::ALL` order (the order the script reads them).
+        let wanted: String = JobStatus::ALL
+            .iter()
+            .map(|s| {
+                if query.status.is_none_or(|q| q == *s) {
+                    '1'
+                } else {
+                    '0'
+                }
+            })
+            .collect();
         let mut invocation = SCRIPTS.list.prepare_invoke();
         invocation
             .key(&k.expiry)
@@ -137,31 +133,17 @@ impl JobStore for RedisBackend {
     async fn counts(&self) -> Result<StatusCounts> {
         let k = &self.keys;
         let mut conn = self.conn.clone();
-        // `submitted` jobs are in one of three places: never leased, back from a lease, or
-        // waiting for a retry.
-        let (never_leased, returned, delayed, in_progress, complete, failed): (
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-        ) = self
-            .run(
-                redis::pipe()
-                    .atomic()
-                    .llen(&k.ready)
-                    .zcard(&k.returned)
-                    .zcard(&k.delayed)
-                    .zcard(&k.leased)
-                    .zcard(&k.complete)
-                    .zcard(&k.failed)
-                    .query_async(&mut conn),
-            )
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.read_queue_places(&mut pipe);
+        pipe.zcard(&k.complete).zcard(&k.failed);
+        let (never_leased, returned, delayed, leased, complete, failed) =
+            self.run(pipe.query_async(&mut conn)).await?;
+        // Waiting jobs (ready or delayed) are `submitted`, leased ones `in progress`.
+        let depth = queue_depth((never_leased, returned, delayed, leased));
         Ok(StatusCounts {
-            submitted: never_leased + returned + delayed,
-            in_progress,
+            submitted: depth.ready + depth.delayed,
+            in_progress: depth.leased,
             complete,
             failed,
         })

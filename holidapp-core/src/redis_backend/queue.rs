@@ -275,6 +275,30 @@ impl RedisBackend {
     }
 }
 
+impl RedisBackend {
+    /// Adds to `pipe` the sizes of the four places of the queue, in the order [`queue_depth`]
+    /// takes them: never leased, back from a lease, waiting for a retry, leased.
+    pub(super) fn read_queue_places(&self, pipe: &mut redis::Pipeline) {
+        let k = &self.keys;
+        pipe.llen(&k.ready)
+            .zcard(&k.returned)
+            .zcard(&k.delayed)
+            .zcard(&k.leased);
+    }
+}
+
+/// The queue's depth from the sizes [`RedisBackend::read_queue_places`] reads: jobs never leased
+/// and jobs back from a lease are both ready.
+pub(super) fn queue_depth(
+    (never_leased, returned, delayed, leased): (u64, u64, u64, u64),
+) -> QueueDepth {
+    QueueDepth {
+        ready: never_leased + returned,
+        delayed,
+        leased,
+    }
+}
+
 /// Only new jobs can be enqueued.
 fn check_submitted(job: &Job) -> Result<()> {
     if job.status == JobStatus::Submitted {
@@ -488,24 +512,12 @@ impl Queue for RedisBackend {
     }
 
     async fn depth(&self) -> Result<QueueDepth> {
-        let k = &self.keys;
         let mut conn = self.conn.clone();
-        let (never_leased, returned, delayed, leased): (u64, u64, u64, u64) = self
-            .run(
-                redis::pipe()
-                    .atomic()
-                    .llen(&k.ready)
-                    .zcard(&k.returned)
-                    .zcard(&k.delayed)
-                    .zcard(&k.leased)
-                    .query_async(&mut conn),
-            )
-            .await?;
-        Ok(QueueDepth {
-            ready: never_leased + returned,
-            delayed,
-            leased,
-        })
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.read_queue_places(&mut pipe);
+        let places = self.run(pipe.query_async(&mut conn)).await?;
+        Ok(queue_depth(places))
     }
 
     /// Returns at once when a job is ready or a delayed retry is due; otherwise blocks on the
