@@ -76,29 +76,68 @@ pub(super) fn optional_fields(job: &Job) -> Vec<String> {
 
 /// A job from its hash fields (as `HGETALL` returns them).
 pub(super) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
+    job_from_lookup(|name| fields.get(name).map(String::as_str))
+}
+
+/// The fields a lease reads of each job it takes, in the order the lease script answers their
+/// values: what [`job_from_lookup`] needs of a `submitted` job (the lease sets the rest).
+pub(super) const LEASE_FIELDS: [&str; 8] = [
+    "id",
+    "status",
+    "start",
+    "end",
+    "plot",
+    "created_at",
+    "attempts",
+    "error",
+];
+
+/// A job from the values of [`LEASE_FIELDS`], in that order (`Nil` for a field the hash lacks),
+/// as the lease script answers them.
+pub(super) fn job_from_lease_values(value: Value) -> Result<Job> {
+    let values = array(value)?
+        .into_iter()
+        .map(|v| match v {
+            Value::Nil => Ok(None),
+            other => string(other).map(Some),
+        })
+        .collect::<Result<Vec<Option<String>>>>()?;
+    if values.len() != LEASE_FIELDS.len() {
+        return Err(Error::Internal(format!(
+            "lease script answered {} values for {} fields",
+            values.len(),
+            LEASE_FIELDS.len()
+        )));
+    }
+    job_from_lookup(|name| {
+        let at = LEASE_FIELDS.iter().position(|f| *f == name)?;
+        values[at].as_deref()
+    })
+}
+
+/// A job from its stored fields, each looked up by name (`None` when the hash lacks it).
+fn job_from_lookup<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Result<Job> {
     let required = |name: &str| {
-        fields
-            .get(name)
-            .ok_or_else(|| Error::Internal(format!("stored job has no '{name}' field")))
+        field(name).ok_or_else(|| Error::Internal(format!("stored job has no '{name}' field")))
     };
     let time = |name: &str, value: &str| {
         DateTime::parse_from_rfc3339(value)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| Error::Internal(format!("stored job has a bad '{name}': {e}")))
     };
-    let optional_time = |name: &str| fields.get(name).map(|v| time(name, v)).transpose();
+    let optional_time = |name: &str| field(name).map(|v| time(name, v)).transpose();
     let id: JobId = required("id")?
         .parse()
         .map_err(|e| Error::Internal(format!("stored job has a bad id: {e}")))?;
     let status: JobStatus = required("status")?
         .parse()
         .map_err(|e| Error::Internal(format!("stored job has a bad status: {e}")))?;
-    let plot = match fields.get("plot") {
+    let plot = match field("plot") {
         None => serde_json::Map::new(),
         Some(json) => serde_json::from_str(json)
             .map_err(|e| Error::Internal(format!("stored job has bad plot options: {e}")))?,
     };
-    let attempts = match fields.get("attempts") {
+    let attempts = match field("attempts") {
         None => 0,
         Some(n) => n
             .parse()
@@ -108,16 +147,16 @@ pub(super) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
         id,
         status,
         params: JobParams {
-            start: required("start")?.clone(),
-            end: required("end")?.clone(),
+            start: required("start")?.to_owned(),
+            end: required("end")?.to_owned(),
             plot,
         },
-        worker: fields.get("worker").cloned(),
+        worker: field("worker").map(str::to_owned),
         created_at: time("created_at", required("created_at")?)?,
         started_at: optional_time("started_at")?,
         finished_at: optional_time("finished_at")?,
         attempts,
-        error: fields.get("error").cloned(),
+        error: field("error").map(str::to_owned),
     })
 }
 
@@ -227,6 +266,30 @@ mod tests {
         job.error = Some("boom".into());
         job.attempts = 2;
         assert_eq!(round_trip(&job), job);
+    }
+
+    #[test]
+    fn lease_values_read_like_the_hash() {
+        let mut job = Job::new(
+            JobParams::new("1990", "2000").with_option("kind", "scatter"),
+            Utc::now(),
+        );
+        job.attempts = 1;
+        job.error = Some("lease expired".into());
+        let fields = stored_fields(&job);
+        let values = LEASE_FIELDS
+            .iter()
+            .map(|f| {
+                fields
+                    .get(*f)
+                    .map_or(Value::Nil, |v| Value::BulkString(v.clone().into_bytes()))
+            })
+            .collect();
+        assert_eq!(job_from_lease_values(Value::Array(values)).unwrap(), job);
+        assert!(matches!(
+            job_from_lease_values(Value::Array(vec![Value::Nil])),
+            Err(Error::Internal(_))
+        ));
     }
 
     #[test]

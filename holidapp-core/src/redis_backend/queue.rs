@@ -9,8 +9,8 @@ use redis::Value;
 
 use super::coalesce;
 use super::codec::{
-    after, array, duration_millis, enqueue_args, int, job_from_reply, millis, rfc3339, string,
-    tagged,
+    LEASE_FIELDS, after, array, duration_millis, enqueue_args, int, job_from_lease_values, millis,
+    rfc3339, string, tagged,
 };
 use super::scripts::SCRIPTS;
 use super::{BULK_TIMEOUT, LeaseRequest, MAX_LEASE_BATCH, RedisBackend, is_outage, map_error};
@@ -78,6 +78,7 @@ impl RedisBackend {
                     .arg(JobStatus::Submitted.as_str())
                     .arg(JobStatus::InProgress.as_str())
                     .arg(PROMOTE_LIMIT)
+                    .arg(&LEASE_FIELDS[..])
                     .invoke_async(&mut conn),
             )
             .await?;
@@ -85,7 +86,7 @@ impl RedisBackend {
             .into_iter()
             .map(|item| {
                 let mut parts = array(item)?.into_iter();
-                let (Some(_id), Some(token), Some(fields)) =
+                let (Some(_id), Some(token), Some(values)) =
                     (parts.next(), parts.next(), parts.next())
                 else {
                     return Err(Error::Internal(
@@ -94,8 +95,7 @@ impl RedisBackend {
                 };
                 let token = u64::try_from(int(token)?)
                     .map_err(|_| Error::Internal("negative lease token".into()))?;
-                let mut job = job_from_reply(fields)?
-                    .ok_or_else(|| Error::Internal("leased job has no fields".into()))?;
+                let mut job = job_from_lease_values(values)?;
                 // What the script changed, as it changed it.
                 job.status = JobStatus::InProgress;
                 job.worker = Some(worker.to_owned());

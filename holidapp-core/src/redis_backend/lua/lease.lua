@@ -23,14 +23,25 @@
 -- ARGV[8]  expected status ('submitted')
 -- ARGV[9]  new status ('in progress')
 -- ARGV[10] most delayed jobs to promote in this call
--- Returns a list with, per leased job, {id, token, {field, value, ...}}: the job's hash as it was
--- before this lease (the caller knows what the lease changed).
+-- ARGV[11..] the job fields to answer (they include `status` and `attempts`)
+-- Returns a list with, per leased job, {id, token, {value, ...}}: the values of those fields as
+-- they were before this lease, nil where the hash lacks one (the caller knows what the lease
+-- changed). Values only, in the caller's order: no field names to send, scan or parse.
 
 local job_prefix = ARGV[1]
 local now = ARGV[2]
 local deadline = ARGV[3]
 local max = tonumber(ARGV[7])
 local from, to = ARGV[8], ARGV[9]
+local read, status_at, attempts_at = {}, nil, nil
+for i = 11, #ARGV do
+  read[#read + 1] = ARGV[i]
+  if ARGV[i] == 'status' then
+    status_at = #read
+  elseif ARGV[i] == 'attempts' then
+    attempts_at = #read
+  end
+end
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[10]))
 if #due > 0 then
@@ -71,15 +82,9 @@ local token = tonumber(redis.call('INCRBY', KEYS[5], #ids)) - #ids
 local leased, scored = {}, {}
 for _, id in ipairs(ids) do
   local key = job_prefix .. id
-  local fields = redis.call('HGETALL', key)
-  local status, attempts
-  for i = 1, #fields, 2 do
-    if fields[i] == 'status' then
-      status = fields[i + 1]
-    elseif fields[i] == 'attempts' then
-      attempts = tonumber(fields[i + 1])
-    end
-  end
+  local values = redis.call('HMGET', key, unpack(read))
+  local status = values[status_at]
+  local attempts = tonumber(values[attempts_at])
   -- Anything else is an id left behind by a change made outside these scripts: drop it.
   if status == from then
     token = token + 1
@@ -89,7 +94,7 @@ for _, id in ipairs(ids) do
       'attempts', string.format('%d', (attempts or 0) + 1))
     scored[#scored + 1] = deadline
     scored[#scored + 1] = id
-    leased[#leased + 1] = {id, token, fields}
+    leased[#leased + 1] = {id, token, values}
   end
 end
 if #leased > 0 then
