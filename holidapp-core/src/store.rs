@@ -106,7 +106,8 @@ pub trait JobStore: Send + Sync {
     /// How many jobs are in each status.
     async fn counts(&self) -> Result<StatusCounts>;
 
-    /// Removes finished jobs past retention from every index; returns how many went.
+    /// Deletes finished jobs past retention, with their results, and takes them out of every
+    /// index; returns how many went. Reads already hide such jobs: this frees what they hold.
     async fn purge_expired(&self) -> Result<u64>;
 
     /// Checks that the backend answers (for readiness probes).

@@ -1,6 +1,6 @@
-//! What the Redis backend promises beyond the contract suite: a layout a person can read, real
-//! expiry on finished jobs, durability warnings, passwords in the URL, blocking waits that never
-//! stall other calls, and the bundled data sets stored and read back.
+//! What the Redis backend promises beyond the contract suite: a layout a person can read,
+//! finished jobs leaving Redis through the purge, durability warnings, passwords in the URL,
+//! blocking waits that never stall other calls, and the bundled data sets stored and read back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +9,8 @@ use std::time::Duration;
 use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
 use holidapp_core::testing::{RedisServer, RedisServerOptions};
 use holidapp_core::{
-    DataStore, Error, Job, JobParams, JobStore, ListQuery, ManualClock, Queue, QueueSettings, parse,
+    DataStore, Error, FailureKind, Job, JobParams, JobStore, ListQuery, ManualClock, Queue,
+    QueueSettings, parse,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -20,6 +21,13 @@ async fn connect(server: &RedisServer, test: &str) -> (RedisBackend, RedisConfig
         .await
         .unwrap();
     (backend, config)
+}
+
+/// `n` plain jobs, the i-th starting at `i`.
+fn numbered_jobs(n: usize) -> Vec<Job> {
+    (0..n)
+        .map(|i| Job::new(JobParams::new(i.to_string(), "9"), chrono::Utc::now()))
+        .collect()
 }
 
 /// A plain connection for looking at keys the way an operator would with `redis-cli`.
@@ -75,47 +83,67 @@ async fn a_job_is_a_hash_a_person_can_read() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finished_jobs_and_results_carry_a_redis_expiry() {
+async fn finished_jobs_leave_redis_through_the_purge() {
     let server = RedisServer::shared();
-    let config = server.config("ttl");
-    let settings = QueueSettings {
+    let config = server.config("retention");
+    let clock = Arc::new(ManualClock::starting_now());
+    let mut settings = QueueSettings {
         result_ttl: Duration::from_secs(600),
         ..QueueSettings::default()
     };
-    let backend = RedisBackend::connect(&config, settings).await.unwrap();
-    let job = Job::new(JobParams::new("1", "2"), chrono::Utc::now());
-    backend.enqueue(&job).await.unwrap();
-    let mut redis = operator(server).await;
-    let job_key = format!("{}:job:{}", config.prefix, job.id);
-    let result_key = format!("{}:result:{}", config.prefix, job.id);
-    let pttl = |key: String| {
-        let mut redis = redis.clone();
-        async move {
-            redis::cmd("PTTL")
-                .arg(key)
-                .query_async::<i64>(&mut redis)
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(
-        pttl(job_key.clone()).await,
-        -1,
-        "a waiting job never expires"
-    );
+    settings.retry.max_attempts = 1;
+    let backend = RedisBackend::with_clock(&config, settings, clock.clone())
+        .await
+        .unwrap();
+    let jobs = numbered_jobs(4);
+    backend.enqueue_many(&jobs).await.unwrap();
+    // One job finished each way a job can finish, and one still waiting.
     let lease = backend.lease("w", LEASE).await.unwrap().unwrap();
     backend.complete(&lease, b"png".to_vec()).await.unwrap();
-    for key in [job_key, result_key] {
-        let left = pttl(key.clone()).await;
-        assert!(left > 590_000 && left <= 600_000, "{key}: {left} ms");
+    let lease = backend.lease("w", LEASE).await.unwrap().unwrap();
+    backend
+        .fail(&lease, "bad input", FailureKind::Permanent)
+        .await
+        .unwrap();
+    backend.lease("w", LEASE).await.unwrap().unwrap();
+    clock.advance(LEASE + Duration::from_secs(1));
+    assert_eq!(backend.requeue_expired().await.unwrap().failed, 1);
+
+    let mut redis = operator(server).await;
+    let job_key = |job: &Job| format!("{}:job:{}", config.prefix, job.id);
+    let result_key = format!("{}:result:{}", config.prefix, jobs[0].id);
+    let mut keys: Vec<String> = jobs.iter().map(job_key).collect();
+    keys.push(result_key);
+    let mut pipe = redis::pipe();
+    for key in &keys {
+        pipe.cmd("PTTL").arg(key);
     }
-    let expiry: Option<f64> = redis::cmd("ZSCORE")
-        .arg(format!("{}:index:expiry", config.prefix))
-        .arg(job.id.to_string())
+    let ttls: Vec<i64> = pipe.query_async(&mut redis).await.unwrap();
+    assert_eq!(ttls, vec![-1; 5], "no key carries a Redis expiry");
+    let expiry = format!("{}:index:expiry", config.prefix);
+    let filed: usize = redis::cmd("ZCARD")
+        .arg(&expiry)
         .query_async(&mut redis)
         .await
         .unwrap();
-    assert!(expiry.is_some(), "finished jobs are filed for purging");
+    assert_eq!(filed, 3, "each finished job is filed for the purge");
+
+    clock.advance(Duration::from_secs(600));
+    assert_eq!(backend.purge_expired().await.unwrap(), 3);
+    let existing: usize = redis::cmd("EXISTS")
+        .arg(&keys)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(existing, 1, "only the waiting job's hash is left");
+    for index in ["index:expiry", "index:complete", "index:failed"] {
+        let left: usize = redis::cmd("ZCARD")
+            .arg(format!("{}:{index}", config.prefix))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "{index} keeps no purged id");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,9 +345,7 @@ async fn running_jobs_list_by_submission_not_by_lease_order() {
     let backend = RedisBackend::with_clock(&config, QueueSettings::default(), clock.clone())
         .await
         .unwrap();
-    let jobs: Vec<Job> = (0..7)
-        .map(|i| Job::new(JobParams::new(i.to_string(), "9"), chrono::Utc::now()))
-        .collect();
+    let jobs = numbered_jobs(7);
     backend.enqueue_many(&jobs).await.unwrap();
     let first = backend.lease("w", LEASE).await.unwrap().unwrap();
     backend.release(&first).await.unwrap();

@@ -133,8 +133,7 @@ impl RedisBackend {
             .arg(JobStatus::InProgress.as_str())
             .arg(JobStatus::Complete.as_str())
             .arg(rfc3339(now))
-            .arg(millis(now).saturating_add(duration_millis(ttl)))
-            .arg(duration_millis(ttl));
+            .arg(millis(now).saturating_add(duration_millis(ttl)));
         let mut leases = Vec::with_capacity(done.len());
         for (lease, result) in done {
             invocation
@@ -430,7 +429,6 @@ impl Queue for RedisBackend {
                     .arg(reason)
                     .arg(at)
                     .arg(rfc3339(now))
-                    .arg(duration_millis(ttl))
                     .invoke_async(&mut conn),
             )
             .await?;
@@ -495,7 +493,6 @@ impl Queue for RedisBackend {
                         .arg(REQUEUE_CHUNK)
                         .arg(rfc3339(now))
                         .arg(millis(now).saturating_add(duration_millis(ttl)))
-                        .arg(duration_millis(ttl))
                         .arg(JobStatus::InProgress.as_str())
                         .arg(JobStatus::Submitted.as_str())
                         .arg(JobStatus::Failed.as_str())

@@ -1,8 +1,7 @@
 -- complete: for each given lease, stores the job's result and marks it `complete`, as one step,
--- only under the current fencing token (compare-and-set on status and token). The job and its
--- result then expire after the retention period, and the job is filed in the expiry index so
--- purges can drop it from the listing indexes. A lost lease changes nothing and does not stop
--- the others.
+-- only under the current fencing token (compare-and-set on status and token). The job is filed
+-- in the expiry index, from which a purge deletes its hash and result once past retention (no
+-- Redis TTL: see docs/redis-layout.md). A lost lease changes nothing and does not stop the others.
 --
 -- KEYS[1]  {prefix}:queue:leased         ZSET  job id -> lease deadline (ms)
 -- KEYS[2]  {prefix}:index:complete       ZSET  job id -> submission number
@@ -13,25 +12,23 @@
 -- ARGV[4]  new status ('complete')
 -- ARGV[5]  now, RFC 3339 (finished_at)
 -- ARGV[6]  expires-at (ms since the epoch)
--- ARGV[7]  retention (ms)
 -- then triples: job id, fencing token of the caller's lease, result bytes
 -- Returns a list of 1 (completed) or 0 (lease lost), one per triple.
 
 local done = {}
 local ids, by_seq, expiring = {}, {}, {}
-for i = 8, #ARGV, 3 do
+for i = 7, #ARGV, 3 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = ARGV[1] .. id
   local status, current, seq, error =
     unpack(redis.call('HMGET', key, 'status', 'token', 'seq', 'error'))
   if status == ARGV[3] and current == token then
-    redis.call('SET', ARGV[2] .. id, ARGV[i + 2], 'PX', ARGV[7])
+    redis.call('SET', ARGV[2] .. id, ARGV[i + 2])
     -- The token and lease deadline stay, as those of the last lease.
     redis.call('HSET', key, 'status', ARGV[4], 'finished_at', ARGV[5])
     if error then
       redis.call('HDEL', key, 'error')
     end
-    redis.call('PEXPIRE', key, ARGV[7])
     ids[#ids + 1] = id
     by_seq[#by_seq + 1] = seq
     by_seq[#by_seq + 1] = id

@@ -1,7 +1,7 @@
 -- fail: records a failed attempt under the current fencing token. The retry decision is made by
 -- the caller (the backend's retry policy); this script carries it out: either back to
 -- `submitted`, leasable again from a given time (the delayed set), or `failed` for good, finished
--- and filed for expiry like a complete job.
+-- and filed in the expiry index like a complete job.
 --
 -- KEYS[1]  {prefix}:job:{id}             HASH
 -- KEYS[2]  {prefix}:queue:leased         ZSET  (also the index of `in progress` jobs)
@@ -16,7 +16,6 @@
 -- ARGV[6]  the reason
 -- ARGV[7]  retry: ready-at (ms); give up: expires-at (ms)
 -- ARGV[8]  give up: now, RFC 3339 (finished_at); retry: unused
--- ARGV[9]  give up: retention (ms); retry: unused
 -- Returns 1, or 0 when the lease is lost (nothing changed).
 
 local id = ARGV[1]
@@ -31,7 +30,6 @@ if ARGV[5] == 'retry' then
 else
   redis.call('ZADD', KEYS[3], seq, id)
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[8])
-  redis.call('PEXPIRE', KEYS[1], ARGV[9])
   redis.call('ZADD', KEYS[5], ARGV[7], id)
 end
 return 1
