@@ -12,6 +12,8 @@
 //!   rounds as make the large backlog), so both figures drain as many jobs, over seconds rather
 //!   than a fraction of one, and end with as many finished jobs kept: they differ only in the
 //!   backlog each drain starts from;
+//! - purge of the large backlog's jobs once finished and past retention (their hashes, results
+//!   and index entries: finished jobs carry no Redis TTL, so this is how they leave);
 //! - load of 45,000 HGNC-size records (the bundled HGNC sample's records, repeated with new ids).
 //!
 //! Besides the rates it prints the CPU time `redis-server` and the benchmark spent per job: on a
@@ -28,7 +30,8 @@ use holidapp_bench::per_second;
 use holidapp_core::redis_backend::RedisBackend;
 use holidapp_core::testing::RedisServer;
 use holidapp_core::{
-    DataSet, DataStore, Job, JobParams, Outcome, Processor, Queue, QueueSettings, Renderer,
+    DataSet, DataStore, Job, JobParams, JobStore, ManualClock, Outcome, Processor, Queue,
+    QueueSettings, Renderer,
 };
 use holidapp_worker::NoopRenderer;
 
@@ -88,6 +91,8 @@ enum Measure {
     Drain,
     /// `process_one` drain of both backlogs.
     ProcessOne,
+    /// Purge of finished jobs past retention.
+    Purge,
     /// Data set load.
     Data,
 }
@@ -353,6 +358,29 @@ async fn drain_per_job(backend: Arc<RedisBackend>, tasks: usize) -> anyhow::Resu
     Ok(done)
 }
 
+/// Drains a `n`-job backlog, then times the purge of all of them once past retention.
+async fn purge(
+    server: &RedisServer,
+    n: usize,
+    batch: usize,
+    loops: usize,
+) -> anyhow::Result<Measurement> {
+    let clock = Arc::new(ManualClock::starting_now());
+    let settings = QueueSettings::default();
+    let retention = settings.result_ttl;
+    let backend =
+        Arc::new(RedisBackend::with_clock(&server.config("purge"), settings, clock.clone()).await?);
+    backend.enqueue_many(&jobs(n)).await?;
+    let done = drain_batched(backend.clone(), batch, loops).await?;
+    anyhow::ensure!(done == n, "drained {done} of {n} jobs");
+    clock.advance(retention + Duration::from_secs(1));
+    let timer = Timer::start(server);
+    let purged = backend.purge_expired().await?;
+    let measured = timer.finish(n);
+    anyhow::ensure!(purged == n as u64, "purged {purged} of {n} jobs");
+    Ok(measured)
+}
+
 async fn load_data(server: &RedisServer, data: &DataSet) -> anyhow::Result<Measurement> {
     let backend = fresh(server, "data").await?;
     let data = data.clone();
@@ -521,6 +549,18 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .await?;
+    }
+
+    if args.runs(Measure::Purge) {
+        let rates = repeat(runs, args.server_stats, |s| async move {
+            purge(&s, args.large, args.batch, args.loops).await
+        })
+        .await?;
+        println!(
+            "purge finished      {:>7} jobs:               {}",
+            args.large,
+            summary(rates)
+        );
     }
 
     if !args.runs(Measure::Data) {
