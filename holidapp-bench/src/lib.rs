@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `memory_drain` | jobs/s the in-memory backend drains through the processing step (no-op render) |
 //! | `render` | ms per 800x600 per-year histogram of 45,000 records |
-//! | `redis_queue` | Redis enqueue (single, bulk), drain (20k vs 200k backlog) and data load |
+//! | `redis_queue` | Redis enqueue (single, bulk), drain (20k vs 200k backlog), purge and data load |
 //! | `worker_drain` | jobs/s and plots/s for 1 and 2 `holidapp-worker` processes on Redis |
 //! | `http_load` | `POST /jobs` requests/s and latency against the in-memory `holidapp-api` |
 //!
