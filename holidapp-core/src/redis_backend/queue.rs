@@ -193,16 +193,14 @@ impl RedisBackend {
         if valid.is_empty() {
             return answers;
         }
-        let refused = match self
+        let refused = self
             .run_enqueue(valid.iter().map(|&i| &jobs[i]), "skip")
             .await
-        {
-            Ok(reply) => tagged(reply).and_then(|(tag, rest)| match tag.as_str() {
+            .and_then(tagged)
+            .and_then(|(tag, rest)| match tag.as_str() {
                 "ok" => rest.into_iter().map(int).collect::<Result<Vec<i64>>>(),
                 _ => Err(Error::Internal(format!("enqueue script answered '{tag}'"))),
-            }),
-            Err(e) => Err(e),
-        };
+            });
         match refused {
             Ok(refused) => {
                 for position in refused {
