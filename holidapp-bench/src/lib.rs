@@ -11,7 +11,9 @@
 //!
 //! This library holds what the binaries share.
 
-use holidapp_core::DataSet;
+use holidapp_core::plot::{DataSet, PlotParams, Record};
+use holidapp_core::{Job, Kinds, Params, QueueName};
+use holidapp_worker::NoopRenderer;
 
 /// Jobs per second, rounded.
 pub fn per_second(count: usize, elapsed: std::time::Duration) -> u64 {
@@ -21,7 +23,7 @@ pub fn per_second(count: usize, elapsed: std::time::Duration) -> u64 {
 /// `n` records shaped like HGNC's: the bundled sample's records (every HGNC column) repeated
 /// under fresh ids (`HGNC:100000` on), as a 45,000-gene complete set would be.
 pub fn hgnc_records(n: usize) -> anyhow::Result<DataSet> {
-    let sample = holidapp_core::parse::bundled("hgnc")
+    let sample = holidapp_core::plot::parse::bundled("hgnc")
         .ok_or_else(|| anyhow::anyhow!("no bundled HGNC data"))?;
     anyhow::ensure!(!sample.is_empty(), "the bundled HGNC data is empty");
     let records = sample
@@ -34,8 +36,20 @@ pub fn hgnc_records(n: usize) -> anyhow::Result<DataSet> {
             let id = format!("HGNC:{}", 100_000 + i);
             let mut fields = record.fields.clone();
             fields.insert("hgnc_id".into(), id.clone().into());
-            holidapp_core::Record { id, fields }
+            Record { id, fields }
         })
         .collect();
     Ok(DataSet::new(records))
+}
+
+/// A `plot` job of the `default` queue for the years `start` to `end`, created `now`.
+pub fn plot_job(start: &str, end: &str, now: chrono::DateTime<chrono::Utc>) -> Job {
+    // Plot parameters always serialize.
+    let params = Params::encode(&PlotParams::new(start, end)).expect("plot parameters");
+    Job::new("plot", QueueName::default_queue(), params, 3, now)
+}
+
+/// The kind `plot` served by the no-op stand-in: the queue's cost alone.
+pub fn noop_plot_kinds() -> Kinds {
+    Kinds::new().with_named("plot", NoopRenderer)
 }

@@ -1,37 +1,37 @@
-//! [`Backends`]: the four stores a service is wired with, as one value.
+//! [`Backends`]: the capabilities a service is wired with, as one value.
 
 use std::sync::Arc;
 
-use crate::queue::Queue;
-use crate::store::{DataStore, ImageStore, JobStore};
+use crate::queue::{Consumer, Maintenance, Producer};
+use crate::store::JobStore;
 
-/// A backend that plays all four roles, as both built-in backends do.
-pub trait Backend: JobStore + Queue + DataStore + ImageStore + 'static {}
+/// A backend that plays every role, as both built-in backends do.
+pub trait Backend: JobStore + Producer + Consumer + Maintenance + 'static {}
 
-impl<B: JobStore + Queue + DataStore + ImageStore + 'static> Backend for B {}
+impl<B: JobStore + Producer + Consumer + Maintenance + 'static> Backend for B {}
 
-/// The backends a service runs on. Both built-in backends implement all four traits; a custom
-/// deployment may mix them.
+/// The capabilities a service runs on. Both built-in backends have all of them; a test or a
+/// decorator may wrap one capability and pass the others through untouched.
 #[derive(Clone)]
 pub struct Backends {
-    /// Jobs and results.
-    pub jobs: Arc<dyn JobStore>,
-    /// The job queue.
-    pub queue: Arc<dyn Queue>,
-    /// The loaded data set.
-    pub data: Arc<dyn DataStore>,
-    /// The stored image.
-    pub images: Arc<dyn ImageStore>,
+    /// Reads, lists, deletes and counts jobs.
+    pub store: Arc<dyn JobStore>,
+    /// Stores new jobs.
+    pub producer: Arc<dyn Producer>,
+    /// Leases jobs and takes their outcomes.
+    pub consumer: Arc<dyn Consumer>,
+    /// Recovers expired leases and purges finished jobs.
+    pub maintenance: Arc<dyn Maintenance>,
 }
 
 impl Backends {
-    /// Uses one backend for all four roles.
+    /// Uses one backend for every role.
     pub fn single<B: Backend>(backend: Arc<B>) -> Self {
         Backends {
-            jobs: backend.clone(),
-            queue: backend.clone(),
-            data: backend.clone(),
-            images: backend,
+            store: backend.clone(),
+            producer: backend.clone(),
+            consumer: backend.clone(),
+            maintenance: backend,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The backend contract suite (feature `test-util`).
 //!
-//! One set of tests pins the behaviour of [`Queue`], [`JobStore`], [`DataStore`] and
-//! [`ImageStore`]. Every backend runs all of it, unchanged: a backend that passes is correct by
+//! One set of tests pins the behaviour of [`Producer`], [`Consumer`], [`Maintenance`] and
+//! [`JobStore`]. Every backend runs all of it, unchanged: a backend that passes is correct by
 //! definition, and a bug found in one backend becomes a new test here.
 //!
 //! A backend's test file names a factory and invokes the macro:
@@ -19,23 +19,30 @@
 //!
 //! The factory must return a fresh, empty backend (its own key prefix on a shared Redis) that
 //! reads time from the given [`ManualClock`]; the tests move that clock to expire leases, pass
-//! retry delays and age out finished jobs, so nothing here sleeps.
+//! retry delays and age out finished jobs, so nothing here sleeps to wait for the backend.
+//!
+//! Every test that moves a job also checks that what the call answered is what
+//! [`JobStore::get`] reads afterwards.
+
+#[cfg(feature = "plots")]
+pub mod plot;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
-use serde_json::json;
 
 use crate::backends::Backend;
 use crate::clock::{Clock, ManualClock};
-use crate::dataset::{DataSet, Record};
 use crate::error::Error;
-use crate::job::{Job, JobId, JobParams, JobStatus};
-use crate::queue::{FailureKind, Lease, Queue, QueueSettings, RetryPolicy};
-use crate::store::{DataStore, ImageStore, JobStore, ListQuery, MAX_PAGE_SIZE};
+use crate::job::{Job, JobId, Params, QueueName};
+use crate::kind::Output;
+use crate::machine::{FailureKind, JobStatus, RetryPolicy};
+use crate::queue::{Consumer, Lease, Maintenance, Producer, QueueSettings};
+use crate::store::{
+    Cursor, JobStore, ListQuery, MAX_PAGE_SIZE, QueueStats, ResultState, Statuses, total_counts,
+};
 
 /// Makes a fresh backend for one test.
 pub trait MakeBackend: Sync {
@@ -66,6 +73,9 @@ where
 /// The lease length the suite uses.
 pub const LEASE: Duration = Duration::from_secs(30);
 
+/// The kind of the suite's jobs (backends never look at kinds).
+pub const KIND: &str = "contract";
+
 /// The settings the suite uses unless a test needs others: 3 attempts, retries after 1 s doubling
 /// up to 8 s, finished jobs kept for an hour.
 pub fn settings() -> QueueSettings {
@@ -93,32 +103,79 @@ pub async fn fixture_with<M: MakeBackend>(
     (make.make(settings, Arc::clone(&clock)).await, clock)
 }
 
-/// A new job for `[start, end]` created at the clock's time.
-pub fn job(clock: &ManualClock, start: &str, end: &str) -> Job {
-    Job::new(JobParams::new(start, end), clock.now())
+/// The queue named `name`.
+pub fn queue(name: &str) -> QueueName {
+    QueueName::new(name).expect("a valid queue name")
+}
+
+/// A new job of the suite's kind in `queue`, with `params` (JSON text), created at the clock's
+/// time, allowed 3 attempts.
+pub fn job_in(clock: &ManualClock, queue: &QueueName, params: &str) -> Job {
+    let params = Params::from_json(params).expect("JSON parameters");
+    Job::new(KIND, queue.clone(), params, 3, clock.now())
+}
+
+/// A new job in the `default` queue.
+pub fn job(clock: &ManualClock) -> Job {
+    job_in(clock, &QueueName::default_queue(), r#"{"n":1}"#)
 }
 
 async fn submit<B: Backend>(backend: &B, clock: &ManualClock) -> Job {
-    let job = job(clock, "1990", "2000");
+    let job = job(clock);
     backend.enqueue(&job).await.expect("enqueue");
     job
 }
 
-async fn lease<B: Backend>(backend: &B, worker: &str) -> Lease {
+async fn lease_from<B: Backend>(backend: &B, queue: &QueueName, worker: &str) -> Lease {
     backend
-        .lease(worker, LEASE)
+        .lease(queue, worker, LEASE)
         .await
         .expect("lease")
         .expect("a job is ready")
 }
 
-async fn status<B: Backend>(backend: &B, id: JobId) -> JobStatus {
+async fn lease<B: Backend>(backend: &B, worker: &str) -> Lease {
+    lease_from(backend, &QueueName::default_queue(), worker).await
+}
+
+async fn nothing_ready<B: Backend>(backend: &B) -> bool {
     backend
-        .get(id)
+        .lease(&QueueName::default_queue(), "w", LEASE)
         .await
-        .expect("get")
-        .expect("job exists")
-        .status
+        .expect("lease")
+        .is_none()
+}
+
+async fn stored<B: Backend>(backend: &B, id: JobId) -> Job {
+    backend.get(id).await.expect("get").expect("job exists")
+}
+
+async fn status<B: Backend>(backend: &B, id: JobId) -> JobStatus {
+    stored(backend, id).await.status
+}
+
+/// The counts of one queue (zero when the backend has never seen it).
+async fn stats_of<B: Backend>(backend: &B, name: &QueueName) -> QueueStats {
+    backend
+        .stats()
+        .await
+        .expect("stats")
+        .into_iter()
+        .find(|q| q.queue == *name)
+        .unwrap_or_else(|| QueueStats::empty(name.clone()))
+}
+
+async fn default_stats<B: Backend>(backend: &B) -> QueueStats {
+    stats_of(backend, &QueueName::default_queue()).await
+}
+
+async fn listed_ids<B: Backend>(backend: &B, query: ListQuery) -> Vec<JobId> {
+    let page = backend.list(&query).await.expect("list");
+    page.jobs.iter().map(|j| j.id).collect()
+}
+
+fn png(bytes: &'static [u8]) -> Output {
+    Output::new("image/png", bytes)
 }
 
 fn assert_lease_lost<T: std::fmt::Debug>(result: crate::Result<T>, what: &str) {
@@ -128,84 +185,68 @@ fn assert_lease_lost<T: std::fmt::Debug>(result: crate::Result<T>, what: &str) {
     }
 }
 
-fn sample_data(n: usize) -> DataSet {
-    DataSet::new(
-        (0..n)
-            .map(|i| {
-                let id = format!("HGNC:{i}");
-                let fields = json!({"hgnc_id": id, "symbol": format!("G{i}"), "date_approved_reserved": "2001-02-03"});
-                Record {
-                    id,
-                    fields: fields.as_object().cloned().unwrap_or_default(),
-                }
-            })
-            .collect(),
-    )
-}
-
 // ---------------------------------------------------------------------------------------------
-// Queue
+// Producer
 // ---------------------------------------------------------------------------------------------
 
-/// `enqueue` stores the job as `submitted` and makes it leasable, in one step.
-pub async fn enqueue_stores_a_submitted_job<M: MakeBackend>(make: &M) {
+/// `enqueue` stores the job as `submitted`, exactly as given, and makes it leasable.
+pub async fn enqueue_stores_the_job_as_given<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
-    let job = submit(&*b, &clock).await;
-    let stored = b.get(job.id).await.unwrap().expect("stored");
-    assert_eq!(stored.status, JobStatus::Submitted);
-    assert_eq!(stored.params, job.params);
-    assert_eq!(stored.attempts, 0);
-    assert_eq!(stored.worker, None);
-    assert_eq!(
-        stored.created_at.timestamp_millis(),
-        job.created_at.timestamp_millis()
+    let job = job_in(
+        &clock,
+        &queue("imports"),
+        r#"{"title":"Ünïcode \"quotes\" and\nnewlines","n":[1,2.5,null],"nested":{"a":true}}"#,
     );
-    assert_eq!(b.depth().await.unwrap().ready, 1);
-    assert_eq!(b.counts().await.unwrap().submitted, 1);
-}
-
-/// Plot options survive storage exactly.
-pub async fn enqueue_keeps_plot_options<M: MakeBackend>(make: &M) {
-    let (b, clock) = fixture(make).await;
-    let params = JobParams::new("-50", "2020")
-        .with_option("kind", "scatter")
-        .with_option("width", 640)
-        .with_option("title", "Ünïcode \"quotes\" and\nnewlines");
-    let job = Job::new(params.clone(), clock.now());
     b.enqueue(&job).await.unwrap();
-    assert_eq!(b.get(job.id).await.unwrap().unwrap().params, params);
-    assert_eq!(lease(&*b, "w").await.job.params, params);
+    let stored = stored(&*b, job.id).await;
+    assert_eq!(stored, job, "the stored job is the job given");
+    assert_eq!(stored.params.as_json(), job.params.as_json());
+    let stats = stats_of(&*b, &queue("imports")).await;
+    assert_eq!((stats.ready, stats.counts.submitted), (1, 1));
+    let leased = lease_from(&*b, &queue("imports"), "w").await;
+    assert_eq!(leased.job.params, job.params);
+    assert_eq!(leased.job.kind, KIND);
 }
 
-/// Enqueueing the same job twice is refused and changes nothing.
-pub async fn enqueue_refuses_a_duplicate_id<M: MakeBackend>(make: &M) {
+/// Enqueueing the same job twice is refused and changes nothing; so is a job not `submitted`.
+pub async fn enqueue_refuses_a_duplicate_id_or_a_moved_job<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
     let job = submit(&*b, &clock).await;
     assert!(matches!(b.enqueue(&job).await, Err(Error::Conflict(_))));
-    assert_eq!(b.depth().await.unwrap().ready, 1);
+    let mut finished = self::job(&clock);
+    finished.status = JobStatus::Complete;
+    assert!(matches!(
+        b.enqueue(&finished).await,
+        Err(Error::IllegalTransition { .. })
+    ));
+    assert_eq!(b.get(finished.id).await.unwrap(), None);
+    assert_eq!(default_stats(&*b).await.ready, 1);
 }
 
 /// `enqueue_many` stores every job, leasable in the order given.
 pub async fn enqueue_many_keeps_order<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
-    let jobs: Vec<Job> = (0..25)
-        .map(|i| job(&clock, &i.to_string(), "3000"))
-        .collect();
+    let jobs: Vec<Job> = (0..25).map(|_| job(&clock)).collect();
     b.enqueue_many(&jobs).await.unwrap();
-    assert_eq!(b.depth().await.unwrap().ready, 25);
+    assert_eq!(default_stats(&*b).await.ready, 25);
     for expected in &jobs {
         assert_eq!(lease(&*b, "w").await.id(), expected.id);
     }
-    assert!(b.lease("w", LEASE).await.unwrap().is_none());
+    assert!(nothing_ready(&*b).await);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Consumer
+// ---------------------------------------------------------------------------------------------
 
 /// `lease` on an empty queue answers `None`.
 pub async fn lease_on_empty_queue_is_none<M: MakeBackend>(make: &M) {
     let (b, _) = fixture(make).await;
-    assert!(b.lease("w", LEASE).await.unwrap().is_none());
+    assert!(nothing_ready(&*b).await);
 }
 
-/// A lease marks the job `in progress` with the worker, start time, attempt and deadline.
+/// A lease marks the job `in progress` with the worker, start time, attempt and deadline, and
+/// the leased job is the job `get` reads.
 pub async fn lease_marks_the_job_in_progress<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
     let job = submit(&*b, &clock).await;
@@ -215,21 +256,16 @@ pub async fn lease_marks_the_job_in_progress<M: MakeBackend>(make: &M) {
     assert_eq!(lease.worker, "10.0.0.7");
     assert_eq!(lease.attempt(), 1);
     assert_eq!(lease.job.status, JobStatus::InProgress);
+    assert_eq!(lease.job.worker.as_deref(), Some("10.0.0.7"));
+    assert_eq!(lease.job.started_at, Some(clock.now()));
     let expected_deadline = clock.now() + chrono::Duration::from_std(LEASE).unwrap();
     assert_eq!(
         lease.deadline.timestamp_millis(),
         expected_deadline.timestamp_millis()
     );
-    let stored = b.get(job.id).await.unwrap().unwrap();
-    assert_eq!(stored.status, JobStatus::InProgress);
-    assert_eq!(stored.worker.as_deref(), Some("10.0.0.7"));
-    assert_eq!(stored.attempts, 1);
-    assert_eq!(
-        stored.started_at.map(|t| t.timestamp_millis()),
-        Some(clock.now().timestamp_millis())
-    );
-    let depth = b.depth().await.unwrap();
-    assert_eq!((depth.ready, depth.leased), (0, 1));
+    assert_eq!(stored(&*b, job.id).await, lease.job);
+    let stats = default_stats(&*b).await;
+    assert_eq!((stats.ready, stats.counts.in_progress), (0, 1));
 }
 
 /// Jobs are leased first in, first out, and each only once.
@@ -239,7 +275,36 @@ pub async fn lease_is_fifo_and_exclusive<M: MakeBackend>(make: &M) {
     let second = submit(&*b, &clock).await;
     assert_eq!(lease(&*b, "a").await.id(), first.id);
     assert_eq!(lease(&*b, "b").await.id(), second.id);
-    assert!(b.lease("c", LEASE).await.unwrap().is_none());
+    assert!(nothing_ready(&*b).await);
+}
+
+/// Queues are apart: a job is leased only from its own queue, and counted there.
+pub async fn queues_are_apart<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let (fast, slow) = (queue("fast"), queue("slow"));
+    let a = job_in(&clock, &fast, "1");
+    let c = job_in(&clock, &slow, "2");
+    b.enqueue_many(&[a.clone(), c.clone()]).await.unwrap();
+    assert!(nothing_ready(&*b).await, "nothing in the default queue");
+    assert_eq!(stats_of(&*b, &fast).await.ready, 1);
+    assert_eq!(stats_of(&*b, &slow).await.ready, 1);
+    let leased = lease_from(&*b, &slow, "w").await;
+    assert_eq!(leased.id(), c.id);
+    assert!(b.lease(&slow, "w", LEASE).await.unwrap().is_none());
+    b.complete(&leased, png(b"x")).await.unwrap();
+    let slow_stats = stats_of(&*b, &slow).await;
+    assert_eq!((slow_stats.counts.complete, slow_stats.ready), (1, 0));
+    assert_eq!(stats_of(&*b, &fast).await.counts.complete, 0);
+    assert_eq!(lease_from(&*b, &fast, "w").await.id(), a.id);
+    let mut names: Vec<String> = b
+        .stats()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.queue.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["fast".to_owned(), "slow".to_owned()]);
 }
 
 /// Every lease of a job carries a new token.
@@ -265,7 +330,7 @@ pub async fn renew_extends_the_lease<M: MakeBackend>(make: &M) {
     clock.advance(Duration::from_secs(20)); // 40 s after leasing: past the first deadline
     assert_eq!(b.requeue_expired().await.unwrap().requeued, 0);
     assert_eq!(status(&*b, job.id).await, JobStatus::InProgress);
-    b.complete(&lease, b"png".to_vec()).await.unwrap();
+    b.complete(&lease, png(b"png")).await.unwrap();
 }
 
 /// A lease that expired and was taken over can no longer be renewed.
@@ -301,33 +366,61 @@ pub async fn renew_many_reports_each_lease<M: MakeBackend>(make: &M) {
     assert_eq!(b.renew_many(&[], LEASE).await.unwrap(), Vec::<bool>::new());
 }
 
-/// `complete` stores the result and marks the job `complete`, in one step.
+/// `complete` stores the result with its content type and marks the job `complete`, in one
+/// step; the answer is what `get` reads.
 pub async fn complete_stores_the_result<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
     let job = submit(&*b, &clock).await;
-    assert_eq!(b.result(job.id).await.unwrap(), None);
-    let lease = lease(&*b, "w").await;
-    assert_eq!(b.result(job.id).await.unwrap(), None);
-    clock.advance(Duration::from_secs(3));
-    let done = b
-        .complete(&lease, vec![0x89, b'P', b'N', b'G', 0, 255])
-        .await
-        .unwrap();
-    assert_eq!(done.status, JobStatus::Complete);
-    assert_eq!(
-        done.finished_at.map(|t| t.timestamp_millis()),
-        Some(clock.now().timestamp_millis())
-    );
-    assert_eq!(done.worker.as_deref(), Some("w"));
-    let stored = b.get(job.id).await.unwrap().unwrap();
-    assert_eq!(stored.status, JobStatus::Complete);
-    assert_eq!(stored.error, None);
     assert_eq!(
         b.result(job.id).await.unwrap(),
-        Some(Bytes::from_static(&[0x89, b'P', b'N', b'G', 0, 255]))
+        Some(ResultState::Pending(JobStatus::Submitted))
     );
-    let depth = b.depth().await.unwrap();
-    assert_eq!((depth.ready, depth.delayed, depth.leased), (0, 0, 0));
+    let lease = lease(&*b, "w").await;
+    assert_eq!(
+        b.result(job.id).await.unwrap(),
+        Some(ResultState::Pending(JobStatus::InProgress))
+    );
+    clock.advance(Duration::from_secs(3));
+    let bytes: &'static [u8] = &[0x89, b'P', b'N', b'G', 0, 255];
+    let done = b.complete(&lease, png(bytes)).await.unwrap();
+    assert_eq!(done.status, JobStatus::Complete);
+    assert_eq!(done.finished_at, Some(clock.now()));
+    assert_eq!(done.worker.as_deref(), Some("w"));
+    assert_eq!(done.result_type.as_deref(), Some("image/png"));
+    assert_eq!(done.error, None);
+    assert_eq!(stored(&*b, job.id).await, done);
+    assert_eq!(
+        b.result(job.id).await.unwrap(),
+        Some(ResultState::Ready(png(bytes)))
+    );
+    let stats = default_stats(&*b).await;
+    assert_eq!(
+        (stats.ready, stats.delayed, stats.counts.in_progress),
+        (0, 0, 0)
+    );
+}
+
+/// Results of any content type and size, empty ones included, come back exactly.
+pub async fn results_keep_their_bytes_and_content_type<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let outputs = [
+        Output::new("application/json", r#"{"ok":true}"#),
+        Output::new("text/plain; charset=utf-8", "héllo"),
+        Output::new("application/octet-stream", Vec::<u8>::new()),
+        Output::new(
+            "application/octet-stream",
+            (0..=255u8).cycle().take(300_000).collect::<Vec<u8>>(),
+        ),
+    ];
+    for output in outputs {
+        let job = submit(&*b, &clock).await;
+        let lease = lease(&*b, "w").await;
+        b.complete(&lease, output.clone()).await.unwrap();
+        assert_eq!(
+            b.result(job.id).await.unwrap(),
+            Some(ResultState::Ready(output))
+        );
+    }
 }
 
 /// A stale lease holder cannot complete, fail or release the job, and its attempt changes nothing.
@@ -338,20 +431,17 @@ pub async fn stale_lease_cannot_finish_the_job<M: MakeBackend>(make: &M) {
     clock.advance(LEASE + Duration::from_secs(1));
     b.requeue_expired().await.unwrap();
     let current = lease(&*b, "new").await;
-    assert_lease_lost(b.complete(&stale, b"stale".to_vec()).await, "complete");
+    assert_lease_lost(b.complete(&stale, png(b"stale")).await, "complete");
     assert_lease_lost(
         b.fail(&stale, "stale", FailureKind::Permanent).await,
         "fail",
     );
     assert_lease_lost(b.release(&stale).await, "release");
-    let stored = b.get(job.id).await.unwrap().unwrap();
-    assert_eq!(stored.status, JobStatus::InProgress);
-    assert_eq!(stored.worker.as_deref(), Some("new"));
-    assert_eq!(b.result(job.id).await.unwrap(), None);
-    b.complete(&current, b"fresh".to_vec()).await.unwrap();
+    assert_eq!(stored(&*b, job.id).await, current.job);
+    b.complete(&current, png(b"fresh")).await.unwrap();
     assert_eq!(
         b.result(job.id).await.unwrap(),
-        Some(Bytes::from_static(b"fresh"))
+        Some(ResultState::Ready(png(b"fresh")))
     );
 }
 
@@ -360,8 +450,8 @@ pub async fn complete_twice_is_refused<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
     let job = submit(&*b, &clock).await;
     let lease = lease(&*b, "w").await;
-    b.complete(&lease, b"one".to_vec()).await.unwrap();
-    assert_lease_lost(b.complete(&lease, b"two".to_vec()).await, "second complete");
+    let done = b.complete(&lease, png(b"one")).await.unwrap();
+    assert_lease_lost(b.complete(&lease, png(b"two")).await, "second complete");
     assert_lease_lost(
         b.fail(&lease, "late", FailureKind::Transient).await,
         "fail after complete",
@@ -369,9 +459,9 @@ pub async fn complete_twice_is_refused<M: MakeBackend>(make: &M) {
     assert_lease_lost(b.renew(&lease, LEASE).await, "renew after complete");
     assert_eq!(
         b.result(job.id).await.unwrap(),
-        Some(Bytes::from_static(b"one"))
+        Some(ResultState::Ready(png(b"one")))
     );
-    assert_eq!(status(&*b, job.id).await, JobStatus::Complete);
+    assert_eq!(stored(&*b, job.id).await, done);
 }
 
 /// A transient failure sends the job back to `submitted`, leasable only after its backoff delay.
@@ -386,14 +476,19 @@ pub async fn transient_failure_retries_after_backoff<M: MakeBackend>(make: &M) {
     assert_eq!(after.status, JobStatus::Submitted);
     assert_eq!(after.error.as_deref(), Some("redis went away"));
     assert_eq!(after.finished_at, None);
-    let depth = b.depth().await.unwrap();
-    assert_eq!((depth.ready, depth.delayed, depth.leased), (0, 1, 0));
+    assert_eq!(stored(&*b, job.id).await, after);
+    assert_eq!(
+        b.result(job.id).await.unwrap(),
+        Some(ResultState::Pending(JobStatus::Submitted))
+    );
+    let stats = default_stats(&*b).await;
+    assert_eq!(
+        (stats.ready, stats.delayed, stats.counts.in_progress),
+        (0, 1, 0)
+    );
     // The first retry waits between half and all of base_delay (1 s): not before 500 ms.
     clock.advance(Duration::from_millis(400));
-    assert!(
-        b.lease("w", LEASE).await.unwrap().is_none(),
-        "leasable before its delay"
-    );
+    assert!(nothing_ready(&*b).await, "leasable before its delay");
     clock.advance(Duration::from_millis(700));
     let second = lease(&*b, "w").await;
     assert_eq!(second.id(), job.id);
@@ -412,19 +507,24 @@ pub async fn permanent_failure_fails_at_once<M: MakeBackend>(make: &M) {
         .unwrap();
     assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.error.as_deref(), Some("invalid job parameters: no"));
-    assert!(failed.finished_at.is_some());
-    assert_eq!(b.get(job.id).await.unwrap().unwrap(), failed);
-    assert_eq!(b.result(job.id).await.unwrap(), None);
+    assert_eq!(failed.finished_at, Some(clock.now()));
+    assert_eq!(stored(&*b, job.id).await, failed);
+    assert_eq!(
+        b.result(job.id).await.unwrap(),
+        Some(ResultState::Failed("invalid job parameters: no".into()))
+    );
     clock.advance(Duration::from_secs(60));
-    assert!(b.lease("w", LEASE).await.unwrap().is_none());
-    assert_eq!(b.counts().await.unwrap().failed, 1);
+    assert!(nothing_ready(&*b).await);
+    assert_eq!(default_stats(&*b).await.counts.failed, 1);
 }
 
-/// The last allowed attempt gives up even on a transient error.
+/// The last allowed attempt gives up even on a transient error; the limit is the job's own.
 pub async fn attempt_limit_fails_the_job<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
-    let job = submit(&*b, &clock).await;
-    for attempt in 1..=3u32 {
+    let mut job = job(&clock);
+    job.max_attempts = 2;
+    b.enqueue(&job).await.unwrap();
+    for attempt in 1..=2u32 {
         clock.advance(Duration::from_secs(10)); // past any backoff delay (max 8 s)
         let lease = lease(&*b, "w").await;
         assert_eq!(lease.attempt(), attempt);
@@ -432,17 +532,18 @@ pub async fn attempt_limit_fails_the_job<M: MakeBackend>(make: &M) {
             .fail(&lease, "flaky", FailureKind::Transient)
             .await
             .unwrap();
-        let expected = if attempt < 3 {
+        let expected = if attempt < 2 {
             JobStatus::Submitted
         } else {
             JobStatus::Failed
         };
         assert_eq!(after.status, expected, "after attempt {attempt}");
+        assert_eq!(stored(&*b, job.id).await, after);
     }
     clock.advance(Duration::from_secs(60));
-    assert!(b.lease("w", LEASE).await.unwrap().is_none());
-    let stored = b.get(job.id).await.unwrap().unwrap();
-    assert_eq!((stored.status, stored.attempts), (JobStatus::Failed, 3));
+    assert!(nothing_ready(&*b).await);
+    let stored = stored(&*b, job.id).await;
+    assert_eq!((stored.status, stored.attempts), (JobStatus::Failed, 2));
 }
 
 /// `release` puts the job back at once without counting the attempt.
@@ -451,9 +552,9 @@ pub async fn release_returns_the_job_uncounted<M: MakeBackend>(make: &M) {
     let job = submit(&*b, &clock).await;
     let first = lease(&*b, "w").await;
     b.release(&first).await.unwrap();
-    let stored = b.get(job.id).await.unwrap().unwrap();
+    let stored = stored(&*b, job.id).await;
     assert_eq!((stored.status, stored.attempts), (JobStatus::Submitted, 0));
-    assert_eq!(b.depth().await.unwrap().ready, 1);
+    assert_eq!(default_stats(&*b).await.ready, 1);
     let again = lease(&*b, "w2").await;
     assert_eq!((again.id(), again.attempt()), (job.id, 1));
     assert_lease_lost(b.release(&first).await, "release with the old token");
@@ -475,40 +576,32 @@ pub async fn returned_jobs_go_first_and_list_in_order<M: MakeBackend>(make: &M) 
         .await
         .unwrap();
     b.release(&second).await.unwrap();
-    let listed = |status: Option<JobStatus>, offset: usize, limit: usize| {
+    let listed = |statuses: Statuses, offset: usize, limit: usize| {
         let b = Arc::clone(&b);
         async move {
             let query = ListQuery {
-                status,
+                statuses,
                 offset,
                 limit,
+                ..ListQuery::default()
             };
-            let page = b.list(&query).await.unwrap();
-            page.iter().map(|j| j.id).collect::<Vec<JobId>>()
+            listed_ids(&*b, query).await
         }
     };
+    let submitted = Statuses::only(JobStatus::Submitted);
     let newest_first: Vec<JobId> = ids.iter().rev().copied().collect();
     // ids[0] waits for its retry, ids[1] is back in the queue, ids[2] is in progress.
     assert_eq!(
-        listed(Some(JobStatus::Submitted), 0, 10).await,
+        listed(submitted, 0, 10).await,
         vec![ids[4], ids[3], ids[1], ids[0]]
     );
-    assert_eq!(listed(None, 0, 10).await, newest_first);
+    assert_eq!(listed(Statuses::ALL, 0, 10).await, newest_first);
     clock.advance(LEASE + Duration::from_secs(1));
     assert_eq!(b.requeue_expired().await.unwrap().requeued, 1);
-    assert_eq!(b.counts().await.unwrap().submitted, 5);
-    assert_eq!(
-        listed(Some(JobStatus::Submitted), 0, 10).await,
-        newest_first
-    );
-    assert_eq!(
-        listed(Some(JobStatus::Submitted), 1, 2).await,
-        vec![ids[3], ids[2]]
-    );
-    assert_eq!(
-        listed(Some(JobStatus::Submitted), 3, 10).await,
-        vec![ids[1], ids[0]]
-    );
+    assert_eq!(default_stats(&*b).await.counts.submitted, 5);
+    assert_eq!(listed(submitted, 0, 10).await, newest_first);
+    assert_eq!(listed(submitted, 1, 2).await, vec![ids[3], ids[2]]);
+    assert_eq!(listed(submitted, 3, 10).await, vec![ids[1], ids[0]]);
     let mut leases = Vec::new();
     for expected in &ids {
         let l = lease(&*b, "w").await;
@@ -521,19 +614,23 @@ pub async fn returned_jobs_go_first_and_list_in_order<M: MakeBackend>(make: &M) 
     ids.push(submit(&*b, &clock).await.id);
     ids.push(submit(&*b, &clock).await.id);
     let expected = vec![ids[6], ids[5], ids[3], ids[0]];
-    assert_eq!(listed(Some(JobStatus::Submitted), 0, 10).await, expected);
+    assert_eq!(listed(submitted, 0, 10).await, expected);
     for offset in 0..5 {
         for limit in 1..4 {
             let end = (offset + limit).min(expected.len());
             let want = expected.get(offset..end).unwrap_or_default().to_vec();
             assert_eq!(
-                listed(Some(JobStatus::Submitted), offset, limit).await,
+                listed(submitted, offset, limit).await,
                 want,
                 "offset {offset}, limit {limit}"
             );
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Maintenance
+// ---------------------------------------------------------------------------------------------
 
 /// Expired leases go back to the queue; live ones stay.
 pub async fn requeue_expired_requeues_only_expired_leases<M: MakeBackend>(make: &M) {
@@ -546,14 +643,11 @@ pub async fn requeue_expired_requeues_only_expired_leases<M: MakeBackend>(make: 
     clock.advance(Duration::from_secs(25)); // early expired 5 s ago; late has 5 s left
     let report = b.requeue_expired().await.unwrap();
     assert_eq!((report.requeued, report.failed), (1, 0));
-    let requeued = b.get(early.id).await.unwrap().unwrap();
+    let requeued = stored(&*b, early.id).await;
     assert_eq!(requeued.status, JobStatus::Submitted);
-    assert!(
-        requeued
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("lease expired")),
-        "{requeued:?}"
+    assert_eq!(
+        requeued.error.as_deref(),
+        Some("lease expired on attempt 1 of 3")
     );
     assert_eq!(status(&*b, late.id).await, JobStatus::InProgress);
     let again = lease(&*b, "w").await;
@@ -576,18 +670,25 @@ pub async fn requeue_expired_fails_past_the_attempt_limit<M: MakeBackend>(make: 
             "attempt {attempt}"
         );
     }
-    let failed = b.get(job.id).await.unwrap().unwrap();
+    let failed = stored(&*b, job.id).await;
     assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.attempts, 3);
-    let reason = failed.error.unwrap_or_default();
-    assert!(
-        reason.contains("lease expired") && reason.contains('3'),
-        "reason: {reason}"
+    assert_eq!(
+        failed.error.as_deref(),
+        Some("lease expired on attempt 3 of 3")
     );
-    assert!(failed.finished_at.is_some());
-    assert!(b.lease("w", LEASE).await.unwrap().is_none());
-    let depth = b.depth().await.unwrap();
-    assert_eq!((depth.ready, depth.delayed, depth.leased), (0, 0, 0));
+    assert_eq!(failed.finished_at, Some(clock.now()));
+    assert!(nothing_ready(&*b).await);
+    let stats = default_stats(&*b).await;
+    assert_eq!(
+        (
+            stats.ready,
+            stats.delayed,
+            stats.counts.in_progress,
+            stats.counts.failed
+        ),
+        (0, 0, 0, 1)
+    );
 }
 
 /// Many processes may requeue at once: each expired lease is handled exactly once.
@@ -607,20 +708,21 @@ pub async fn concurrent_requeue_handles_each_lease_once<M: MakeBackend>(make: &M
         total += call.unwrap().requeued;
     }
     assert_eq!(total, 20);
-    assert_eq!(b.depth().await.unwrap().ready, 20);
+    assert_eq!(default_stats(&*b).await.ready, 20);
 }
 
 /// Concurrent lessees get each job exactly once.
 pub async fn concurrent_lessees_get_each_job_once<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
-    let jobs: Vec<Job> = (0..200).map(|_| job(&clock, "1", "2")).collect();
+    let jobs: Vec<Job> = (0..200).map(|_| job(&clock)).collect();
     b.enqueue_many(&jobs).await.unwrap();
     let workers = (0..4).map(|w| {
         let b = Arc::clone(&b);
         tokio::spawn(async move {
             let mut done = Vec::new();
-            while let Some(lease) = b.lease(&format!("w{w}"), LEASE).await.unwrap() {
-                b.complete(&lease, vec![1]).await.unwrap();
+            let default = QueueName::default_queue();
+            while let Some(lease) = b.lease(&default, &format!("w{w}"), LEASE).await.unwrap() {
+                b.complete(&lease, png(b"1")).await.unwrap();
                 done.push(lease.id());
             }
             done
@@ -634,62 +736,101 @@ pub async fn concurrent_lessees_get_each_job_once<M: MakeBackend>(make: &M) {
     let mut expected: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
     expected.sort();
     assert_eq!(done, expected);
-    assert_eq!(b.counts().await.unwrap().complete, 200);
+    assert_eq!(default_stats(&*b).await.counts.complete, 200);
 }
 
-/// `depth` counts ready, delayed and leased jobs.
-pub async fn depth_counts_each_place<M: MakeBackend>(make: &M) {
+/// The counts follow every move: ready, delayed, leased, finished.
+pub async fn stats_follow_every_move<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
-    for _ in 0..4 {
+    for _ in 0..6 {
         submit(&*b, &clock).await;
     }
-    let l1 = lease(&*b, "w").await;
+    let retried = lease(&*b, "w").await;
+    let done = lease(&*b, "w").await;
+    let failed = lease(&*b, "w").await;
     lease(&*b, "w").await;
-    b.fail(&l1, "x", FailureKind::Transient).await.unwrap();
-    let depth = b.depth().await.unwrap();
-    assert_eq!((depth.ready, depth.delayed, depth.leased), (2, 1, 1));
+    b.fail(&retried, "x", FailureKind::Transient).await.unwrap();
+    b.complete(&done, png(b"1")).await.unwrap();
+    b.fail(&failed, "bad", FailureKind::Permanent)
+        .await
+        .unwrap();
+    let stats = default_stats(&*b).await;
+    assert_eq!((stats.ready, stats.delayed), (2, 1));
+    let counts = stats.counts;
+    assert_eq!(
+        (
+            counts.submitted,
+            counts.in_progress,
+            counts.complete,
+            counts.failed
+        ),
+        (3, 1, 1, 1)
+    );
+    assert_eq!(total_counts(&b.stats().await.unwrap()), counts);
 }
 
-/// `wait_for_work` returns when a job is enqueued, and times out on an idle queue.
+/// `wait_for_work` returns when a job is enqueued in a watched queue, and times out when none
+/// is.
 pub async fn wait_for_work_wakes_on_enqueue<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
+    let watched = [QueueName::default_queue(), queue("other")];
     // Idle: returns after its timeout.
     tokio::time::timeout(
         Duration::from_secs(10),
-        b.wait_for_work(Duration::from_millis(50)),
+        b.wait_for_work(&watched, Duration::from_millis(50)),
     )
     .await
     .expect("an idle wait ends at its timeout");
     // Work already there: returns at once.
-    submit(&*b, &clock).await;
+    b.enqueue(&job_in(&clock, &watched[1], "{}")).await.unwrap();
     tokio::time::timeout(
         Duration::from_secs(10),
-        b.wait_for_work(Duration::from_secs(3600)),
+        b.wait_for_work(&watched, Duration::from_secs(3600)),
     )
     .await
     .expect("a wait with work ready returns at once");
-    lease(&*b, "w").await;
-    // Work arriving while waiting wakes the waiter long before its one-hour timeout.
-    let waiter = {
+    lease_from(&*b, &watched[1], "w").await;
+    // As a worker does: a lease finds nothing, then it waits. Work arriving while it waits wakes
+    // it long before its one-hour timeout.
+    for queue in &watched {
+        assert!(b.lease(queue, "w", LEASE).await.unwrap().is_none());
+    }
+    let mut waiter = {
         let b = Arc::clone(&b);
-        tokio::spawn(async move { b.wait_for_work(Duration::from_secs(3600)).await })
+        let watched = watched.clone();
+        tokio::spawn(async move { b.wait_for_work(&watched, Duration::from_secs(3600)).await })
     };
-    let job = job(&clock, "1", "2");
-    // Keep enqueueing until the waiter wakes: it may not be blocked yet when the first arrives.
-    let woke = tokio::time::timeout(Duration::from_secs(20), async {
-        b.enqueue(&job).await.unwrap();
-        let mut waiter = waiter;
-        loop {
-            tokio::select! {
-                r = &mut waiter => break r,
-                () = tokio::time::sleep(Duration::from_millis(200)) => {
-                    b.enqueue(&Job::new(JobParams::new("1", "2"), clock.now())).await.unwrap();
-                }
-            }
-        }
-    })
-    .await;
-    assert!(woke.is_ok(), "the waiter was not woken by enqueued work");
+    // With nothing to do the waiter waits: give it the time to block before work arrives, so
+    // the wake-up itself is what ends the wait (one that is not blocked yet returns either way).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiter)
+            .await
+            .is_err(),
+        "an idle waiter returned without work"
+    );
+    b.enqueue(&job_in(&clock, &watched[1], "{}")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter was not woken by enqueued work")
+        .unwrap();
+}
+
+/// A retry that becomes due ends a wait, with no other event.
+pub async fn wait_for_work_wakes_for_a_due_retry<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    submit(&*b, &clock).await;
+    let l = lease(&*b, "w").await;
+    b.fail(&l, "flaky", FailureKind::Transient).await.unwrap();
+    // The retry is due within 1 s of the (manual) clock, which the waiter reads: with the clock
+    // moved past it, a wait returns at once instead of running its hour.
+    clock.advance(Duration::from_secs(2));
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        b.wait_for_work(&[QueueName::default_queue()], Duration::from_secs(3600)),
+    )
+    .await
+    .expect("a due retry ends the wait");
+    assert_eq!(lease(&*b, "w").await.id(), l.id());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -699,13 +840,14 @@ pub async fn wait_for_work_wakes_on_enqueue<M: MakeBackend>(make: &M) {
 /// An unknown id is absent everywhere.
 pub async fn unknown_job_is_absent<M: MakeBackend>(make: &M) {
     let (b, _) = fixture(make).await;
-    let id = JobId::new();
+    let id = JobId::new_in(&QueueName::default_queue());
     assert_eq!(b.get(id).await.unwrap(), None);
     assert_eq!(b.result(id).await.unwrap(), None);
     assert!(!b.delete(id).await.unwrap());
 }
 
-/// `list` returns newest first, filters by status, pages with offset, and caps the page size.
+/// `list` returns newest first, filters by status, kind and queue, pages with offset and
+/// cursors, and caps the page size.
 pub async fn list_is_newest_first_filtered_and_bounded<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
     let mut ids = Vec::new();
@@ -713,76 +855,56 @@ pub async fn list_is_newest_first_filtered_and_bounded<M: MakeBackend>(make: &M)
         ids.push(submit(&*b, &clock).await.id);
     }
     let l = lease(&*b, "w").await; // ids[0]
-    b.complete(&l, vec![1]).await.unwrap();
+    b.complete(&l, png(b"1")).await.unwrap();
     lease(&*b, "w").await; // ids[1] in progress
-    let all: Vec<JobId> = b
-        .list(&ListQuery::default())
-        .await
-        .unwrap()
-        .iter()
-        .map(|j| j.id)
-        .collect();
     let newest_first: Vec<JobId> = ids.iter().rev().copied().collect();
-    assert_eq!(all, newest_first);
-    let submitted = b
-        .list(&ListQuery::with_status(JobStatus::Submitted))
-        .await
-        .unwrap();
+    assert_eq!(listed_ids(&*b, ListQuery::default()).await, newest_first);
+    let of = |status| ListQuery::with_status(status);
     assert_eq!(
-        submitted.iter().map(|j| j.id).collect::<Vec<_>>(),
+        listed_ids(&*b, of(JobStatus::Submitted)).await,
         newest_first[..4].to_vec()
     );
-    assert!(submitted.iter().all(|j| j.status == JobStatus::Submitted));
-    let complete = b
-        .list(&ListQuery::with_status(JobStatus::Complete))
-        .await
-        .unwrap();
+    assert_eq!(listed_ids(&*b, of(JobStatus::Complete)).await, vec![ids[0]]);
     assert_eq!(
-        complete.iter().map(|j| j.id).collect::<Vec<_>>(),
-        vec![ids[0]]
-    );
-    let in_progress = b
-        .list(&ListQuery::with_status(JobStatus::InProgress))
-        .await
-        .unwrap();
-    assert_eq!(
-        in_progress.iter().map(|j| j.id).collect::<Vec<_>>(),
+        listed_ids(&*b, of(JobStatus::InProgress)).await,
         vec![ids[1]]
     );
-    assert!(
-        b.list(&ListQuery::with_status(JobStatus::Failed))
-            .await
-            .unwrap()
-            .is_empty()
+    assert!(listed_ids(&*b, of(JobStatus::Failed)).await.is_empty());
+    let incomplete = ListQuery {
+        statuses: Statuses::of(&[JobStatus::Submitted, JobStatus::InProgress]),
+        ..ListQuery::default()
+    };
+    assert_eq!(
+        listed_ids(&*b, incomplete).await,
+        newest_first[..5].to_vec()
     );
     let page = ListQuery {
-        status: None,
         offset: 2,
         limit: 3,
+        ..ListQuery::default()
     };
-    let paged: Vec<JobId> = b.list(&page).await.unwrap().iter().map(|j| j.id).collect();
-    assert_eq!(paged, newest_first[2..5].to_vec());
+    assert_eq!(listed_ids(&*b, page).await, newest_first[2..5].to_vec());
     let beyond = ListQuery {
         offset: 100,
         ..ListQuery::default()
     };
-    assert!(b.list(&beyond).await.unwrap().is_empty());
+    assert!(listed_ids(&*b, beyond).await.is_empty());
     for offset in [usize::MAX, usize::MAX / 2, i64::MAX as usize] {
         let hostile = ListQuery {
-            status: None,
             offset,
             limit: usize::MAX,
+            ..ListQuery::default()
         };
         assert!(
-            b.list(&hostile).await.unwrap().is_empty(),
+            listed_ids(&*b, hostile.clone()).await.is_empty(),
             "offset {offset}"
         );
         let filtered = ListQuery {
-            status: Some(JobStatus::Submitted),
+            statuses: Statuses::only(JobStatus::Submitted),
             ..hostile
         };
         assert!(
-            b.list(&filtered).await.unwrap().is_empty(),
+            listed_ids(&*b, filtered).await.is_empty(),
             "offset {offset}"
         );
     }
@@ -791,23 +913,87 @@ pub async fn list_is_newest_first_filtered_and_bounded<M: MakeBackend>(make: &M)
         ..ListQuery::default()
     };
     assert_eq!(huge.page_size(), MAX_PAGE_SIZE);
-    assert_eq!(b.list(&huge).await.unwrap().len(), 6);
+    assert_eq!(listed_ids(&*b, huge).await.len(), 6);
+    // Kind and queue filters. (Across queues, listings order jobs by submission time, to the
+    // millisecond: the clock moves between these submits.)
+    clock.advance(Duration::from_millis(1));
+    let other = job_in(&clock, &queue("other"), "{}");
+    b.enqueue(&other).await.unwrap();
+    clock.advance(Duration::from_millis(1));
+    let mut other_kind = job(&clock);
+    other_kind.kind = "another".into();
+    b.enqueue(&other_kind).await.unwrap();
+    let in_other = ListQuery {
+        queue: Some(queue("other")),
+        ..ListQuery::default()
+    };
+    assert_eq!(listed_ids(&*b, in_other).await, vec![other.id]);
+    let of_kind = ListQuery {
+        kind: Some("another".into()),
+        ..ListQuery::default()
+    };
+    assert_eq!(listed_ids(&*b, of_kind).await, vec![other_kind.id]);
+    let mut everything = vec![other_kind.id, other.id];
+    everything.extend(&newest_first);
+    assert_eq!(listed_ids(&*b, ListQuery::default()).await, everything);
+}
+
+/// Following the cursor from page to page lists every matching job once, newest first, across
+/// queues and statuses, while jobs move.
+pub async fn cursors_page_through_every_job_once<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let queues = [queue("default"), queue("q1"), queue("q2")];
+    let mut all = Vec::new();
+    for i in 0..30 {
+        // Across queues, listings order jobs by submission time, to the millisecond.
+        clock.advance(Duration::from_millis(1));
+        let job = job_in(&clock, &queues[i % 3], "{}");
+        b.enqueue(&job).await.unwrap();
+        all.push(job.id);
+    }
+    for queue in &queues {
+        let l = lease_from(&*b, queue, "w").await;
+        b.complete(&l, png(b"1")).await.unwrap();
+        lease_from(&*b, queue, "w").await;
+    }
+    let newest_first: Vec<JobId> = all.iter().rev().copied().collect();
+    for limit in [1, 4, 7, 30, 31] {
+        let mut seen = Vec::new();
+        let mut before: Option<Cursor> = None;
+        for _ in 0..100 {
+            let query = ListQuery {
+                before,
+                limit,
+                ..ListQuery::default()
+            };
+            let page = b.list(&query).await.unwrap();
+            assert!(page.jobs.len() <= limit);
+            seen.extend(page.jobs.iter().map(|j| j.id));
+            match page.next {
+                Some(next) => {
+                    assert!(before.is_none_or(|b| next < b), "the cursor moves on");
+                    before = Some(next);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, newest_first, "limit {limit}");
+    }
 }
 
 /// A page never holds more than the maximum page size.
 pub async fn list_caps_the_page_size<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
-    let jobs: Vec<Job> = (0..MAX_PAGE_SIZE + 5)
-        .map(|_| job(&clock, "1", "2"))
-        .collect();
+    let jobs: Vec<Job> = (0..MAX_PAGE_SIZE + 5).map(|_| job(&clock)).collect();
     b.enqueue_many(&jobs).await.unwrap();
     let huge = ListQuery {
         limit: MAX_PAGE_SIZE * 10,
         ..ListQuery::default()
     };
     let page = b.list(&huge).await.unwrap();
-    assert_eq!(page.len(), MAX_PAGE_SIZE);
-    assert_eq!(page[0].id, jobs[jobs.len() - 1].id);
+    assert_eq!(page.jobs.len(), MAX_PAGE_SIZE);
+    assert_eq!(page.jobs[0].id, jobs[jobs.len() - 1].id);
+    assert!(page.next.is_some());
 }
 
 /// `delete` removes a waiting job from store and queue; a running job is a conflict.
@@ -826,7 +1012,7 @@ pub async fn delete_removes_the_job_everywhere<M: MakeBackend>(make: &M) {
     ));
     assert_eq!(status(&*b, running.id).await, JobStatus::InProgress);
     let done_lease = lease(&*b, "w").await;
-    b.complete(&done_lease, b"png".to_vec()).await.unwrap();
+    b.complete(&done_lease, png(b"png")).await.unwrap();
     assert!(b.delete(done.id).await.unwrap());
     assert_eq!(b.result(done.id).await.unwrap(), None);
     let retry_lease = lease(&*b, "w").await;
@@ -839,43 +1025,17 @@ pub async fn delete_removes_the_job_everywhere<M: MakeBackend>(make: &M) {
         assert!(!b.delete(id).await.unwrap(), "second delete");
     }
     clock.advance(Duration::from_secs(60));
-    assert!(
-        b.lease("w", LEASE).await.unwrap().is_none(),
-        "deleted jobs are not leased"
-    );
-    let listed: Vec<JobId> = b
-        .list(&ListQuery::default())
-        .await
-        .unwrap()
-        .iter()
-        .map(|j| j.id)
-        .collect();
-    assert_eq!(listed, vec![running.id]);
-    let depth = b.depth().await.unwrap();
-    assert_eq!((depth.ready, depth.delayed, depth.leased), (0, 0, 1));
-}
-
-/// `counts` follows every move.
-pub async fn counts_follow_every_move<M: MakeBackend>(make: &M) {
-    let (b, clock) = fixture(make).await;
-    for _ in 0..5 {
-        submit(&*b, &clock).await;
-    }
-    let a = lease(&*b, "w").await;
-    let c = lease(&*b, "w").await;
-    lease(&*b, "w").await;
-    b.complete(&a, vec![1]).await.unwrap();
-    b.fail(&c, "bad", FailureKind::Permanent).await.unwrap();
-    let counts = b.counts().await.unwrap();
+    assert!(nothing_ready(&*b).await, "deleted jobs are not leased");
     assert_eq!(
-        (
-            counts.submitted,
-            counts.in_progress,
-            counts.complete,
-            counts.failed
-        ),
-        (2, 1, 1, 1)
+        listed_ids(&*b, ListQuery::default()).await,
+        vec![running.id]
     );
+    let stats = default_stats(&*b).await;
+    assert_eq!(
+        (stats.ready, stats.delayed, stats.counts.in_progress),
+        (0, 0, 1)
+    );
+    assert_eq!(total_counts(&[stats]).submitted, 0);
 }
 
 /// Finished jobs and results disappear after the retention period; running ones do not.
@@ -887,7 +1047,7 @@ pub async fn finished_jobs_expire_after_retention<M: MakeBackend>(make: &M) {
     let failed = submit(&*b, &clock).await;
     let waiting = submit(&*b, &clock).await;
     let l = lease(&*b, "w").await;
-    b.complete(&l, b"png".to_vec()).await.unwrap();
+    b.complete(&l, png(b"png")).await.unwrap();
     let l = lease(&*b, "w").await;
     b.fail(&l, "bad", FailureKind::Permanent).await.unwrap();
     clock.advance(Duration::from_secs(59));
@@ -897,17 +1057,13 @@ pub async fn finished_jobs_expire_after_retention<M: MakeBackend>(make: &M) {
     assert_eq!(b.get(done.id).await.unwrap(), None);
     assert_eq!(b.result(done.id).await.unwrap(), None);
     assert_eq!(b.get(failed.id).await.unwrap(), None);
-    let listed: Vec<JobId> = b
-        .list(&ListQuery::default())
-        .await
-        .unwrap()
-        .iter()
-        .map(|j| j.id)
-        .collect();
-    assert_eq!(listed, vec![waiting.id]);
+    assert_eq!(
+        listed_ids(&*b, ListQuery::default()).await,
+        vec![waiting.id]
+    );
     assert_eq!(b.purge_expired().await.unwrap(), 2);
     assert_eq!(b.purge_expired().await.unwrap(), 0);
-    let counts = b.counts().await.unwrap();
+    let counts = default_stats(&*b).await.counts;
     assert_eq!(
         (counts.submitted, counts.complete, counts.failed),
         (1, 0, 0)
@@ -924,116 +1080,24 @@ pub async fn ping_answers<M: MakeBackend>(make: &M) {
     b.ping().await.unwrap();
 }
 
-// ---------------------------------------------------------------------------------------------
-// DataStore and ImageStore
-// ---------------------------------------------------------------------------------------------
-
-/// Nothing loaded: version 0, empty reads.
-pub async fn data_starts_empty<M: MakeBackend>(make: &M) {
-    let (b, _) = fixture(make).await;
-    assert_eq!(b.version().await.unwrap(), 0);
-    assert_eq!(b.len().await.unwrap(), 0);
-    assert!(b.page(0, 10).await.unwrap().is_empty());
-    assert_eq!(b.record("HGNC:1").await.unwrap(), None);
-    assert!(b.ids().await.unwrap().is_empty());
-    assert!(b.load().await.unwrap().1.is_empty());
-    assert!(!b.clear().await.unwrap());
-}
-
-/// A loaded data set reads back in order, by page and by id.
-pub async fn data_reads_back_in_load_order<M: MakeBackend>(make: &M) {
-    let (b, _) = fixture(make).await;
-    let data = sample_data(250);
-    assert_eq!(b.replace(data.clone()).await.unwrap(), 250);
-    assert!(b.version().await.unwrap() > 0);
-    assert_eq!(b.len().await.unwrap(), 250);
-    assert_eq!(b.page(0, 3).await.unwrap(), data.records[..3].to_vec());
-    assert_eq!(b.page(248, 10).await.unwrap(), data.records[248..].to_vec());
-    assert!(b.page(250, 10).await.unwrap().is_empty());
-    assert!(b.page(u64::MAX, u64::MAX).await.unwrap().is_empty());
-    assert_eq!(b.page(10, 0).await.unwrap(), Vec::<Record>::new());
-    assert_eq!(
-        b.record("HGNC:42").await.unwrap(),
-        Some(data.records[42].clone())
-    );
-    assert_eq!(b.record("HGNC:999").await.unwrap(), None);
-    let ids = b.ids().await.unwrap();
-    assert_eq!(ids.len(), 250);
-    assert_eq!(ids[7], "HGNC:7");
-    let (_, loaded) = b.load().await.unwrap();
-    assert_eq!(*loaded, data);
-}
-
-/// `replace` swaps the whole set and changes the version; `clear` empties it.
-pub async fn data_replace_and_clear_change_the_version<M: MakeBackend>(make: &M) {
-    let (b, _) = fixture(make).await;
-    b.replace(sample_data(10)).await.unwrap();
-    let v1 = b.version().await.unwrap();
-    b.replace(sample_data(3)).await.unwrap();
-    let v2 = b.version().await.unwrap();
-    assert_ne!(v1, v2);
-    assert_eq!(b.len().await.unwrap(), 3);
-    assert_eq!(
-        b.record("HGNC:5").await.unwrap(),
-        None,
-        "old records are gone"
-    );
-    let (version, loaded) = b.load().await.unwrap();
-    assert_eq!((version, loaded.len()), (v2, 3));
-    assert!(b.clear().await.unwrap());
-    assert_ne!(b.version().await.unwrap(), v2);
-    assert_eq!(b.len().await.unwrap(), 0);
-    assert!(b.page(0, 10).await.unwrap().is_empty());
-    assert!(!b.clear().await.unwrap());
-}
-
-/// A data set with a repeated record id is refused and the loaded one stays as it was.
-pub async fn data_with_duplicate_ids_is_refused<M: MakeBackend>(make: &M) {
-    let (b, _) = fixture(make).await;
-    b.replace(sample_data(4)).await.unwrap();
-    let version = b.version().await.unwrap();
-    let mut twice = sample_data(3);
-    twice.records.push(twice.records[1].clone());
-    assert!(matches!(b.replace(twice).await, Err(Error::InvalidData(_))));
-    assert_eq!(b.version().await.unwrap(), version);
-    assert_eq!(b.len().await.unwrap(), 4);
-    assert_eq!(b.ids().await.unwrap().len(), 4);
-}
-
-/// The image is stored, read back and removed.
-pub async fn image_round_trips<M: MakeBackend>(make: &M) {
-    let (b, _) = fixture(make).await;
-    assert_eq!(b.get_image().await.unwrap(), None);
-    assert!(!b.delete_image().await.unwrap());
-    let png = Bytes::from((0..=255u8).cycle().take(100_000).collect::<Vec<u8>>());
-    b.put_image(png.clone()).await.unwrap();
-    assert_eq!(b.get_image().await.unwrap(), Some(png));
-    b.put_image(Bytes::from_static(b"second")).await.unwrap();
-    assert_eq!(
-        b.get_image().await.unwrap(),
-        Some(Bytes::from_static(b"second"))
-    );
-    assert!(b.delete_image().await.unwrap());
-    assert_eq!(b.get_image().await.unwrap(), None);
-}
-
 /// Runs the whole contract suite against a backend factory (see the [module docs](self)).
 #[macro_export]
 macro_rules! backend_contract_suite {
     ($make:path) => {
         $crate::backend_contract_suite!(@each $make;
-            enqueue_stores_a_submitted_job,
-            enqueue_keeps_plot_options,
-            enqueue_refuses_a_duplicate_id,
+            enqueue_stores_the_job_as_given,
+            enqueue_refuses_a_duplicate_id_or_a_moved_job,
             enqueue_many_keeps_order,
             lease_on_empty_queue_is_none,
             lease_marks_the_job_in_progress,
             lease_is_fifo_and_exclusive,
+            queues_are_apart,
             each_lease_has_a_fresh_token,
             renew_extends_the_lease,
             renew_with_a_stale_token_is_refused,
             renew_many_reports_each_lease,
             complete_stores_the_result,
+            results_keep_their_bytes_and_content_type,
             stale_lease_cannot_finish_the_job,
             complete_twice_is_refused,
             transient_failure_retries_after_backoff,
@@ -1045,20 +1109,16 @@ macro_rules! backend_contract_suite {
             requeue_expired_fails_past_the_attempt_limit,
             concurrent_requeue_handles_each_lease_once,
             concurrent_lessees_get_each_job_once,
-            depth_counts_each_place,
+            stats_follow_every_move,
             wait_for_work_wakes_on_enqueue,
+            wait_for_work_wakes_for_a_due_retry,
             unknown_job_is_absent,
             list_is_newest_first_filtered_and_bounded,
+            cursors_page_through_every_job_once,
             list_caps_the_page_size,
             delete_removes_the_job_everywhere,
-            counts_follow_every_move,
             finished_jobs_expire_after_retention,
             ping_answers,
-            data_starts_empty,
-            data_reads_back_in_load_order,
-            data_replace_and_clear_change_the_version,
-            data_with_duplicate_ids_is_refused,
-            image_round_trips,
         );
     };
     (@each $make:path; $($name:ident),* $(,)?) => {

@@ -1,6 +1,6 @@
 //! The one error type of the core layer.
 
-use crate::job::JobStatus;
+use crate::machine::JobStatus;
 
 /// Everything that can go wrong in `holidapp-core`.
 ///
@@ -9,9 +9,25 @@ use crate::job::JobStatus;
 /// [`Error::is_transient`] to decide between a retry and an immediate failure.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Job parameters the renderer refuses; the message says which field and why.
+    /// Parameters the job's kind refuses (or another value a caller gave, such as a queue name);
+    /// the message says which and why.
     #[error("invalid job parameters: {0}")]
     InvalidParams(String),
+    /// Parameters that do not have the shape of the kind's parameter type (a missing field, a
+    /// wrong type, an unknown field); the message is serde's.
+    #[error("the parameters do not have the expected shape: {0}")]
+    ParamsShape(String),
+    /// A job of a kind no renderer is registered for.
+    #[error("unknown job kind '{kind}'; the known kinds are: {}", known.join(", "))]
+    UnknownKind {
+        /// The kind asked for.
+        kind: String,
+        /// The kinds that are registered.
+        known: Vec<String>,
+    },
+    /// Input meant to be JSON that is not (a syntax error, a number out of range).
+    #[error("not valid JSON: {0}")]
+    MalformedJson(String),
     /// A data set that cannot be parsed or is not of a known format.
     #[error("invalid data: {0}")]
     InvalidData(String),
@@ -24,13 +40,13 @@ pub enum Error {
     /// The request conflicts with the current state (e.g. deleting a job that is running).
     #[error("conflict: {0}")]
     Conflict(String),
-    /// A status change the job status machine does not allow.
-    #[error("illegal status change from '{from}' to '{to}'")]
+    /// An event the status machine does not allow in the job's status.
+    #[error("a job that is '{from}' cannot take the event {event}")]
     IllegalTransition {
         /// The status the job had.
         from: JobStatus,
-        /// The status that was asked for.
-        to: JobStatus,
+        /// The event that was refused.
+        event: String,
     },
     /// The caller's lease is gone: it expired and was taken over, or the job was deleted.
     /// A worker that gets this must drop the job without touching it again.
@@ -57,6 +73,17 @@ impl Error {
     /// and render failures fail a job at once.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Unavailable(_) | Error::Source(_))
+    }
+
+    /// The same error, for one more caller: every call of a batch that failed as a whole gets its
+    /// own copy. Outages and lost leases keep their variant; anything else becomes
+    /// [`Error::Internal`] with the same text.
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::Unavailable(message) => Error::Unavailable(message.clone()),
+            Error::LeaseLost => Error::LeaseLost,
+            other => Error::Internal(other.to_string()),
+        }
     }
 }
 

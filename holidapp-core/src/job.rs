@@ -1,34 +1,43 @@
-//! Jobs, their identifiers and parameters, and the status machine.
+//! Jobs: their identifiers, queues, parameters, and where they are in their life.
 
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::machine::JobStatus;
 
 /// A job's identifier: a random UUID v4, rendered in its hyphenated lower-case form.
+///
+/// Its first byte is the job's *slot tag* (see [`QueueName::tag`]): the Redis backend keeps
+/// every key of a queue under one hash tag, and a job's id names that tag, so any process can
+/// find the job from its id alone. The other 114 bits of randomness are untouched, and the id
+/// stays a valid version 4 UUID.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct JobId(Uuid);
 
 impl JobId {
-    /// A fresh random identifier.
-    pub fn new() -> Self {
-        JobId(Uuid::new_v4())
+    /// A fresh random identifier for a job of `queue`.
+    pub fn new_in(queue: &QueueName) -> Self {
+        let mut bytes = *Uuid::new_v4().as_bytes();
+        bytes[0] = queue.tag();
+        JobId(Uuid::from_bytes(bytes))
+    }
+
+    /// The slot tag written in the id (its first byte).
+    pub fn tag(&self) -> u8 {
+        self.0.as_bytes()[0]
     }
 
     /// The underlying UUID.
     pub fn as_uuid(&self) -> &Uuid {
         &self.0
-    }
-}
-
-impl Default for JobId {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -63,182 +72,154 @@ impl FromStr for JobId {
     }
 }
 
-/// Where a job is in its life.
-///
-/// On the wire the statuses are `submitted`, `in progress`, `complete` and `failed`, as the
-/// course's API has them. The only legal moves are:
-///
-/// ```text
-/// submitted ──lease──▶ in progress ──▶ complete
-///     ▲                    │
-///     └──retry / release───┤
-///                          └──────────▶ failed
-/// ```
-///
-/// [`JobStatus::transition`] is the single place that decides whether a move is legal; every
-/// backend asks it before changing a status.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
-pub enum JobStatus {
-    /// Waiting in the queue (or in its retry delay).
-    #[serde(rename = "submitted")]
-    Submitted,
-    /// Leased by a worker, which is rendering it.
-    #[serde(rename = "in progress")]
-    InProgress,
-    /// Finished; the result can be fetched.
-    #[serde(rename = "complete")]
-    Complete,
-    /// Finished without a result; `error` says why.
-    #[serde(rename = "failed")]
-    Failed,
-}
+/// The longest queue or kind name, in characters.
+pub const MAX_NAME_LEN: usize = 64;
 
-impl JobStatus {
-    /// Every status, in life order.
-    pub const ALL: [JobStatus; 4] = [
-        JobStatus::Submitted,
-        JobStatus::InProgress,
-        JobStatus::Complete,
-        JobStatus::Failed,
-    ];
-
-    /// The wire string (`"in progress"` etc.).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Submitted => "submitted",
-            JobStatus::InProgress => "in progress",
-            JobStatus::Complete => "complete",
-            JobStatus::Failed => "failed",
-        }
-    }
-
-    /// A name without spaces, used in storage keys (`in_progress`).
-    pub fn key_name(self) -> &'static str {
-        match self {
-            JobStatus::Submitted => "submitted",
-            JobStatus::InProgress => "in_progress",
-            JobStatus::Complete => "complete",
-            JobStatus::Failed => "failed",
-        }
-    }
-
-    /// Whether the job has reached an end state.
-    pub fn is_finished(self) -> bool {
-        matches!(self, JobStatus::Complete | JobStatus::Failed)
-    }
-
-    /// Whether the status machine allows moving from `self` to `to`.
-    pub fn can_move_to(self, to: JobStatus) -> bool {
-        use JobStatus::*;
-        matches!(
-            (self, to),
-            (Submitted, InProgress)
-                | (InProgress, Complete)
-                | (InProgress, Failed)
-                | (InProgress, Submitted)
-        )
-    }
-
-    /// Moves from `self` to `to`, or refuses with [`Error::IllegalTransition`].
-    pub fn transition(self, to: JobStatus) -> Result<JobStatus> {
-        if self.can_move_to(to) {
-            Ok(to)
-        } else {
-            Err(Error::IllegalTransition { from: self, to })
-        }
+/// Checks a queue or kind name: 1 to [`MAX_NAME_LEN`] ASCII letters, digits, `-`, `_` or `.`.
+/// Such names are safe inside Redis keys, URLs and metric labels.
+fn check_name(what: &str, name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidParams(format!(
+            "'{}' is not a valid {what} name: use 1 to {MAX_NAME_LEN} ASCII letters, digits, \
+             '-', '_' or '.'",
+            truncate(name, 64)
+        )))
     }
 }
 
-impl fmt::Display for JobStatus {
+/// The name of a queue: 1 to 64 ASCII letters, digits, `-`, `_` or `.` (`default` unless a job
+/// names another).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct QueueName(String);
+
+impl QueueName {
+    /// The queue jobs go to when they name none.
+    pub const DEFAULT: &'static str = "default";
+
+    /// A checked queue name.
+    pub fn new(name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        check_name("queue", &name)?;
+        Ok(QueueName(name))
+    }
+
+    /// The `default` queue.
+    pub fn default_queue() -> Self {
+        QueueName(Self::DEFAULT.to_owned())
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The slot tag of this queue: a byte from a stable hash (FNV-1a) of the name. The ids of
+    /// the queue's jobs start with it, and the Redis backend keeps the queue's keys and its jobs'
+    /// keys under the hash tag `{tag}`, so that every script touches one Redis Cluster slot.
+    pub fn tag(&self) -> u8 {
+        let mut hash: u32 = 0x811c_9dc5;
+        for byte in self.0.bytes() {
+            hash ^= u32::from(byte);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+        (hash ^ (hash >> 8) ^ (hash >> 16) ^ (hash >> 24)) as u8
+    }
+}
+
+impl Default for QueueName {
+    fn default() -> Self {
+        Self::default_queue()
+    }
+}
+
+impl fmt::Display for QueueName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(&self.0)
     }
 }
 
-impl FromStr for JobStatus {
+impl fmt::Debug for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "QueueName({})", self.0)
+    }
+}
+
+impl FromStr for QueueName {
     type Err = Error;
 
-    /// Accepts the wire form (`in progress`) and the key form (`in_progress`, `in-progress`).
     fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "submitted" => Ok(JobStatus::Submitted),
-            "in progress" | "in_progress" | "in-progress" | "inprogress" => {
-                Ok(JobStatus::InProgress)
-            }
-            "complete" | "completed" => Ok(JobStatus::Complete),
-            "failed" => Ok(JobStatus::Failed),
-            _ => Err(Error::InvalidParams(format!(
-                "unknown status '{}'; expected one of: submitted, in progress, complete, failed",
-                truncate(s, 64)
-            ))),
-        }
+        QueueName::new(s)
     }
 }
 
-/// What a job asks for: a year range and options for the renderer.
+impl<'de> Deserialize<'de> for QueueName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        QueueName::new(name).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Checks a kind name (the same rules as a queue name).
+pub fn check_kind_name(name: &str) -> Result<()> {
+    check_name("kind", name)
+}
+
+/// A job's parameters: one JSON value, kept as its text.
 ///
-/// `start` and `end` are kept as the client sent them (numbers are accepted and stored as their
-/// decimal text); the [`Renderer`](crate::Renderer) decides what they mean and validates them at
-/// submit time. `plot` carries renderer options; the built-in plot renderer documents its own.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobParams {
-    /// Start of the range (a year for the built-in plots).
-    #[serde(deserialize_with = "string_or_number")]
-    pub start: String,
-    /// End of the range, inclusive.
-    #[serde(deserialize_with = "string_or_number")]
-    pub end: String,
-    /// Renderer options, e.g. `{"kind": "categories", "field": "locus_group"}`.
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub plot: serde_json::Map<String, serde_json::Value>,
-}
+/// The engine never looks inside: the job's kind ([`Renderer`](crate::Renderer)) decodes them
+/// into its own `Params` type. They are stored as one field (`params` in a Redis job hash),
+/// readable with `HGETALL`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Params(Box<RawValue>);
 
-impl JobParams {
-    /// Parameters with a range and no plot options.
-    pub fn new(start: impl Into<String>, end: impl Into<String>) -> Self {
-        JobParams {
-            start: start.into(),
-            end: end.into(),
-            plot: serde_json::Map::new(),
-        }
-    }
-
-    /// The same parameters with one plot option set.
-    pub fn with_option(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
-        self.plot.insert(key.to_owned(), value.into());
-        self
+/// Parameters are equal when their JSON text is.
+impl PartialEq for Params {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
     }
 }
 
-fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
-    struct StringOrInteger;
+impl Eq for Params {}
 
-    impl serde::de::Visitor<'_> for StringOrInteger {
-        type Value = String;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string or an integer")
-        }
-
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<String, E> {
-            Ok(v.to_owned())
-        }
-
-        fn visit_string<E: serde::de::Error>(self, v: String) -> std::result::Result<String, E> {
-            Ok(v)
-        }
-
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<String, E> {
-            Ok(v.to_string())
-        }
-
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<String, E> {
-            Ok(v.to_string())
-        }
+impl Params {
+    /// Parameters holding `value`, serialized.
+    pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
+        serde_json::value::to_raw_value(value)
+            .map(Params)
+            .map_err(|e| Error::InvalidParams(format!("parameters cannot be serialized: {e}")))
     }
 
-    d.deserialize_any(StringOrInteger)
+    /// Parameters from JSON text; the text must be one valid JSON value.
+    pub fn from_json(text: impl Into<String>) -> Result<Self> {
+        RawValue::from_string(text.into())
+            .map(Params)
+            .map_err(|e| Error::Internal(format!("stored parameters are not JSON: {e}")))
+    }
+
+    /// The parameters decoded as `T`. A mismatch is [`Error::ParamsShape`] with serde's message.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_str(self.0.get()).map_err(|e| Error::ParamsShape(e.to_string()))
+    }
+
+    /// The JSON text.
+    pub fn as_json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl fmt::Debug for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Params({})", self.0.get())
+    }
 }
 
 /// A job as stored and shown.
@@ -246,11 +227,18 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Stri
 pub struct Job {
     /// Its identifier.
     pub id: JobId,
+    /// Which kind of job it is: the name its [`Renderer`](crate::Renderer) is registered under.
+    pub kind: String,
+    /// The queue it waits in.
+    pub queue: QueueName,
     /// Where it is in its life.
     pub status: JobStatus,
-    /// What it asks for (flattened on the wire: `start`, `end`, `plot`).
-    #[serde(flatten)]
-    pub params: JobParams,
+    /// What it asks for, as its kind reads it.
+    pub params: Params,
+    /// Attempts allowed before it is `failed`.
+    pub max_attempts: u32,
+    /// How many times a worker has taken it.
+    pub attempts: u32,
     /// Identity (IP) of the worker that took it last; absent until taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
@@ -262,33 +250,46 @@ pub struct Job {
     /// When it reached `complete` or `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
-    /// How many times a worker has taken it.
-    pub attempts: u32,
     /// Why it failed (or why its last attempt failed, while it waits for a retry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The content type of its result, once it is `complete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_type: Option<String>,
 }
 
 impl Job {
-    /// A new job in `submitted`, created at `now`.
-    pub fn new(params: JobParams, now: DateTime<Utc>) -> Self {
+    /// A new job of `kind` in `queue`, in `submitted`, created at `now`, with a fresh id of that
+    /// queue. The caller has checked `params` (the [`Jobs`](crate::Jobs) use cases do, with the
+    /// kind's renderer).
+    pub fn new(
+        kind: impl Into<String>,
+        queue: QueueName,
+        params: Params,
+        max_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> Self {
         Job {
-            id: JobId::new(),
+            id: JobId::new_in(&queue),
+            kind: kind.into(),
+            queue,
             status: JobStatus::Submitted,
             params,
+            max_attempts: max_attempts.max(1),
+            attempts: 0,
             worker: None,
             created_at: now,
             started_at: None,
             finished_at: None,
-            attempts: 0,
             error: None,
+            result_type: None,
         }
     }
 }
 
 /// Shortens `s` to at most `max` characters for an error message, so hostile input cannot make
 /// error bodies arbitrarily large.
-pub(crate) fn truncate(s: &str, max: usize) -> String {
+pub fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_owned(),
@@ -300,81 +301,76 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_pair_of_statuses_is_decided_by_the_machine() {
-        use JobStatus::*;
-        let legal = [
-            (Submitted, InProgress),
-            (InProgress, Complete),
-            (InProgress, Failed),
-            (InProgress, Submitted),
-        ];
-        for from in JobStatus::ALL {
-            for to in JobStatus::ALL {
-                let expected = legal.contains(&(from, to));
-                assert_eq!(from.can_move_to(to), expected, "{from} -> {to}");
-                match from.transition(to) {
-                    Ok(s) => {
-                        assert!(expected, "{from} -> {to} should be refused");
-                        assert_eq!(s, to);
-                    }
-                    Err(Error::IllegalTransition { from: f, to: t }) => {
-                        assert!(!expected, "{from} -> {to} should be allowed");
-                        assert_eq!((f, t), (from, to));
-                    }
-                    Err(e) => panic!("unexpected error {e}"),
-                }
-            }
+    fn job_ids_round_trip_carry_their_queue_tag_and_refuse_garbage() {
+        let queue = QueueName::new("thumbnails").unwrap();
+        for _ in 0..50 {
+            let id = JobId::new_in(&queue);
+            assert_eq!(id.to_string().parse::<JobId>().unwrap(), id);
+            assert_eq!(id.tag(), queue.tag());
+            assert_eq!(id.as_uuid().get_version_num(), 4);
+            assert_eq!(id.as_uuid().get_variant(), uuid::Variant::RFC4122);
         }
-    }
-
-    #[test]
-    fn finished_statuses_are_terminal() {
-        for from in [JobStatus::Complete, JobStatus::Failed] {
-            assert!(from.is_finished());
-            for to in JobStatus::ALL {
-                assert!(!from.can_move_to(to));
-            }
-        }
-    }
-
-    #[test]
-    fn statuses_use_the_course_wire_strings() {
-        for s in JobStatus::ALL {
-            let json = serde_json::to_string(&s).unwrap();
-            assert_eq!(json, format!("\"{}\"", s.as_str()));
-            assert_eq!(serde_json::from_str::<JobStatus>(&json).unwrap(), s);
-            assert_eq!(s.as_str().parse::<JobStatus>().unwrap(), s);
-            assert_eq!(s.key_name().parse::<JobStatus>().unwrap(), s);
-        }
-        assert!("running".parse::<JobStatus>().is_err());
-    }
-
-    #[test]
-    fn params_accept_strings_or_integers_and_refuse_unknown_fields() {
-        let p: JobParams = serde_json::from_str(r#"{"start": 1990, "end": "2000"}"#).unwrap();
-        assert_eq!(p, JobParams::new("1990", "2000"));
-        let float = serde_json::from_str::<JobParams>(r#"{"start": 1.5, "end": "2000"}"#);
-        assert!(
-            float
-                .unwrap_err()
-                .to_string()
-                .contains("expected a string or an integer")
-        );
-        let syntax = serde_json::from_str::<JobParams>(r#"{"start": 19x0, "end": "2000"}"#);
-        assert!(syntax.unwrap_err().is_syntax());
-        assert!(
-            serde_json::from_str::<JobParams>(r#"{"start": "1", "end": "2", "strat": 1}"#).is_err()
-        );
-        assert!(serde_json::from_str::<JobParams>(r#"{"start": "1"}"#).is_err());
-    }
-
-    #[test]
-    fn job_ids_round_trip_and_refuse_garbage() {
-        let id = JobId::new();
-        assert_eq!(id.to_string().parse::<JobId>().unwrap(), id);
         assert!("not-a-uuid".parse::<JobId>().is_err());
         let long = "x".repeat(10_000);
         let msg = long.parse::<JobId>().unwrap_err().to_string();
         assert!(msg.len() < 200, "error text is bounded: {}", msg.len());
+    }
+
+    #[test]
+    fn queue_tags_are_stable_and_spread() {
+        // Stable across releases: the tag is part of every stored job id and key.
+        assert_eq!(QueueName::default_queue().tag(), 0x2d);
+        let tags: std::collections::HashSet<u8> = (0..64)
+            .map(|i| QueueName::new(format!("q{i}")).unwrap().tag())
+            .collect();
+        assert!(tags.len() > 40, "64 names gave only {} tags", tags.len());
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for good in ["default", "a", "img.small", "A-1_b", &"q".repeat(64)] {
+            assert!(QueueName::new(good).is_ok(), "{good}");
+            assert!(check_kind_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "has space", "{tag}", "é", "a:b", &"q".repeat(65)] {
+            assert!(QueueName::new(bad).is_err(), "{bad}");
+            assert!(check_kind_name(bad).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<QueueName>("\"no way\"").is_err());
+        assert_eq!(
+            serde_json::from_str::<QueueName>("\"fast\"")
+                .unwrap()
+                .as_str(),
+            "fast"
+        );
+    }
+
+    #[test]
+    fn params_keep_their_json_and_decode_typed() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Thumb {
+            url: String,
+            width: u32,
+        }
+        let params = Params::encode(&Thumb {
+            url: "a".into(),
+            width: 3,
+        })
+        .unwrap();
+        assert_eq!(params.as_json(), r#"{"url":"a","width":3}"#);
+        assert_eq!(
+            params.decode::<Thumb>().unwrap(),
+            Thumb {
+                url: "a".into(),
+                width: 3
+            }
+        );
+        assert!(matches!(params.decode::<u32>(), Err(Error::ParamsShape(_))));
+        assert!(Params::from_json("{").is_err());
+        let job = Job::new("thumb", QueueName::default_queue(), params, 3, Utc::now());
+        let json = serde_json::to_value(&job).unwrap();
+        assert_eq!(json["params"]["width"], 3);
+        let back: Job = serde_json::from_value(json).unwrap();
+        assert_eq!(back, job);
     }
 }

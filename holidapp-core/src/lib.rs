@@ -1,81 +1,110 @@
 //! # holidapp-core
 //!
-//! The domain of Holidapp: analysis jobs submitted over HTTP, run by workers, with their results
-//! kept for a while. This crate holds every rule. The `holidapp-http` crate (the API) and the
-//! `holidapp-worker` crate (the worker processes) only wire these pieces to the outside world,
-//! and a program of your own can embed them just as well.
+//! A job engine: jobs submitted by any part of a program (or over HTTP), run by workers in this
+//! process or in others, with their results kept for a while. This crate holds every rule. The
+//! `holidapp-http` crate (the API) and the `holidapp-worker` crate (worker processes) only wire
+//! these pieces to the outside world, and a program of your own can embed them just as well.
 //!
-//! ## Jobs and their status machine
+//! ## Jobs, kinds and queues
 //!
-//! A [`Job`] asks for a result computed from the loaded data set: a year range (`start`, `end`)
-//! and renderer options ([`JobParams`]). It has a fresh UUID v4 ([`JobId`]) and a
-//! [`JobStatus`]: `submitted` → `in progress` → `complete`, or `failed`; a failed attempt that may
-//! be retried, and a job given back by a stopping worker, go back to `submitted`.
-//! [`JobStatus::transition`] is the one function that decides which moves are legal, and every
-//! backend asks it before changing a status.
+//! A **job kind** is a name and a [`Renderer`], the kind's handler: it declares its parameter
+//! type (anything serde reads), checks parameters when a job is submitted
+//! ([`Renderer::validate`]), and runs a job ([`Renderer::render`]), answering a result with its
+//! content type ([`Output`]; [`Json`], [`Png`], text and bytes are built in). A [`Kinds`]
+//! registry maps names to renderers; a job of a kind nobody registered is refused when it is
+//! submitted.
 //!
-//! ## The traits
+//! A [`Job`] has a fresh UUID v4 ([`JobId`]), its kind, its parameters (one JSON value,
+//! [`Params`]), the queue it waits in ([`QueueName`], `default` unless given), its attempt counts
+//! and times, and a [`JobStatus`]: `submitted` → `in progress` → `complete`, or `failed`.
 //!
-//! - [`Queue`] hands jobs to workers under a **lease**: a deadline and a fencing token
-//!   ([`Lease`]). The worker renews the lease while it works; if it dies, the lease runs out and
-//!   [`Queue::requeue_expired`] puts the job back (or fails it after
-//!   [`RetryPolicy::max_attempts`]); a worker whose lease was taken over is refused by every call.
-//!   Creating a job and queueing it are one step ([`Queue::enqueue`]).
-//! - [`JobStore`] reads, lists (newest first, bounded pages), deletes and ages out jobs and their
-//!   results.
-//! - [`DataStore`] and [`ImageStore`] keep the loaded data set and the one rendered image.
-//! - [`Renderer`] is the job's work: it validates parameters when a job is submitted and renders
-//!   the result when a worker runs it. [`plot::PlotRenderer`] is the built-in one (histograms,
-//!   category counts, scatter plots, with an embedded font); [`parse`] reads the supported data
-//!   set formats.
+//! ## The status machine
 //!
-//! Each trait's documentation states what an implementation must guarantee, and the
-//! [`contract`] suite (feature `test-util`) checks it: both built-in backends run it unchanged.
+//! [`machine::decide`] is the one function that decides what an event (a lease, a completion, a
+//! failure, a release, an expired lease) does to a job: the new status, the attempt count, and
+//! whether and when it is retried. Both backends carry its [`Move`](machine::Move)s out and
+//! decide nothing themselves.
 //!
-//! ## The processing step
+//! ## Capabilities
 //!
-//! [`Processor::process_one`] is everything a worker does for one job: lease it, render it over
-//! the (cached) data set, store the result and mark it complete, or record the failure so the
-//! [`RetryPolicy`] can retry it with backoff or fail it. Workers, the embedded mode and tests all
-//! call it; nothing else repeats it.
+//! A backend is a set of small traits, each with its contract written on it:
+//!
+//! - [`Producer`] stores and queues new jobs, one at a time or in batches.
+//! - [`Consumer`] hands jobs to workers under a **lease**: a deadline and a fencing token
+//!   ([`Lease`]). The worker renews the lease while it works and reports the outcome; a worker
+//!   whose lease was taken over is refused by every call.
+//! - [`Maintenance`] sends the jobs of dead workers back to their queue once their lease runs out
+//!   (or fails them after their last attempt), and frees finished jobs past retention.
+//! - [`JobStore`] reads, lists (newest first, bounded pages), deletes and counts jobs.
+//!
+//! The [`contract`] suite (feature `test-util`) checks every promise, and both built-in backends
+//! run it unchanged.
+//!
+//! ## Use cases and the processing step
+//!
+//! [`Jobs`] holds the use cases of a job service (submit checked by the kind, read, list, fetch a
+//! result in one step, delete, count); [`Processor::process_one`] is everything a worker does for
+//! one job: lease it from the worker's queues, run it with its kind's renderer, store the result
+//! or the failure. Workers, the embedded mode and tests all call it.
 //!
 //! ## Which backend
 //!
-//! - [`MemoryBackend`]: one process, no Redis. The default of `holidapp-api` on a laptop, and
-//!   what tests and embedding programs use. Leases, tokens, retries and retention behave exactly
+//! - [`MemoryBackend`]: one process, no Redis. What tests and embedding programs use, and the
+//!   default of `holidapp-api` on a laptop. Leases, tokens, retries and retention behave exactly
 //!   as on Redis; the state lives and dies with the process.
-//! - [`redis_backend::RedisBackend`]: many API and worker processes sharing one Redis. Every
-//!   status change and queue move is one Lua script; keys are human-readable (see
-//!   `docs/redis-layout.md`). Jobs survive process crashes, and Redis restarts when Redis persists.
+//! - `redis_backend::RedisBackend` (feature `redis`, on by default): many API and worker
+//!   processes sharing one Redis. Every status change and queue move is one Lua script touching
+//!   keys of one hash tag; keys are human-readable (see `docs/redis-layout.md`).
 //!
 //! All backends read time from a [`Clock`], so tests drive lease expiry and retry delays with a
 //! [`ManualClock`] instead of sleeping.
 //!
+//! ## The plot kind
+//!
+//! The course's product, a service that loads a data set (HGNC genes, meteorite landings) and
+//! renders plots of it, is one job kind built on this public API: the `plot` module (feature
+//! `plots`, on by default) holds the data sets, their parsers, the data-set and image stores of
+//! both backends, and `plot::PlotRenderer`, the kind `plot`. With `default-features = false` the
+//! crate is the engine and the in-memory backend alone.
+//!
 //! ## Example
 //!
-//! A job from submission to a stored PNG, on the in-memory backend:
+//! A kind of your own, from submit to typed result, on the in-memory backend:
 //!
 //! ```
 //! use std::{sync::Arc, time::Duration};
-//! use holidapp_core::{plot::PlotRenderer, parse, *};
+//! use holidapp_core::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Greeting { name: String }
+//!
+//! struct Greeter;
+//!
+//! #[async_trait]
+//! impl Renderer for Greeter {
+//!     const KIND: &'static str = "greet";
+//!     type Params = Greeting;
+//!     type Output = String;
+//!
+//!     async fn render(&self, params: Greeting, _ctx: &Context) -> Result<String> {
+//!         Ok(format!("hello, {}", params.name))
+//!     }
+//! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<()> {
-//! let backend = Arc::new(MemoryBackend::new(QueueSettings::default()));
-//! backend.replace(parse::bundled("hgnc").expect("bundled sample")).await?;
+//! let backends = Backends::single(Arc::new(MemoryBackend::new(QueueSettings::default())));
+//! let kinds = Kinds::new().with(Greeter);
+//! let jobs = Jobs::new(&backends, kinds.clone());
 //!
-//! let renderer = Arc::new(PlotRenderer::new());
-//! let params = JobParams::new("1990", "2010");
-//! renderer.validate(&params)?; // what the API does before accepting a job
-//! let job = Job::new(params, chrono::Utc::now());
-//! backend.enqueue(&job).await?;
+//! let job = jobs.submit_as::<Greeter>(&Greeting { name: "Ada".into() }).await?;
 //!
-//! let processor = Processor::new(backend.clone(), backend.clone(), renderer, Duration::from_secs(30));
-//! processor.process_one("10.0.0.7").await?; // what a worker does
+//! let worker = Processor::new(backends.consumer.clone(), kinds, Duration::from_secs(30));
+//! worker.process_one("10.0.0.7").await?; // what a worker does
 //!
-//! assert_eq!(backend.get(job.id).await?.unwrap().status, JobStatus::Complete);
-//! let png = backend.result(job.id).await?.unwrap();
-//! assert!(png.starts_with(b"\x89PNG"));
+//! let result = jobs.result_of::<Greeter>(job.id).await?;
+//! assert_eq!(result, Some(ResultState::Ready("hello, Ada".to_owned())));
 //! # Ok(())
 //! # }
 //! ```
@@ -86,30 +115,37 @@ pub mod backends;
 pub mod clock;
 #[cfg(any(feature = "test-util", doc))]
 pub mod contract;
-pub mod dataset;
 pub mod error;
 pub mod job;
+pub mod jobs;
+pub mod kind;
+pub mod machine;
 pub mod memory;
-pub mod parse;
+#[cfg(feature = "plots")]
 pub mod plot;
 pub mod process;
 pub mod queue;
+#[cfg(feature = "redis")]
 pub mod redis_backend;
-pub mod render;
+pub mod stats;
 pub mod store;
-#[cfg(feature = "test-util")]
+#[cfg(all(feature = "test-util", feature = "redis"))]
 pub mod testing;
+
+/// The attribute a [`Renderer`] implementation needs (re-exported from `async-trait`).
+pub use async_trait::async_trait;
 
 pub use backends::{Backend, Backends};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use dataset::{DataSet, Record};
 pub use error::{Error, Result};
-pub use job::{Job, JobId, JobParams, JobStatus};
+pub use job::{Job, JobId, Params, QueueName};
+pub use jobs::{Jobs, Submit};
+pub use kind::{Context, JobOutput, Json, Kinds, Output, Png, Renderer};
+pub use machine::{FailureKind, JobStatus, RetryPolicy};
 pub use memory::MemoryBackend;
 pub use process::{JobOutcome, Outcome, Processed, Processor};
-pub use queue::{
-    FailureKind, Lease, LeaseToken, Queue, QueueDepth, QueueSettings, RequeueReport, RetryDecision,
-    RetryPolicy,
+pub use queue::{Consumer, Lease, LeaseToken, Maintenance, Producer, QueueSettings, RequeueReport};
+pub use stats::{Counter, StatsSnapshot, WorkerStats};
+pub use store::{
+    Cursor, JobStore, ListQuery, Page, QueueStats, ResultState, StatusCounts, Statuses,
 };
-pub use render::Renderer;
-pub use store::{DataStore, ImageStore, JobStore, ListQuery, StatusCounts};

@@ -1,35 +1,37 @@
 //! The in-memory backend: the embedded default when no Redis is configured.
 //!
-//! [`MemoryBackend`] implements every trait with exactly the semantics of the Redis backend (it
-//! runs the same contract suite): leases expire by the backend's [`Clock`], tokens fence, attempts
-//! count, finished jobs expire. It is not a test fake; it is what `holidapp-api` runs on a laptop.
-//! It lives and dies with its process, so it cannot be shared between processes: a separate
-//! worker process needs Redis.
+//! [`MemoryBackend`] implements every capability with exactly the semantics of the Redis backend
+//! (it runs the same contract suite): leases expire by the backend's [`Clock`], tokens fence,
+//! attempts count, finished jobs expire. It is not a test fake; it is what `holidapp-api` runs on
+//! a laptop. It lives and dies with its process, so it cannot be shared between processes: a
+//! separate worker process needs Redis.
 //!
 //! All state sits behind one `std::sync::Mutex`. Every operation is a few map and set updates
 //! that never await while holding the lock, so a blocking mutex is both correct and the fastest
 //! choice (see tokio's guidance on `std::sync::Mutex` vs `tokio::sync::Mutex`); one lock also makes
 //! every method trivially atomic, which is the contract.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
-use crate::dataset::{DataSet, Record};
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, JobStatus};
-use crate::queue::{
-    FailureKind, Lease, LeaseToken, Queue, QueueDepth, QueueSettings, RequeueReport, RetryDecision,
+use crate::job::{Job, JobId, QueueName};
+use crate::kind::Output;
+use crate::machine::{
+    Attempts, Event, FailureKind, JobState, JobStatus, Move, Requeue, decide, expiry_reason,
 };
-use crate::store::{DataStore, ImageStore, JobStore, ListQuery, StatusCounts};
+use crate::queue::{
+    Consumer, Lease, LeaseToken, Maintenance, Producer, QueueSettings, RequeueReport,
+};
+use crate::store::{Cursor, JobStore, ListQuery, Page, QueueStats, ResultState, StatusCounts};
 
-/// Jobs, queue, data set and image held in this process's memory.
+/// Jobs and their queues held in this process's memory.
 #[derive(Debug)]
 pub struct MemoryBackend {
     settings: QueueSettings,
@@ -43,13 +45,13 @@ pub struct MemoryBackend {
 #[derive(Debug)]
 struct Entry {
     job: Job,
-    /// Submission order: newest-first listing sorts by it.
+    /// Submission order: listings sort by it.
     seq: u64,
     /// The current lease, while `in progress`.
     lease: Option<(LeaseToken, DateTime<Utc>)>,
     /// When a delayed retry becomes ready, while waiting for one.
     ready_at: Option<DateTime<Utc>>,
-    result: Option<Bytes>,
+    result: Option<Output>,
     /// When a finished job stops existing.
     expires_at: Option<DateTime<Utc>>,
 }
@@ -57,6 +59,31 @@ struct Entry {
 impl Entry {
     fn expired(&self, now: DateTime<Utc>) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    fn cursor(&self) -> Cursor {
+        Cursor::at(self.seq, self.job.id.tag())
+    }
+}
+
+/// One queue's waiting jobs and counts.
+#[derive(Debug, Default)]
+struct QueueState {
+    /// Ready jobs never leased yet, oldest first. Every one of them was submitted after every
+    /// job in `returned`.
+    ready: VecDeque<JobId>,
+    /// Ready jobs back from a lease (released, expired or retried), by submission number:
+    /// leased before `ready`, so the queue runs oldest submission first.
+    returned: BTreeSet<(u64, JobId)>,
+    /// Jobs waiting for a retry delay, by the time they become ready.
+    delayed: BTreeSet<(DateTime<Utc>, u64, JobId)>,
+    /// Jobs per status (index = `status_slot`).
+    counts: [u64; 4],
+}
+
+impl QueueState {
+    fn has_ready(&self) -> bool {
+        !self.ready.is_empty() || !self.returned.is_empty()
     }
 }
 
@@ -68,30 +95,13 @@ struct State {
     jobs: HashMap<JobId, Box<Entry>>,
     next_seq: u64,
     next_token: u64,
-    /// Ready jobs never leased yet, oldest first. Every one of them was submitted after every
-    /// job in `returned`.
-    ready: VecDeque<JobId>,
-    /// Ready jobs back from a lease (released, expired or retried), by submission number:
-    /// leased before `ready`, so the queue runs oldest submission first.
-    returned: BTreeSet<(u64, JobId)>,
-    /// Jobs waiting for a retry delay, by the time they become ready.
-    delayed: BTreeSet<(DateTime<Utc>, u64, JobId)>,
+    queues: BTreeMap<QueueName, QueueState>,
     /// Leased jobs by deadline.
     leased: BTreeSet<(DateTime<Utc>, JobId)>,
     /// Submission sequence numbers per status (index = `status_slot`), for listing.
     by_status: [BTreeSet<(u64, JobId)>; 4],
     /// Finished jobs by expiry time.
     expiries: BTreeSet<(DateTime<Utc>, JobId)>,
-    data: Option<LoadedData>,
-    /// Bumped by every replace and clear; 0 until the first load.
-    data_version: u64,
-    image: Option<Bytes>,
-}
-
-#[derive(Debug)]
-struct LoadedData {
-    set: Arc<DataSet>,
-    by_id: HashMap<String, usize>,
 }
 
 fn status_slot(status: JobStatus) -> usize {
@@ -108,16 +118,8 @@ fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 }
 
 impl State {
-    /// Moves a job to `to`, asking the status machine first, and keeps the indexes in step.
-    fn set_status(&mut self, id: JobId, to: JobStatus) -> Result<()> {
-        let entry = self.jobs.get_mut(&id).ok_or(Error::LeaseLost)?;
-        let from = entry.job.status;
-        from.transition(to)?;
-        entry.job.status = to;
-        let key = (entry.seq, id);
-        self.by_status[status_slot(from)].remove(&key);
-        self.by_status[status_slot(to)].insert(key);
-        Ok(())
+    fn queue(&mut self, queue: &QueueName) -> &mut QueueState {
+        self.queues.entry(queue.clone()).or_default()
     }
 
     /// The entry of a job whose lease `lease` still is the current one.
@@ -133,50 +135,91 @@ impl State {
         }
     }
 
-    /// Ends a lease: drops it from the deadline index.
-    fn end_lease(&mut self, id: JobId) {
-        if let Some((_, deadline)) = self.jobs.get_mut(&id).and_then(|e| e.lease.take()) {
-            self.leased.remove(&(deadline, id));
-        }
+    /// The status machine's view of a job.
+    fn machine_state(&self, id: JobId) -> Result<JobState> {
+        let entry = self.jobs.get(&id).ok_or(Error::LeaseLost)?;
+        Ok(JobState {
+            status: entry.job.status,
+            attempts: entry.job.attempts,
+            max_attempts: entry.job.max_attempts,
+        })
     }
 
-    /// Marks a finished job for expiry after the retention period.
-    fn finish(&mut self, id: JobId, now: DateTime<Utc>, ttl: Duration) {
-        let expires_at = after(now, ttl);
-        if let Some(entry) = self.jobs.get_mut(&id) {
+    /// Carries out a move the status machine decided, keeping every index in step.
+    fn apply(&mut self, id: JobId, mv: Move, now: DateTime<Utc>, ttl: Duration) -> Result<()> {
+        let entry = self.jobs.get_mut(&id).ok_or(Error::LeaseLost)?;
+        let from = entry.job.status;
+        let (seq, queue) = (entry.seq, entry.job.queue.clone());
+        entry.job.status = mv.to;
+        match mv.attempts {
+            Attempts::Count => entry.job.attempts += 1,
+            Attempts::Uncount => entry.job.attempts = entry.job.attempts.saturating_sub(1),
+            Attempts::Keep => {}
+        }
+        let old_lease = if from == JobStatus::InProgress {
+            entry.lease.take()
+        } else {
+            None
+        };
+        let mut ready_at = None;
+        if let Some(Requeue::After(delay)) = mv.requeue {
+            ready_at = Some(after(now, delay));
+            entry.ready_at = ready_at;
+        }
+        if mv.finishes {
+            let expires_at = after(now, ttl);
             entry.job.finished_at = Some(now);
             entry.expires_at = Some(expires_at);
             self.expiries.insert((expires_at, id));
         }
+        if let Some((_, deadline)) = old_lease {
+            self.leased.remove(&(deadline, id));
+        }
+        self.by_status[status_slot(from)].remove(&(seq, id));
+        self.by_status[status_slot(mv.to)].insert((seq, id));
+        let q = self.queue(&queue);
+        q.counts[status_slot(from)] -= 1;
+        q.counts[status_slot(mv.to)] += 1;
+        match (mv.requeue, ready_at) {
+            (Some(Requeue::Now), _) => {
+                q.returned.insert((seq, id));
+            }
+            (Some(Requeue::After(_)), Some(at)) => {
+                q.delayed.insert((at, seq, id));
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
-    /// Makes retries whose delay has passed ready again.
-    fn promote_delayed(&mut self, now: DateTime<Utc>) {
-        while let Some(&(at, seq, id)) = self.delayed.first() {
+    /// Makes retries of `queue` whose delay has passed ready again.
+    fn promote_delayed(&mut self, queue: &QueueName, now: DateTime<Utc>) {
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        let mut promoted = Vec::new();
+        while let Some(&(at, seq, id)) = q.delayed.first() {
             if at > now {
                 break;
             }
-            self.delayed.remove(&(at, seq, id));
+            q.delayed.remove(&(at, seq, id));
+            q.returned.insert((seq, id));
+            promoted.push(id);
+        }
+        for id in promoted {
             if let Some(entry) = self.jobs.get_mut(&id) {
                 entry.ready_at = None;
             }
-            self.returned.insert((seq, id));
         }
     }
 
-    /// Puts a job back in the queue, ahead of every job not leased yet.
-    fn return_to_queue(&mut self, id: JobId) {
-        if let Some(entry) = self.jobs.get(&id) {
-            self.returned.insert((entry.seq, id));
-        }
-    }
-
-    /// The next ready job: the oldest submission among those back from a lease, else the oldest
-    /// of those never leased.
-    fn next_ready(&mut self) -> Option<JobId> {
-        match self.returned.pop_first() {
+    /// The next ready job of `queue`: the oldest submission among those back from a lease, else
+    /// the oldest of those never leased.
+    fn next_ready(&mut self, queue: &QueueName) -> Option<JobId> {
+        let q = self.queues.get_mut(queue)?;
+        match q.returned.pop_first() {
             Some((_, id)) => Some(id),
-            None => self.ready.pop_front(),
+            None => q.ready.pop_front(),
         }
     }
 
@@ -190,21 +233,52 @@ impl State {
 
     fn remove(&mut self, id: JobId) -> Option<Box<Entry>> {
         let entry = self.jobs.remove(&id)?;
-        self.by_status[status_slot(entry.job.status)].remove(&(entry.seq, id));
+        let status = entry.job.status;
+        self.by_status[status_slot(status)].remove(&(entry.seq, id));
         if let Some((_, deadline)) = entry.lease {
             self.leased.remove(&(deadline, id));
-        }
-        if let Some(at) = entry.ready_at {
-            self.delayed.remove(&(at, entry.seq, id));
-        } else if entry.job.status == JobStatus::Submitted
-            && !self.returned.remove(&(entry.seq, id))
-        {
-            self.ready.retain(|queued| *queued != id);
         }
         if let Some(at) = entry.expires_at {
             self.expiries.remove(&(at, id));
         }
+        let q = self.queue(&entry.job.queue);
+        q.counts[status_slot(status)] -= 1;
+        if let Some(at) = entry.ready_at {
+            q.delayed.remove(&(at, entry.seq, id));
+        } else if status == JobStatus::Submitted && !q.returned.remove(&(entry.seq, id)) {
+            q.ready.retain(|queued| *queued != id);
+        }
         Some(entry)
+    }
+
+    fn insert(&mut self, job: &Job) -> Result<()> {
+        if job.status != JobStatus::Submitted {
+            return Err(Error::IllegalTransition {
+                from: job.status,
+                event: "Enqueue".into(),
+            });
+        }
+        if self.jobs.contains_key(&job.id) {
+            return Err(Error::Conflict(format!("job {} already exists", job.id)));
+        }
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.by_status[status_slot(JobStatus::Submitted)].insert((seq, job.id));
+        let q = self.queue(&job.queue);
+        q.ready.push_back(job.id);
+        q.counts[status_slot(JobStatus::Submitted)] += 1;
+        self.jobs.insert(
+            job.id,
+            Box::new(Entry {
+                job: job.clone(),
+                seq,
+                lease: None,
+                ready_at: None,
+                result: None,
+                expires_at: None,
+            }),
+        );
+        Ok(())
     }
 }
 
@@ -230,70 +304,67 @@ impl MemoryBackend {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave a half-made change visible to callers that
-        // matter more than availability here: every mutation is completed before any call that
-        // could panic, so recovering the guard is safe.
+        // Every mutation is completed before any call that could panic, so a poisoned lock holds
+        // consistent state and recovering the guard is safe.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn insert(state: &mut State, job: &Job) -> Result<()> {
-        if job.status != JobStatus::Submitted {
-            return Err(Error::IllegalTransition {
-                from: job.status,
-                to: JobStatus::Submitted,
-            });
+    /// Applies `event` to the job of `lease` (which must still be current): asks the status
+    /// machine, carries out its move, and answers the job as it now is.
+    fn settle(&self, lease: &Lease, event: Event, reason: Option<&str>) -> Result<Job> {
+        let now = self.clock.now();
+        let mut state = self.state();
+        state.current_lease(lease)?;
+        let mv = decide(
+            state.machine_state(lease.id())?,
+            event,
+            &self.settings.retry,
+        )?;
+        state.apply(lease.id(), mv, now, self.settings.result_ttl)?;
+        let entry = state.jobs.get_mut(&lease.id()).ok_or(Error::LeaseLost)?;
+        if let Some(reason) = reason {
+            entry.job.error = Some(reason.to_owned());
         }
-        if state.jobs.contains_key(&job.id) {
-            return Err(Error::Conflict(format!("job {} already exists", job.id)));
-        }
-        state.next_seq += 1;
-        let seq = state.next_seq;
-        state.by_status[status_slot(JobStatus::Submitted)].insert((seq, job.id));
-        state.ready.push_back(job.id);
-        state.jobs.insert(
-            job.id,
-            Box::new(Entry {
-                job: job.clone(),
-                seq,
-                lease: None,
-                ready_at: None,
-                result: None,
-                expires_at: None,
-            }),
-        );
-        Ok(())
+        Ok(entry.job.clone())
     }
 }
 
 #[async_trait]
-impl Queue for MemoryBackend {
+impl Producer for MemoryBackend {
     async fn enqueue(&self, job: &Job) -> Result<()> {
-        Self::insert(&mut self.state(), job)?;
+        self.state().insert(job)?;
         self.work.notify_waiters();
         Ok(())
     }
 
     async fn enqueue_many(&self, jobs: &[Job]) -> Result<()> {
-        {
+        let stored = {
             let mut state = self.state();
-            for job in jobs {
-                Self::insert(&mut state, job)?;
-            }
-        }
+            jobs.iter().try_for_each(|job| state.insert(job))
+        };
         self.work.notify_waiters();
-        Ok(())
+        stored
     }
+}
 
-    async fn lease(&self, worker: &str, lease_for: Duration) -> Result<Option<Lease>> {
+#[async_trait]
+impl Consumer for MemoryBackend {
+    async fn lease(
+        &self,
+        queue: &QueueName,
+        worker: &str,
+        lease_for: Duration,
+    ) -> Result<Option<Lease>> {
         let now = self.clock.now();
         let mut state = self.state();
-        state.promote_delayed(now);
-        let Some(id) = state.next_ready() else {
+        state.promote_delayed(queue, now);
+        let Some(id) = state.next_ready(queue) else {
             return Ok(None);
         };
-        state.set_status(id, JobStatus::InProgress)?;
+        let mv = decide(state.machine_state(id)?, Event::Lease, &self.settings.retry)?;
+        state.apply(id, mv, now, self.settings.result_ttl)?;
         state.next_token += 1;
         let token = LeaseToken(state.next_token);
         let deadline = after(now, lease_for);
@@ -305,7 +376,6 @@ impl Queue for MemoryBackend {
         entry.lease = Some((token, deadline));
         entry.job.worker = Some(worker.to_owned());
         entry.job.started_at = Some(now);
-        entry.job.attempts += 1;
         Ok(Some(Lease {
             job: entry.job.clone(),
             token,
@@ -326,112 +396,53 @@ impl Queue for MemoryBackend {
         Ok(deadline)
     }
 
-    async fn complete(&self, lease: &Lease, result: Vec<u8>) -> Result<Job> {
+    async fn complete(&self, lease: &Lease, output: Output) -> Result<Job> {
         let now = self.clock.now();
         let mut state = self.state();
         state.current_lease(lease)?;
-        state.set_status(lease.id(), JobStatus::Complete)?;
-        state.end_lease(lease.id());
-        state.finish(lease.id(), now, self.settings.result_ttl);
+        let mv = decide(
+            state.machine_state(lease.id())?,
+            Event::Complete,
+            &self.settings.retry,
+        )?;
+        state.apply(lease.id(), mv, now, self.settings.result_ttl)?;
         let entry = state.jobs.get_mut(&lease.id()).ok_or(Error::LeaseLost)?;
-        entry.result = Some(Bytes::from(result));
         entry.job.error = None;
+        entry.job.result_type = Some(output.content_type().to_owned());
+        entry.result = Some(output);
         Ok(entry.job.clone())
     }
 
     async fn fail(&self, lease: &Lease, reason: &str, kind: FailureKind) -> Result<Job> {
-        let now = self.clock.now();
-        let mut state = self.state();
-        let attempt = state.current_lease(lease)?.job.attempts;
-        match self.settings.retry.decide(attempt, kind) {
-            RetryDecision::GiveUp => {
-                state.set_status(lease.id(), JobStatus::Failed)?;
-                state.end_lease(lease.id());
-                state.finish(lease.id(), now, self.settings.result_ttl);
-            }
-            RetryDecision::RetryAfter(delay) => {
-                state.set_status(lease.id(), JobStatus::Submitted)?;
-                state.end_lease(lease.id());
-                let at = after(now, delay);
-                let entry = state.jobs.get_mut(&lease.id()).ok_or(Error::LeaseLost)?;
-                entry.ready_at = Some(at);
-                let seq = entry.seq;
-                state.delayed.insert((at, seq, lease.id()));
-            }
-        }
-        let entry = state.jobs.get_mut(&lease.id()).ok_or(Error::LeaseLost)?;
-        entry.job.error = Some(reason.to_owned());
-        Ok(entry.job.clone())
+        self.settle(lease, Event::Fail(kind), Some(reason))
     }
 
     async fn release(&self, lease: &Lease) -> Result<()> {
-        {
-            let mut state = self.state();
-            state.current_lease(lease)?;
-            state.set_status(lease.id(), JobStatus::Submitted)?;
-            state.end_lease(lease.id());
-            if let Some(entry) = state.jobs.get_mut(&lease.id()) {
-                entry.job.attempts = entry.job.attempts.saturating_sub(1);
-            }
-            state.return_to_queue(lease.id());
-        }
+        self.settle(lease, Event::Release, None)?;
         self.work.notify_waiters();
         Ok(())
     }
 
-    async fn requeue_expired(&self) -> Result<RequeueReport> {
-        let now = self.clock.now();
-        let mut report = RequeueReport::default();
-        {
-            let mut state = self.state();
-            while let Some(&(deadline, id)) = state.leased.first() {
-                if deadline > now {
-                    break;
-                }
-                state.end_lease(id);
-                let attempts = state.jobs.get(&id).map_or(0, |e| e.job.attempts);
-                let max = self.settings.retry.max_attempts.max(1);
-                let reason = format!("lease expired on attempt {attempts} of {max}");
-                if attempts >= max {
-                    state.set_status(id, JobStatus::Failed)?;
-                    state.finish(id, now, self.settings.result_ttl);
-                    report.failed += 1;
-                } else {
-                    state.set_status(id, JobStatus::Submitted)?;
-                    state.return_to_queue(id);
-                    report.requeued += 1;
-                }
-                if let Some(entry) = state.jobs.get_mut(&id) {
-                    entry.job.error = Some(reason);
-                }
-            }
-        }
-        if report.requeued > 0 {
-            self.work.notify_waiters();
-        }
-        Ok(report)
-    }
-
-    async fn depth(&self) -> Result<QueueDepth> {
-        let state = self.state();
-        Ok(QueueDepth {
-            ready: (state.ready.len() + state.returned.len()) as u64,
-            delayed: state.delayed.len() as u64,
-            leased: state.leased.len() as u64,
-        })
-    }
-
-    async fn wait_for_work(&self, timeout: Duration) {
+    async fn wait_for_work(&self, queues: &[QueueName], timeout: Duration) {
         let notified = self.work.notified();
         tokio::pin!(notified);
         // Register before looking, so an enqueue between the look and the wait is not missed.
         notified.as_mut().enable();
         let next_delayed = {
             let state = self.state();
-            if !state.ready.is_empty() || !state.returned.is_empty() {
-                return;
+            let mut next: Option<DateTime<Utc>> = None;
+            for queue in queues {
+                let Some(q) = state.queues.get(queue) else {
+                    continue;
+                };
+                if q.has_ready() {
+                    return;
+                }
+                if let Some(&(at, _, _)) = q.delayed.first() {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
             }
-            state.delayed.first().map(|(at, _, _)| *at)
+            next
         };
         // A delayed retry becomes ready without any notification: wake for it too.
         let timeout = match next_delayed {
@@ -446,6 +457,51 @@ impl Queue for MemoryBackend {
 }
 
 #[async_trait]
+impl Maintenance for MemoryBackend {
+    async fn requeue_expired(&self) -> Result<RequeueReport> {
+        let now = self.clock.now();
+        let mut report = RequeueReport::default();
+        {
+            let mut state = self.state();
+            while let Some(&(deadline, id)) = state.leased.first() {
+                if deadline > now {
+                    break;
+                }
+                let machine = state.machine_state(id)?;
+                let mv = decide(machine, Event::Expire, &self.settings.retry)?;
+                state.apply(id, mv, now, self.settings.result_ttl)?;
+                if mv.to == JobStatus::Failed {
+                    report.failed += 1;
+                } else {
+                    report.requeued += 1;
+                }
+                if let Some(entry) = state.jobs.get_mut(&id) {
+                    entry.job.error = Some(expiry_reason(machine.attempts, machine.max_attempts));
+                }
+            }
+        }
+        if report.requeued > 0 {
+            self.work.notify_waiters();
+        }
+        Ok(report)
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        let now = self.clock.now();
+        let mut state = self.state();
+        let mut purged = 0;
+        while let Some(&(at, id)) = state.expiries.first() {
+            if at > now {
+                break;
+            }
+            state.remove(id);
+            purged += 1;
+        }
+        Ok(purged)
+    }
+}
+
+#[async_trait]
 impl JobStore for MemoryBackend {
     async fn get(&self, id: JobId) -> Result<Option<Job>> {
         Ok(self
@@ -454,33 +510,77 @@ impl JobStore for MemoryBackend {
             .map(|e| e.job.clone()))
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<Vec<Job>> {
+    async fn list(&self, query: &ListQuery) -> Result<Page> {
         let now = self.clock.now();
         let state = self.state();
-        let live = |key: &&(u64, JobId)| state.live(key.1, now).is_some();
-        let pick = |key: &(u64, JobId)| state.jobs.get(&key.1).map(|e| e.job.clone());
-        let jobs = match query.status {
-            Some(status) => state.by_status[status_slot(status)]
-                .iter()
-                .rev()
-                .filter(live)
-                .skip(query.offset)
-                .take(query.page_size())
-                .filter_map(pick)
-                .collect(),
-            None => {
-                // Merge the four per-status indexes newest first.
-                let mut all: Vec<&(u64, JobId)> =
-                    state.by_status.iter().flatten().filter(live).collect();
-                all.sort_unstable_by(|a, b| b.cmp(a));
-                all.into_iter()
-                    .skip(query.offset)
-                    .take(query.page_size())
-                    .filter_map(pick)
-                    .collect()
-            }
+        let wanted = |entry: &Entry| {
+            !entry.expired(now)
+                && query.queue.as_ref().is_none_or(|q| *q == entry.job.queue)
+                && query.kind.as_ref().is_none_or(|k| *k == entry.job.kind)
         };
-        Ok(jobs)
+        // Submission numbers are unique here, so "before a cursor" is "a lower number".
+        let upper = query
+            .before
+            .map(|cursor| (cursor.seq(), JobId::from(uuid::Uuid::nil())));
+        let mut sources: Vec<_> = query
+            .statuses
+            .iter()
+            .map(|status| {
+                let index = &state.by_status[status_slot(status)];
+                let newest_first: Box<dyn Iterator<Item = &(u64, JobId)>> = match upper {
+                    Some(upper) => Box::new(index.range(..upper).rev()),
+                    None => Box::new(index.iter().rev()),
+                };
+                newest_first.peekable()
+            })
+            .collect();
+        // Merge the per-status indexes, newest first, lazily: a page reads what it shows.
+        let merged = std::iter::from_fn(|| {
+            let newest = sources
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, source)| source.peek().map(|key| (key.0, i)))
+                .max()?;
+            sources[newest.1].next()
+        });
+        let size = query.page_size();
+        let mut page: Vec<&Entry> = merged
+            .filter_map(|(_, id)| state.jobs.get(id).map(Box::as_ref))
+            .filter(|entry| wanted(entry))
+            .skip(query.bounded_offset())
+            .take(size + 1)
+            .collect();
+        let more = page.len() > size;
+        page.truncate(size);
+        Ok(Page {
+            next: page.last().filter(|_| more).map(|e| e.cursor()),
+            jobs: page.into_iter().map(|e| e.job.clone()).collect(),
+        })
+    }
+
+    async fn result(&self, id: JobId) -> Result<Option<ResultState>> {
+        let state = self.state();
+        let Some(entry) = state.live(id, self.clock.now()) else {
+            return Ok(None);
+        };
+        Ok(Some(match entry.job.status {
+            JobStatus::Complete => match &entry.result {
+                Some(output) => ResultState::Ready(output.clone()),
+                None => {
+                    return Err(Error::Internal(format!(
+                        "job {id} is complete without a result"
+                    )));
+                }
+            },
+            JobStatus::Failed => ResultState::Failed(
+                entry
+                    .job
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "no reason was recorded".to_owned()),
+            ),
+            status => ResultState::Pending(status),
+        }))
     }
 
     async fn delete(&self, id: JobId) -> Result<bool> {
@@ -499,139 +599,26 @@ impl JobStore for MemoryBackend {
         }
     }
 
-    async fn result(&self, id: JobId) -> Result<Option<Bytes>> {
-        Ok(self
-            .state()
-            .live(id, self.clock.now())
-            .and_then(|e| e.result.clone()))
-    }
-
-    async fn counts(&self) -> Result<StatusCounts> {
+    async fn stats(&self) -> Result<Vec<QueueStats>> {
         let state = self.state();
-        let n = |s: JobStatus| state.by_status[status_slot(s)].len() as u64;
-        Ok(StatusCounts {
-            submitted: n(JobStatus::Submitted),
-            in_progress: n(JobStatus::InProgress),
-            complete: n(JobStatus::Complete),
-            failed: n(JobStatus::Failed),
-        })
-    }
-
-    async fn purge_expired(&self) -> Result<u64> {
-        let now = self.clock.now();
-        let mut state = self.state();
-        let mut purged = 0;
-        while let Some(&(at, id)) = state.expiries.first() {
-            if at > now {
-                break;
-            }
-            state.remove(id);
-            purged += 1;
-        }
-        Ok(purged)
+        Ok(state
+            .queues
+            .iter()
+            .map(|(name, q)| QueueStats {
+                queue: name.clone(),
+                counts: StatusCounts {
+                    submitted: q.counts[0],
+                    in_progress: q.counts[1],
+                    complete: q.counts[2],
+                    failed: q.counts[3],
+                },
+                ready: (q.ready.len() + q.returned.len()) as u64,
+                delayed: q.delayed.len() as u64,
+            })
+            .collect())
     }
 
     async fn ping(&self) -> Result<()> {
         Ok(())
-    }
-}
-
-#[async_trait]
-impl DataStore for MemoryBackend {
-    async fn replace(&self, data: DataSet) -> Result<u64> {
-        let mut by_id = HashMap::with_capacity(data.len());
-        for (i, record) in data.records.iter().enumerate() {
-            if by_id.insert(record.id.clone(), i).is_some() {
-                return Err(Error::InvalidData(format!(
-                    "duplicate record id '{}'",
-                    record.id
-                )));
-            }
-        }
-        let count = data.len() as u64;
-        let mut state = self.state();
-        state.data = Some(LoadedData {
-            set: Arc::new(data),
-            by_id,
-        });
-        state.data_version += 1;
-        Ok(count)
-    }
-
-    async fn version(&self) -> Result<u64> {
-        Ok(self.state().data_version)
-    }
-
-    async fn len(&self) -> Result<u64> {
-        Ok(self.state().data.as_ref().map_or(0, |d| d.set.len() as u64))
-    }
-
-    async fn page(&self, start: u64, limit: u64) -> Result<Vec<Record>> {
-        let state = self.state();
-        let Some(data) = state.data.as_ref() else {
-            return Ok(Vec::new());
-        };
-        let start = usize::try_from(start).unwrap_or(usize::MAX);
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        Ok(data
-            .set
-            .records
-            .iter()
-            .skip(start)
-            .take(limit)
-            .cloned()
-            .collect())
-    }
-
-    async fn record(&self, id: &str) -> Result<Option<Record>> {
-        let state = self.state();
-        Ok(state
-            .data
-            .as_ref()
-            .and_then(|d| d.by_id.get(id).map(|&i| d.set.records[i].clone())))
-    }
-
-    async fn ids(&self) -> Result<Vec<String>> {
-        let state = self.state();
-        Ok(state
-            .data
-            .as_ref()
-            .map(|d| d.set.records.iter().map(|r| r.id.clone()).collect())
-            .unwrap_or_default())
-    }
-
-    async fn load(&self) -> Result<(u64, Arc<DataSet>)> {
-        let state = self.state();
-        let set = state
-            .data
-            .as_ref()
-            .map(|d| Arc::clone(&d.set))
-            .unwrap_or_default();
-        Ok((state.data_version, set))
-    }
-
-    async fn clear(&self) -> Result<bool> {
-        let mut state = self.state();
-        let had = state.data.take().is_some();
-        if had {
-            state.data_version += 1;
-        }
-        Ok(had)
-    }
-}
-
-#[async_trait]
-impl ImageStore for MemoryBackend {
-    async fn put_image(&self, png: Bytes) -> Result<()> {
-        self.state().image = Some(png);
-        Ok(())
-    }
-
-    async fn get_image(&self) -> Result<Option<Bytes>> {
-        Ok(self.state().image.clone())
-    }
-
-    async fn delete_image(&self) -> Result<bool> {
-        Ok(self.state().image.take().is_some())
     }
 }

@@ -1,20 +1,21 @@
 //! The processing step: what a worker does with one job.
 //!
-//! [`Processor::process_one`] leases the next job, renders it and stores its result, or records
-//! the failure so the queue can retry it or fail it. It is the unit everything else is built on:
-//! the `holidapp-worker` run loop calls it (split into [`Processor::lease`] and
-//! [`Processor::execute`], so it can keep the lease alive in between), the embedded mode calls it,
-//! and tests call it to drain a queue step by step without sleeping.
+//! [`Processor::process_one`] leases the next job from the worker's queues, runs it with the
+//! renderer of its kind and stores its result, or records the failure so the status machine can
+//! retry it or fail it. It is the unit everything else is built on: the `holidapp-worker` run
+//! loop calls it (split into [`Processor::lease`] and [`Processor::execute`], so it can keep the
+//! lease alive in between), the embedded mode calls it, and tests call it to drain a queue step
+//! by step without sleeping.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::dataset::DataSet;
 use crate::error::{Error, Result};
-use crate::job::{JobId, JobStatus};
-use crate::queue::{FailureKind, Lease, Queue};
-use crate::render::Renderer;
-use crate::store::DataStore;
+use crate::job::{JobId, QueueName};
+use crate::kind::{Context, Kinds};
+use crate::machine::{FailureKind, JobStatus};
+use crate::queue::{Consumer, Lease};
 
 /// What one call of [`Processor::process_one`] did.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,44 +59,57 @@ pub enum JobOutcome {
     LeaseLost,
 }
 
-/// Runs jobs: leases them from a [`Queue`], renders them with a [`Renderer`] over the data set of
-/// a [`DataStore`], and stores the outcome.
-///
-/// It keeps the parsed data set in memory and reloads it only when the store's
-/// [`version`](DataStore::version) changes, so a worker does not re-read 45,000 records per job.
+/// One lease call in this many starts with a later queue than the first (see
+/// [`Processor::lease`]).
+pub const LATER_QUEUE_SHARE: u64 = 4;
+
+/// Runs jobs: leases them from a [`Consumer`] in the worker's queues, runs each with the
+/// renderer of its kind from a [`Kinds`] registry, and stores the outcome.
 pub struct Processor {
-    queue: Arc<dyn Queue>,
-    data: Arc<dyn DataStore>,
-    renderer: Arc<dyn Renderer>,
+    consumer: Arc<dyn Consumer>,
+    kinds: Kinds,
+    queues: Vec<QueueName>,
     lease_for: Duration,
-    // A tokio mutex: held across the await that loads the data set, so concurrent jobs that find
-    // the cache stale load it once, not once each.
-    cache: tokio::sync::Mutex<Option<(u64, Arc<DataSet>)>>,
+    /// Counts lease calls, to rotate which queue is asked first.
+    rounds: AtomicU64,
 }
 
 impl std::fmt::Debug for Processor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Processor")
+            .field("kinds", &self.kinds)
+            .field("queues", &self.queues)
             .field("lease_for", &self.lease_for)
             .finish_non_exhaustive()
     }
 }
 
 impl Processor {
-    /// A processor that leases jobs for `lease_for` at a time.
-    pub fn new(
-        queue: Arc<dyn Queue>,
-        data: Arc<dyn DataStore>,
-        renderer: Arc<dyn Renderer>,
-        lease_for: Duration,
-    ) -> Self {
+    /// A processor for the `default` queue that leases jobs for `lease_for` at a time.
+    pub fn new(consumer: Arc<dyn Consumer>, kinds: Kinds, lease_for: Duration) -> Self {
         Processor {
-            queue,
-            data,
-            renderer,
+            consumer,
+            kinds,
+            queues: vec![QueueName::default_queue()],
             lease_for,
-            cache: tokio::sync::Mutex::new(None),
+            rounds: AtomicU64::new(0),
         }
+    }
+
+    /// The same processor serving `queues`, in order of preference (see
+    /// [`lease`](Processor::lease)). Repeated names count once; an empty list keeps the queues
+    /// it had.
+    pub fn with_queues(mut self, queues: impl IntoIterator<Item = QueueName>) -> Self {
+        let mut unique: Vec<QueueName> = Vec::new();
+        for queue in queues {
+            if !unique.contains(&queue) {
+                unique.push(queue);
+            }
+        }
+        if !unique.is_empty() {
+            self.queues = unique;
+        }
+        self
     }
 
     /// The lease length this processor asks for.
@@ -103,9 +117,19 @@ impl Processor {
         self.lease_for
     }
 
-    /// The queue jobs come from.
-    pub fn queue(&self) -> &Arc<dyn Queue> {
-        &self.queue
+    /// The consumer jobs come from.
+    pub fn consumer(&self) -> &Arc<dyn Consumer> {
+        &self.consumer
+    }
+
+    /// The queues served, in order of preference.
+    pub fn queues(&self) -> &[QueueName] {
+        &self.queues
+    }
+
+    /// The kinds this processor runs.
+    pub fn kinds(&self) -> &Kinds {
+        &self.kinds
     }
 
     /// Leases the next job for `worker`, then [`execute`](Processor::execute)s it.
@@ -116,36 +140,56 @@ impl Processor {
         }
     }
 
-    /// Leases the next ready job for `worker`, if any.
+    /// Leases the next ready job of the processor's queues for `worker`, if any.
+    ///
+    /// Queues are asked in order of preference, the first that has a ready job giving it, so a
+    /// busy first queue is served first. So that the later queues are not starved while it stays
+    /// busy, one call in [`LATER_QUEUE_SHARE`] asks the later queues first, each in its turn:
+    /// with every queue full, the first gets three quarters of the leases and the others share
+    /// the rest.
     pub async fn lease(&self, worker: &str) -> Result<Option<Lease>> {
-        self.queue.lease(worker, self.lease_for).await
+        let round = self.rounds.fetch_add(1, Ordering::Relaxed);
+        let start = first_queue(self.queues.len(), round);
+        let order = self.queues[start..].iter().chain(&self.queues[..start]);
+        for queue in order {
+            if let Some(lease) = self.consumer.lease(queue, worker, self.lease_for).await? {
+                return Ok(Some(lease));
+            }
+        }
+        Ok(None)
     }
 
-    /// Renders a leased job and stores the outcome: the result and `complete` on success; on
-    /// error a retry or `failed`, as the queue's retry policy decides for the error's kind.
+    /// Runs a leased job with its kind's renderer and stores the outcome: the result and
+    /// `complete` on success; on error a retry or `failed`, as the status machine decides for the
+    /// error's kind. A job of a kind this processor does not know fails as transient, so that a
+    /// worker that knows it can take it on a retry.
     ///
     /// Answers `Err` only when the outcome itself could not be stored (the backend is down); the
     /// lease then runs out and the job is retried by whoever requeues expired leases.
     pub async fn execute(&self, lease: &Lease) -> Result<Processed> {
         let started = Instant::now();
-        let rendered = match self.data_for_render().await {
-            Ok(data) => self.renderer.render(data, &lease.job.params).await,
-            Err(e) => Err(e),
-        };
-        let result = match rendered {
-            Ok(png) => match self.queue.complete(lease, png).await {
+        let job = &lease.job;
+        let ctx = Context::new(job.id, job.kind.clone(), job.queue.clone(), lease.attempt());
+        let result = match self.kinds.run(&job.kind, &job.params, &ctx).await {
+            Ok(output) => match self.consumer.complete(lease, output).await {
                 Ok(_) => JobOutcome::Complete,
                 Err(Error::LeaseLost) => JobOutcome::LeaseLost,
                 Err(e) => return Err(e),
             },
             Err(error) => {
-                let kind = if error.is_transient() {
-                    FailureKind::Transient
-                } else {
-                    FailureKind::Permanent
+                let kind = match &error {
+                    Error::UnknownKind { .. } => FailureKind::Transient,
+                    e if e.is_transient() => FailureKind::Transient,
+                    _ => FailureKind::Permanent,
                 };
-                let reason = error.to_string();
-                match self.queue.fail(lease, &reason, kind).await {
+                let reason = match &error {
+                    Error::UnknownKind { kind, known } => format!(
+                        "this worker has no renderer for kind '{kind}' (it runs: {})",
+                        known.join(", ")
+                    ),
+                    other => other.to_string(),
+                };
+                match self.consumer.fail(lease, &reason, kind).await {
                     Ok(job) if job.status == JobStatus::Failed => JobOutcome::Failed { reason },
                     Ok(_) => JobOutcome::Retrying { reason },
                     Err(Error::LeaseLost) => JobOutcome::LeaseLost,
@@ -160,25 +204,29 @@ impl Processor {
             duration: started.elapsed(),
         })
     }
+}
 
-    /// The current data set, from the cache when its version is unchanged.
-    async fn data_for_render(&self) -> Result<Arc<DataSet>> {
-        if !self.renderer.needs_data() {
-            return Ok(Arc::new(DataSet::default()));
-        }
-        let version = self.data.version().await?;
-        if version == 0 {
-            return Err(Error::NoData);
-        }
-        let mut cache = self.cache.lock().await;
-        if let Some((_, data)) = cache.as_ref().filter(|(cached, _)| *cached == version) {
-            return Ok(Arc::clone(data));
-        }
-        let (version, data) = self.data.load().await?;
-        if data.is_empty() {
-            return Err(Error::NoData);
-        }
-        *cache = Some((version, Arc::clone(&data)));
-        Ok(data)
+/// Which of `queues` queues a lease call numbered `round` asks first: the first queue, except
+/// on one call in [`LATER_QUEUE_SHARE`], which starts with one of the later queues in turn.
+fn first_queue(queues: usize, round: u64) -> usize {
+    if queues < 2 || round % LATER_QUEUE_SHARE != LATER_QUEUE_SHARE - 1 {
+        return 0;
+    }
+    let later = (queues - 1) as u64;
+    1 + ((round / LATER_QUEUE_SHARE) % later) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_queue_leads_most_rounds_and_every_later_one_gets_its_turn() {
+        assert_eq!(
+            (0..8).map(|r| first_queue(1, r)).collect::<Vec<_>>(),
+            vec![0; 8]
+        );
+        let starts: Vec<usize> = (0..16).map(|r| first_queue(3, r)).collect();
+        assert_eq!(starts, vec![0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2]);
     }
 }

@@ -1,4 +1,10 @@
-//! The [`Queue`] trait: how jobs are handed to workers, leased, and finished.
+//! The queue, by capability: [`Producer`] stores new jobs, [`Consumer`] hands them to workers
+//! under leases and takes their outcomes, [`Maintenance`] recovers abandoned leases and frees
+//! finished jobs past retention.
+//!
+//! Each trait is small so that a wrapper (a test double injecting outages, a metrics decorator)
+//! implements only the capability it changes. A backend implements all of them, and
+//! [`JobStore`](crate::JobStore) for reading; [`Backend`](crate::Backend) names the whole set.
 
 use std::time::Duration;
 
@@ -6,7 +12,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
-use crate::job::{Job, JobId};
+use crate::job::{Job, JobId, QueueName};
+use crate::kind::Output;
+use crate::machine::{FailureKind, RetryPolicy};
 
 /// A fencing token: it changes every time a job is leased, so an old lease holder can be told
 /// apart from the current one.
@@ -15,10 +23,11 @@ pub struct LeaseToken(pub u64);
 
 /// A job handed to one worker for a limited time.
 ///
-/// Whoever holds a `Lease` may [`renew`](Queue::renew), [`complete`](Queue::complete),
-/// [`fail`](Queue::fail) or [`release`](Queue::release) the job, as long as the lease is still the
-/// current one. Once the deadline passes and [`Queue::requeue_expired`] has run, or another worker
-/// has leased the job, every one of those calls answers [`Error::LeaseLost`](crate::Error::LeaseLost).
+/// Whoever holds a `Lease` may [`renew`](Consumer::renew), [`complete`](Consumer::complete),
+/// [`fail`](Consumer::fail) or [`release`](Consumer::release) the job, as long as the lease is
+/// still the current one. Once the deadline passes and [`Maintenance::requeue_expired`] has run,
+/// or another worker has leased the job, every one of those calls answers
+/// [`Error::LeaseLost`](crate::Error::LeaseLost).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lease {
     /// The job as it was when leased (status `in progress`, `attempts` already counting this one).
@@ -43,70 +52,6 @@ impl Lease {
     }
 }
 
-/// Why a job attempt failed, as far as retrying is concerned.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum FailureKind {
-    /// Trying again later may work (a backend outage, a data source hiccup).
-    Transient,
-    /// Trying again cannot work (bad parameters, no data, a render error).
-    Permanent,
-}
-
-/// How a backend retries failed and abandoned jobs. Every backend applies it through
-/// [`RetryPolicy::decide`], so they all agree.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RetryPolicy {
-    /// Attempts before a job is `failed` (`HOLIDAPP_MAX_ATTEMPTS`, default 3). At least 1.
-    pub max_attempts: u32,
-    /// Delay before the first retry; each further retry doubles it.
-    pub base_delay: Duration,
-    /// Cap on the delay.
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 3,
-            base_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(60),
-        }
-    }
-}
-
-/// What happens to a job whose attempt failed.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum RetryDecision {
-    /// Back to `submitted`, leasable again after this delay.
-    RetryAfter(Duration),
-    /// To `failed`, for good.
-    GiveUp,
-}
-
-impl RetryPolicy {
-    /// Decides the fate of a job whose attempt number `attempt` (counting from 1) failed.
-    ///
-    /// Permanent failures and the last allowed attempt give up; otherwise the delay is
-    /// `base_delay * 2^(attempt-1)`, capped at `max_delay`, with "equal jitter": a random point in
-    /// its upper half, so retries of many jobs that failed together spread out.
-    pub fn decide(&self, attempt: u32, kind: FailureKind) -> RetryDecision {
-        if kind == FailureKind::Permanent || attempt >= self.max_attempts.max(1) {
-            return RetryDecision::GiveUp;
-        }
-        let exp = attempt.saturating_sub(1).min(31);
-        let full = self
-            .base_delay
-            .checked_mul(1u32 << exp)
-            .unwrap_or(self.max_delay)
-            .min(self.max_delay);
-        let half = full / 2;
-        let jitter = Duration::from_nanos(fastrand::u64(
-            0..=half.as_nanos().min(u64::MAX as u128) as u64,
-        ));
-        RetryDecision::RetryAfter(half + jitter)
-    }
-}
-
 /// Settings every backend needs to carry out the queue's rules.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QueueSettings {
@@ -125,67 +70,69 @@ impl Default for QueueSettings {
     }
 }
 
-/// What one [`Queue::requeue_expired`] pass did.
+/// What one [`Maintenance::requeue_expired`] pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RequeueReport {
-    /// Jobs whose lease had expired and that went back to the queue.
+    /// Jobs whose lease had expired and that went back to their queue.
     pub requeued: u64,
     /// Jobs whose lease had expired on their last allowed attempt and are now `failed`.
     pub failed: u64,
 }
 
-/// How many jobs wait, and where.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct QueueDepth {
-    /// Leasable now.
-    pub ready: u64,
-    /// Waiting for a retry delay to pass.
-    pub delayed: u64,
-    /// Leased by a worker.
-    pub leased: u64,
-}
-
-/// A reliable, leased job queue.
+/// Stores new jobs.
 ///
 /// # Contract
 ///
-/// An implementation must guarantee, and the contract suite
-/// ([`contract`](crate::contract), feature `test-util`) checks:
-///
-/// - **Atomicity.** Each method is one atomic step: no other caller ever sees a job half moved
-///   (stored but not queued, leased but still `submitted`, complete without its result).
-/// - **Order.** Ready jobs are leased oldest submission first. A job back from a lease (released,
-///   expired, or retried once its delay has passed) is therefore leased before every job not
-///   leased yet: it has waited longest, and a retry delay means what it says even behind a large
-///   backlog.
-/// - **At most one holder.** A job is leased by at most one worker at a time; each lease gets a
-///   fresh [`LeaseToken`].
-/// - **Fencing.** `renew`, `complete`, `fail` and `release` check the token and answer
-///   [`Error::LeaseLost`](crate::Error::LeaseLost) once the lease is not the current one (expired
-///   and requeued, leased again, or the job deleted). A lost lease changes nothing.
-/// - **Nothing lost.** A leased job whose deadline passes goes back to the queue on the next
-///   [`requeue_expired`](Queue::requeue_expired), or to `failed` (with the reason) when that was
-///   its last allowed attempt.
-/// - **Status changes** follow [`JobStatus::transition`](crate::JobStatus::transition).
-/// - **Time** comes from the backend's [`Clock`](crate::Clock).
+/// - **Atomicity.** A job is stored and queued in one step: no job is ever stored but unqueued,
+///   or queued but not readable.
+/// - **Refusals.** A job whose id is taken is refused with
+///   [`Error::Conflict`](crate::Error::Conflict); a job not in `submitted`, with
+///   [`Error::IllegalTransition`](crate::Error::IllegalTransition).
 #[async_trait]
-pub trait Queue: Send + Sync {
-    /// Stores `job` (status `submitted`) and queues it, as one step. Creating a job and queueing
-    /// it are never separate, so no job is ever stored but unqueued.
+pub trait Producer: Send + Sync {
+    /// Stores `job` (status `submitted`) and queues it in its queue, as one step.
     async fn enqueue(&self, job: &Job) -> Result<()>;
 
-    /// Enqueues many jobs in as few round trips as the backend allows. The default calls
-    /// [`enqueue`](Queue::enqueue) for each; each job is still atomic on its own.
+    /// Enqueues many jobs in as few round trips as the backend allows, stopping at the first
+    /// refused one (those before it stay stored). Jobs of one queue are leased in the order
+    /// given. The default calls [`enqueue`](Producer::enqueue) for each.
     async fn enqueue_many(&self, jobs: &[Job]) -> Result<()> {
         for job in jobs {
             self.enqueue(job).await?;
         }
         Ok(())
     }
+}
 
-    /// Hands the oldest ready job to `worker` for `lease_for`, marking it `in progress` with the
-    /// worker's identity, `started_at` and one more attempt; `None` when nothing is ready.
-    async fn lease(&self, worker: &str, lease_for: Duration) -> Result<Option<Lease>>;
+/// Hands jobs to workers under leases and takes their outcomes.
+///
+/// # Contract
+///
+/// - **Atomicity.** Each method is one atomic step: no other caller ever sees a job half moved
+///   (leased but still `submitted`, complete without its result).
+/// - **Order.** Within a queue, ready jobs are leased oldest submission first. A job back from a
+///   lease (released, expired, or retried once its delay has passed) is therefore leased before
+///   every job not leased yet: it has waited longest.
+/// - **At most one holder.** A job is leased by at most one worker at a time; each lease gets a
+///   fresh [`LeaseToken`].
+/// - **Fencing.** `renew`, `complete`, `fail` and `release` check the token and answer
+///   [`Error::LeaseLost`](crate::Error::LeaseLost) once the lease is not the current one (expired
+///   and requeued, leased again, or the job deleted). A lost lease changes nothing.
+/// - **Decisions.** Every status change is the [`Move`](crate::machine::Move) that
+///   [`machine::decide`](crate::machine::decide) answers; a backend carries moves out and decides
+///   nothing itself.
+/// - **Time** comes from the backend's [`Clock`](crate::Clock).
+#[async_trait]
+pub trait Consumer: Send + Sync {
+    /// Hands the oldest ready job of `queue` to `worker` for `lease_for`, marking it
+    /// `in progress` with the worker's identity, `started_at` and one more attempt; `None` when
+    /// nothing is ready there.
+    async fn lease(
+        &self,
+        queue: &QueueName,
+        worker: &str,
+        lease_for: Duration,
+    ) -> Result<Option<Lease>>;
 
     /// Extends `lease` to `lease_for` from now and returns the new deadline.
     async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<DateTime<Utc>>;
@@ -204,28 +151,35 @@ pub trait Queue: Send + Sync {
         Ok(held)
     }
 
-    /// Stores `result` and marks the job `complete`, as one step; returns the finished job.
-    async fn complete(&self, lease: &Lease, result: Vec<u8>) -> Result<Job>;
+    /// Stores `output` as the job's result and marks it `complete`, as one step; returns the
+    /// finished job.
+    async fn complete(&self, lease: &Lease, output: Output) -> Result<Job>;
 
-    /// Records a failed attempt with its reason. The backend applies its [`RetryPolicy`]: the job
-    /// goes back to `submitted` after a backoff delay, or to `failed` for good. Returns the job as
-    /// it now is.
+    /// Records a failed attempt with its reason: the job goes back to `submitted` after a backoff
+    /// delay, or to `failed` for good, as the status machine decides. Returns the job as it now
+    /// is.
     async fn fail(&self, lease: &Lease, reason: &str, kind: FailureKind) -> Result<Job>;
 
-    /// Gives the job back to the queue at once without counting the attempt (a worker shutting
+    /// Gives the job back to its queue at once without counting the attempt (a worker shutting
     /// down before it could finish).
     async fn release(&self, lease: &Lease) -> Result<()>;
 
-    /// Sends every job whose lease has expired back to the queue, or to `failed` when it was on
-    /// its last allowed attempt. Safe to call from many processes at once: each expired lease is
-    /// handled exactly once.
+    /// Waits until a job of one of `queues` may be ready to lease or `timeout` passes, whichever
+    /// comes first. A hint only: the next [`lease`](Consumer::lease) may still find nothing. Idle
+    /// workers call this instead of polling in a tight loop.
+    async fn wait_for_work(&self, queues: &[QueueName], timeout: Duration);
+}
+
+/// Recovers abandoned leases and frees finished jobs past retention. Safe to run from every
+/// process at once: no leader is needed.
+#[async_trait]
+pub trait Maintenance: Send + Sync {
+    /// Sends every job whose lease has expired back to its queue, or to `failed` when it was on
+    /// its last allowed attempt. Each expired lease is handled exactly once, however many
+    /// processes call this at the same time.
     async fn requeue_expired(&self) -> Result<RequeueReport>;
 
-    /// How many jobs are ready, delayed and leased.
-    async fn depth(&self) -> Result<QueueDepth>;
-
-    /// Waits until a job may be ready to lease or `timeout` passes, whichever comes first. A hint
-    /// only: the next [`lease`](Queue::lease) may still find nothing. Idle workers call this
-    /// instead of polling in a tight loop.
-    async fn wait_for_work(&self, timeout: Duration);
+    /// Deletes finished jobs past retention, with their results, and takes them out of every
+    /// index; returns how many went. Reads already hide such jobs: this frees what they hold.
+    async fn purge_expired(&self) -> Result<u64>;
 }

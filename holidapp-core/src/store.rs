@@ -1,14 +1,15 @@
-//! Stores: [`JobStore`] for jobs and results, [`DataStore`] for the loaded data set,
-//! [`ImageStore`] for the one stored image.
+//! [`JobStore`]: reading jobs and their results, listing them, deleting them, and counting them
+//! per queue.
 
-use std::sync::Arc;
+use std::fmt;
+use std::str::FromStr;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 
-use crate::dataset::{DataSet, Record};
-use crate::error::Result;
-use crate::job::{Job, JobId, JobStatus};
+use crate::error::{Error, Result};
+use crate::job::{Job, JobId, QueueName};
+use crate::kind::Output;
+use crate::machine::JobStatus;
 
 /// The most jobs one [`JobStore::list`] call returns.
 pub const MAX_PAGE_SIZE: usize = 1000;
@@ -16,21 +17,122 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 /// The page size when a caller does not ask for one.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 
-/// Which jobs to list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The largest [`ListQuery::offset`]; deeper pages are reached with a [`Cursor`].
+pub const MAX_OFFSET: usize = 10_000;
+
+/// A set of statuses, for listings.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Statuses(u8);
+
+impl Statuses {
+    /// Every status.
+    pub const ALL: Statuses = Statuses(0b1111);
+
+    /// Only `status`.
+    pub fn only(status: JobStatus) -> Statuses {
+        Statuses(Self::bit(status))
+    }
+
+    /// The statuses in `statuses`.
+    pub fn of(statuses: &[JobStatus]) -> Statuses {
+        Statuses(statuses.iter().fold(0, |bits, s| bits | Self::bit(*s)))
+    }
+
+    /// Whether `status` is in the set.
+    pub fn contains(self, status: JobStatus) -> bool {
+        self.0 & Self::bit(status) != 0
+    }
+
+    /// The statuses in the set, in [`JobStatus::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = JobStatus> {
+        JobStatus::ALL
+            .into_iter()
+            .filter(move |s| self.contains(*s))
+    }
+
+    fn bit(status: JobStatus) -> u8 {
+        match status {
+            JobStatus::Submitted => 1,
+            JobStatus::InProgress => 2,
+            JobStatus::Complete => 4,
+            JobStatus::Failed => 8,
+        }
+    }
+}
+
+impl fmt::Debug for Statuses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// A position in a listing: the next page lists the jobs after it (older ones). Opaque to
+/// clients; it is shown and parsed as a decimal number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Cursor(pub u64);
+
+impl Cursor {
+    /// The position of a job with submission number `seq` in a queue of slot tag `tag`: listings
+    /// are ordered by submission number, then by tag (queues of different tags number their jobs
+    /// apart), newest first.
+    pub fn at(seq: u64, tag: u8) -> Cursor {
+        Cursor(seq << 8 | u64::from(tag))
+    }
+
+    /// The submission number.
+    pub fn seq(self) -> u64 {
+        self.0 >> 8
+    }
+
+    /// The slot tag.
+    pub fn tag(self) -> u8 {
+        self.0 as u8
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        s.parse().map(Cursor).map_err(|_| {
+            Error::InvalidParams(format!(
+                "'{}' is not a listing cursor (the number a previous page gave)",
+                crate::job::truncate(s, 40)
+            ))
+        })
+    }
+}
+
+/// Which jobs to list: a filter, a position and a page size.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListQuery {
-    /// Only jobs in this status; all when `None`.
-    pub status: Option<JobStatus>,
-    /// How many of the newest matching jobs to skip.
+    /// Only jobs in these statuses.
+    pub statuses: Statuses,
+    /// Only jobs of this kind.
+    pub kind: Option<String>,
+    /// Only jobs of this queue.
+    pub queue: Option<QueueName>,
+    /// Only jobs after this position (older); from the newest when `None`.
+    pub before: Option<Cursor>,
+    /// How many of the matching jobs to skip (at most [`MAX_OFFSET`]).
     pub offset: usize,
-    /// Page size; clamped to [`MAX_PAGE_SIZE`].
+    /// Page size; clamped to `1..=MAX_PAGE_SIZE`.
     pub limit: usize,
 }
 
 impl Default for ListQuery {
     fn default() -> Self {
         ListQuery {
-            status: None,
+            statuses: Statuses::ALL,
+            kind: None,
+            queue: None,
+            before: None,
             offset: 0,
             limit: DEFAULT_PAGE_SIZE,
         }
@@ -41,7 +143,7 @@ impl ListQuery {
     /// The first page of jobs in `status`.
     pub fn with_status(status: JobStatus) -> Self {
         ListQuery {
-            status: Some(status),
+            statuses: Statuses::only(status),
             ..Self::default()
         }
     }
@@ -50,6 +152,20 @@ impl ListQuery {
     pub fn page_size(&self) -> usize {
         self.limit.clamp(1, MAX_PAGE_SIZE)
     }
+
+    /// The offset actually used: `offset` capped at [`MAX_OFFSET`].
+    pub fn bounded_offset(&self) -> usize {
+        self.offset.min(MAX_OFFSET)
+    }
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Page {
+    /// The jobs, newest first.
+    pub jobs: Vec<Job>,
+    /// Where the next page starts, when there may be one.
+    pub next: Option<Cursor>,
 }
 
 /// How many jobs are in each status.
@@ -77,94 +193,125 @@ impl StatusCounts {
     }
 }
 
-/// Where jobs and their results are kept.
+impl std::ops::Add for StatusCounts {
+    type Output = StatusCounts;
+
+    /// The sum of two counts, status by status.
+    fn add(self, other: StatusCounts) -> StatusCounts {
+        StatusCounts {
+            submitted: self.submitted + other.submitted,
+            in_progress: self.in_progress + other.in_progress,
+            complete: self.complete + other.complete,
+            failed: self.failed + other.failed,
+        }
+    }
+}
+
+/// One queue's counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueStats {
+    /// The queue.
+    pub queue: QueueName,
+    /// Jobs per status.
+    pub counts: StatusCounts,
+    /// Of the `submitted` jobs, those leasable now.
+    pub ready: u64,
+    /// Of the `submitted` jobs, those waiting for a retry delay to pass.
+    pub delayed: u64,
+}
+
+impl QueueStats {
+    /// Zero counts for `queue`.
+    pub fn empty(queue: QueueName) -> Self {
+        QueueStats {
+            queue,
+            counts: StatusCounts::default(),
+            ready: 0,
+            delayed: 0,
+        }
+    }
+}
+
+/// The sum of every queue's counts.
+pub fn total_counts(stats: &[QueueStats]) -> StatusCounts {
+    stats
+        .iter()
+        .fold(StatusCounts::default(), |sum, q| sum + q.counts)
+}
+
+/// What a job's result is, read in one step with its status. `O` is the result's type: the
+/// stored [`Output`] as read, or a kind's own output type
+/// ([`Jobs::result_of`](crate::Jobs::result_of)).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ResultState<O = Output> {
+    /// The job is not finished; it is in this status.
+    Pending(JobStatus),
+    /// The job failed, for this reason.
+    Failed(String),
+    /// The job is complete: its result.
+    Ready(O),
+}
+
+/// Where jobs and their results are read, listed, deleted and counted.
 ///
-/// Jobs are created and moved through their statuses by the [`Queue`](crate::Queue); this trait
-/// reads them, deletes them and keeps storage bounded.
+/// Jobs are created and moved through their statuses by the [`Producer`](crate::Producer) and the
+/// [`Consumer`](crate::Consumer); this trait reads them and deletes them.
 ///
 /// # Contract
 ///
-/// - `list` returns newest first (by submission order), at most [`ListQuery::page_size`] jobs.
-/// - `delete` removes the job, its result and its place in the queue as one step; deleting a job
-///   that is `in progress` is refused with [`Error::Conflict`](crate::Error::Conflict).
+/// - `get` and `result` read one job in one step: a result is never seen with another status
+///   than the one it was stored with.
+/// - `list` returns the matching jobs newest first (within a queue by submission order, across
+///   queues by submission time to the millisecond), at most
+///   [`ListQuery::page_size`] of them, and a cursor whenever more may follow; a backend may return
+///   a short page with a cursor (it bounds the work one page costs), never skip a job.
+/// - `delete` removes the job, its result and its place in its queue as one step; deleting a job
+///   that is `in progress` is refused with [`Error::Conflict`].
 /// - Finished jobs and their results disappear once older than the retention setting
-///   ([`QueueSettings::result_ttl`](crate::QueueSettings)), from lookups and from listings.
+///   ([`QueueSettings::result_ttl`](crate::QueueSettings)), from every read and listing.
 #[async_trait]
 pub trait JobStore: Send + Sync {
     /// The job with this id, if it exists.
     async fn get(&self, id: JobId) -> Result<Option<Job>>;
 
     /// A page of jobs, newest first.
-    async fn list(&self, query: &ListQuery) -> Result<Vec<Job>>;
+    async fn list(&self, query: &ListQuery) -> Result<Page>;
+
+    /// The job's result with its status, read in one step; `None` when there is no such job.
+    async fn result(&self, id: JobId) -> Result<Option<ResultState>>;
 
     /// Deletes a job and its result; `false` when there was no such job.
     async fn delete(&self, id: JobId) -> Result<bool>;
 
-    /// The stored result (PNG bytes) of a complete job.
-    async fn result(&self, id: JobId) -> Result<Option<Bytes>>;
-
-    /// How many jobs are in each status.
-    async fn counts(&self) -> Result<StatusCounts>;
-
-    /// Deletes finished jobs past retention, with their results, and takes them out of every
-    /// index; returns how many went. Reads already hide such jobs: this frees what they hold.
-    async fn purge_expired(&self) -> Result<u64>;
+    /// The counts of every queue that has held a job, by queue name.
+    async fn stats(&self) -> Result<Vec<QueueStats>>;
 
     /// Checks that the backend answers (for readiness probes).
     async fn ping(&self) -> Result<()>;
 }
 
-/// Where the loaded data set is kept.
-///
-/// # Contract
-///
-/// - `replace` swaps the whole data set in one step: readers see the old set or the new one,
-///   never a mix, and [`version`](DataStore::version) changes with every replace and clear.
-/// - Records keep the order they were loaded in; `page` reads a slice of that order without
-///   reading the rest.
-#[async_trait]
-pub trait DataStore: Send + Sync {
-    /// Replaces the data set; returns how many records it now holds.
-    async fn replace(&self, data: DataSet) -> Result<u64>;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// A number that changes whenever the data set does; `0` when nothing was ever loaded.
-    /// Workers cache the parsed data set under it.
-    async fn version(&self) -> Result<u64>;
-
-    /// How many records are loaded.
-    async fn len(&self) -> Result<u64>;
-
-    /// Whether no record is loaded.
-    async fn is_empty(&self) -> Result<bool> {
-        Ok(self.len().await? == 0)
+    #[test]
+    fn status_sets_hold_what_they_are_given() {
+        let incomplete = Statuses::of(&[JobStatus::Submitted, JobStatus::InProgress]);
+        assert!(incomplete.contains(JobStatus::InProgress));
+        assert!(!incomplete.contains(JobStatus::Failed));
+        assert_eq!(
+            incomplete.iter().collect::<Vec<_>>(),
+            vec![JobStatus::Submitted, JobStatus::InProgress]
+        );
+        assert_eq!(Statuses::ALL.iter().count(), 4);
     }
 
-    /// Up to `limit` records, skipping the first `start`.
-    async fn page(&self, start: u64, limit: u64) -> Result<Vec<Record>>;
-
-    /// One record by its id. (Named `record`, not `get`, so it never clashes with
-    /// [`JobStore::get`] on a backend that implements both.)
-    async fn record(&self, id: &str) -> Result<Option<Record>>;
-
-    /// Every record id, in load order.
-    async fn ids(&self) -> Result<Vec<String>>;
-
-    /// The whole data set with its version, for rendering. Callers cache it under the version.
-    async fn load(&self) -> Result<(u64, Arc<DataSet>)>;
-
-    /// Removes the data set; `false` when none was loaded.
-    async fn clear(&self) -> Result<bool>;
-}
-
-/// Where the one image rendered by `POST /image` is kept, apart from the raw data.
-#[async_trait]
-pub trait ImageStore: Send + Sync {
-    /// Stores (or replaces) the image.
-    async fn put_image(&self, png: Bytes) -> Result<()>;
-
-    /// The stored image, if any.
-    async fn get_image(&self) -> Result<Option<Bytes>>;
-
-    /// Removes the image; `false` when there was none.
-    async fn delete_image(&self) -> Result<bool>;
+    #[test]
+    fn cursors_order_by_sequence_then_tag_and_round_trip() {
+        let a = Cursor::at(1_000, 7);
+        assert!(Cursor::at(999, 255) < a && a < Cursor::at(1_000, 8));
+        assert_eq!((a.seq(), a.tag()), (1_000, 7));
+        assert_eq!(a.to_string().parse::<Cursor>().unwrap(), a);
+        assert!("x1".parse::<Cursor>().is_err());
+    }
 }

@@ -1,9 +1,10 @@
 //! Data set parsing and loading: the real samples, every format, hostile input, and sources.
 
-use holidapp_core::parse::{
+use holidapp_core::Error;
+use holidapp_core::plot::DataSet;
+use holidapp_core::plot::parse::{
     BUNDLED_HGNC, BUNDLED_METEORITES, MAX_ID_LEN, bundled, load_source, parse, parse_value,
 };
-use holidapp_core::{DataSet, Error};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -11,7 +12,7 @@ use tokio::net::TcpListener;
 const HGNC_TSV: &[u8] = include_bytes!("../data/hgnc_reduced_set.txt");
 const METEORITES_JSON: &[u8] = include_bytes!("../data/ML_Data_Sample.json");
 
-fn record<'a>(data: &'a DataSet, id: &str) -> &'a holidapp_core::Record {
+fn record<'a>(data: &'a DataSet, id: &str) -> &'a holidapp_core::plot::Record {
     data.records
         .iter()
         .find(|r| r.id == id)

@@ -4,9 +4,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use holidapp_core::parse::bundled;
-use holidapp_core::plot::{BAR_RGB, PlotRenderer};
-use holidapp_core::{DataSet, Error, JobParams, Record, Renderer};
+use holidapp_core::plot::parse::bundled;
+use holidapp_core::plot::{
+    BAR_RGB, DataSet, DataStore, MemoryPlotStore, PlotParams, PlotRenderer, Plots, Record,
+};
+use holidapp_core::{Context, Error, JobId, QueueName, Renderer};
 use serde_json::{Value, json};
 
 /// A decoded PNG: its size and its RGB pixels.
@@ -45,23 +47,30 @@ impl Image {
     }
 }
 
-fn params(start: i64, end: i64, plot: Value) -> JobParams {
+fn params(start: i64, end: i64, plot: Value) -> PlotParams {
     let Value::Object(plot) = plot else {
         panic!("plot options are an object")
     };
-    JobParams {
+    PlotParams {
         start: start.to_string(),
         end: end.to_string(),
         plot,
     }
 }
 
-async fn render(data: DataSet, params: &JobParams) -> holidapp_core::Result<Vec<u8>> {
-    PlotRenderer::new().render(Arc::new(data), params).await
+/// A renderer over a store holding `data`.
+async fn renderer_of(data: DataSet) -> PlotRenderer {
+    let store = Arc::new(MemoryPlotStore::new());
+    store.replace(data).await.expect("stored");
+    PlotRenderer::new(store)
+}
+
+async fn render(data: DataSet, params: &PlotParams) -> holidapp_core::Result<Vec<u8>> {
+    Ok(renderer_of(data).await.draw(params).await?.0.to_vec())
 }
 
 /// Renders, decodes, and checks the image is the asked size and really shows something.
-async fn render_image(data: DataSet, params: &JobParams, min_bar_pixels: usize) -> Image {
+async fn render_image(data: DataSet, params: &PlotParams, min_bar_pixels: usize) -> Image {
     let png_bytes = render(data, params).await.expect("rendered");
     assert!(png_bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
     let image = Image::decode(&png_bytes);
@@ -146,10 +155,10 @@ async fn a_scatter_of_the_meteorite_sample() {
 #[tokio::test]
 async fn one_renderer_follows_the_data_set_it_is_given() {
     // The renderer keeps columns per data set; a new data set must never see the old ones.
-    let renderer = PlotRenderer::new();
-    let hgnc = Arc::new(hgnc());
+    let store = Arc::new(MemoryPlotStore::new());
+    let renderer = PlotRenderer::new(store.clone());
     let p = params(1940, 1960, json!({}));
-    let fifties = Arc::new(DataSet::new(
+    let fifties = DataSet::new(
         (0..10)
             .map(|i| {
                 record(
@@ -158,19 +167,124 @@ async fn one_renderer_follows_the_data_set_it_is_given() {
                 )
             })
             .collect(),
-    ));
-    assert!(matches!(
-        renderer.render(Arc::clone(&hgnc), &p).await,
-        Err(Error::Render(_))
-    ));
-    let first = renderer.render(Arc::clone(&fifties), &p).await.unwrap();
-    assert!(matches!(
-        renderer.render(Arc::clone(&hgnc), &p).await,
-        Err(Error::Render(_))
-    ));
-    let again = renderer.render(fifties, &p).await.unwrap();
+    );
+    store.replace(hgnc()).await.unwrap();
+    assert!(matches!(renderer.draw(&p).await, Err(Error::Render(_))));
+    store.replace(fifties.clone()).await.unwrap();
+    let first = renderer.draw(&p).await.unwrap();
+    store.replace(hgnc()).await.unwrap();
+    assert!(matches!(renderer.draw(&p).await, Err(Error::Render(_))));
+    store.replace(fifties).await.unwrap();
+    let again = renderer.draw(&p).await.unwrap();
     assert_eq!(first, again, "the same data set renders the same PNG");
-    assert_eq!(Image::decode(&first).width, 800);
+    assert_eq!(Image::decode(&first.0).width, 800);
+}
+
+/// A data store that counts full loads.
+struct CountingStore {
+    inner: MemoryPlotStore,
+    loads: std::sync::atomic::AtomicU32,
+}
+
+#[holidapp_core::async_trait]
+impl DataStore for CountingStore {
+    async fn replace(&self, data: DataSet) -> holidapp_core::Result<u64> {
+        self.inner.replace(data).await
+    }
+    async fn version(&self) -> holidapp_core::Result<u64> {
+        self.inner.version().await
+    }
+    async fn len(&self) -> holidapp_core::Result<u64> {
+        self.inner.len().await
+    }
+    async fn page(&self, start: u64, limit: u64) -> holidapp_core::Result<Vec<Record>> {
+        self.inner.page(start, limit).await
+    }
+    async fn record(&self, id: &str) -> holidapp_core::Result<Option<Record>> {
+        self.inner.record(id).await
+    }
+    async fn ids(&self) -> holidapp_core::Result<Vec<String>> {
+        self.inner.ids().await
+    }
+    async fn load(&self) -> holidapp_core::Result<(u64, Arc<DataSet>)> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.load().await
+    }
+    async fn clear(&self) -> holidapp_core::Result<bool> {
+        self.inner.clear().await
+    }
+}
+
+#[tokio::test]
+async fn the_data_set_is_loaded_once_per_version_by_jobs_and_images_alike() {
+    let store = Arc::new(CountingStore {
+        inner: MemoryPlotStore::new(),
+        loads: Default::default(),
+    });
+    let plots = Plots::new(store.clone(), Arc::new(MemoryPlotStore::new()));
+    let renderer = plots.renderer();
+    store.replace(hgnc()).await.unwrap();
+    let p = params(1990, 2000, json!({}));
+    let ctx = Context::new(
+        JobId::new_in(&QueueName::default_queue()),
+        "plot",
+        QueueName::default_queue(),
+        1,
+    );
+    for _ in 0..3 {
+        renderer.render(p.clone(), &ctx).await.unwrap();
+    }
+    plots.render_image(Some(p.clone())).await.unwrap();
+    plots.render_image(None).await.unwrap();
+    assert_eq!(store.loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    store.replace(meteorites()).await.unwrap();
+    renderer
+        .render(params(1, 2, json!({"kind": "categories"})), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(store.loads.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn no_loaded_data_set_is_no_data() {
+    let renderer = PlotRenderer::new(Arc::new(MemoryPlotStore::new()));
+    let result = renderer.draw(&params(1990, 2000, json!({}))).await;
+    assert!(matches!(result, Err(Error::NoData)), "{result:?}");
+    assert!(Error::NoData.to_string().contains("POST /data"));
+}
+
+#[tokio::test]
+async fn a_histogram_axis_spans_the_whole_range_asked_for() {
+    // The HGNC sample's last approval is in 2022 or before: the axis still runs to 2040.
+    let short = render_image(hgnc(), &params(1990, 2022, json!({})), 1).await;
+    let long = render_image(hgnc(), &params(1990, 2040, json!({})), 1).await;
+    // The same records over a wider axis: the bars get narrower, so fewer pixels are bar.
+    assert!(
+        long.count(BAR_RGB) < short.count(BAR_RGB) * 9 / 10,
+        "{} bar pixels over 1990-2040 against {} over 1990-2022",
+        long.count(BAR_RGB),
+        short.count(BAR_RGB)
+    );
+}
+
+#[tokio::test]
+async fn the_default_image_covers_the_whole_data_set() {
+    let store = Arc::new(MemoryPlotStore::new());
+    let plots = Plots::new(store.clone(), store.clone());
+    store.replace(hgnc()).await.unwrap();
+    let p = plots.renderer().default_params().await.unwrap();
+    let years: Vec<i32> = hgnc()
+        .records
+        .iter()
+        .filter_map(|r| r.text("date_approved_reserved")?.get(..4)?.parse().ok())
+        .collect();
+    let (first, last) = (years.iter().min().unwrap(), years.iter().max().unwrap());
+    assert_eq!(p, PlotParams::new(first.to_string(), last.to_string()));
+    // No year field: category counts of every record.
+    store.replace(meteorites()).await.unwrap();
+    let p = plots.renderer().default_params().await.unwrap();
+    assert_eq!(p.plot.get("kind"), Some(&json!("categories")));
+    assert!(plots.render_image(None).await.unwrap() > 1000);
 }
 
 #[tokio::test]
@@ -221,9 +335,14 @@ async fn plots_that_select_nothing_say_what_was_missing() {
     }
 }
 
+/// A renderer for validation alone (no data set needed).
+fn validator() -> PlotRenderer {
+    PlotRenderer::new(Arc::new(MemoryPlotStore::new()))
+}
+
 #[test]
 fn validation_accepts_good_parameters() {
-    let renderer = PlotRenderer::new();
+    let renderer = validator();
     for p in [
         params(1990, 2000, json!({})),
         params(2000, 2000, json!({})),
@@ -252,7 +371,7 @@ fn validation_accepts_good_parameters() {
             2,
             json!({"width": 100, "height": 4000, "title": "t".repeat(200)}),
         ),
-        JobParams::new(" 1990 ", "2000"),
+        PlotParams::new(" 1990 ", "2000"),
     ] {
         renderer
             .validate(&p)
@@ -262,15 +381,15 @@ fn validation_accepts_good_parameters() {
 
 #[test]
 fn validation_refuses_bad_parameters_and_says_why() {
-    let renderer = PlotRenderer::new();
+    let renderer = validator();
     let cases = [
-        (JobParams::new("abc", "2000"), "start must be a year"),
-        (JobParams::new("1990", ""), "end must be a year"),
-        (JobParams::new("1990.5", "2000"), "start must be a year"),
-        (JobParams::new("-5001", "2000"), "between -5000 and 9999"),
-        (JobParams::new("1990", "10000"), "got '10000'"),
+        (PlotParams::new("abc", "2000"), "start must be a year"),
+        (PlotParams::new("1990", ""), "end must be a year"),
+        (PlotParams::new("1990.5", "2000"), "start must be a year"),
+        (PlotParams::new("-5001", "2000"), "between -5000 and 9999"),
+        (PlotParams::new("1990", "10000"), "got '10000'"),
         (
-            JobParams::new("2001", "2000"),
+            PlotParams::new("2001", "2000"),
             "start (2001) is after end (2000)",
         ),
         (
@@ -345,8 +464,8 @@ fn validation_refuses_bad_parameters_and_says_why() {
 }
 
 #[tokio::test]
-async fn render_refuses_what_validate_refuses() {
-    let result = render(hgnc(), &JobParams::new("2001", "2000")).await;
+async fn drawing_refuses_what_validation_refuses() {
+    let result = render(hgnc(), &PlotParams::new("2001", "2000")).await;
     assert!(matches!(result, Err(Error::InvalidParams(_))), "{result:?}");
 }
 

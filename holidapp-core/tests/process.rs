@@ -1,86 +1,105 @@
-//! The processing step, driven one job at a time against the in-memory backend.
+//! The processing step, driven one job at a time against the in-memory backend: a kind's render
+//! with its context, outcomes and retries, unknown kinds, lost leases, and the worker's queues.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use holidapp_core::contract::settings;
 use holidapp_core::{
-    Clock, DataSet, DataStore, Error, Job, JobOutcome, JobParams, JobStatus, JobStore, ManualClock,
-    MemoryBackend, Outcome, Processor, Queue, Record, Renderer, Result,
+    Backends, Clock, Context, Error, Job, JobOutcome, JobStatus, JobStore, Jobs, Json, Kinds,
+    Maintenance, ManualClock, MemoryBackend, Outcome, Processor, Producer, QueueName, Renderer,
+    Result, ResultState, Submit, async_trait,
 };
+use serde::{Deserialize, Serialize};
 
-/// A renderer that answers from a script and records the size of each data set it was given.
-#[derive(Default)]
-struct Scripted {
-    answers: Mutex<VecDeque<Result<Vec<u8>>>>,
-    seen: Mutex<Vec<usize>>,
+/// The parameters of the test kind.
+#[derive(Serialize, Deserialize)]
+struct Echo {
+    text: String,
 }
 
-impl Scripted {
-    fn answering(answers: Vec<Result<Vec<u8>>>) -> Arc<Self> {
-        Arc::new(Scripted {
-            answers: Mutex::new(answers.into()),
-            seen: Mutex::default(),
-        })
-    }
+/// What the test kind answers: its text and what its context said.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Echoed {
+    text: String,
+    attempt: u32,
+    queue: String,
+}
+
+/// A kind that answers from a script, then echoes its parameters and context.
+#[derive(Default)]
+struct Scripted {
+    answers: Mutex<VecDeque<Result<()>>>,
+    runs: Mutex<u32>,
 }
 
 #[async_trait]
 impl Renderer for Scripted {
-    fn validate(&self, _: &JobParams) -> Result<()> {
-        Ok(())
-    }
+    const KIND: &'static str = "echo";
+    type Params = Echo;
+    type Output = Json<Echoed>;
 
-    async fn render(&self, data: Arc<DataSet>, params: &JobParams) -> Result<Vec<u8>> {
-        self.seen.lock().unwrap().push(data.len());
-        let scripted = self.answers.lock().unwrap().pop_front();
-        scripted.unwrap_or_else(|| Ok(format!("{}-{}", params.start, params.end).into_bytes()))
+    async fn render(&self, params: Echo, ctx: &Context) -> Result<Json<Echoed>> {
+        *self.runs.lock().unwrap() += 1;
+        if let Some(answer) = self.answers.lock().unwrap().pop_front() {
+            answer?;
+        }
+        Ok(Json(Echoed {
+            text: params.text,
+            attempt: ctx.attempt(),
+            queue: ctx.queue().to_string(),
+        }))
     }
 }
 
-fn records(n: usize) -> DataSet {
-    DataSet::new(
-        (0..n)
-            .map(|i| Record {
-                id: i.to_string(),
-                fields: serde_json::Map::new(),
-            })
-            .collect(),
-    )
+/// The registered renderer: forwards to a [`Scripted`] the test keeps, to count its runs.
+struct Shared(Arc<Scripted>);
+
+#[async_trait]
+impl Renderer for Shared {
+    const KIND: &'static str = "echo";
+    type Params = Echo;
+    type Output = Json<Echoed>;
+
+    async fn render(&self, params: Echo, ctx: &Context) -> Result<Json<Echoed>> {
+        self.0.render(params, ctx).await
+    }
 }
 
 struct Rig {
     backend: Arc<MemoryBackend>,
     clock: Arc<ManualClock>,
     renderer: Arc<Scripted>,
+    jobs: Jobs,
     processor: Processor,
 }
 
-async fn rig(answers: Vec<Result<Vec<u8>>>) -> Rig {
+fn rig(answers: Vec<Result<()>>) -> Rig {
     let clock = Arc::new(ManualClock::starting_now());
     let backend = Arc::new(MemoryBackend::with_clock(settings(), clock.clone()));
-    backend.replace(records(3)).await.unwrap();
-    let renderer = Scripted::answering(answers);
-    let processor = Processor::new(
-        backend.clone(),
-        backend.clone(),
-        renderer.clone(),
-        Duration::from_secs(30),
-    );
+    let renderer = Arc::new(Scripted {
+        answers: Mutex::new(answers.into()),
+        runs: Mutex::default(),
+    });
+    let kinds = Kinds::new().with(Shared(Arc::clone(&renderer)));
+    let backends = Backends::single(backend.clone());
+    let jobs = Jobs::new(&backends, kinds.clone()).with_clock(clock.clone());
+    let processor = Processor::new(backends.consumer, kinds, Duration::from_secs(30));
     Rig {
         backend,
         clock,
         renderer,
+        jobs,
         processor,
     }
 }
 
-async fn submit(rig: &Rig) -> Job {
-    let job = Job::new(JobParams::new("1990", "2000"), rig.clock.now());
-    rig.backend.enqueue(&job).await.unwrap();
-    job
+async fn submit(rig: &Rig, text: &str) -> Job {
+    rig.jobs
+        .submit(Submit::new("echo", serde_json::json!({ "text": text })))
+        .await
+        .unwrap()
 }
 
 fn processed(outcome: Outcome) -> holidapp_core::Processed {
@@ -92,14 +111,14 @@ fn processed(outcome: Outcome) -> holidapp_core::Processed {
 
 #[tokio::test]
 async fn an_empty_queue_is_idle() {
-    let rig = rig(vec![]).await;
+    let rig = rig(vec![]);
     assert_eq!(rig.processor.process_one("w").await.unwrap(), Outcome::Idle);
 }
 
 #[tokio::test]
-async fn a_job_runs_to_a_stored_result() {
-    let rig = rig(vec![]).await;
-    let job = submit(&rig).await;
+async fn a_job_runs_to_a_stored_typed_result() {
+    let rig = rig(vec![]);
+    let job = submit(&rig, "hi").await;
     let p = processed(rig.processor.process_one("10.1.2.3").await.unwrap());
     assert_eq!(
         (p.id, p.attempt, p.result),
@@ -108,17 +127,22 @@ async fn a_job_runs_to_a_stored_result() {
     let stored = rig.backend.get(job.id).await.unwrap().unwrap();
     assert_eq!(stored.status, JobStatus::Complete);
     assert_eq!(stored.worker.as_deref(), Some("10.1.2.3"));
+    assert_eq!(stored.result_type.as_deref(), Some("application/json"));
+    let result = rig.jobs.result_of::<Scripted>(job.id).await.unwrap();
     assert_eq!(
-        rig.backend.result(job.id).await.unwrap().unwrap().as_ref(),
-        b"1990-2000"
+        result,
+        Some(ResultState::Ready(Json(Echoed {
+            text: "hi".into(),
+            attempt: 1,
+            queue: "default".into(),
+        })))
     );
-    assert_eq!(*rig.renderer.seen.lock().unwrap(), vec![3]);
 }
 
 #[tokio::test]
 async fn a_transient_error_retries_and_then_succeeds() {
-    let rig = rig(vec![Err(Error::Unavailable("connection reset".into()))]).await;
-    let job = submit(&rig).await;
+    let rig = rig(vec![Err(Error::Unavailable("connection reset".into()))]);
+    let job = submit(&rig, "x").await;
     let p = processed(rig.processor.process_one("w").await.unwrap());
     assert!(
         matches!(&p.result, JobOutcome::Retrying { reason } if reason.contains("connection reset"))
@@ -135,58 +159,58 @@ async fn a_transient_error_retries_and_then_succeeds() {
     rig.clock.advance(Duration::from_secs(2));
     let p = processed(rig.processor.process_one("w").await.unwrap());
     assert_eq!((p.attempt, p.result), (2, JobOutcome::Complete));
+    match rig.jobs.result_of::<Scripted>(job.id).await.unwrap() {
+        Some(ResultState::Ready(Json(echoed))) => assert_eq!(echoed.attempt, 2),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
 async fn a_permanent_error_fails_at_once_with_the_reason() {
-    let rig = rig(vec![Err(Error::Render("no records with field x".into()))]).await;
-    let job = submit(&rig).await;
+    let rig = rig(vec![Err(Error::Render("nothing to draw".into()))]);
+    let job = submit(&rig, "x").await;
     let p = processed(rig.processor.process_one("w").await.unwrap());
     assert!(
-        matches!(&p.result, JobOutcome::Failed { reason } if reason.contains("no records with field x"))
+        matches!(&p.result, JobOutcome::Failed { reason } if reason.contains("nothing to draw"))
     );
     let stored = rig.backend.get(job.id).await.unwrap().unwrap();
     assert_eq!((stored.status, stored.attempts), (JobStatus::Failed, 1));
-    assert!(stored.error.unwrap().contains("no records with field x"));
+    assert!(stored.error.unwrap().contains("nothing to draw"));
+    assert!(matches!(
+        rig.jobs.result(job.id).await.unwrap(),
+        Some(ResultState::Failed(reason)) if reason.contains("nothing to draw")
+    ));
 }
 
 #[tokio::test]
-async fn no_loaded_data_fails_the_job_permanently() {
-    let rig = rig(vec![]).await;
-    rig.backend.clear().await.unwrap();
-    let job = submit(&rig).await;
+async fn a_job_of_a_kind_the_worker_does_not_run_is_retried_not_lost() {
+    let rig = rig(vec![]);
+    // Stored by a producer that knows a kind this worker does not.
+    let job = Job::new(
+        "thumbnail",
+        QueueName::default_queue(),
+        holidapp_core::Params::from_json("{}").unwrap(),
+        3,
+        rig.clock.now(),
+    );
+    rig.backend.enqueue(&job).await.unwrap();
     let p = processed(rig.processor.process_one("w").await.unwrap());
-    assert!(
-        matches!(&p.result, JobOutcome::Failed { reason } if reason.contains("POST /data")),
-        "{p:?}"
-    );
-    assert_eq!(
-        rig.backend.get(job.id).await.unwrap().unwrap().status,
-        JobStatus::Failed
-    );
-    assert!(
-        rig.renderer.seen.lock().unwrap().is_empty(),
-        "the renderer never ran"
-    );
-}
-
-#[tokio::test]
-async fn the_data_set_is_reloaded_only_when_it_changes() {
-    let rig = rig(vec![]).await;
-    for _ in 0..2 {
-        submit(&rig).await;
-        processed(rig.processor.process_one("w").await.unwrap());
+    match &p.result {
+        JobOutcome::Retrying { reason } => {
+            assert!(
+                reason.contains("'thumbnail'") && reason.contains("echo"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
     }
-    rig.backend.replace(records(7)).await.unwrap();
-    submit(&rig).await;
-    processed(rig.processor.process_one("w").await.unwrap());
-    assert_eq!(*rig.renderer.seen.lock().unwrap(), vec![3, 3, 7]);
+    assert_eq!(*rig.renderer.runs.lock().unwrap(), 0);
 }
 
 #[tokio::test]
 async fn a_lease_lost_while_rendering_drops_the_result() {
-    let rig = rig(vec![]).await;
-    let job = submit(&rig).await;
+    let rig = rig(vec![]);
+    let job = submit(&rig, "x").await;
     let stale = rig.processor.lease("slow").await.unwrap().unwrap();
     // The slow worker overruns its lease; another worker takes the job over.
     rig.clock.advance(Duration::from_secs(31));
@@ -203,4 +227,40 @@ async fn a_lease_lost_while_rendering_drops_the_result() {
         rig.processor.execute(&current).await.unwrap().result,
         JobOutcome::Complete
     );
+}
+
+#[tokio::test]
+async fn the_first_queue_is_preferred_and_the_later_ones_are_not_starved() {
+    let rig = rig(vec![]);
+    let (urgent, bulk) = (
+        QueueName::new("urgent").unwrap(),
+        QueueName::new("bulk").unwrap(),
+    );
+    let processor = Processor::new(
+        rig.backend.clone(),
+        rig.processor.kinds().clone(),
+        Duration::from_secs(30),
+    )
+    .with_queues([urgent.clone(), bulk.clone()]);
+    for queue in [&urgent, &bulk] {
+        for _ in 0..8 {
+            let request =
+                Submit::new("echo", serde_json::json!({"text": "x"})).in_queue(queue.clone());
+            rig.jobs.submit(request).await.unwrap();
+        }
+    }
+    let mut from_urgent = 0;
+    for _ in 0..8 {
+        let lease = processor.lease("w").await.unwrap().unwrap();
+        if lease.job.queue == urgent {
+            from_urgent += 1;
+        }
+    }
+    // Three leases in four start with the first queue; the fourth goes to the later one.
+    assert_eq!(from_urgent, 6);
+    // With the first queue empty, the later one gets every lease.
+    for _ in 0..8 {
+        processor.lease("w").await.unwrap().unwrap();
+    }
+    assert!(processor.lease("w").await.unwrap().is_none());
 }

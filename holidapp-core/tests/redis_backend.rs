@@ -1,16 +1,18 @@
-//! What the Redis backend promises beyond the contract suite: a layout a person can read,
-//! finished jobs leaving Redis through the purge, durability warnings, passwords in the URL,
-//! blocking waits that never stall other calls, and the bundled data sets stored and read back.
+//! What the Redis backend promises beyond the contract suite: a layout a person can read, with
+//! one hash tag per queue, finished jobs leaving Redis through the purge, durability warnings,
+//! passwords in the URL, blocking waits that never stall other calls, and batches and
+//! concurrent calls that keep every job apart.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use holidapp_core::contract::job_in;
 use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
 use holidapp_core::testing::{RedisServer, RedisServerOptions};
 use holidapp_core::{
-    DataStore, Error, FailureKind, Job, JobParams, JobStore, ListQuery, ManualClock, Queue,
-    QueueSettings, parse,
+    Consumer, Cursor, Error, FailureKind, Job, JobStatus, JobStore, ListQuery, Maintenance,
+    ManualClock, Output, Producer, QueueName, QueueSettings, ResultState, Statuses,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -23,11 +25,26 @@ async fn connect(server: &RedisServer, test: &str) -> (RedisBackend, RedisConfig
     (backend, config)
 }
 
-/// `n` plain jobs, the i-th starting at `i`.
+/// `n` jobs in the `default` queue, the i-th with parameters `{"n": i}`.
 fn numbered_jobs(n: usize) -> Vec<Job> {
+    let clock = ManualClock::starting_now();
     (0..n)
-        .map(|i| Job::new(JobParams::new(i.to_string(), "9"), chrono::Utc::now()))
+        .map(|i| {
+            job_in(
+                &clock,
+                &QueueName::default_queue(),
+                &format!(r#"{{"n":{i}}}"#),
+            )
+        })
         .collect()
+}
+
+fn default() -> QueueName {
+    QueueName::default_queue()
+}
+
+fn bytes(data: impl Into<bytes::Bytes>) -> Output {
+    Output::new("application/octet-stream", data)
 }
 
 /// A plain connection for looking at keys the way an operator would with `redis-cli`.
@@ -43,27 +60,40 @@ async fn operator(server: &RedisServer) -> redis::aio::MultiplexedConnection {
 async fn a_job_is_a_hash_a_person_can_read() {
     let server = RedisServer::shared();
     let (backend, config) = connect(server, "layout").await;
-    let job = Job::new(
-        JobParams::new("1990", "2000").with_option("kind", "categories"),
-        chrono::Utc::now(),
+    let thumbnails = QueueName::new("thumbnails").unwrap();
+    let job = job_in(
+        &ManualClock::starting_now(),
+        &thumbnails,
+        r#"{"url":"https://example.org/a.png","width":64}"#,
     );
     backend.enqueue(&job).await.unwrap();
-    let lease = backend.lease("10.244.0.12", LEASE).await.unwrap().unwrap();
+    let lease = backend
+        .lease(&thumbnails, "10.244.0.12", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
 
     let mut redis = operator(server).await;
-    let key = format!("{}:job:{}", config.prefix, job.id);
+    // The id names the hash tag: its first two hex digits.
+    let tag = &job.id.to_string()[..2];
+    assert_eq!(*tag, format!("{:02x}", thumbnails.tag()));
+    let key = format!("{}:{{{tag}}}:job:{}", config.prefix, job.id);
     let fields: HashMap<String, String> = redis::cmd("HGETALL")
         .arg(&key)
         .query_async(&mut redis)
         .await
         .unwrap();
     assert_eq!(fields["id"], job.id.to_string());
+    assert_eq!(fields["kind"], "contract");
+    assert_eq!(fields["queue"], "thumbnails");
     assert_eq!(fields["status"], "in progress");
-    assert_eq!(fields["start"], "1990");
-    assert_eq!(fields["end"], "2000");
-    assert_eq!(fields["plot"], r#"{"kind":"categories"}"#);
+    assert_eq!(
+        fields["params"],
+        r#"{"url":"https://example.org/a.png","width":64}"#
+    );
     assert_eq!(fields["worker"], "10.244.0.12");
     assert_eq!(fields["attempts"], "1");
+    assert_eq!(fields["max_attempts"], "3");
     assert_eq!(fields["token"], lease.token.0.to_string());
     for time in ["created_at", "started_at", "lease_deadline"] {
         assert!(
@@ -73,13 +103,33 @@ async fn a_job_is_a_hash_a_person_can_read() {
         );
     }
     let running: Vec<String> = redis::cmd("ZRANGE")
-        .arg(format!("{}:queue:leased", config.prefix))
+        .arg(format!("{}:{{{tag}}}:q:thumbnails:leased", config.prefix))
         .arg(0)
         .arg(-1)
         .query_async(&mut redis)
         .await
         .unwrap();
     assert_eq!(running, vec![job.id.to_string()]);
+    let queues: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{}:queues", config.prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(queues, vec!["thumbnails".to_owned()]);
+    // Every key the backend wrote for this queue carries its tag (one Redis Cluster slot), but
+    // the queue registry, which no script touches.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", config.prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(keys.len() >= 5, "{keys:?}");
+    for key in keys {
+        assert!(
+            key.contains(&format!("{{{tag}}}")) || key.ends_with(":queues"),
+            "{key}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,31 +137,46 @@ async fn finished_jobs_leave_redis_through_the_purge() {
     let server = RedisServer::shared();
     let config = server.config("retention");
     let clock = Arc::new(ManualClock::starting_now());
-    let mut settings = QueueSettings {
+    let settings = QueueSettings {
         result_ttl: Duration::from_secs(600),
         ..QueueSettings::default()
     };
-    settings.retry.max_attempts = 1;
     let backend = RedisBackend::with_clock(&config, settings, clock.clone())
         .await
         .unwrap();
-    let jobs = numbered_jobs(4);
+    let mut jobs = numbered_jobs(4);
+    for job in &mut jobs {
+        job.max_attempts = 1;
+    }
     backend.enqueue_many(&jobs).await.unwrap();
     // One job finished each way a job can finish, and one still waiting.
-    let lease = backend.lease("w", LEASE).await.unwrap().unwrap();
-    backend.complete(&lease, b"png".to_vec()).await.unwrap();
-    let lease = backend.lease("w", LEASE).await.unwrap().unwrap();
+    let lease = backend
+        .lease(&default(), "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    backend.complete(&lease, bytes("png")).await.unwrap();
+    let lease = backend
+        .lease(&default(), "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     backend
         .fail(&lease, "bad input", FailureKind::Permanent)
         .await
         .unwrap();
-    backend.lease("w", LEASE).await.unwrap().unwrap();
+    backend
+        .lease(&default(), "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     clock.advance(LEASE + Duration::from_secs(1));
     assert_eq!(backend.requeue_expired().await.unwrap().failed, 1);
 
     let mut redis = operator(server).await;
-    let job_key = |job: &Job| format!("{}:job:{}", config.prefix, job.id);
-    let result_key = format!("{}:result:{}", config.prefix, jobs[0].id);
+    let tag = format!("{{{:02x}}}", default().tag());
+    let job_key = |job: &Job| format!("{}:{tag}:job:{}", config.prefix, job.id);
+    let result_key = format!("{}:{tag}:result:{}", config.prefix, jobs[0].id);
     let mut keys: Vec<String> = jobs.iter().map(job_key).collect();
     keys.push(result_key);
     let mut pipe = redis::pipe();
@@ -120,7 +185,7 @@ async fn finished_jobs_leave_redis_through_the_purge() {
     }
     let ttls: Vec<i64> = pipe.query_async(&mut redis).await.unwrap();
     assert_eq!(ttls, vec![-1; 5], "no key carries a Redis expiry");
-    let expiry = format!("{}:index:expiry", config.prefix);
+    let expiry = format!("{}:{tag}:q:default:expiry", config.prefix);
     let filed: usize = redis::cmd("ZCARD")
         .arg(&expiry)
         .query_async(&mut redis)
@@ -136,9 +201,9 @@ async fn finished_jobs_leave_redis_through_the_purge() {
         .await
         .unwrap();
     assert_eq!(existing, 1, "only the waiting job's hash is left");
-    for index in ["index:expiry", "index:complete", "index:failed"] {
+    for index in ["expiry", "complete", "failed"] {
         let left: usize = redis::cmd("ZCARD")
-            .arg(format!("{}:{index}", config.prefix))
+            .arg(format!("{}:{tag}:q:default:{index}", config.prefix))
             .query_async(&mut redis)
             .await
             .unwrap();
@@ -203,18 +268,32 @@ async fn a_blocked_wait_does_not_stall_other_calls() {
     let backend = Arc::new(backend);
     let waiter = {
         let backend = Arc::clone(&backend);
-        tokio::spawn(async move { backend.wait_for_work(Duration::from_secs(30)).await })
+        tokio::spawn(async move {
+            backend
+                .wait_for_work(&[default()], Duration::from_secs(30))
+                .await
+        })
     };
+    // Blocked: Redis counts a client waiting in BLPOP.
+    let mut redis = operator(server).await;
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("clients")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if !info.contains("blocked_clients:0") {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
     // While the waiter blocks, the shared connection keeps serving.
     for _ in 0..50 {
         backend.ping().await.unwrap();
-        assert_eq!(backend.depth().await.unwrap().ready, 0);
+        assert!(backend.stats().await.unwrap().iter().all(|q| q.ready == 0));
     }
     assert!(!waiter.is_finished(), "the waiter returned with no work");
-    backend
-        .enqueue(&Job::new(JobParams::new("1", "2"), chrono::Utc::now()))
-        .await
-        .unwrap();
+    backend.enqueue(&numbered_jobs(1)[0]).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), waiter)
         .await
         .expect("the enqueue woke the waiter")
@@ -229,75 +308,42 @@ async fn a_due_retry_ends_a_wait() {
     let backend = RedisBackend::with_clock(&config, QueueSettings::default(), clock.clone())
         .await
         .unwrap();
-    backend
-        .enqueue(&Job::new(JobParams::new("1", "2"), chrono::Utc::now()))
+    backend.enqueue(&numbered_jobs(1)[0]).await.unwrap();
+    let lease = backend
+        .lease(&default(), "w", LEASE)
         .await
+        .unwrap()
         .unwrap();
-    let lease = backend.lease("w", LEASE).await.unwrap().unwrap();
     backend
-        .fail(&lease, "flaky", holidapp_core::FailureKind::Transient)
+        .fail(&lease, "flaky", FailureKind::Transient)
         .await
         .unwrap();
     clock.advance(Duration::from_secs(120));
     // The retry is due by the backend's clock: no wake-up token is needed.
     tokio::time::timeout(
         Duration::from_secs(10),
-        backend.wait_for_work(Duration::from_secs(3600)),
+        backend.wait_for_work(&[default()], Duration::from_secs(3600)),
     )
     .await
     .expect("a due retry ends the wait at once");
     assert_eq!(
-        backend.lease("w", LEASE).await.unwrap().unwrap().attempt(),
+        backend
+            .lease(&default(), "w", LEASE)
+            .await
+            .unwrap()
+            .unwrap()
+            .attempt(),
         2
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_bundled_data_sets_round_trip() {
-    let server = RedisServer::shared();
-    let (backend, _) = connect(server, "bundled").await;
-    for name in ["hgnc", "meteorites"] {
-        let data = parse::bundled(name).expect("bundled data set");
-        assert!(!data.is_empty());
-        let count = backend.replace(data.clone()).await.unwrap();
-        assert_eq!(count, data.len() as u64);
-        let (_, loaded) = backend.load().await.unwrap();
-        assert_eq!(*loaded, data, "{name}");
-        let last = data.records.last().unwrap();
-        assert_eq!(backend.record(&last.id).await.unwrap().as_ref(), Some(last));
-        assert_eq!(
-            backend.page(1, 2).await.unwrap(),
-            data.records[1..3].to_vec()
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicate_record_ids_are_refused_and_change_nothing() {
-    let server = RedisServer::shared();
-    let (backend, _) = connect(server, "dup").await;
-    let data = parse::bundled("meteorites").unwrap();
-    backend.replace(data.clone()).await.unwrap();
-    let version = backend.version().await.unwrap();
-    let mut duplicated = data.clone();
-    duplicated.records.push(data.records[0].clone());
-    assert!(matches!(
-        backend.replace(duplicated).await,
-        Err(Error::InvalidData(_))
-    ));
-    assert_eq!(backend.version().await.unwrap(), version);
-    assert_eq!(backend.len().await.unwrap(), data.len() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_leases_and_completions_fence_each_job_on_its_own() {
     let server = RedisServer::shared();
     let (backend, _) = connect(server, "batch").await;
-    let jobs: Vec<Job> = (0..5)
-        .map(|i| Job::new(JobParams::new(i.to_string(), "9"), chrono::Utc::now()))
-        .collect();
+    let jobs = numbered_jobs(5);
     backend.enqueue_many(&jobs).await.unwrap();
-    let leases = backend.lease_many("w", LEASE, 3).await.unwrap();
+    let leases = backend.lease_many(&default(), "w", LEASE, 3).await.unwrap();
     let leased: Vec<_> = leases.iter().map(|l| l.id()).collect();
     assert_eq!(leased, jobs[..3].iter().map(|j| j.id).collect::<Vec<_>>());
     let tokens: std::collections::HashSet<_> = leases.iter().map(|l| l.token).collect();
@@ -309,7 +355,7 @@ async fn batch_leases_and_completions_fence_each_job_on_its_own() {
         .complete_many(
             leases
                 .iter()
-                .map(|l| (l.clone(), l.id().to_string().into_bytes()))
+                .map(|l| (l.clone(), bytes(l.id().to_string())))
                 .collect(),
         )
         .await
@@ -317,18 +363,24 @@ async fn batch_leases_and_completions_fence_each_job_on_its_own() {
     assert!(matches!(answers[1], Err(Error::LeaseLost)));
     for i in [0, 2] {
         let done = answers[i].as_ref().unwrap();
-        assert_eq!(done.status, holidapp_core::JobStatus::Complete);
+        assert_eq!(done.status, JobStatus::Complete);
         assert_eq!(backend.get(done.id).await.unwrap().as_ref(), Some(done));
         assert_eq!(
-            backend.result(done.id).await.unwrap().as_deref(),
-            Some(done.id.to_string().as_bytes())
+            backend.result(done.id).await.unwrap(),
+            Some(ResultState::Ready(bytes(done.id.to_string())))
         );
     }
     assert_eq!(backend.complete_many(Vec::new()).await.unwrap().len(), 0);
-    assert!(backend.lease_many("w", LEASE, 0).await.unwrap().is_empty());
+    assert!(
+        backend
+            .lease_many(&default(), "w", LEASE, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // One batch takes the released job first (it was submitted earlier), then the rest.
     let rest: Vec<_> = backend
-        .lease_many("w", LEASE, 10)
+        .lease_many(&default(), "w", LEASE, 10)
         .await
         .unwrap()
         .iter()
@@ -347,21 +399,30 @@ async fn running_jobs_list_by_submission_not_by_lease_order() {
         .unwrap();
     let jobs = numbered_jobs(7);
     backend.enqueue_many(&jobs).await.unwrap();
-    let first = backend.lease("w", LEASE).await.unwrap().unwrap();
+    let first = backend
+        .lease(&default(), "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     backend.release(&first).await.unwrap();
-    // Leased in the order 1..6, then 0, each with a later deadline than the one before.
+    // Leased in the order 0, then 1..6 (the released job goes first), each with a later
+    // deadline than the one before.
     for _ in 0..7 {
         clock.advance(Duration::from_secs(1));
-        backend.lease("w", LEASE).await.unwrap().unwrap();
+        backend
+            .lease(&default(), "w", LEASE)
+            .await
+            .unwrap()
+            .unwrap();
     }
-    let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let ids = |page: holidapp_core::Page| page.jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
     let newest_first: Vec<_> = jobs.iter().rev().map(|j| j.id).collect();
-    let running = ListQuery::with_status(holidapp_core::JobStatus::InProgress);
+    let running = ListQuery::with_status(JobStatus::InProgress);
     assert_eq!(ids(backend.list(&running).await.unwrap()), newest_first);
     let page = ListQuery {
         offset: 2,
         limit: 3,
-        ..running
+        ..running.clone()
     };
     assert_eq!(ids(backend.list(&page).await.unwrap()), newest_first[2..5]);
     let all = ListQuery {
@@ -369,7 +430,8 @@ async fn running_jobs_list_by_submission_not_by_lease_order() {
         ..ListQuery::default()
     };
     assert_eq!(ids(backend.list(&all).await.unwrap()), newest_first[5..]);
-    assert_eq!(backend.counts().await.unwrap().in_progress, 7);
+    let stats = backend.stats().await.unwrap();
+    assert_eq!(stats[0].counts.in_progress, 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,9 +439,7 @@ async fn concurrent_calls_sharing_one_backend_each_get_their_own_answer() {
     let server = RedisServer::shared();
     let (backend, _) = connect(server, "coalesced").await;
     let backend = Arc::new(backend);
-    let jobs: Vec<Job> = (0..400)
-        .map(|i| Job::new(JobParams::new(i.to_string(), "9"), chrono::Utc::now()))
-        .collect();
+    let jobs = numbered_jobs(400);
     backend.enqueue_many(&jobs).await.unwrap();
     // Sixteen tasks of one process, half of them naming one worker and half their own, with
     // two lease lengths: calls made at the same moment travel together but keep their own
@@ -394,13 +454,13 @@ async fn concurrent_calls_sharing_one_backend_each_get_their_own_answer() {
             };
             let lease_for = LEASE * (1 + n % 3);
             let mut done = Vec::new();
-            while let Some(lease) = backend.lease(&worker, lease_for).await.unwrap() {
+            while let Some(lease) = backend.lease(&default(), &worker, lease_for).await.unwrap() {
                 assert_eq!(lease.worker, worker);
                 let expected =
                     lease.job.started_at.unwrap() + chrono::Duration::from_std(lease_for).unwrap();
                 assert_eq!(lease.deadline, expected);
                 let finished = backend
-                    .complete(&lease, worker.clone().into_bytes())
+                    .complete(&lease, bytes(worker.clone()))
                     .await
                     .unwrap();
                 assert_eq!(finished.worker.as_deref(), Some(worker.as_str()));
@@ -420,32 +480,47 @@ async fn concurrent_calls_sharing_one_backend_each_get_their_own_answer() {
     assert_eq!(ids.len(), 400);
     for job in &jobs {
         let stored = backend.get(job.id).await.unwrap().unwrap();
-        let result = backend.result(job.id).await.unwrap().unwrap();
+        let result = backend.result(job.id).await.unwrap();
         assert_eq!(
-            stored.worker.as_deref().map(str::as_bytes),
-            Some(&result[..])
+            result,
+            Some(ResultState::Ready(bytes(stored.worker.unwrap())))
         );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn enormous_offsets_give_empty_pages_not_errors() {
+async fn enormous_offsets_and_cursors_give_empty_pages_not_errors() {
     let server = RedisServer::shared();
     let (backend, _) = connect(server, "offsets").await;
-    backend
-        .enqueue(&Job::new(JobParams::new("1", "2"), chrono::Utc::now()))
-        .await
-        .unwrap();
-    for status in [None, Some(holidapp_core::JobStatus::Submitted)] {
+    backend.enqueue(&numbered_jobs(1)[0]).await.unwrap();
+    for statuses in [Statuses::ALL, Statuses::only(JobStatus::Submitted)] {
         for offset in [usize::MAX, i64::MAX as usize, 1 << 53] {
             let query = ListQuery {
-                status,
+                statuses,
                 offset,
                 limit: usize::MAX,
+                ..ListQuery::default()
             };
-            assert!(backend.list(&query).await.unwrap().is_empty(), "{query:?}");
+            assert!(
+                backend.list(&query).await.unwrap().jobs.is_empty(),
+                "{query:?}"
+            );
+        }
+        for before in [0, 1, 255, 256] {
+            let query = ListQuery {
+                statuses,
+                before: Some(Cursor(before)),
+                ..ListQuery::default()
+            };
+            let page = backend.list(&query).await.unwrap();
+            assert!(page.jobs.is_empty() && page.next.is_none(), "{query:?}");
         }
     }
+    let far = ListQuery {
+        before: Some(Cursor(u64::MAX)),
+        ..ListQuery::default()
+    };
+    assert_eq!(backend.list(&far).await.unwrap().jobs.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,18 +528,19 @@ async fn concurrent_enqueues_are_each_stored_or_refused_on_their_own() {
     let server = RedisServer::shared();
     let (backend, _) = connect(server, "enqueue_batch").await;
     let backend = Arc::new(backend);
-    let earlier: Vec<Job> = (0..20)
-        .map(|_| Job::new(JobParams::new("1", "2"), chrono::Utc::now()))
-        .collect();
+    let earlier = numbered_jobs(20);
     backend.enqueue_many(&earlier).await.unwrap();
+    // Calls to two queues at once: each batch splits them by queue.
+    let clock = ManualClock::starting_now();
+    let queues = [QueueName::new("other").unwrap(), default()];
     let mut calls: Vec<Job> = (0..180)
-        .map(|_| Job::new(JobParams::new("3", "4"), chrono::Utc::now()))
+        .map(|i| job_in(&clock, &queues[usize::from(i % 3 != 0)], "{}"))
         .collect();
     // Every tenth call repeats an earlier job; one call is not a new job at all.
     for (i, job) in earlier.iter().enumerate() {
         calls.insert(i * 10, job.clone());
     }
-    calls[5].status = holidapp_core::JobStatus::Complete;
+    calls[5].status = JobStatus::Complete;
     let answers = futures::future::join_all(calls.iter().map(|job| {
         let backend = Arc::clone(&backend);
         let job = job.clone();
@@ -481,6 +557,12 @@ async fn concurrent_enqueues_are_each_stored_or_refused_on_their_own() {
         }
     }
     assert_eq!(stored, 179);
-    assert_eq!(backend.depth().await.unwrap().ready, 20 + 179);
-    assert_eq!(backend.counts().await.unwrap().submitted, 20 + 179);
+    let stats = backend.stats().await.unwrap();
+    let total: u64 = stats.iter().map(|q| q.ready).sum();
+    assert_eq!(total, 20 + 179);
+    assert_eq!(stats.len(), 2, "{stats:?}");
+    assert_eq!(
+        holidapp_core::store::total_counts(&stats).submitted,
+        20 + 179
+    );
 }

@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use holidapp_core::contract::job_in;
 use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
+use holidapp_core::store::total_counts;
 use holidapp_core::testing::RedisServer;
 use holidapp_core::{
-    Clock, Error, FailureKind, Job, JobId, JobParams, JobStatus, JobStore, ManualClock, Queue,
-    QueueSettings,
+    Clock, Consumer, Error, FailureKind, Job, JobId, JobStatus, JobStore, Maintenance, ManualClock,
+    Output, Producer, QueueName, QueueSettings, ResultState,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -19,9 +21,31 @@ const LEASE: Duration = Duration::from_secs(30);
 const OUTAGE_ANSWER_LIMIT: Duration = Duration::from_secs(2);
 
 fn jobs(n: usize) -> Vec<Job> {
+    jobs_of(n, 3)
+}
+
+/// `n` jobs of the `default` queue, each allowed `max_attempts` attempts.
+fn jobs_of(n: usize, max_attempts: u32) -> Vec<Job> {
+    let clock = ManualClock::starting_now();
     (0..n)
-        .map(|i| Job::new(JobParams::new(i.to_string(), "3000"), chrono::Utc::now()))
+        .map(|i| {
+            let mut job = job_in(&clock, &default(), &format!(r#"{{"n":{i}}}"#));
+            job.max_attempts = max_attempts;
+            job
+        })
         .collect()
+}
+
+fn default() -> QueueName {
+    QueueName::default_queue()
+}
+
+fn bytes(data: impl Into<bytes::Bytes>) -> Output {
+    Output::new("application/octet-stream", data)
+}
+
+fn ready(data: impl Into<bytes::Bytes>) -> Option<ResultState> {
+    Some(ResultState::Ready(bytes(data)))
 }
 
 /// Polls `ping` until the backend reaches the server again, or fails the test after 15 s.
@@ -71,17 +95,25 @@ async fn a_stale_lessee_cannot_touch_a_job_taken_over_by_another() {
         .unwrap();
     let job = jobs(1).remove(0);
     old.enqueue(&job).await.unwrap();
-    let stale = old.lease("10.0.0.1", LEASE).await.unwrap().unwrap();
+    let stale = old
+        .lease(&default(), "10.0.0.1", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
 
     clock.advance(LEASE + Duration::from_secs(1));
     let report = new.requeue_expired().await.unwrap();
     assert_eq!((report.requeued, report.failed), (1, 0));
-    let current = new.lease("10.0.0.2", LEASE).await.unwrap().unwrap();
+    let current = new
+        .lease(&default(), "10.0.0.2", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(current.id(), job.id);
     assert_ne!(current.token, stale.token);
 
     assert!(matches!(
-        old.complete(&stale, b"stale".to_vec()).await,
+        old.complete(&stale, bytes("stale")).await,
         Err(Error::LeaseLost)
     ));
     assert!(matches!(
@@ -104,13 +136,13 @@ async fn a_stale_lessee_cannot_touch_a_job_taken_over_by_another() {
     assert_eq!(stored.status, JobStatus::InProgress);
     assert_eq!(stored.worker.as_deref(), Some("10.0.0.2"));
     assert_eq!(stored.attempts, 2);
-    assert_eq!(new.result(job.id).await.unwrap(), None);
-
-    new.complete(&current, b"fresh".to_vec()).await.unwrap();
     assert_eq!(
-        old.result(job.id).await.unwrap().as_deref(),
-        Some(&b"fresh"[..])
+        new.result(job.id).await.unwrap(),
+        Some(ResultState::Pending(JobStatus::InProgress))
     );
+
+    new.complete(&current, bytes("fresh")).await.unwrap();
+    assert_eq!(old.result(job.id).await.unwrap(), ready("fresh"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,11 +157,14 @@ async fn acknowledged_jobs_survive_a_kill_and_restart_with_aof() {
         backend.enqueue(job).await.unwrap();
     }
     backend.enqueue_many(&all[300..]).await.unwrap();
-    let leases = backend.lease_many("10.0.0.1", LEASE, 100).await.unwrap();
+    let leases = backend
+        .lease_many(&default(), "10.0.0.1", LEASE, 100)
+        .await
+        .unwrap();
     assert_eq!(leases.len(), 100);
     for lease in &leases[..50] {
         backend
-            .complete(lease, lease.id().to_string().into_bytes())
+            .complete(lease, bytes(lease.id().to_string()))
             .await
             .unwrap();
     }
@@ -154,20 +189,20 @@ async fn acknowledged_jobs_survive_a_kill_and_restart_with_aof() {
     assert_eq!(by_status[&JobStatus::Submitted], 900);
     for lease in &leases[..50] {
         let result = backend.result(lease.id()).await.unwrap();
-        assert_eq!(result.as_deref(), Some(lease.id().to_string().as_bytes()));
+        assert_eq!(result, ready(lease.id().to_string()));
     }
 
     // The leases held across the crash are still the current ones, and the rest drains.
     for lease in &leases[50..] {
-        backend.complete(lease, vec![1]).await.unwrap();
+        backend.complete(lease, bytes("1")).await.unwrap();
     }
     let mut drained = 0;
-    while let Some(lease) = backend.lease("10.0.0.2", LEASE).await.unwrap() {
-        backend.complete(&lease, vec![2]).await.unwrap();
+    while let Some(lease) = backend.lease(&default(), "10.0.0.2", LEASE).await.unwrap() {
+        backend.complete(&lease, bytes("2")).await.unwrap();
         drained += 1;
     }
     assert_eq!(drained, 900);
-    let counts = backend.counts().await.unwrap();
+    let counts = total_counts(&backend.stats().await.unwrap());
     assert_eq!(
         (counts.submitted, counts.in_progress, counts.complete),
         (0, 0, 1000)
@@ -189,11 +224,13 @@ async fn a_stopped_redis_answers_unavailable_quickly_and_the_backend_recovers() 
     assert_unavailable_quickly("ping", backend.ping()).await;
     assert_unavailable_quickly("get", backend.get(job.id)).await;
     assert_unavailable_quickly("enqueue", backend.enqueue(&other)).await;
-    assert_unavailable_quickly("lease", backend.lease("w", LEASE)).await;
-    assert_unavailable_quickly("counts", backend.counts()).await;
+    assert_unavailable_quickly("lease", backend.lease(&default(), "w", LEASE)).await;
+    assert_unavailable_quickly("stats", backend.stats()).await;
     // Idle workers wait rather than spin while Redis is down, and still come back in time.
     let started = Instant::now();
-    backend.wait_for_work(Duration::from_millis(300)).await;
+    backend
+        .wait_for_work(&[default()], Duration::from_millis(300))
+        .await;
     assert!(started.elapsed() >= Duration::from_millis(300));
 
     // A backend made while Redis is down is made all the same and fails the same way.
@@ -207,13 +244,17 @@ async fn a_stopped_redis_answers_unavailable_quickly_and_the_backend_recovers() 
     wait_until_reachable(&late).await;
     // The enqueue refused during the outage left nothing behind, so it can be made now.
     backend.enqueue(&other).await.unwrap();
-    let lease = backend.lease("w", LEASE).await.unwrap().unwrap();
+    let lease = backend
+        .lease(&default(), "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         lease.id(),
         job.id,
         "the job enqueued before the outage comes first"
     );
-    backend.complete(&lease, vec![1]).await.unwrap();
+    backend.complete(&lease, bytes("1")).await.unwrap();
     assert_eq!(
         late.get(other.id).await.unwrap().unwrap().status,
         JobStatus::Submitted
@@ -231,7 +272,7 @@ async fn a_hung_redis_answers_unavailable_within_the_timeout() {
 
     server.freeze();
     assert_unavailable_quickly("ping while hung", backend.ping()).await;
-    assert_unavailable_quickly("lease while hung", backend.lease("w", LEASE)).await;
+    assert_unavailable_quickly("lease while hung", backend.lease(&default(), "w", LEASE)).await;
     let job = jobs(1).remove(0);
     assert_unavailable_quickly("enqueue while hung", backend.enqueue(&job)).await;
     assert_unavailable_quickly("get while hung", backend.get(job.id)).await;
@@ -245,7 +286,12 @@ async fn a_hung_redis_answers_unavailable_within_the_timeout() {
     }
     backend.enqueue(&job).await.unwrap();
     assert_eq!(
-        backend.lease("w", LEASE).await.unwrap().unwrap().id(),
+        backend
+            .lease(&default(), "w", LEASE)
+            .await
+            .unwrap()
+            .unwrap()
+            .id(),
         job.id
     );
 }
@@ -273,13 +319,16 @@ async fn eight_lessees_racing_for_1000_jobs_complete_each_exactly_once() {
                 // Half take one job at a time, half take batches.
                 let leases = if n % 2 == 0 {
                     backend
-                        .lease(&worker, LEASE)
+                        .lease(&default(), &worker, LEASE)
                         .await
                         .unwrap()
                         .into_iter()
                         .collect()
                 } else {
-                    backend.lease_many(&worker, LEASE, 7).await.unwrap()
+                    backend
+                        .lease_many(&default(), &worker, LEASE, 7)
+                        .await
+                        .unwrap()
                 };
                 if leases.is_empty() {
                     return completed;
@@ -291,12 +340,12 @@ async fn eight_lessees_racing_for_1000_jobs_complete_each_exactly_once() {
                         continue;
                     }
                     let done = backend
-                        .complete(lease, worker.clone().into_bytes())
+                        .complete(lease, bytes(worker.clone()))
                         .await
                         .unwrap();
                     assert_eq!(done.worker.as_deref(), Some(worker.as_str()));
                     assert!(matches!(
-                        backend.complete(lease, b"again".to_vec()).await,
+                        backend.complete(lease, bytes("again")).await,
                         Err(Error::LeaseLost)
                     ));
                     completed.push(lease.id());
@@ -322,18 +371,15 @@ async fn eight_lessees_racing_for_1000_jobs_complete_each_exactly_once() {
         per_lessee.iter().filter(|&&n| n > 0).count() > 1,
         "{per_lessee:?}"
     );
-    let counts = producer.counts().await.unwrap();
+    let counts = total_counts(&producer.stats().await.unwrap());
     assert_eq!(
         (counts.submitted, counts.in_progress, counts.complete),
         (0, 0, 1000)
     );
     for job in &all {
         let stored = producer.get(job.id).await.unwrap().unwrap();
-        let result = producer.result(job.id).await.unwrap().unwrap();
-        assert_eq!(
-            stored.worker.as_deref().map(str::as_bytes),
-            Some(&result[..])
-        );
+        let result = producer.result(job.id).await.unwrap();
+        assert_eq!(result, ready(stored.worker.unwrap()));
     }
 }
 
@@ -367,14 +413,16 @@ async fn many_processes_requeueing_handle_each_expired_lease_once() {
     let server = RedisServer::shared();
     let config = server.config("requeue_race");
     let clock = Arc::new(ManualClock::starting_now());
-    let mut settings = QueueSettings::default();
-    settings.retry.max_attempts = 2;
+    let settings = QueueSettings::default();
     let backend = RedisBackend::with_clock(&config, settings, clock.clone())
         .await
         .unwrap();
-    backend.enqueue_many(&jobs(600)).await.unwrap();
+    backend.enqueue_many(&jobs_of(600, 2)).await.unwrap();
 
-    let first = backend.lease_many("w", LEASE, 600).await.unwrap();
+    let first = backend
+        .lease_many(&default(), "w", LEASE, 600)
+        .await
+        .unwrap();
     assert_eq!(first.len(), 600);
     clock.advance(LEASE + Duration::from_secs(1));
     assert_eq!(
@@ -382,9 +430,12 @@ async fn many_processes_requeueing_handle_each_expired_lease_once() {
         (600, 0),
         "each expired lease requeued once"
     );
-    assert_eq!(backend.depth().await.unwrap().ready, 600);
+    assert_eq!(backend.stats().await.unwrap()[0].ready, 600);
 
-    let second = backend.lease_many("w", LEASE, 600).await.unwrap();
+    let second = backend
+        .lease_many(&default(), "w", LEASE, 600)
+        .await
+        .unwrap();
     assert_eq!(second.len(), 600);
     clock.advance(LEASE + Duration::from_secs(1));
     assert_eq!(
@@ -399,9 +450,8 @@ async fn many_processes_requeueing_handle_each_expired_lease_once() {
         Some("lease expired on attempt 2 of 2")
     );
     assert_eq!(stored.finished_at, Some(clock.now()));
-    let counts = backend.counts().await.unwrap();
+    let counts = total_counts(&backend.stats().await.unwrap());
     assert_eq!((counts.in_progress, counts.failed), (0, 600));
-    assert_eq!(backend.depth().await.unwrap().leased, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,7 +467,11 @@ async fn a_lease_whose_caller_stopped_waiting_is_given_back() {
     // The lease call goes out while Redis is frozen, and its caller gives up before Redis
     // answers (a worker shutting down drops its pending lease).
     server.freeze();
-    let gave_up = tokio::time::timeout(Duration::from_millis(100), backend.lease("w", LEASE)).await;
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        backend.lease(&default(), "w", LEASE),
+    )
+    .await;
     assert!(gave_up.is_err(), "{gave_up:?}");
     server.thaw();
 
@@ -427,7 +481,7 @@ async fn a_lease_whose_caller_stopped_waiting_is_given_back() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let token_key = format!("{}:queue:token", config.prefix);
+    let token_key = format!("{}:{{{:02x}}}:token", config.prefix, default().tag());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let tokens: Option<u64> = redis::cmd("GET")
@@ -446,7 +500,11 @@ async fn a_lease_whose_caller_stopped_waiting_is_given_back() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(backend.depth().await.unwrap().leased, 0);
-    let lease = backend.lease("w2", LEASE).await.unwrap().unwrap();
+    assert_eq!(backend.stats().await.unwrap()[0].counts.in_progress, 0);
+    let lease = backend
+        .lease(&default(), "w2", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((lease.id(), lease.attempt()), (job.id, 1));
 }

@@ -118,7 +118,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Core(e) => match e {
-                Error::InvalidParams(_) | Error::InvalidData(_) => StatusCode::BAD_REQUEST,
+                Error::InvalidParams(_)
+                | Error::ParamsShape(_)
+                | Error::UnknownKind { .. }
+                | Error::MalformedJson(_)
+                | Error::InvalidData(_) => StatusCode::BAD_REQUEST,
                 Error::NoData => StatusCode::CONFLICT,
                 Error::NotFound(_) => StatusCode::NOT_FOUND,
                 Error::Conflict(_) | Error::IllegalTransition { .. } => StatusCode::CONFLICT,
@@ -147,6 +151,9 @@ impl ApiError {
         match self {
             ApiError::Core(e) => match e {
                 Error::InvalidParams(_) => "invalid_params",
+                Error::ParamsShape(_) => "invalid_body",
+                Error::UnknownKind { .. } => "unknown_kind",
+                Error::MalformedJson(_) => "malformed_json",
                 Error::InvalidData(_) => "invalid_data",
                 Error::NoData => "no_data",
                 Error::NotFound(_) => "not_found",
@@ -299,6 +306,15 @@ mod tests {
     fn core_errors_map_to_their_documented_statuses() {
         let cases = [
             (Error::InvalidParams(String::new()), 400),
+            (Error::ParamsShape(String::new()), 400),
+            (
+                Error::UnknownKind {
+                    kind: "x".into(),
+                    known: vec!["plot".into()],
+                },
+                400,
+            ),
+            (Error::MalformedJson(String::new()), 400),
             (Error::InvalidData(String::new()), 400),
             (Error::NoData, 409),
             (Error::NotFound(String::new()), 404),
@@ -306,7 +322,7 @@ mod tests {
             (
                 Error::IllegalTransition {
                     from: JobStatus::Complete,
-                    to: JobStatus::Submitted,
+                    event: "Lease".into(),
                 },
                 409,
             ),

@@ -1,8 +1,11 @@
 //! Axum's extractors with their rejections turned into [`ApiError`], so a malformed body, path
 //! or query string gets the same JSON error shape as every other failure.
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use std::convert::Infallible;
+
+use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request};
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
@@ -28,6 +31,46 @@ where
         }
         let ApiBytes(body) = ApiBytes::from_request(request, state).await?;
         parse_json(&body).map(ApiJson)
+    }
+}
+
+/// A JSON body (`content-type: application/json`) as a JSON value: `malformed_json` when it is
+/// not JSON at all. For routes that read its shape themselves.
+#[derive(Debug)]
+pub struct JsonBody(pub serde_json::Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if crate::routes::body_kind(request.headers()) != crate::routes::BodyKind::Json {
+            return Err(not_json());
+        }
+        let ApiBytes(body) = ApiBytes::from_request(request, state).await?;
+        serde_json::from_slice(&body)
+            .map(JsonBody)
+            .map_err(|e| ApiError::MalformedJson(e.to_string()))
+    }
+}
+
+/// The path the router is mounted under (`/api` when an app nests it there with
+/// `Router::nest`; empty when it is not nested), so links the API answers (`Location`, a job's
+/// `result`, `Link`) work wherever it is mounted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BasePath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for BasePath {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        let Some(OriginalUri(original)) = parts.extensions.get::<OriginalUri>() else {
+            return Ok(BasePath::default());
+        };
+        let base = original
+            .path()
+            .strip_suffix(parts.uri.path())
+            .unwrap_or_default();
+        Ok(BasePath(base.trim_end_matches('/').to_owned()))
     }
 }
 

@@ -5,31 +5,38 @@
 //!
 //! ## Architecture
 //!
-//! - **[`AppState`]** holds what the routes serve from: the [`Backends`](holidapp_core::Backends)
-//!   (job store, queue, data store, image store), the [`Renderer`](holidapp_core::Renderer) that
-//!   validates job parameters at submit time and draws `POST /image`, the data source
-//!   `POST /data` loads from, the visits log path, the [`Metrics`], the [`Limits`] and a clock.
-//!   The caller builds it: the binary from its configuration, tests from a
-//!   [`MemoryBackend`](holidapp_core::MemoryBackend) or mocks. The library reads no environment
-//!   variable and installs no signal handler.
-//! - **[`router`]** turns the state into an [`axum::Router`]. Each route calls the core:
+//! - **[`AppState`]** holds what the routes serve from: the job use cases
+//!   ([`Jobs`](holidapp_core::Jobs): the store, the producer and the registered kinds, which
+//!   check parameters at submit time), the plot product ([`Plots`](holidapp_core::plot::Plots))
+//!   when this API serves it, the visits log path, the [`Metrics`] and the [`Limits`]. The caller
+//!   builds it: the binary from its configuration, tests and embedding programs from a
+//!   [`MemoryBackend`](holidapp_core::MemoryBackend) and kinds of their own. The library reads
+//!   no environment variable and installs no signal handler.
+//! - **[`router`]** turns the state into an [`axum::Router`]. Each handler parses its request,
+//!   calls one core function and maps the answer:
 //!
 //!   | route | core call |
 //!   |---|---|
-//!   | `POST /jobs` | `Renderer::validate`, then `Queue::enqueue(&Job::new(params, now))` |
-//!   | `GET /jobs`, `/completed_jobs`, `/incomplete_jobs`, `/inprogress_jobs` | `JobStore::list` |
-//!   | `GET /jobs/{id}`, `/jobs_status`, `/job_status` | `JobStore::get` |
-//!   | `DELETE /jobs/{id}` | `JobStore::delete` |
-//!   | `GET /jobs/{id}/result`, `/results/{id}`, `/download/{id}` | `JobStore::get` + `JobStore::result` |
-//!   | `POST /data` | `parse::load_source` / `parse::parse_value` / `parse::parse`, then `DataStore::replace` |
+//!   | `POST /jobs` | `Jobs::submit` (the kind checks the parameters; stored and queued in one step) |
+//!   | `GET /jobs`, `/completed_jobs`, `/inprogress_jobs` | `Jobs::list` |
+//!   | `GET /incomplete_jobs` | `Jobs::incomplete` |
+//!   | `GET /jobs/{id}`, `/jobs_status`, `/job_status` | `Jobs::get` |
+//!   | `DELETE /jobs/{id}` | `Jobs::delete` |
+//!   | `GET /jobs/{id}/result`, `/results/{id}`, `/download/{id}` | `Jobs::result` (status and result in one read) |
+//!   | `POST /data` | `Plots::load` |
 //!   | `GET /data`, `/data/{id}`, `/genes`, `/genes/{hgnc_id}`, `DELETE /data` | `DataStore::page`, `record`, `ids`, `clear` |
-//!   | `POST /image` | `DataStore::load`, `Renderer::render`, `ImageStore::put_image` |
+//!   | `POST /image` | `Plots::render_image` |
+//!   | `GET /image`, `DELETE /image` | `ImageStore::get_image`, `delete_image` |
 //!   | `GET /readyz` | `JobStore::ping` |
-//!   | `GET /metrics` | `JobStore::counts`, `Queue::depth` |
+//!   | `GET /metrics` | `Jobs::stats` |
 //!
-//!   Every handler is registered with [`utoipa_axum::routes!`], which adds it to the router and
+////!   Every handler is registered with [`utoipa_axum::routes!`], which adds it to the router and
 //!   to the OpenAPI document (`GET /openapi.json`, [`openapi`]) in one call, so the two cannot
-//!   drift; `GET /help` is rendered from that document too.
+//!   drift; `GET /help` is rendered from that document too. The course's aliases are routed to
+//!   the handler of the route they stand for, and documented as copies of it.
+//!
+//!   Links the API answers (`Location`, a job's `result`, `Link`) carry the path the router is
+//!   mounted under, so an app may nest it (`Router::nest("/api", router)`).
 //! - **Errors** are one type, [`ApiError`]: the core's [`Error`](holidapp_core::Error) plus the
 //!   HTTP-only cases (malformed JSON, wrong content type, oversized body, unknown route, wrong
 //!   method, ...). [`ApiError::status`] is the one place errors become status codes, and every
@@ -41,7 +48,7 @@
 //!
 //!   | core error | status |
 //!   |---|---|
-//!   | `InvalidParams`, `InvalidData` | 400 |
+//!   | `InvalidParams`, `ParamsShape`, `UnknownKind`, `MalformedJson`, `InvalidData` | 400 |
 //!   | `NotFound` | 404 |
 //!   | `NoData`, `Conflict`, `IllegalTransition` | 409 |
 //!   | `Render` (the parameters select nothing drawable) | 422 |
@@ -62,10 +69,11 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use holidapp_core::{Backends, MemoryBackend, QueueSettings};
-//! # async fn example(renderer: Arc<dyn holidapp_core::Renderer>) -> std::io::Result<()> {
+//! use holidapp_core::{Backends, Jobs, Kinds, MemoryBackend, QueueSettings};
+//! # async fn example(kinds: Kinds) -> std::io::Result<()> {
 //! let backend = Arc::new(MemoryBackend::new(QueueSettings::default()));
-//! let state = holidapp_http::AppState::new(Backends::single(backend), renderer);
+//! let jobs = Jobs::new(&Backends::single(backend), kinds);
+//! let state = holidapp_http::AppState::new(jobs);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! holidapp_http::serve(listener, holidapp_http::router(state), async {
 //!     let _ = tokio::signal::ctrl_c().await;
@@ -95,10 +103,14 @@ pub use error::ApiError;
 pub use metrics::Metrics;
 pub use state::{AppState, Limits};
 
-/// Builds the router serving every route of the API from `state`.
+/// Builds the router serving every route of the API from `state` (the plot product's routes
+/// when the state has the plot product).
 pub fn router(state: AppState) -> Router {
-    let (routes, doc) = routes::api_routes(&state.limits).split_for_parts();
+    let (routes, mut doc) =
+        routes::api_routes(&state.limits, state.plots.is_some()).split_for_parts();
+    routes::document_aliases(&mut doc);
     routes::register_routes(&state.metrics, &doc);
+    state.metrics.register_kinds(state.jobs.kinds().names());
     let shared = Arc::new(routes::shared(state, &doc));
     routes
         .fallback(middleware::route_not_found)
@@ -108,9 +120,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(shared)
 }
 
-/// The OpenAPI 3 document of the routes [`router`] serves (what `GET /openapi.json` answers).
+/// The OpenAPI 3 document of the routes [`router`] serves with the plot product (what
+/// `GET /openapi.json` answers).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes::api_routes(&Limits::default()).into_openapi()
+    let mut doc = routes::api_routes(&Limits::default(), true).into_openapi();
+    routes::document_aliases(&mut doc);
+    doc
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests

@@ -14,9 +14,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use holidapp_core::plot::{YEAR_MAX, YEAR_MIN};
-use holidapp_core::redis_backend::RedisBackend;
-use holidapp_core::{Backends, JobParams, MemoryBackend, Processor};
+use holidapp_core::plot::PlotRenderer;
+use holidapp_core::{Jobs, Processor, Renderer};
 use holidapp_worker::Worker;
 use holidapp_worker::config::{BackendArgs, LogArgs, QueueArgs, WorkerArgs, init_logging};
 use tokio::sync::watch;
@@ -42,7 +41,7 @@ struct Config {
     #[arg(
         long = "data-source",
         env = "DATA_SOURCE",
-        default_value = holidapp_core::parse::BUNDLED_HGNC,
+        default_value = holidapp_core::plot::parse::BUNDLED_HGNC,
         value_name = "SOURCE"
     )]
     data_source: String,
@@ -65,8 +64,8 @@ struct Config {
     #[command(flatten)]
     queue: QueueArgs,
 
-    /// Settings of the embedded worker pool (used only without Redis), and the renderer that
-    /// validates job parameters.
+    /// Settings of the embedded worker pool (used only without Redis), and the renderer of the
+    /// kind `plot` (which also checks parameters at submit time).
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -97,19 +96,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let renderer = config.worker.renderer.renderer();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut embedded_pool = None;
     let mut metrics = holidapp_http::Metrics::new();
 
-    let backends = match config.backend.redis_config() {
-        Some(redis) => {
-            let backend = RedisBackend::connect(&redis, config.queue.queue_settings())
-                .await
-                .map_err(|e| format!("cannot use Redis: {e}"))?;
+    let services = config.backend.connect(&config.queue).await?;
+    let plots = services.plots.clone().with_source(config.data_source);
+    let kinds = config.worker.renderer.kinds(&plots);
+    match &services.redis {
+        Some(backend) => {
             tracing::info!(
-                url = %redis.redacted_url(),
-                prefix = %redis.prefix,
+                prefix = %backend.prefix(),
                 "backend: Redis; run holidapp-worker processes to execute jobs"
             );
             match backend.check_durability().await {
@@ -120,38 +117,38 @@ async fn run(config: Config) -> Result<(), String> {
                 }
                 Err(e) => tracing::warn!("cannot check Redis durability settings yet: {e}"),
             }
-            Backends::single(Arc::new(backend))
         }
         None => {
-            let backend = Arc::new(MemoryBackend::new(config.queue.queue_settings()));
             let processor = Processor::new(
-                backend.clone(),
-                backend.clone(),
-                Arc::clone(&renderer),
+                services.backends.consumer.clone(),
+                kinds.clone(),
                 config.queue.lease(),
-            );
+            )
+            .with_queues(config.worker.queues.0.clone());
             let worker = Worker::new(
                 Arc::new(processor),
-                backend.clone(),
+                services.backends.maintenance.clone(),
                 config.worker.worker_config(),
             );
             tracing::info!(
                 concurrency = worker.config.concurrency,
                 renderer = %config.worker.renderer,
+                queues = ?config.worker.queues.0,
                 "backend: in memory (no Redis configured), with an embedded worker pool"
             );
             metrics = metrics.with_workers(Arc::clone(&worker.stats));
             let stopped = stopped(stop_rx.clone());
             embedded_pool = Some(tokio::spawn(holidapp_worker::run(worker, stopped)));
-            Backends::single(backend)
         }
-    };
+    }
 
-    let state = holidapp_http::AppState::new(backends, renderer)
+    let jobs = Jobs::new(&services.backends, kinds)
+        .with_default_kind(<PlotRenderer as Renderer>::KIND)
+        .with_max_attempts(config.queue.max_attempts);
+    let state = holidapp_http::AppState::new(jobs)
+        .with_plots(plots)
         .with_metrics(Arc::new(metrics))
-        .with_data_source(config.data_source)
-        .with_visits_log(config.visits_log)
-        .with_image_params(JobParams::new(YEAR_MIN.to_string(), YEAR_MAX.to_string()));
+        .with_visits_log(config.visits_log);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;

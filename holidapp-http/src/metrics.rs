@@ -1,9 +1,9 @@
 //! [`Metrics`]: request and job counters, shown as Prometheus text by `GET /metrics`.
 //!
-//! Counting a request is two relaxed atomic increments found without a lock: the route table is
-//! built once, when the router is built, and only read afterwards. Job counts by status and the
-//! queue depth are not counted here at all: `GET /metrics` reads them from the store when it is
-//! scraped, so they are right even with several API replicas and separate workers.
+//! Counting a request is two relaxed atomic increments found without a lock: the route table and
+//! the kind table are built once, when the router is built, and only read afterwards. Job counts
+//! by queue and status are not counted here at all: `GET /metrics` reads them from the store when
+//! it is scraped, so they are right even with several API replicas and separate workers.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::http::{Method, StatusCode};
-use holidapp_worker::{StatsSnapshot, WorkerStats};
+use holidapp_core::{StatsSnapshot, WorkerStats};
 
 /// The methods counted apart; any other is counted as `other`.
 const METHODS: [&str; 4] = ["GET", "POST", "DELETE", "other"];
@@ -32,7 +32,8 @@ const UNMATCHED: &str = "unmatched";
 #[derive(Debug, Default)]
 pub struct Metrics {
     routes: OnceLock<RouteTable>,
-    jobs_submitted: AtomicU64,
+    /// Jobs accepted by this process, per kind (the kinds registered when the router was built).
+    submitted: OnceLock<HashMap<Box<str>, AtomicU64>>,
     /// The counters of the worker pool running in this process, when there is one.
     workers: Option<Arc<WorkerStats>>,
 }
@@ -136,14 +137,28 @@ impl Metrics {
         }
     }
 
-    /// Counts one job accepted by `POST /jobs`.
-    pub fn record_job_submitted(&self) {
-        self.jobs_submitted.fetch_add(1, Ordering::Relaxed);
+    /// Sets the kinds submitted jobs are counted by. The first call wins, as for the routes.
+    pub(crate) fn register_kinds(&self, kinds: impl IntoIterator<Item = String>) {
+        self.submitted.get_or_init(|| {
+            kinds
+                .into_iter()
+                .map(|k| (k.into_boxed_str(), AtomicU64::new(0)))
+                .collect()
+        });
     }
 
-    /// Jobs accepted by this process so far.
+    /// Counts one job of `kind` accepted by `POST /jobs`.
+    pub fn record_job_submitted(&self, kind: &str) {
+        if let Some(counter) = self.submitted.get().and_then(|kinds| kinds.get(kind)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Jobs accepted by this process so far, of every kind.
     pub fn jobs_submitted(&self) -> u64 {
-        self.jobs_submitted.load(Ordering::Relaxed)
+        self.submitted.get().map_or(0, |kinds| {
+            kinds.values().map(|c| c.load(Ordering::Relaxed)).sum()
+        })
     }
 
     /// Requests answered so far for `route` (a template, or `"unmatched"`), `method` and
@@ -185,13 +200,23 @@ impl Metrics {
                 }
             }
         }
-        let _ = write!(
-            out,
-            "# HELP holidapp_jobs_submitted_total Jobs accepted by this API process.\n\
-             # TYPE holidapp_jobs_submitted_total counter\n\
-             holidapp_jobs_submitted_total {}\n",
-            self.jobs_submitted()
+        out.push_str(
+            "# HELP holidapp_jobs_submitted_total Jobs accepted by this API process, by kind.\n\
+             # TYPE holidapp_jobs_submitted_total counter\n",
         );
+        if let Some(kinds) = self.submitted.get() {
+            let mut kinds: Vec<(&str, u64)> = kinds
+                .iter()
+                .map(|(kind, count)| (&**kind, count.load(Ordering::Relaxed)))
+                .collect();
+            kinds.sort_unstable();
+            for (kind, count) in kinds {
+                let _ = writeln!(
+                    out,
+                    "holidapp_jobs_submitted_total{{kind=\"{kind}\"}} {count}"
+                );
+            }
+        }
         if let Some(workers) = &self.workers {
             write_workers(out, &workers.snapshot());
         }

@@ -4,54 +4,47 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use holidapp_core::{Backends, Clock, JobParams, Renderer, SystemClock};
+use holidapp_core::Jobs;
+use holidapp_core::plot::Plots;
 
 use crate::metrics::Metrics;
 
 /// What the router serves from. The caller builds it (the `holidapp-api` binary from its
-/// configuration, tests from a [`MemoryBackend`](holidapp_core::MemoryBackend) or mocks); the
-/// library reads no environment variable.
+/// configuration, tests and embedding programs from a
+/// [`MemoryBackend`](holidapp_core::MemoryBackend) or mocks); the library reads no environment
+/// variable.
 #[derive(Clone)]
 pub struct AppState {
-    /// Jobs, queue, data set and image.
-    pub backends: Backends,
-    /// Validates job parameters at submit time and renders `POST /image`; workers must run the
-    /// same renderer, so a job accepted here never fails for parameters it would refuse.
-    pub renderer: Arc<dyn Renderer>,
-    /// Where `POST /data` with no body loads from: a file path, an http(s) URL, or a bundled
-    /// sample (`bundled:hgnc`, `bundled:meteorites`); see [`holidapp_core::parse::load_source`].
-    pub data_source: String,
+    /// The job use cases: submit (checked by the registered kinds), read, list, results, delete,
+    /// counts.
+    pub jobs: Jobs,
+    /// The course's plot product, when this API serves it: the data set, image and
+    /// course routes (`/data`, `/genes`, `/image`). Without it, those routes do not exist.
+    pub plots: Option<Plots>,
     /// The file `GET /` appends a line to and `GET /visits` returns.
     pub visits_log: PathBuf,
     /// Counters shown by `GET /metrics`; shared so the caller can read them too.
     pub metrics: Arc<Metrics>,
     /// Body sizes, page sizes and the request timeout.
     pub limits: Limits,
-    /// The plot `POST /image` renders when its body is empty.
-    pub image_params: JobParams,
-    /// Where `created_at` of submitted jobs comes from: the backend's clock, so both agree.
-    pub clock: Arc<dyn Clock>,
 }
 
 impl AppState {
-    /// A state with the default limits, the bundled HGNC sample as data source, `visits.log` in
-    /// the working directory and the system clock.
-    pub fn new(backends: Backends, renderer: Arc<dyn Renderer>) -> Self {
+    /// A state serving `jobs`, without the plot product, with the default limits and
+    /// `visits.log` in the working directory.
+    pub fn new(jobs: Jobs) -> Self {
         AppState {
-            backends,
-            renderer,
-            data_source: holidapp_core::parse::BUNDLED_HGNC.to_owned(),
+            jobs,
+            plots: None,
             visits_log: PathBuf::from("visits.log"),
             metrics: Arc::new(Metrics::new()),
             limits: Limits::default(),
-            clock: Arc::new(SystemClock),
-            image_params: JobParams::new("1900", "2100"),
         }
     }
 
-    /// The same state loading `POST /data` from `source`.
-    pub fn with_data_source(mut self, source: impl Into<String>) -> Self {
-        self.data_source = source.into();
+    /// The same state serving the plot product's routes over `plots`.
+    pub fn with_plots(mut self, plots: Plots) -> Self {
+        self.plots = Some(plots);
         self
     }
 
@@ -72,24 +65,13 @@ impl AppState {
         self.limits = limits;
         self
     }
-
-    /// The same state rendering `params` for a `POST /image` with no body.
-    pub fn with_image_params(mut self, params: JobParams) -> Self {
-        self.image_params = params;
-        self
-    }
-
-    /// The same state reading the time from `clock`.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("data_source", &self.data_source)
+            .field("jobs", &self.jobs)
+            .field("plots", &self.plots)
             .field("visits_log", &self.visits_log)
             .field("limits", &self.limits)
             .finish_non_exhaustive()

@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use holidapp_core::{FailureKind, RetryDecision, RetryPolicy};
+use holidapp_core::RetryPolicy;
 
 /// Exponential backoff with jitter for backend calls (lease, renew, requeue): 100 ms, doubling up
 /// to a cap (5 s by default), each wait a random point in the upper half of its step.
 ///
-/// The delays come from core's [`RetryPolicy::decide`], the same formula the queue uses between
-/// job attempts, so the two cannot drift apart; here the attempts never run out.
+/// The delays come from core's [`RetryPolicy::backoff`], the same formula the status machine
+/// uses between job attempts, so the two cannot drift apart; here the attempts never run out.
 #[derive(Debug)]
 pub(crate) struct Backoff {
     policy: RetryPolicy,
@@ -36,10 +36,7 @@ impl Backoff {
     /// Records a failure and answers how long to wait before the next try.
     pub(crate) fn next_delay(&mut self) -> Duration {
         self.failures = self.failures.saturating_add(1).min(u32::MAX - 1);
-        match self.policy.decide(self.failures, FailureKind::Transient) {
-            RetryDecision::RetryAfter(delay) => delay,
-            RetryDecision::GiveUp => self.policy.max_delay,
-        }
+        self.policy.backoff(self.failures)
     }
 
     /// Records a success: the next failure waits the shortest time again.

@@ -13,9 +13,13 @@ use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use clap::Args;
-use holidapp_core::redis_backend::RedisConfig;
-use holidapp_core::{QueueSettings, RetryPolicy};
+use holidapp_core::plot::Plots;
+use holidapp_core::plot::redis::{RedisDataStore, RedisImageStore};
+use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
+use holidapp_core::{Backends, MemoryBackend, QueueName, QueueSettings, RetryPolicy};
 
 use crate::renderers::RendererChoice;
 use crate::settings::WorkerConfig;
@@ -50,6 +54,29 @@ pub struct BackendArgs {
         value_parser = parse_prefix
     )]
     pub prefix: String,
+
+    /// Logical database of the same Redis server that keeps the image `POST /image` renders,
+    /// apart from the data (the course's second Redis "tab"). Unset: the same database. Redis
+    /// Cluster has only database 0, so leave it unset there.
+    #[arg(
+        long = "redis-image-db",
+        env = "REDIS_IMAGE_DB",
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(0..=15)
+    )]
+    pub redis_image_db: Option<u32>,
+}
+
+/// What a shipped binary runs on: the engine's backends and the plot product's stores, on Redis
+/// or in memory.
+#[derive(Clone, Debug)]
+pub struct Services {
+    /// The job engine's capabilities.
+    pub backends: Backends,
+    /// The plot product over its data set and image stores.
+    pub plots: Plots,
+    /// The Redis backend, when there is one (to check its durability settings).
+    pub redis: Option<Arc<RedisBackend>>,
 }
 
 impl BackendArgs {
@@ -63,6 +90,39 @@ impl BackendArgs {
             i64::from(self.redis_db),
             &self.prefix,
         )
+    }
+
+    /// Connects what the configuration names: Redis (the engine's backend, the data set beside
+    /// it, the image in `REDIS_IMAGE_DB` or beside it) when one is configured, else everything in
+    /// this process's memory. Nothing is sent to Redis yet: the connection is made on first use.
+    pub async fn connect(&self, queue: &QueueArgs) -> Result<Services, String> {
+        let Some(redis) = self.redis_config() else {
+            let backend = Arc::new(MemoryBackend::new(queue.queue_settings()));
+            return Ok(Services {
+                backends: Backends::single(backend),
+                plots: Plots::in_memory(),
+                redis: None,
+            });
+        };
+        let backend = RedisBackend::connect(&redis, queue.queue_settings())
+            .await
+            .map_err(|e| format!("cannot use Redis: {e}"))?;
+        let images = match self.redis_image_db {
+            Some(db) => redis
+                .open_database(db)
+                .map_err(|e| format!("cannot use Redis database {db}: {e}"))?,
+            None => backend.conn().clone(),
+        };
+        let plots = Plots::new(
+            Arc::new(RedisDataStore::new(backend.conn().clone(), &redis.prefix)),
+            Arc::new(RedisImageStore::new(images, &redis.prefix)),
+        );
+        let backend = Arc::new(backend);
+        Ok(Services {
+            backends: Backends::single(Arc::clone(&backend)),
+            plots,
+            redis: Some(backend),
+        })
     }
 }
 
@@ -80,7 +140,8 @@ pub struct QueueArgs {
     )]
     pub lease_seconds: u64,
 
-    /// Attempts before a job is `failed` (transient errors retry with backoff until then).
+    /// Attempts a job gets unless it asks for another number (transient errors retry with
+    /// backoff until then; the last one fails it).
     #[arg(
         long = "max-attempts",
         env = "HOLIDAPP_MAX_ATTEMPTS",
@@ -108,7 +169,7 @@ impl QueueArgs {
     }
 
     /// The settings a backend is built with: core's default retry delays, the configured attempt
-    /// limit and retention.
+    /// limit (the default of jobs that name none) and retention.
     pub fn queue_settings(&self) -> QueueSettings {
         QueueSettings {
             retry: RetryPolicy {
@@ -147,8 +208,20 @@ pub struct WorkerArgs {
     )]
     pub shutdown_grace_seconds: u64,
 
-    /// What a job's work is: `plot` (the product), or, as a testing and benchmark aid only,
-    /// `noop` (store a 1x1 PNG at once) or `sleep:MS` (wait MS milliseconds, then do as `noop`).
+    /// Queues this worker serves, comma-separated, in order of preference: the first is asked
+    /// first, and one lease in four goes to the later ones in turn so they are never starved.
+    #[arg(
+        long = "queues",
+        env = "HOLIDAPP_QUEUES",
+        default_value = "default",
+        value_name = "QUEUE,...",
+        value_parser = parse_queues
+    )]
+    pub queues: QueueList,
+
+    /// What a `plot` job's work is: `plot` (the product), or, as a testing and benchmark aid
+    /// only, `noop` (store a 1x1 PNG at once) or `sleep:MS` (wait MS milliseconds, then do as
+    /// `noop`).
     #[arg(
         long = "renderer",
         env = "HOLIDAPP_RENDERER",
@@ -156,6 +229,28 @@ pub struct WorkerArgs {
         value_name = "plot|noop|sleep:MS"
     )]
     pub renderer: RendererChoice,
+}
+
+/// The queues a worker serves, in order of preference, without repeats; never empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueList(pub Vec<QueueName>);
+
+/// The most queues one worker serves.
+const MAX_QUEUES: usize = 32;
+
+fn parse_queues(s: &str) -> Result<QueueList, String> {
+    let mut queues: Vec<QueueName> = Vec::new();
+    for name in s.split(',').map(str::trim) {
+        let queue = QueueName::new(name).map_err(|e| e.to_string())?;
+        if queues.contains(&queue) {
+            return Err(format!("queue '{queue}' is named twice"));
+        }
+        queues.push(queue);
+    }
+    if queues.len() > MAX_QUEUES {
+        return Err(format!("at most {MAX_QUEUES} queues, not {}", queues.len()));
+    }
+    Ok(QueueList(queues))
 }
 
 impl WorkerArgs {
@@ -304,8 +399,20 @@ mod tests {
             "1",
             "--renderer",
             "sleep:250",
+            "--queues",
+            "urgent, default",
+            "--redis-image-db",
+            "1",
         ])
         .unwrap();
+        assert_eq!(
+            all.worker.queues.0,
+            vec![
+                QueueName::new("urgent").unwrap(),
+                QueueName::default_queue()
+            ]
+        );
+        assert_eq!(all.backend.redis_image_db, Some(1));
         let redis = all.backend.redis_config().unwrap();
         assert_eq!(redis.url, "redis://10.0.0.7:6379/0");
         assert_eq!(redis.prefix, "holidapp");
@@ -328,6 +435,10 @@ mod tests {
             &["--prefix", "has space"],
             &["--worker-ip", "  "],
             &["--renderer", "sleep:fast"],
+            &["--queues", "a,a"],
+            &["--queues", "a,,b"],
+            &["--queues", "no space"],
+            &["--redis-image-db", "16"],
         ] {
             let err = parse(bad).unwrap_err().to_string();
             assert!(err.contains(bad[0]), "the error names the flag: {err}");
@@ -362,6 +473,8 @@ mod tests {
         assert_eq!(all.queue.result_ttl_seconds, 604_800);
         assert_eq!(all.worker.shutdown_grace_seconds, 20);
         assert_eq!(all.worker.renderer, RendererChoice::Plot);
+        assert_eq!(all.worker.queues.0, vec![QueueName::default_queue()]);
+        assert_eq!(all.backend.redis_image_db, None);
         assert!(all.worker.concurrency() >= 1);
         assert!(!all.worker.identity().is_empty());
     }

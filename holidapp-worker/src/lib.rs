@@ -3,8 +3,8 @@
 //! Runs `holidapp-core`'s processing step ([`Processor`](holidapp_core::Processor)) many jobs at
 //! a time, keeps their leases alive, recovers the jobs of workers that died, and stops without
 //! losing work. It holds no business rule: what a job's work is, when a failed attempt is retried
-//! and when it fails for good are decided by core (the renderer, the queue and its
-//! [`RetryPolicy`](holidapp_core::RetryPolicy)). The `holidapp-worker` binary wires this library
+//! and when it fails for good are decided by core (the kinds' renderers and the status machine,
+//! [`machine::decide`](holidapp_core::machine::decide)). The `holidapp-worker` binary wires this library
 //! to Redis and to signals; `holidapp-api` embeds it over its in-memory backend when no Redis is
 //! configured.
 //!
@@ -15,32 +15,36 @@
 //!
 //! - **The fetch loop** (one per worker) takes a free *slot* (a permit of a semaphore with
 //!   `concurrency` permits), then asks [`Processor::lease`](holidapp_core::Processor::lease) for
-//!   a job under the worker's identity. With a job, it registers the lease as *active* and starts
+//!   a job of the worker's queues (in order of preference, see
+//!   [`Processor::lease`](holidapp_core::Processor::lease)) under the worker's identity. With a
+//!   job, it registers the lease as *active* and starts
 //!   a task that runs [`Processor::execute`](holidapp_core::Processor::execute) and keeps the slot
 //!   until it ends. While it finds work, it asks for as many jobs as there are free slots at
 //!   once (concurrent calls, which the Redis backend serves in one script call). With nothing to
 //!   do, it gives the slot back and waits in
-//!   [`Queue::wait_for_work`](holidapp_core::Queue::wait_for_work) (the backend wakes it when work
-//!   arrives), never polling in a tight loop.
+//!   [`Consumer::wait_for_work`](holidapp_core::Consumer::wait_for_work) (the backend wakes it
+//!   when work arrives in one of its queues), never polling in a tight loop.
 //! - **The heartbeat** (one per worker, not one timer per job) renews every active lease in one
-//!   [`Queue::renew_many`](holidapp_core::Queue::renew_many) call every third of the lease, so a
+//!   [`Consumer::renew_many`](holidapp_core::Consumer::renew_many) call every third of the lease,
+//!   so a
 //!   lease always has at least two thirds of its length left. A job whose lease two heartbeats in
 //!   a row report as no longer held (it ran out and another worker took the job) is abandoned:
 //!   its task stops at its next await and never tries to store the result, which the queue's
 //!   fencing token would refuse anyway. (One report is not enough: the job's own outcome, stored
 //!   an instant before the renewal, ends the lease too.)
 //! - **Recovery** (in every worker, on a short interval: `min(5 s, lease / 3)` by default, jittered
-//!   ±20 %) calls [`Queue::requeue_expired`](holidapp_core::Queue::requeue_expired), so the job of a
+//!   ±20 %) calls [`Maintenance::requeue_expired`](holidapp_core::Maintenance::requeue_expired),
+//!   so the job of a
 //!   worker that died, even by `kill -9`, runs again within the lease length plus that interval.
 //!   The call is safe from many processes at once and cheap when nothing expired, so no leader is
 //!   needed. Less often (every minute) the worker also purges finished jobs past retention
-//!   ([`JobStore::purge_expired`](holidapp_core::JobStore::purge_expired)).
+//!   ([`Maintenance::purge_expired`](holidapp_core::Maintenance::purge_expired)).
 //! - **Backend outages** never stop a worker: a failed lease, renewal or recovery call is logged and
 //!   tried again after an exponential backoff with jitter (100 ms doubling up to 5 s). A job whose
 //!   outcome cannot be stored is left to its lease, which runs out, and the queue retries it.
 //! - **Shutdown.** When the shutdown future resolves, the fetch loop stops leasing. In-flight jobs
 //!   get the grace period to finish while heartbeats go on; the jobs still running after it are
-//!   released ([`Queue::release`](holidapp_core::Queue::release)), which puts them back in the
+//!   released ([`Consumer::release`](holidapp_core::Consumer::release)), which puts them back in the
 //!   queue at once without counting the attempt. [`run_with_force`] takes a second future that
 //!   ends the grace period early (a binary's second signal).
 //!
@@ -55,29 +59,45 @@
 //!
 //! ## Example
 //!
-//! Drain three jobs in memory with two slots, then stop:
+//! Drain three jobs of a kind of your own in memory with two slots, then stop:
 //!
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //!
-//! use holidapp_core::{Job, JobParams, MemoryBackend, Processor, Queue, QueueSettings};
-//! use holidapp_worker::{NoopRenderer, Worker, WorkerConfig};
+//! use holidapp_core::{
+//!     Backends, Context, Jobs, Kinds, MemoryBackend, Processor, QueueSettings, Renderer, Result,
+//!     Submit, async_trait,
+//! };
+//! use holidapp_worker::{Worker, WorkerConfig};
+//!
+//! struct Shout;
+//!
+//! #[async_trait]
+//! impl Renderer for Shout {
+//!     const KIND: &'static str = "shout";
+//!     type Params = String;
+//!     type Output = String;
+//!
+//!     async fn render(&self, text: String, _ctx: &Context) -> Result<String> {
+//!         Ok(text.to_uppercase())
+//!     }
+//! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let backend = Arc::new(MemoryBackend::new(QueueSettings::default()));
-//! for year in 2000..2003 {
-//!     let job = Job::new(JobParams::new(year.to_string(), "2010"), chrono::Utc::now());
-//!     backend.enqueue(&job).await.unwrap();
+//! let backends = Backends::single(Arc::new(MemoryBackend::new(QueueSettings::default())));
+//! let kinds = Kinds::new().with(Shout);
+//! let jobs = Jobs::new(&backends, kinds.clone());
+//! for word in ["a", "b", "c"] {
+//!     jobs.submit(Submit::new("shout", word.into())).await.unwrap();
 //! }
-//! let processor = Processor::new(
-//!     backend.clone(),
-//!     backend.clone(),
-//!     Arc::new(NoopRenderer),
-//!     Duration::from_secs(30),
+//! let processor = Processor::new(backends.consumer.clone(), kinds, Duration::from_secs(30));
+//! let worker = Worker::new(
+//!     Arc::new(processor),
+//!     backends.maintenance.clone(),
+//!     WorkerConfig::new("10.0.0.7", 2),
 //! );
-//! let worker = Worker::new(Arc::new(processor), backend.clone(), WorkerConfig::new("10.0.0.7", 2));
 //! let stats = Arc::clone(&worker.stats);
 //!
 //! // Stop once all three are done (a binary would wait for SIGTERM instead).
@@ -97,9 +117,8 @@ mod backoff;
 mod pool;
 mod renderers;
 mod settings;
-mod stats;
 
+pub use holidapp_core::stats::{StatsSnapshot, WorkerStats};
 pub use pool::{Ending, Report, Worker, run, run_with_force};
 pub use renderers::{BLANK_PNG, NoopRenderer, RendererChoice, SleepRenderer};
 pub use settings::{ConfigError, MAX_CONCURRENCY, WorkerConfig};
-pub use stats::{StatsSnapshot, WorkerStats};

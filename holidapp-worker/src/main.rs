@@ -14,13 +14,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use holidapp_core::Processor;
-use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
+use holidapp_core::redis_backend::RedisConfig;
 use holidapp_worker::config::{BackendArgs, LogArgs, QueueArgs, WorkerArgs, init_logging};
 use holidapp_worker::{Worker, run_with_force};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-/// Runs Holidapp jobs from the Redis queue shared with `holidapp-api`: renders each job's plot
+/// Runs Holidapp jobs from the Redis queues shared with `holidapp-api`: renders each job's plot
 /// and stores the PNG, many jobs at once, many processes side by side.
 ///
 /// Every setting is an environment variable (shown in brackets) that a flag overrides. Redis must
@@ -74,10 +74,10 @@ fn main() -> ExitCode {
 }
 
 async fn work(cli: Cli, redis: RedisConfig) -> ExitCode {
-    let backend = match RedisBackend::connect(&redis, cli.queue.queue_settings()).await {
-        Ok(backend) => Arc::new(backend),
+    let services = match cli.backend.connect(&cli.queue).await {
+        Ok(services) => services,
         Err(e) => {
-            error!("cannot use Redis: {e}");
+            error!("{e}");
             return ExitCode::from(BAD_CONFIG);
         }
     };
@@ -85,25 +85,32 @@ async fn work(cli: Cli, redis: RedisConfig) -> ExitCode {
         url = %redis.redacted_url(),
         prefix = %redis.prefix,
         renderer = %cli.worker.renderer,
+        queues = ?cli.worker.queues.0,
         "backend: Redis"
     );
-    match backend.check_durability().await {
-        Ok(warnings) => {
-            for warning in warnings {
-                warn!("Redis durability: {warning}");
+    if let Some(backend) = &services.redis {
+        match backend.check_durability().await {
+            Ok(warnings) => {
+                for warning in warnings {
+                    warn!("Redis durability: {warning}");
+                }
             }
+            Err(e) => warn!(
+                "cannot check Redis durability settings yet (will keep trying to reach Redis): {e}"
+            ),
         }
-        Err(e) => warn!(
-            "cannot check Redis durability settings yet (will keep trying to reach Redis): {e}"
-        ),
     }
     let processor = Processor::new(
-        backend.clone(),
-        backend.clone(),
-        cli.worker.renderer.renderer(),
+        services.backends.consumer.clone(),
+        cli.worker.renderer.kinds(&services.plots),
         cli.queue.lease(),
+    )
+    .with_queues(cli.worker.queues.0.clone());
+    let worker = Worker::new(
+        Arc::new(processor),
+        services.backends.maintenance.clone(),
+        cli.worker.worker_config(),
     );
-    let worker = Worker::new(Arc::new(processor), backend, cli.worker.worker_config());
     let (shutdown, force) = match signals() {
         Ok(signals) => signals,
         Err(e) => {

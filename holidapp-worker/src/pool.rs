@@ -9,24 +9,25 @@ use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use holidapp_core::stats::Counter;
 use holidapp_core::{
-    Error, JobId, JobOutcome, JobStore, Lease, LeaseToken, Processed, Processor, Queue,
+    Consumer, Error, JobId, JobOutcome, Lease, LeaseToken, Maintenance, Processed, Processor,
+    StatsSnapshot, WorkerStats,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::backoff::Backoff;
 use crate::settings::{ConfigError, WorkerConfig};
-use crate::stats::{Counter, StatsSnapshot, WorkerStats};
 
-/// Everything [`run`] needs: the processing step, the store it purges, its configuration, and the
-/// counters it updates.
+/// Everything [`run`] needs: the processing step, the maintenance it runs, its configuration,
+/// and the counters it updates.
 pub struct Worker {
-    /// Leases and runs jobs. Its queue is the one the worker heartbeats, recovers and releases
-    /// on, and its lease length is the worker's.
+    /// Leases and runs jobs. Its consumer is the one the worker heartbeats, waits and releases
+    /// on, its queues are the worker's, and its lease length is the worker's.
     pub processor: Arc<Processor>,
-    /// Where finished jobs past retention are purged from.
-    pub jobs: Arc<dyn JobStore>,
+    /// Where expired leases are recovered and finished jobs past retention purged.
+    pub maintenance: Arc<dyn Maintenance>,
     /// How the worker runs.
     pub config: WorkerConfig,
     /// Counters the worker updates; keep a clone to read them while it runs.
@@ -35,10 +36,14 @@ pub struct Worker {
 
 impl Worker {
     /// A worker with fresh counters.
-    pub fn new(processor: Arc<Processor>, jobs: Arc<dyn JobStore>, config: WorkerConfig) -> Self {
+    pub fn new(
+        processor: Arc<Processor>,
+        maintenance: Arc<dyn Maintenance>,
+        config: WorkerConfig,
+    ) -> Self {
         Worker {
             processor,
-            jobs,
+            maintenance,
             config,
             stats: Arc::new(WorkerStats::new()),
         }
@@ -96,10 +101,10 @@ pub async fn run_with_force(
     worker.config.validate(lease_for)?;
     let span = info_span!("worker", worker = %worker.config.identity);
     let shared = Arc::new(Shared {
-        queue: Arc::clone(worker.processor.queue()),
+        consumer: Arc::clone(worker.processor.consumer()),
         slots: Arc::new(Semaphore::new(worker.config.concurrency)),
         processor: worker.processor,
-        jobs: worker.jobs,
+        maintenance: worker.maintenance,
         stats: worker.stats,
         config: worker.config,
         lease_for,
@@ -139,9 +144,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// State shared by the fetch loop, the job tasks and the background loops.
 struct Shared {
     processor: Arc<Processor>,
-    /// The processor's queue, for heartbeats, recovery, idle waits and releases.
-    queue: Arc<dyn Queue>,
-    jobs: Arc<dyn JobStore>,
+    /// The processor's consumer, for heartbeats, idle waits and releases.
+    consumer: Arc<dyn Consumer>,
+    maintenance: Arc<dyn Maintenance>,
     config: WorkerConfig,
     stats: Arc<WorkerStats>,
     lease_for: Duration,
@@ -336,7 +341,9 @@ async fn fetch_loop(shared: &Arc<Shared>, mut shutdown: Pin<&mut impl Future<Out
             let idle = shared.config.idle_wait;
             let wait = tokio::time::timeout(
                 idle + Duration::from_secs(1),
-                shared.queue.wait_for_work(idle),
+                shared
+                    .consumer
+                    .wait_for_work(shared.processor.queues(), idle),
             );
             tokio::select! {
                 biased;
@@ -478,7 +485,7 @@ fn record(stats: &WorkerStats, outcome: holidapp_core::Result<Processed>) {
 
 /// Gives a job back to the queue at once (shutdown), bounded by [`RELEASE_TIMEOUT`].
 async fn release(shared: &Shared, lease: &Lease) {
-    match with_timeout(RELEASE_TIMEOUT, shared.queue.release(lease)).await {
+    match with_timeout(RELEASE_TIMEOUT, shared.consumer.release(lease)).await {
         Ok(()) => {
             shared.stats.add(Counter::Released, 1);
             info!(job = %lease.id(), outcome = "released", "job released to the queue");
@@ -509,7 +516,7 @@ async fn heartbeat_loop(shared: &Shared) -> Infallible {
         if leases.is_empty() {
             continue;
         }
-        match with_timeout(every, shared.queue.renew_many(&leases, shared.lease_for)).await {
+        match with_timeout(every, shared.consumer.renew_many(&leases, shared.lease_for)).await {
             Ok(held) => {
                 backoff.reset();
                 if held.len() != leases.len() {
@@ -544,7 +551,7 @@ async fn recovery_loop(shared: &Shared) -> Infallible {
     loop {
         tokio::time::sleep(wait).await;
         wait = jittered(every);
-        match with_timeout(CALL_TIMEOUT, shared.queue.requeue_expired()).await {
+        match with_timeout(CALL_TIMEOUT, shared.maintenance.requeue_expired()).await {
             Ok(report) => {
                 backoff.reset();
                 shared.stats.add(Counter::Requeued, report.requeued);
@@ -571,7 +578,7 @@ async fn purge_loop(shared: &Shared) -> Infallible {
     let every = shared.config.purge_interval;
     loop {
         tokio::time::sleep(jittered(every)).await;
-        match with_timeout(CALL_TIMEOUT, shared.jobs.purge_expired()).await {
+        match with_timeout(CALL_TIMEOUT, shared.maintenance.purge_expired()).await {
             Ok(0) => {}
             Ok(purged) => {
                 shared.stats.add(Counter::Purged, purged);

@@ -1,19 +1,19 @@
-//! Which [`Renderer`] a worker runs jobs with (`HOLIDAPP_RENDERER`).
+//! Which renderer serves the kind `plot` in the shipped binaries (`HOLIDAPP_RENDERER`).
 //!
 //! The product renders plots. The two other choices exist to test and measure the worker itself,
 //! apart from the cost of drawing: `noop` finishes every job at once (queue overhead only) and
 //! `sleep:MS` holds every job for a fixed time, so that process tests can stop or kill a worker
-//! while it is known to hold jobs. Both store a 1x1 transparent PNG as the result, accept any
-//! parameters and do not read the data set.
+//! while it is known to hold jobs. Both stand in for the kind `plot`, store a 1x1 transparent
+//! PNG as the result, accept any parameters and do not read the data set.
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use holidapp_core::plot::PlotRenderer;
-use holidapp_core::{DataSet, JobParams, Renderer, Result};
+use bytes::Bytes;
+use holidapp_core::plot::{PlotRenderer, Plots};
+use holidapp_core::{Context, Kinds, Png, Renderer, Result};
 
 /// The renderer a worker is configured with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,13 +55,17 @@ impl FromStr for RendererChoice {
 }
 
 impl RendererChoice {
-    /// The renderer of this choice. An API that validates job parameters must use the same
-    /// choice as its workers.
-    pub fn renderer(&self) -> Arc<dyn Renderer> {
+    /// The kinds a shipped binary serves: `plot`, rendered by the plot product over `plots`' data
+    /// set, or by a stand-in of this choice. An API that validates job parameters must use the
+    /// same choice as its workers.
+    pub fn kinds(&self, plots: &Plots) -> Kinds {
+        let kind = <PlotRenderer as Renderer>::KIND;
         match *self {
-            RendererChoice::Plot => Arc::new(PlotRenderer::new()),
-            RendererChoice::Noop => Arc::new(NoopRenderer),
-            RendererChoice::Sleep(duration) => Arc::new(SleepRenderer(duration)),
+            RendererChoice::Plot => Kinds::new().with(plots.renderer()),
+            RendererChoice::Noop => Kinds::new().with_named(kind, NoopRenderer),
+            RendererChoice::Sleep(duration) => {
+                Kinds::new().with_named(kind, SleepRenderer(duration))
+            }
         }
     }
 }
@@ -85,43 +89,37 @@ pub const BLANK_PNG: &[u8] = &[
     0xae, 0x42, 0x60, 0x82,
 ];
 
-/// Finishes every job at once with [`BLANK_PNG`]. Measures the queue, not the drawing.
+/// Finishes every job at once with [`BLANK_PNG`], whatever its parameters. Measures the queue,
+/// not the drawing.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoopRenderer;
 
 #[async_trait]
 impl Renderer for NoopRenderer {
-    fn validate(&self, _params: &JobParams) -> Result<()> {
-        Ok(())
-    }
+    const KIND: &'static str = "noop";
+    type Params = serde_json::Value;
+    type Output = Png;
 
-    async fn render(&self, _data: Arc<DataSet>, _params: &JobParams) -> Result<Vec<u8>> {
-        Ok(BLANK_PNG.to_vec())
-    }
-
-    fn needs_data(&self) -> bool {
-        false
+    async fn render(&self, _params: serde_json::Value, _ctx: &Context) -> Result<Png> {
+        Ok(Png(Bytes::from_static(BLANK_PNG)))
     }
 }
 
 /// Waits a fixed time (on the async timer, so a cancelled job stops at once), then answers
-/// [`BLANK_PNG`]. Holds jobs long enough for tests to act while a worker owns them.
+/// [`BLANK_PNG`], whatever its parameters. Holds jobs long enough for tests to act while a
+/// worker owns them.
 #[derive(Clone, Copy, Debug)]
 pub struct SleepRenderer(pub Duration);
 
 #[async_trait]
 impl Renderer for SleepRenderer {
-    fn validate(&self, _params: &JobParams) -> Result<()> {
-        Ok(())
-    }
+    const KIND: &'static str = "sleep";
+    type Params = serde_json::Value;
+    type Output = Png;
 
-    async fn render(&self, _data: Arc<DataSet>, _params: &JobParams) -> Result<Vec<u8>> {
+    async fn render(&self, _params: serde_json::Value, _ctx: &Context) -> Result<Png> {
         tokio::time::sleep(self.0).await;
-        Ok(BLANK_PNG.to_vec())
-    }
-
-    fn needs_data(&self) -> bool {
-        false
+        Ok(Png(Bytes::from_static(BLANK_PNG)))
     }
 }
 
@@ -155,12 +153,23 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn sleep_renderer_holds_the_job_for_its_time() {
         let started = tokio::time::Instant::now();
+        let queue = holidapp_core::QueueName::default_queue();
+        let ctx = Context::new(holidapp_core::JobId::new_in(&queue), "plot", queue, 1);
         let png = SleepRenderer(Duration::from_secs(3))
-            .render(Arc::new(DataSet::default()), &JobParams::new("1", "2"))
+            .render(serde_json::json!({"start": "1"}), &ctx)
             .await
             .unwrap();
         assert_eq!(started.elapsed(), Duration::from_secs(3));
-        assert_eq!(png, BLANK_PNG);
+        assert_eq!(png.0, BLANK_PNG);
         assert!(BLANK_PNG.starts_with(b"\x89PNG\r\n\x1a\n"));
+    }
+
+    #[test]
+    fn every_choice_serves_the_plot_kind() {
+        let plots = Plots::in_memory();
+        for text in ["plot", "noop", "sleep:5"] {
+            let choice: RendererChoice = text.parse().unwrap();
+            assert_eq!(choice.kinds(&plots).names(), vec!["plot".to_owned()]);
+        }
     }
 }

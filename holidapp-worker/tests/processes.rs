@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
+use holidapp_core::store::total_counts;
 use holidapp_core::testing::RedisServer;
 use holidapp_core::{
-    Job, JobId, JobParams, JobStatus, JobStore, ListQuery, Queue, QueueSettings, StatusCounts,
+    Job, JobId, JobStatus, JobStore, ListQuery, Params, Producer, QueueName, QueueSettings,
+    StatusCounts,
 };
 use tempfile::TempDir;
 
@@ -50,7 +52,11 @@ impl Rig {
 
     async fn submit(&self, n: usize) -> Vec<JobId> {
         let jobs: Vec<Job> = (0..n)
-            .map(|i| Job::new(JobParams::new(i.to_string(), "2000"), Utc::now()))
+            .map(|i| {
+                let params = Params::from_json(format!(r#"{{"start":"{i}","end":"2000"}}"#));
+                let queue = QueueName::default_queue();
+                Job::new("plot", queue, params.expect("JSON"), 3, Utc::now())
+            })
             .collect();
         self.backend.enqueue_many(&jobs).await.expect("enqueue");
         jobs.iter().map(|j| j.id).collect()
@@ -68,7 +74,7 @@ impl Rig {
     }
 
     async fn counts(&self) -> StatusCounts {
-        self.backend.counts().await.expect("counts")
+        total_counts(&self.backend.stats().await.expect("stats"))
     }
 
     async fn job(&self, id: JobId) -> Job {
@@ -81,20 +87,22 @@ impl Rig {
 
     async fn complete_jobs(&self) -> Vec<Job> {
         let mut jobs = Vec::new();
+        let mut before = None;
         loop {
             let page = self
                 .backend
                 .list(&ListQuery {
-                    status: Some(JobStatus::Complete),
-                    offset: jobs.len(),
+                    before,
                     limit: 1000,
+                    ..ListQuery::with_status(JobStatus::Complete)
                 })
                 .await
                 .expect("list");
-            if page.is_empty() {
-                return jobs;
+            jobs.extend(page.jobs);
+            match page.next {
+                Some(next) => before = Some(next),
+                None => return jobs,
             }
-            jobs.extend(page);
         }
     }
 
@@ -445,8 +453,9 @@ async fn a_worker_carries_on_after_redis_restarts() {
     eventually(Duration::from_secs(60), "every job complete", || async {
         // The test's own connection reconnects too; a failed call is just a "not yet".
         rig.backend
-            .counts()
+            .stats()
             .await
+            .map(|stats| total_counts(&stats))
             .is_ok_and(|c| c.complete == 150 && c.in_progress == 0)
     })
     .await;

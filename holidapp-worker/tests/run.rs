@@ -11,9 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use holidapp_core::{
-    Clock, DataSet, Error, FailureKind, Job, JobId, JobParams, JobStatus, JobStore, Lease,
-    ManualClock, MemoryBackend, Processor, Queue, QueueDepth, QueueSettings, Renderer,
-    RequeueReport, Result,
+    Clock, Consumer, Context, Error, FailureKind, Job, JobId, JobStatus, JobStore, Kinds, Lease,
+    Maintenance, ManualClock, MemoryBackend, Output, Params, Png, Processor, Producer, QueueName,
+    QueueSettings, Renderer, Result,
 };
 use holidapp_worker::{
     Ending, NoopRenderer, SleepRenderer, Worker, WorkerConfig, WorkerStats, run, run_with_force,
@@ -80,15 +80,18 @@ impl Flaky {
     }
 }
 
+/// Only the consumer capability is wrapped: everything else goes to the backend itself.
 #[async_trait]
-impl Queue for Flaky {
-    async fn enqueue(&self, job: &Job) -> Result<()> {
-        self.inner.enqueue(job).await
-    }
-    async fn lease(&self, worker: &str, lease_for: Duration) -> Result<Option<Lease>> {
+impl Consumer for Flaky {
+    async fn lease(
+        &self,
+        queue: &QueueName,
+        worker: &str,
+        lease_for: Duration,
+    ) -> Result<Option<Lease>> {
         self.lease_calls.fetch_add(1, Ordering::SeqCst);
         Self::outage(&self.failing_leases)?;
-        self.inner.lease(worker, lease_for).await
+        self.inner.lease(queue, worker, lease_for).await
     }
     async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<DateTime<Utc>> {
         self.inner.renew(lease, lease_for).await
@@ -103,8 +106,8 @@ impl Queue for Flaky {
             .fetch_add(leases.len() as u32, Ordering::SeqCst);
         self.inner.renew_many(leases, lease_for).await
     }
-    async fn complete(&self, lease: &Lease, result: Vec<u8>) -> Result<Job> {
-        self.inner.complete(lease, result).await
+    async fn complete(&self, lease: &Lease, output: Output) -> Result<Job> {
+        self.inner.complete(lease, output).await
     }
     async fn fail(&self, lease: &Lease, reason: &str, kind: FailureKind) -> Result<Job> {
         self.inner.fail(lease, reason, kind).await
@@ -112,43 +115,43 @@ impl Queue for Flaky {
     async fn release(&self, lease: &Lease) -> Result<()> {
         self.inner.release(lease).await
     }
-    async fn requeue_expired(&self) -> Result<RequeueReport> {
-        self.inner.requeue_expired().await
-    }
-    async fn depth(&self) -> Result<QueueDepth> {
-        self.inner.depth().await
-    }
-    async fn wait_for_work(&self, timeout: Duration) {
-        self.inner.wait_for_work(timeout).await
+    async fn wait_for_work(&self, queues: &[QueueName], timeout: Duration) {
+        self.inner.wait_for_work(queues, timeout).await
     }
 }
 
 /// A renderer that answers from a script (and like [`NoopRenderer`] once the script is done);
 /// a `None` entry panics.
-struct Scripted(Mutex<VecDeque<Option<Result<Vec<u8>>>>>);
+struct Scripted(Mutex<VecDeque<Option<Result<()>>>>);
 
 impl Scripted {
-    fn new(answers: Vec<Option<Result<Vec<u8>>>>) -> Arc<Self> {
-        Arc::new(Scripted(Mutex::new(answers.into())))
+    fn new(answers: Vec<Option<Result<()>>>) -> Scripted {
+        Scripted(Mutex::new(answers.into()))
     }
 }
 
 #[async_trait]
 impl Renderer for Scripted {
-    fn validate(&self, _: &JobParams) -> Result<()> {
-        Ok(())
-    }
-    async fn render(&self, _: Arc<DataSet>, _: &JobParams) -> Result<Vec<u8>> {
+    const KIND: &'static str = "scripted";
+    type Params = serde_json::Value;
+    type Output = Png;
+
+    async fn render(&self, _: serde_json::Value, _: &Context) -> Result<Png> {
         let next = self.0.lock().unwrap().pop_front();
         match next {
-            Some(Some(answer)) => answer,
+            Some(Some(answer)) => answer.map(|()| Png(bytes::Bytes::from_static(b"png"))),
             Some(None) => panic!("scripted panic"),
-            None => Ok(b"png".to_vec()),
+            None => Ok(Png(bytes::Bytes::from_static(b"png"))),
         }
     }
-    fn needs_data(&self) -> bool {
-        false
-    }
+}
+
+/// The kind of the rig's jobs.
+const KIND: &str = "test";
+
+/// The rig's kind, served by `renderer`.
+fn kind<R: Renderer>(renderer: R) -> Kinds {
+    Kinds::new().with_named(KIND, renderer)
 }
 
 struct Rig {
@@ -173,20 +176,23 @@ impl Rig {
 
     async fn submit(&self, n: usize) -> Vec<JobId> {
         let jobs: Vec<Job> = (0..n)
-            .map(|i| Job::new(JobParams::new(i.to_string(), "2000"), Utc::now()))
+            .map(|i| {
+                let params = Params::from_json(format!(r#"{{"n":{i}}}"#)).unwrap();
+                Job::new(KIND, QueueName::default_queue(), params, 3, Utc::now())
+            })
             .collect();
         self.backend.enqueue_many(&jobs).await.unwrap();
         jobs.iter().map(|j| j.id).collect()
     }
 
-    fn worker(&self, renderer: Arc<dyn Renderer>, config: WorkerConfig) -> Worker {
-        let processor = Processor::new(
-            self.queue.clone(),
-            self.backend.clone(),
-            renderer,
-            self.lease,
-        );
+    fn worker(&self, kinds: Kinds, config: WorkerConfig) -> Worker {
+        let processor = Processor::new(self.queue.clone(), kinds, self.lease);
         Worker::new(Arc::new(processor), self.backend.clone(), config)
+    }
+
+    async fn in_progress(&self) -> u64 {
+        let stats = self.backend.stats().await.unwrap();
+        holidapp_core::store::total_counts(&stats).in_progress
     }
 
     async fn jobs(&self, status: JobStatus) -> Vec<Job> {
@@ -194,7 +200,7 @@ impl Rig {
             limit: 1000,
             ..holidapp_core::ListQuery::with_status(status)
         };
-        self.backend.list(&query).await.unwrap()
+        self.backend.list(&query).await.unwrap().jobs
     }
 }
 
@@ -232,7 +238,7 @@ where
 #[tokio::test(start_paused = true)]
 async fn drains_the_queue_running_as_many_jobs_at_once_as_it_has_slots() {
     let rig = Rig::new(TokioClock::new(), Duration::from_secs(30), 20).await;
-    let worker = rig.worker(Arc::new(SleepRenderer(Duration::from_secs(1))), config(4));
+    let worker = rig.worker(kind(SleepRenderer(Duration::from_secs(1))), config(4));
     let done = when(&worker.stats, "20 jobs", |s| s.completed == 20);
     let started = Instant::now();
 
@@ -258,7 +264,7 @@ async fn drains_the_queue_running_as_many_jobs_at_once_as_it_has_slots() {
 #[tokio::test(start_paused = true)]
 async fn an_idle_worker_waits_for_work_instead_of_polling() {
     let rig = Rig::new(TokioClock::new(), Duration::from_secs(30), 0).await;
-    let worker = rig.worker(Arc::new(NoopRenderer), config(2));
+    let worker = rig.worker(kind(NoopRenderer), config(2));
     let stats = Arc::clone(&worker.stats);
     let handle = tokio::spawn(run(worker, async {
         tokio::time::sleep(Duration::from_secs(3600)).await
@@ -284,7 +290,7 @@ async fn an_idle_worker_waits_for_work_instead_of_polling() {
 async fn shutdown_lets_in_flight_jobs_finish_and_leases_nothing_new() {
     let rig = Rig::new(TokioClock::new(), Duration::from_secs(30), 4).await;
     let worker = rig.worker(
-        Arc::new(SleepRenderer(Duration::from_secs(3))),
+        kind(SleepRenderer(Duration::from_secs(3))),
         WorkerConfig {
             shutdown_grace: Duration::from_secs(10),
             ..config(2)
@@ -312,7 +318,7 @@ async fn shutdown_lets_in_flight_jobs_finish_and_leases_nothing_new() {
 async fn shutdown_releases_jobs_that_outlast_the_grace_period() {
     let rig = Rig::new(TokioClock::new(), Duration::from_secs(30), 3).await;
     let worker = rig.worker(
-        Arc::new(SleepRenderer(Duration::from_secs(60))),
+        kind(SleepRenderer(Duration::from_secs(60))),
         WorkerConfig {
             shutdown_grace: Duration::from_secs(2),
             ..config(2)
@@ -331,11 +337,11 @@ async fn shutdown_releases_jobs_that_outlast_the_grace_period() {
         started.elapsed()
     );
     assert_eq!((report.stats.released, report.stats.completed), (2, 0));
-    assert_eq!(rig.backend.depth().await.unwrap().leased, 0);
+    assert_eq!(rig.in_progress().await, 0);
     assert_eq!(rig.jobs(JobStatus::Submitted).await.len(), 3);
 
     // Another worker takes them at once.
-    let next = rig.worker(Arc::new(NoopRenderer), WorkerConfig::new("10.9.9.9", 2));
+    let next = rig.worker(kind(NoopRenderer), WorkerConfig::new("10.9.9.9", 2));
     let done = when(&next.stats, "3 jobs", |s| s.completed == 3);
     let started = Instant::now();
     run(next, done).await.unwrap();
@@ -352,7 +358,7 @@ async fn shutdown_releases_jobs_that_outlast_the_grace_period() {
 async fn a_forced_stop_ends_the_grace_period_at_once() {
     let rig = Rig::new(TokioClock::new(), Duration::from_secs(30), 2).await;
     let worker = rig.worker(
-        Arc::new(SleepRenderer(Duration::from_secs(60))),
+        kind(SleepRenderer(Duration::from_secs(60))),
         WorkerConfig {
             shutdown_grace: Duration::from_secs(50),
             ..config(2)
@@ -382,7 +388,7 @@ async fn heartbeats_renew_all_leases_in_one_call_and_keep_long_jobs() {
     // Jobs four times as long as the lease, with recovery scanning every second: without renewals
     // the leases would run out, the jobs be requeued and the results refused.
     let rig = Rig::new(TokioClock::new(), Duration::from_secs(3), 3).await;
-    let worker = rig.worker(Arc::new(SleepRenderer(Duration::from_secs(12))), config(3));
+    let worker = rig.worker(kind(SleepRenderer(Duration::from_secs(12))), config(3));
     let done = when(&worker.stats, "3 jobs", |s| s.completed == 3);
 
     let report = run(worker, done).await.unwrap();
@@ -408,7 +414,7 @@ async fn a_job_whose_lease_was_taken_over_is_abandoned() {
     // The backend's clock is moved by hand, apart from the timers.
     let clock = Arc::new(ManualClock::starting_now());
     let rig = Rig::new(clock.clone(), Duration::from_secs(3), 1).await;
-    let worker = rig.worker(Arc::new(SleepRenderer(Duration::from_secs(60))), config(1));
+    let worker = rig.worker(kind(SleepRenderer(Duration::from_secs(60))), config(1));
     let stats = Arc::clone(&worker.stats);
     let handle = tokio::spawn(run(worker, async {
         tokio::time::sleep(Duration::from_secs(3600)).await
@@ -423,7 +429,11 @@ async fn a_job_whose_lease_was_taken_over_is_abandoned() {
     rig.backend.requeue_expired().await.unwrap();
     let thief = rig
         .backend
-        .lease("10.6.6.6", Duration::from_secs(30))
+        .lease(
+            &QueueName::default_queue(),
+            "10.6.6.6",
+            Duration::from_secs(30),
+        )
         .await
         .unwrap()
         .expect("the expired job is leasable");
@@ -442,7 +452,7 @@ async fn a_job_whose_lease_was_taken_over_is_abandoned() {
 
     let job = rig
         .backend
-        .complete(&thief, b"theirs".to_vec())
+        .complete(&thief, Output::new("image/png", "theirs"))
         .await
         .unwrap();
     assert_eq!(job.worker.as_deref(), Some("10.6.6.6"));
@@ -454,7 +464,7 @@ async fn a_job_whose_lease_was_taken_over_is_abandoned() {
 async fn one_not_held_answer_does_not_abandon_a_job() {
     let rig = Rig::new(TokioClock::new(), Duration::from_secs(3), 1).await;
     rig.queue.not_held_renewals.store(1, Ordering::SeqCst);
-    let worker = rig.worker(Arc::new(SleepRenderer(Duration::from_secs(5))), config(1));
+    let worker = rig.worker(kind(SleepRenderer(Duration::from_secs(5))), config(1));
     let done = when(&worker.stats, "the job", |s| s.completed == 1);
 
     let report = run(worker, done).await.unwrap();
@@ -469,11 +479,11 @@ async fn a_dead_workers_job_runs_again_within_lease_plus_recovery_interval() {
     // A worker takes the job and dies without a word.
     let dead = rig
         .backend
-        .lease("10.0.0.1", rig.lease)
+        .lease(&QueueName::default_queue(), "10.0.0.1", rig.lease)
         .await
         .unwrap()
         .unwrap();
-    let worker = rig.worker(Arc::new(NoopRenderer), config(1));
+    let worker = rig.worker(kind(NoopRenderer), config(1));
     let done = when(&worker.stats, "the recovered job", |s| s.completed == 1);
     let started = Instant::now();
 
@@ -494,7 +504,7 @@ async fn backend_outages_are_retried_with_backoff_never_in_a_tight_loop() {
     let rig = Rig::new(TokioClock::new(), Duration::from_secs(3), 2).await;
     rig.queue.failing_leases.store(8, Ordering::SeqCst);
     rig.queue.failing_renewals.store(2, Ordering::SeqCst);
-    let worker = rig.worker(Arc::new(SleepRenderer(Duration::from_secs(6))), config(2));
+    let worker = rig.worker(kind(SleepRenderer(Duration::from_secs(6))), config(2));
     let done = when(&worker.stats, "2 jobs", |s| s.completed == 2);
     let started = Instant::now();
 
@@ -517,7 +527,7 @@ async fn failures_are_counted_as_core_decides_them() {
         Some(Err(Error::InvalidParams("start is not a year".into()))),
         Some(Err(Error::Unavailable("data source hiccup".into()))),
     ]);
-    let worker = rig.worker(renderer, config(1));
+    let worker = rig.worker(kind(renderer), config(1));
     let done = when(&worker.stats, "both jobs finished", |s| {
         s.completed == 1 && s.failed == 1
     });
@@ -543,7 +553,7 @@ async fn failures_are_counted_as_core_decides_them() {
 #[tokio::test(start_paused = true)]
 async fn a_panicking_job_is_counted_and_its_lease_left_to_expire() {
     let rig = Rig::new(TokioClock::new(), Duration::from_secs(3), 1).await;
-    let worker = rig.worker(Scripted::new(vec![None]), config(1));
+    let worker = rig.worker(kind(Scripted::new(vec![None])), config(1));
     let done = when(&worker.stats, "the retried job", |s| s.completed == 1);
 
     let report = run(worker, done).await.unwrap();
@@ -556,7 +566,7 @@ async fn a_panicking_job_is_counted_and_its_lease_left_to_expire() {
 #[tokio::test]
 async fn a_configuration_that_cannot_run_is_refused() {
     let rig = Rig::new(TokioClock::new(), Duration::from_secs(30), 0).await;
-    let worker = rig.worker(Arc::new(NoopRenderer), config(0));
+    let worker = rig.worker(kind(NoopRenderer), config(0));
     let err = run(worker, async {}).await.unwrap_err();
     assert!(err.to_string().contains("concurrency"), "{err}");
 }

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use holidapp_bench::per_second;
-use holidapp_core::{Job, JobParams, MemoryBackend, Outcome, Processor, Queue, QueueSettings};
-use holidapp_worker::NoopRenderer;
+use holidapp_bench::{noop_plot_kinds, per_second, plot_job};
+use holidapp_core::{Job, MemoryBackend, Outcome, Processor, Producer, QueueSettings};
 
 #[derive(Parser)]
 struct Args {
@@ -32,13 +31,12 @@ async fn main() -> anyhow::Result<()> {
         let backend = Arc::new(MemoryBackend::new(QueueSettings::default()));
         let now = chrono::Utc::now();
         let jobs: Vec<Job> = (0..args.jobs)
-            .map(|_| Job::new(JobParams::new("1990", "2000"), now))
+            .map(|_| plot_job("1990", "2000", now))
             .collect();
         backend.enqueue_many(&jobs).await?;
         let processor = Arc::new(Processor::new(
             backend.clone(),
-            backend.clone(),
-            Arc::new(NoopRenderer),
+            noop_plot_kinds(),
             Duration::from_secs(30),
         ));
         let started = Instant::now();

@@ -26,11 +26,13 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::future::try_join_all;
-use holidapp_bench::per_second;
+use holidapp_bench::{noop_plot_kinds, per_second, plot_job};
+use holidapp_core::plot::redis::RedisDataStore;
+use holidapp_core::plot::{DataSet, DataStore};
 use holidapp_core::redis_backend::RedisBackend;
 use holidapp_core::testing::RedisServer;
 use holidapp_core::{
-    DataSet, DataStore, Job, JobParams, JobStore, ManualClock, Outcome, Processor, Queue,
+    Context, Job, JobOutput, Maintenance, ManualClock, Outcome, Processor, Producer, QueueName,
     QueueSettings, Renderer,
 };
 use holidapp_worker::NoopRenderer;
@@ -223,9 +225,7 @@ fn summary(mut runs: Vec<Measurement>) -> String {
 
 fn jobs(n: usize) -> Vec<Job> {
     let now = chrono::Utc::now();
-    (0..n)
-        .map(|_| Job::new(JobParams::new("1990", "2000"), now))
-        .collect()
+    (0..n).map(|_| plot_job("1990", "2000", now)).collect()
 }
 
 async fn fresh(server: &RedisServer, name: &str) -> anyhow::Result<Arc<RedisBackend>> {
@@ -304,16 +304,18 @@ async fn drain_batched(
         tokio::spawn(async move {
             let worker = format!("bench-{l}");
             let renderer = NoopRenderer;
-            let data = Arc::new(DataSet::default());
+            let queue = QueueName::default_queue();
             let mut done = 0;
             loop {
-                let leases = backend.lease_many(&worker, LEASE, batch).await?;
+                let leases = backend.lease_many(&queue, &worker, LEASE, batch).await?;
                 if leases.is_empty() {
                     return anyhow::Ok(done);
                 }
                 let mut results = Vec::with_capacity(leases.len());
                 for lease in leases {
-                    let png = renderer.render(data.clone(), &lease.job.params).await?;
+                    let ctx = Context::new(lease.id(), "plot", queue.clone(), lease.attempt());
+                    let params = lease.job.params.decode()?;
+                    let png = renderer.render(params, &ctx).await?.into_output()?;
                     results.push((lease, png));
                 }
                 for completed in backend.complete_many(results).await? {
@@ -333,12 +335,7 @@ async fn drain_batched(
 /// Drains the queue with `tasks` concurrent `process_one` callers, one job per call; returns how
 /// many jobs they processed.
 async fn drain_per_job(backend: Arc<RedisBackend>, tasks: usize) -> anyhow::Result<usize> {
-    let processor = Arc::new(Processor::new(
-        backend.clone(),
-        backend,
-        Arc::new(NoopRenderer),
-        LEASE,
-    ));
+    let processor = Arc::new(Processor::new(backend, noop_plot_kinds(), LEASE));
     // One process, one identity (its WORKER_IP), many tasks.
     let tasks = (0..tasks).map(|_| {
         let processor = processor.clone();
@@ -382,10 +379,12 @@ async fn purge(
 }
 
 async fn load_data(server: &RedisServer, data: &DataSet) -> anyhow::Result<Measurement> {
-    let backend = fresh(server, "data").await?;
+    let config = server.config("data");
+    let backend = RedisBackend::connect(&config, QueueSettings::default()).await?;
+    let store = RedisDataStore::new(backend.conn().clone(), &config.prefix);
     let data = data.clone();
     let timer = Timer::start(server);
-    let loaded = backend.replace(data).await?;
+    let loaded = store.replace(data).await?;
     let measured = timer.finish(loaded as usize);
     anyhow::ensure!(loaded > 0, "loaded no records");
     Ok(measured)

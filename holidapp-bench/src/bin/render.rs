@@ -3,9 +3,10 @@
 //!
 //! The data set is the bundled HGNC sample replicated with fresh ids. Two paths are timed:
 //!
-//! - [`PlotRenderer::render`], the path a worker takes job after job on one loaded data set
-//!   (with the hop to a blocking thread): the renderer has kept the date column since the
-//!   warm-up, so this is the plot, its text and the PNG encoding;
+//! - [`Renderer::render`] of the kind `plot`, the path a worker takes job after job on one loaded
+//!   data set (the data set's version checked, the hop to a blocking thread): the renderer has
+//!   kept the data set and its date column since the warm-up, so this is the plot, its text and
+//!   the PNG encoding;
 //! - [`render_png`], which reads the field from every record each time: what the first job after
 //!   a new data set costs.
 //!
@@ -16,8 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Parser;
-use holidapp_core::plot::{PlotRenderer, PlotSpec, render_png};
-use holidapp_core::{JobParams, Renderer};
+use holidapp_core::plot::{
+    DataStore, MemoryPlotStore, PlotParams, PlotRenderer, PlotSpec, render_png,
+};
+use holidapp_core::{Context, JobId, QueueName, Renderer};
 
 #[derive(Parser, Debug)]
 #[command(about = "Times the 800x600 per-year histogram of a 45,000-record data set")]
@@ -58,21 +61,26 @@ fn summary(mut times: Vec<Duration>) -> String {
 async fn main() -> Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.iterations > 0, "--iterations must be at least 1");
-    let data = Arc::new(holidapp_bench::hgnc_records(args.records)?);
-    let params = JobParams::new(args.start.to_string(), args.end.to_string());
-    let renderer = PlotRenderer::new();
+    let data = holidapp_bench::hgnc_records(args.records)?;
+    let store = Arc::new(MemoryPlotStore::new());
+    store.replace(data).await?;
+    let (_, data) = store.load().await?;
+    let params = PlotParams::new(args.start.to_string(), args.end.to_string());
+    let renderer = PlotRenderer::new(store);
     renderer.validate(&params)?;
     let spec = PlotSpec::from_params(&params)?;
+    let queue = QueueName::default_queue();
+    let ctx = Context::new(JobId::new_in(&queue), "plot", queue, 1);
 
     let mut png = Vec::new();
     for _ in 0..args.warmup {
-        png = renderer.render(Arc::clone(&data), &params).await?;
+        png = renderer.render(params.clone(), &ctx).await?.0.to_vec();
     }
 
     let mut through_renderer = Vec::with_capacity(args.iterations);
     for _ in 0..args.iterations {
         let started = Instant::now();
-        png = renderer.render(Arc::clone(&data), &params).await?;
+        png = renderer.render(params.clone(), &ctx).await?.0.to_vec();
         through_renderer.push(started.elapsed());
     }
 
@@ -91,7 +99,7 @@ async fn main() -> Result<()> {
         data.len()
     );
     println!(
-        "PlotRenderer::render (same data set, columns kept): {}",
+        "Renderer::render (same data set, columns kept):     {}",
         summary(through_renderer)
     );
     println!(

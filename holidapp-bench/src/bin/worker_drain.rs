@@ -20,10 +20,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use holidapp_bench::per_second;
+use holidapp_bench::{per_second, plot_job};
+use holidapp_core::plot::redis::RedisDataStore;
+use holidapp_core::plot::{DataSet, DataStore};
 use holidapp_core::redis_backend::RedisBackend;
+use holidapp_core::store::total_counts;
 use holidapp_core::testing::RedisServer;
-use holidapp_core::{DataSet, DataStore, Job, JobParams, JobStore, Queue, QueueSettings};
+use holidapp_core::{Job, JobStore, Producer, QueueSettings, ResultState};
 
 #[derive(Parser)]
 struct Args {
@@ -158,7 +161,9 @@ async fn drain(
     config.prefix = prefix.to_owned();
     let backend = RedisBackend::connect(&config, QueueSettings::default()).await?;
     if let Some(data) = &workload.data {
-        backend.replace(data.clone()).await?;
+        RedisDataStore::new(backend.conn().clone(), &config.prefix)
+            .replace(data.clone())
+            .await?;
     }
     let mut workers = Vec::with_capacity(processes);
     for p in 0..processes {
@@ -217,8 +222,12 @@ async fn drain(
             Some(id) => backend.result(id).await?,
             None => None,
         };
+        let size = match &png {
+            Some(ResultState::Ready(output)) => png_size(output.bytes()),
+            _ => None,
+        };
         anyhow::ensure!(
-            png.as_deref().and_then(png_size) == Some((800, 600)),
+            size == Some((800, 600)),
             "a plot job's result is not an 800x600 PNG"
         );
     }
@@ -241,10 +250,7 @@ fn jobs(n: usize) -> Vec<Job> {
     (0..n)
         .map(|i| {
             let start = 1975 + (i % 30);
-            Job::new(
-                JobParams::new(start.to_string(), (start + 20).to_string()),
-                now,
-            )
+            plot_job(&start.to_string(), &(start + 20).to_string(), now)
         })
         .collect()
 }
@@ -253,7 +259,7 @@ fn jobs(n: usize) -> Vec<Job> {
 async fn all_complete(backend: &RedisBackend, n: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let counts = backend.counts().await?;
+        let counts = total_counts(&backend.stats().await?);
         if counts.complete == n as u64 {
             return Ok(());
         }

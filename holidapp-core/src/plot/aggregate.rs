@@ -70,21 +70,27 @@ impl YearFilter {
     }
 }
 
-/// Records per year over `[start, end]`, trimmed to the first and last year that has a
-/// record: `(first_year, counts)`, or `None` when no record falls in the range.
-pub(super) fn counts_per_year(years: &YearColumn, start: i32, end: i32) -> Option<(i32, Vec<u64>)> {
+/// Records per year over the whole of `[start, end]` (`counts[i]` for year `start + i`), or
+/// `None` when no record falls in the range.
+pub(super) fn counts_per_year(years: &YearColumn, start: i32, end: i32) -> Option<Vec<u64>> {
     // At most 15,000 slots: the range is bounded by the year limits of the options.
     let mut counts = vec![0u64; (i64::from(end) - i64::from(start) + 1) as usize];
+    let mut any = false;
     for year in years.iter().flatten() {
         if (start..=end).contains(&year) {
             counts[(year - start) as usize] += 1;
+            any = true;
         }
     }
-    let first = counts.iter().position(|&c| c > 0)?;
-    let last = counts.iter().rposition(|&c| c > 0)?;
-    counts.truncate(last + 1);
-    counts.drain(..first);
-    Some((start + first as i32, counts))
+    any.then_some(counts)
+}
+
+/// The first and last year in a column, if it holds any.
+pub(super) fn year_span(years: &YearColumn) -> Option<(i32, i32)> {
+    years.iter().flatten().fold(None, |span, year| match span {
+        None => Some((year, year)),
+        Some((first, last)) => Some((first.min(year), last.max(year))),
+    })
 }
 
 /// Records per value among those `filter` keeps, largest first (ties by name), the categories
@@ -139,7 +145,7 @@ pub(super) fn points(xs: &NumberColumn, ys: &NumberColumn, filter: &YearFilter) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::{DataSet, Record};
+    use crate::plot::dataset::{DataSet, Record};
     use serde_json::json;
 
     #[test]
@@ -180,7 +186,7 @@ mod tests {
     }
 
     #[test]
-    fn per_year_counts_are_trimmed_to_the_years_with_records() {
+    fn per_year_counts_span_the_whole_range() {
         let d = data(vec![
             json!({"d": "2001-01-01"}),
             json!({"d": "2003-05-05"}),
@@ -191,12 +197,14 @@ mod tests {
         let columns = Columns::uncached(&d);
         let years = columns.years("d");
         assert_eq!(
-            counts_per_year(&years, 2000, 2010),
-            Some((2001, vec![1, 0, 2]))
+            counts_per_year(&years, 2000, 2005),
+            Some(vec![0, 1, 0, 2, 0, 0])
         );
-        assert_eq!(counts_per_year(&years, 1990, 1990), Some((1990, vec![1])));
+        assert_eq!(counts_per_year(&years, 1990, 1990), Some(vec![1]));
         assert_eq!(counts_per_year(&years, 1991, 2000), None);
         assert_eq!(counts_per_year(&columns.years("nope"), -5000, 9999), None);
+        assert_eq!(year_span(&years), Some((1990, 2003)));
+        assert_eq!(year_span(&columns.years("nope")), None);
     }
 
     #[test]

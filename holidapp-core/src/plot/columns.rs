@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use serde_json::Value;
 
-use crate::dataset::{DataSet, Record};
+use super::dataset::{DataSet, Record};
 
 use super::aggregate::year_of;
 
@@ -326,7 +326,7 @@ impl ColumnCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::Record;
+    use crate::plot::dataset::Record;
     use serde_json::json;
 
     fn data(years: &[i64]) -> Arc<DataSet> {

@@ -1,5 +1,19 @@
-//! The built-in plot renderer: [`PlotRenderer`] draws a PNG from the loaded data set with
-//! plotters, using a font embedded in the crate (no system font is needed).
+//! The course's product, one job kind on the engine's public API: load a data set (HGNC genes,
+//! meteorite landings), submit jobs that ask for plots of it, and fetch the PNGs.
+//!
+//! - [`PlotRenderer`] is the kind `plot` ([`Renderer`](crate::Renderer)): its parameters are
+//!   [`PlotParams`] (`{"start": "1990", "end": "2020", "plot": {...}}`), its result a PNG. It
+//!   reads the loaded data set through a [`DataCache`], reloaded only when the data set changes.
+//! - [`DataStore`] keeps the loaded data set and [`ImageStore`] the one image `POST /image`
+//!   renders; [`MemoryPlotStore`] keeps both in memory, and [`redis`] on Redis (feature
+//!   `redis`).
+//! - [`parse`] reads the supported data set formats and fetches a data set from its configured
+//!   source; [`dataset`] holds records and data sets.
+//! - [`Plots`] holds the product's use cases, each one call: load a data set, render and store
+//!   the image, read it back.
+//!
+//! Nothing in the engine depends on this module: it uses the engine's public API only, as a kind
+//! of your own would.
 //!
 //! # Parameters
 //!
@@ -19,16 +33,15 @@
 //! | `title` | all | names the fields and the range | at most 200 characters |
 //!
 //! **The year field** is `date_approved_reserved` when a record has a year in it (HGNC), else
-//! `year` when a record has a year in it (NASA's meteorite data), else there is none. A year is read from a date
-//! string (`"2009-07-20"`, `"1880-01-01T00:00:00.000"`), a year string (`"1999"`) or an integral
-//! number.
+//! `year` when a record has a year in it (NASA's meteorite data), else there is none. A year is
+//! read from a date string (`"2009-07-20"`, `"1880-01-01T00:00:00.000"`), a year string
+//! (`"1999"`) or an integral number.
 //!
 //! **Which records count.** A histogram counts the records whose `field` holds a year in the
-//! range; its axis runs from the first to the last year that has one. A categories or scatter
-//! plot with a `year_field` (named, or found as above) keeps only the records whose year is in
-//! the range: a record without that field is left out. When the data set has no year field at
-//! all and none is named (the bundled meteorite sample), every record is kept, whatever the
-//! range.
+//! range; its axis spans the whole range asked for. A categories or scatter plot with a
+//! `year_field` (named, or found as above) keeps only the records whose year is in the range: a
+//! record without that field is left out. When the data set has no year field at all and none is
+//! named (the bundled meteorite sample), every record is kept, whatever the range.
 //!
 //! # Speed
 //!
@@ -40,135 +53,157 @@
 //!
 //! # Failures
 //!
-//! An empty data set is [`Error::NoData`]. Parameters that select nothing drawable give
-//! [`Error::Render`] saying so, e.g. "no records with field date_approved_reserved between 1900
-//! and 1910". Both are permanent: retrying the job cannot help.
+//! No data set loaded, or an empty one, is [`Error::NoData`]. Parameters that select nothing
+//! drawable give [`Error::Render`] saying so, e.g. "no records with field
+//! date_approved_reserved between 1900 and 1910". Both are permanent: retrying the job cannot
+//! help.
 
 mod aggregate;
 mod columns;
+pub mod dataset;
 mod draw;
 mod options;
+pub mod parse;
+#[cfg(feature = "redis")]
+pub mod redis;
+mod render;
+pub mod store;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use bytes::Bytes;
 
-use crate::dataset::DataSet;
 use crate::error::{Error, Result};
-use crate::job::JobParams;
-use crate::render::Renderer;
 
-use aggregate::YearFilter;
-use columns::{ColumnCache, Columns};
-
+pub use dataset::{DataSet, Record};
 pub use draw::BAR_RGB;
 pub use options::{
-    PlotKind, PlotSpec, SIZE_MAX, SIZE_MIN, TITLE_MAX, TOP_DEFAULT, TOP_MAX, YEAR_MAX, YEAR_MIN,
+    PlotKind, PlotParams, PlotSpec, SIZE_MAX, SIZE_MIN, TITLE_MAX, TOP_DEFAULT, TOP_MAX, YEAR_MAX,
+    YEAR_MIN,
 };
+pub use render::{DataCache, PlotRenderer, render_png};
+pub use store::{DataStore, ImageStore, MemoryPlotStore};
 
-/// The built-in [`Renderer`]: histograms, category counts and scatter plots as PNG.
+/// A data set sent to [`Plots::load`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataBody {
+    /// None: load the configured source.
+    Source,
+    /// A JSON document (HGNC complete set, meteorite landings, or an array of objects).
+    Json(Bytes),
+    /// Text in any supported format (HGNC TSV, or JSON sent as text).
+    Text(Bytes),
+}
+
+/// The plot product's use cases over its stores: load the data set, render the stored image,
+/// and read both back.
 ///
-/// Clones share one cache of the columns read from the last data set rendered (see the
-/// [module docs](self)); the embedded font is registered with plotters on first use.
-#[derive(Clone, Debug, Default)]
-pub struct PlotRenderer {
-    columns: Arc<ColumnCache>,
+/// Cheap to clone: clones share the stores and the renderer's caches.
+#[derive(Clone)]
+pub struct Plots {
+    renderer: PlotRenderer,
+    images: Arc<dyn ImageStore>,
+    source: String,
 }
 
-impl PlotRenderer {
-    /// A plot renderer with an empty column cache.
-    pub fn new() -> Self {
-        PlotRenderer::default()
-    }
-
-    /// Renders a checked plot on the calling thread, reading columns through this renderer's
-    /// cache. CPU work: call it from a blocking context; [`Renderer::render`] is this on a
-    /// blocking thread.
-    pub fn render_blocking(&self, data: &Arc<DataSet>, spec: &PlotSpec) -> Result<Vec<u8>> {
-        render_columns(&Columns::cached(data, &self.columns), spec)
+impl std::fmt::Debug for Plots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plots")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
     }
 }
 
-#[async_trait]
-impl Renderer for PlotRenderer {
-    fn validate(&self, params: &JobParams) -> Result<()> {
-        PlotSpec::from_params(params).map(|_| ())
-    }
-
-    async fn render(&self, data: Arc<DataSet>, params: &JobParams) -> Result<Vec<u8>> {
-        let spec = PlotSpec::from_params(params)?;
-        let renderer = self.clone();
-        tokio::task::spawn_blocking(move || renderer.render_blocking(&data, &spec))
-            .await
-            .map_err(|e| Error::Internal(format!("the rendering task failed: {e}")))?
-    }
-}
-
-/// Renders a checked plot of `data` to PNG bytes on the calling thread, reading every field
-/// afresh (CPU work: call it from a blocking context).
-pub fn render_png(data: &DataSet, spec: &PlotSpec) -> Result<Vec<u8>> {
-    render_columns(&Columns::uncached(data), spec)
-}
-
-fn render_columns(columns: &Columns<'_>, spec: &PlotSpec) -> Result<Vec<u8>> {
-    if columns.data().is_empty() {
-        return Err(Error::NoData);
-    }
-    let (start, end) = (spec.start, spec.end);
-    let nothing =
-        |what: &str| Error::Render(format!("no records with {what} between {start} and {end}"));
-    let year_filter = |named: &Option<String>| match named
-        .as_deref()
-        .or_else(|| aggregate::default_year_field(columns))
-    {
-        Some(field) => YearFilter::Years(columns.years(field), start, end),
-        None => YearFilter::All,
-    };
-    let range = |filter: &YearFilter| match filter {
-        YearFilter::All => String::new(),
-        YearFilter::Years(..) => format!(", {start}\u{2013}{end}"),
-    };
-    let title = |default: String| spec.title.clone().unwrap_or(default);
-    match &spec.kind {
-        PlotKind::Histogram { field } => {
-            let field = field.as_deref().unwrap_or_else(|| {
-                aggregate::default_year_field(columns).unwrap_or(aggregate::YEAR_FIELDS[0])
-            });
-            let (first, counts) = aggregate::counts_per_year(&columns.years(field), start, end)
-                .ok_or_else(|| nothing(&format!("field {field}")))?;
-            draw::histogram(
-                spec.width,
-                spec.height,
-                &title(format!("Records per year of {field}, {start}\u{2013}{end}")),
-                &format!("year of {field}"),
-                first,
-                &counts,
-            )
+impl Plots {
+    /// The product over a data store and an image store, loading the bundled HGNC sample when
+    /// asked to load its source.
+    pub fn new(data: Arc<dyn DataStore>, images: Arc<dyn ImageStore>) -> Self {
+        Plots {
+            renderer: PlotRenderer::new(data),
+            images,
+            source: parse::BUNDLED_HGNC.to_owned(),
         }
-        PlotKind::Categories {
-            field,
-            year_field,
-            top,
-        } => {
-            let field = field.as_deref().unwrap_or_else(|| {
-                aggregate::default_category_field(columns).unwrap_or(aggregate::CATEGORY_FIELDS[0])
-            });
-            let filter = year_filter(year_field);
-            let counts = aggregate::counts_per_category(&columns.texts(field), &filter, *top);
-            if counts.is_empty() {
-                return Err(nothing(&format!("field {field}")));
+    }
+
+    /// The product with both stores in this process's memory.
+    pub fn in_memory() -> Self {
+        let store = Arc::new(MemoryPlotStore::new());
+        Plots::new(store.clone(), store)
+    }
+
+    /// The same product loading `source` when asked to load its source (`DATA_SOURCE`: a file
+    /// path, an http(s) URL, `bundled:hgnc` or `bundled:meteorites`).
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    /// The renderer of the kind `plot`, sharing this product's data set cache: register it with
+    /// [`Kinds::with`](crate::Kinds::with).
+    pub fn renderer(&self) -> PlotRenderer {
+        self.renderer.clone()
+    }
+
+    /// The data set store.
+    pub fn data(&self) -> &Arc<dyn DataStore> {
+        self.renderer.data().store()
+    }
+
+    /// The image store.
+    pub fn images(&self) -> &Arc<dyn ImageStore> {
+        &self.images
+    }
+
+    /// Where [`DataBody::Source`] loads from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Parses a data set and makes it the loaded one; answers how many records it holds.
+    ///
+    /// JSON that does not parse is [`Error::MalformedJson`]; anything else that is not a data
+    /// set of a known format is [`Error::InvalidData`]; a source that cannot be read is
+    /// [`Error::Source`]. Parsing runs on a blocking thread.
+    pub async fn load(&self, body: DataBody) -> Result<u64> {
+        let data = match body {
+            DataBody::Source => parse::load_source(&self.source).await?,
+            DataBody::Json(bytes) => {
+                off_runtime(move || {
+                    let value: serde_json::Value = serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::MalformedJson(e.to_string()))?;
+                    parse::parse_value(value)
+                })
+                .await?
             }
-            let title = title(format!("Records per {field}{}", range(&filter)));
-            draw::categories(spec.width, spec.height, &title, field, &counts)
-        }
-        PlotKind::Scatter { x, y, year_field } => {
-            let filter = year_filter(year_field);
-            let points = aggregate::points(&columns.numbers(x), &columns.numbers(y), &filter);
-            if points.is_empty() {
-                return Err(nothing(&format!("numeric fields {x} and {y}")));
-            }
-            let title = title(format!("{y} against {x}{}", range(&filter)));
-            draw::scatter(spec.width, spec.height, &title, (x, y), &points)
-        }
+            DataBody::Text(bytes) => off_runtime(move || parse::parse(&bytes)).await?,
+        };
+        self.data().replace(data).await
     }
+
+    /// Renders `params` (or, with none, a plot of the whole data set: see
+    /// [`PlotRenderer::default_params`]) over the loaded data set and stores it as the image,
+    /// replacing the stored one. Answers its size in bytes.
+    pub async fn render_image(&self, params: Option<PlotParams>) -> Result<usize> {
+        let params = match params {
+            Some(params) => {
+                PlotSpec::from_params(&params)?;
+                params
+            }
+            None => self.renderer.default_params().await?,
+        };
+        let png = self.renderer.draw(&params).await?.0;
+        let bytes = png.len();
+        self.images.put_image(png).await?;
+        Ok(bytes)
+    }
+}
+
+/// Runs CPU work (parsing a data set of up to hundreds of MiB) on a blocking thread, so it does
+/// not stall the runtime's other tasks.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(format!("a parsing task failed: {e}")))?
 }

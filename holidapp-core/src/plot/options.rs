@@ -1,10 +1,79 @@
-//! Job parameters read into a typed [`PlotSpec`], with every refusal explained.
+//! The parameters of a plot job ([`PlotParams`]), read into a typed [`PlotSpec`] with every
+//! refusal explained.
 
-use serde::Deserialize;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::job::{JobParams, truncate};
+use crate::job::truncate;
+
+/// What a plot job asks for: a year range and plot options, as the course's clients send them
+/// (`{"start": "1990", "end": "2020"}`).
+///
+/// `start` and `end` are kept as the client sent them (integers are accepted and stored as their
+/// decimal text); [`PlotSpec::from_params`] decides what they mean. Unknown fields are refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlotParams {
+    /// Start of the range: a year.
+    #[serde(deserialize_with = "string_or_integer")]
+    pub start: String,
+    /// End of the range, inclusive.
+    #[serde(deserialize_with = "string_or_integer")]
+    pub end: String,
+    /// Plot options, e.g. `{"kind": "categories", "field": "locus_group"}`.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub plot: serde_json::Map<String, Value>,
+}
+
+impl PlotParams {
+    /// Parameters with a range and no plot options.
+    pub fn new(start: impl Into<String>, end: impl Into<String>) -> Self {
+        PlotParams {
+            start: start.into(),
+            end: end.into(),
+            plot: serde_json::Map::new(),
+        }
+    }
+
+    /// The same parameters with one plot option set.
+    pub fn with_option(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.plot.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+fn string_or_integer<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    struct StringOrInteger;
+
+    impl serde::de::Visitor<'_> for StringOrInteger {
+        type Value = String;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or an integer")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<String, E> {
+            Ok(v.to_owned())
+        }
+
+        fn visit_string<E: serde::de::Error>(self, v: String) -> std::result::Result<String, E> {
+            Ok(v)
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<String, E> {
+            Ok(v.to_string())
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+
+    d.deserialize_any(StringOrInteger)
+}
 
 /// The earliest year a plot range may start at.
 pub const YEAR_MIN: i32 = -5000;
@@ -120,7 +189,7 @@ fn invalid(msg: impl Into<String>) -> Error {
 
 impl PlotSpec {
     /// Reads and checks a job's parameters; the same check serves submit time and render time.
-    pub fn from_params(params: &JobParams) -> Result<PlotSpec> {
+    pub fn from_params(params: &PlotParams) -> Result<PlotSpec> {
         let start = year("start", &params.start)?;
         let end = year("end", &params.end)?;
         if start > end {
@@ -232,5 +301,32 @@ fn checked_title(title: String) -> Result<String> {
         ))
     } else {
         Ok(title)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_accept_strings_or_integers_and_refuse_unknown_fields() {
+        let p: PlotParams = serde_json::from_str(r#"{"start": 1990, "end": "2000"}"#).unwrap();
+        assert_eq!(p, PlotParams::new("1990", "2000"));
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"start":"1990","end":"2000"}"#
+        );
+        let float = serde_json::from_str::<PlotParams>(r#"{"start": 1.5, "end": "2000"}"#);
+        assert!(
+            float
+                .unwrap_err()
+                .to_string()
+                .contains("expected a string or an integer")
+        );
+        assert!(
+            serde_json::from_str::<PlotParams>(r#"{"start": "1", "end": "2", "strat": 1}"#)
+                .is_err()
+        );
+        assert!(serde_json::from_str::<PlotParams>(r#"{"start": "1"}"#).is_err());
     }
 }

@@ -1,5 +1,5 @@
 //! Coalescing of concurrent calls into batches: many tasks of one process calling
-//! [`Queue::lease`](crate::Queue::lease) or [`Queue::complete`](crate::Queue::complete) at once
+//! [`Consumer::lease`](crate::Consumer::lease) or [`Consumer::complete`](crate::Consumer::complete) at once
 //! share one script call instead of paying one round trip and one script run each.
 //!
 //! A background task takes every request waiting when a batch slot is free, runs them as one
@@ -103,13 +103,5 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
 
 /// The same error for every call of a batch that failed as a whole.
 pub(super) fn for_each<T>(error: &Error, calls: usize) -> Vec<Result<T>> {
-    (0..calls)
-        .map(|_| {
-            Err(match error {
-                Error::Unavailable(message) => Error::Unavailable(message.clone()),
-                Error::LeaseLost => Error::LeaseLost,
-                other => Error::Internal(other.to_string()),
-            })
-        })
-        .collect()
+    (0..calls).map(|_| Err(error.duplicate())).collect()
 }

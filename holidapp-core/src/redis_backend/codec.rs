@@ -8,7 +8,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use redis::Value;
 
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, JobParams, JobStatus};
+use crate::job::{Job, JobId, Params, QueueName};
+use crate::machine::JobStatus;
 
 /// Milliseconds since the epoch: the unit of every score and deadline the scripts compare.
 pub(super) fn millis(t: DateTime<Utc>) -> i64 {
@@ -31,35 +32,33 @@ pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-/// A new job as the enqueue script takes it: id, start, end and creation time, then the number
-/// of optional field/value strings and those strings ([`optional_fields`]). The script adds the
-/// field names, the status and the submission number.
+/// A new job as the enqueue script takes it: id, kind, params, creation time and attempt limit,
+/// then the number of optional field/value strings and those strings ([`optional_fields`]). The
+/// script adds the field names, the queue, the status and the submission number.
 pub(super) fn enqueue_args(job: &Job) -> Vec<String> {
     let optional = optional_fields(job);
-    let mut args = Vec::with_capacity(5 + optional.len());
+    let mut args = Vec::with_capacity(6 + optional.len());
     args.push(job.id.to_string());
-    args.push(job.params.start.clone());
-    args.push(job.params.end.clone());
+    args.push(job.kind.clone());
+    args.push(job.params.as_json().to_owned());
     args.push(rfc3339(job.created_at));
+    args.push(job.max_attempts.to_string());
     args.push(optional.len().to_string());
     args.extend(optional);
     args
 }
 
-/// The fields of a job beyond the ones every job has, as field/value strings: plot options,
-/// worker, times, error and a non-zero attempt count. Unset ones are left out, so `HGETALL` shows
+/// The fields of a job beyond the ones every job has, as field/value strings: worker, times,
+/// error, result type and a non-zero attempt count. Unset ones are left out, so `HGETALL` shows
 /// only what the job has (no `attempts` field reads as 0).
 pub(super) fn optional_fields(job: &Job) -> Vec<String> {
     let mut fields = Vec::new();
-    if !job.params.plot.is_empty() {
-        fields.push("plot".to_owned());
-        fields.push(serde_json::Value::Object(job.params.plot.clone()).to_string());
-    }
     let optional = [
         ("worker", job.worker.clone()),
         ("started_at", job.started_at.map(rfc3339)),
         ("finished_at", job.finished_at.map(rfc3339)),
         ("error", job.error.clone()),
+        ("result_type", job.result_type.clone()),
         (
             "attempts",
             (job.attempts > 0).then(|| job.attempts.to_string()),
@@ -80,21 +79,22 @@ pub(super) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
 }
 
 /// The fields a lease reads of each job it takes, in the order the lease script answers their
-/// values: what [`job_from_lookup`] needs of a `submitted` job (the lease sets the rest).
+/// values: what [`job_from_lookup`] needs of a `submitted` job besides its queue (the caller
+/// knows it; the lease sets the rest).
 pub(super) const LEASE_FIELDS: [&str; 8] = [
     "id",
     "status",
-    "start",
-    "end",
-    "plot",
+    "kind",
+    "params",
     "created_at",
+    "max_attempts",
     "attempts",
     "error",
 ];
 
-/// A job from the values of [`LEASE_FIELDS`], in that order (`Nil` for a field the hash lacks),
-/// as the lease script answers them.
-pub(super) fn job_from_lease_values(value: Value) -> Result<Job> {
+/// A job of `queue` from the values of [`LEASE_FIELDS`], in that order (`Nil` for a field the
+/// hash lacks), as the lease script answers them.
+pub(super) fn job_from_lease_values(value: Value, queue: &QueueName) -> Result<Job> {
     let values = array(value)?
         .into_iter()
         .map(|v| match v {
@@ -110,6 +110,9 @@ pub(super) fn job_from_lease_values(value: Value) -> Result<Job> {
         )));
     }
     job_from_lookup(|name| {
+        if name == "queue" {
+            return Some(queue.as_str());
+        }
         let at = LEASE_FIELDS.iter().position(|f| *f == name)?;
         values[at].as_deref()
     })
@@ -120,48 +123,49 @@ fn job_from_lookup<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Result<Job> {
     let required = |name: &str| {
         field(name).ok_or_else(|| Error::Internal(format!("stored job has no '{name}' field")))
     };
+    let bad = |name: &str, e: &dyn std::fmt::Display| {
+        Error::Internal(format!("stored job has a bad '{name}': {e}"))
+    };
     let time = |name: &str, value: &str| {
         DateTime::parse_from_rfc3339(value)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| Error::Internal(format!("stored job has a bad '{name}': {e}")))
+            .map_err(|e| bad(name, &e))
     };
     let optional_time = |name: &str| field(name).map(|v| time(name, v)).transpose();
-    let id: JobId = required("id")?
-        .parse()
-        .map_err(|e| Error::Internal(format!("stored job has a bad id: {e}")))?;
-    let status: JobStatus = required("status")?
-        .parse()
-        .map_err(|e| Error::Internal(format!("stored job has a bad status: {e}")))?;
-    let plot = match field("plot") {
-        None => serde_json::Map::new(),
-        Some(json) => serde_json::from_str(json)
-            .map_err(|e| Error::Internal(format!("stored job has bad plot options: {e}")))?,
+    let number = |name: &str, default: u32| match field(name) {
+        None => Ok(default),
+        Some(n) => n.parse::<u32>().map_err(|e| bad(name, &e)),
     };
-    let attempts = match field("attempts") {
-        None => 0,
-        Some(n) => n
-            .parse()
-            .map_err(|e| Error::Internal(format!("stored job has a bad attempt count: {e}")))?,
-    };
+    let id: JobId = required("id")?.parse().map_err(|e| bad("id", &e))?;
+    let status: JobStatus = required("status")?.parse().map_err(|e| bad("status", &e))?;
+    let queue = QueueName::new(required("queue")?).map_err(|e| bad("queue", &e))?;
     Ok(Job {
         id,
+        kind: required("kind")?.to_owned(),
+        queue,
         status,
-        params: JobParams {
-            start: required("start")?.to_owned(),
-            end: required("end")?.to_owned(),
-            plot,
-        },
+        params: Params::from_json(required("params")?)?,
+        max_attempts: number("max_attempts", 1)?,
+        attempts: number("attempts", 0)?,
         worker: field("worker").map(str::to_owned),
         created_at: time("created_at", required("created_at")?)?,
         started_at: optional_time("started_at")?,
         finished_at: optional_time("finished_at")?,
-        attempts,
         error: field("error").map(str::to_owned),
+        result_type: field("result_type").map(str::to_owned),
     })
 }
 
-/// A job from a flat `{field, value, ...}` reply; `None` for an empty one (no such hash).
-pub(super) fn job_from_reply(value: Value) -> Result<Option<Job>> {
+/// Whether a job hash's `expires_at` (ms) has passed at `now_ms`.
+pub(super) fn expired(fields: &HashMap<String, String>, now_ms: i64) -> bool {
+    fields
+        .get("expires_at")
+        .and_then(|at| at.parse::<i64>().ok())
+        .is_some_and(|at| at <= now_ms)
+}
+
+/// The fields of a flat `{field, value, ...}` reply; `None` for an empty one (no such hash).
+pub(super) fn fields_from_reply(value: Value) -> Result<Option<HashMap<String, String>>> {
     let items = array(value)?;
     if items.is_empty() {
         return Ok(None);
@@ -171,7 +175,7 @@ pub(super) fn job_from_reply(value: Value) -> Result<Option<Job>> {
     while let (Some(field), Some(value)) = (items.next(), items.next()) {
         fields.insert(string(field)?, string(value)?);
     }
-    job_from_fields(&fields).map(Some)
+    Ok(Some(fields))
 }
 
 /// The items of an array reply.
@@ -232,48 +236,48 @@ mod tests {
     /// The hash the enqueue script writes for `job` (`seq` aside).
     fn stored_fields(job: &Job) -> HashMap<String, String> {
         let args = enqueue_args(job);
-        let names = ["id", "start", "end", "created_at"];
+        let names = ["id", "kind", "params", "created_at", "max_attempts"];
         let mut fields: HashMap<String, String> = names
             .iter()
             .zip(&args)
             .map(|(name, value)| ((*name).to_owned(), value.clone()))
             .collect();
         fields.insert("status".into(), job.status.as_str().into());
-        assert_eq!(args[4], (args.len() - 5).to_string());
-        for pair in args[5..].chunks(2) {
+        fields.insert("queue".into(), job.queue.to_string());
+        assert_eq!(args[5], (args.len() - 6).to_string());
+        for pair in args[6..].chunks(2) {
             fields.insert(pair[0].clone(), pair[1].clone());
         }
         fields
     }
 
-    fn round_trip(job: &Job) -> Job {
-        job_from_fields(&stored_fields(job)).unwrap()
+    fn a_job() -> Job {
+        Job::new(
+            "plot",
+            QueueName::new("imports").unwrap(),
+            Params::from_json(r#"{"title":"\"q\"\nÜ","n":[1,2]}"#).unwrap(),
+            4,
+            Utc::now(),
+        )
     }
 
     #[test]
     fn jobs_survive_their_hash_exactly() {
         let now = Utc::now();
-        let mut job = Job::new(
-            JobParams::new("1990", "2000")
-                .with_option("kind", "scatter")
-                .with_option("title", "\"q\"\nÜ"),
-            now,
-        );
-        assert_eq!(round_trip(&job), job);
+        let mut job = a_job();
+        assert_eq!(job_from_fields(&stored_fields(&job)).unwrap(), job);
         job.worker = Some("10.1.2.3".into());
         job.started_at = Some(now);
         job.finished_at = Some(now);
         job.error = Some("boom".into());
+        job.result_type = Some("image/png".into());
         job.attempts = 2;
-        assert_eq!(round_trip(&job), job);
+        assert_eq!(job_from_fields(&stored_fields(&job)).unwrap(), job);
     }
 
     #[test]
     fn lease_values_read_like_the_hash() {
-        let mut job = Job::new(
-            JobParams::new("1990", "2000").with_option("kind", "scatter"),
-            Utc::now(),
-        );
+        let mut job = a_job();
         job.attempts = 1;
         job.error = Some("lease expired".into());
         let fields = stored_fields(&job);
@@ -285,9 +289,12 @@ mod tests {
                     .map_or(Value::Nil, |v| Value::BulkString(v.clone().into_bytes()))
             })
             .collect();
-        assert_eq!(job_from_lease_values(Value::Array(values)).unwrap(), job);
+        assert_eq!(
+            job_from_lease_values(Value::Array(values), &job.queue).unwrap(),
+            job
+        );
         assert!(matches!(
-            job_from_lease_values(Value::Array(vec![Value::Nil])),
+            job_from_lease_values(Value::Array(vec![Value::Nil]), &job.queue),
             Err(Error::Internal(_))
         ));
     }
@@ -296,13 +303,14 @@ mod tests {
     fn broken_hashes_are_internal_errors_not_panics() {
         let mut fields: HashMap<String, String> = HashMap::new();
         assert!(matches!(job_from_fields(&fields), Err(Error::Internal(_))));
-        let job = Job::new(JobParams::new("1", "2"), Utc::now());
-        fields.extend(stored_fields(&job));
+        fields.extend(stored_fields(&a_job()));
         for (field, bad) in [
             ("status", "running"),
             ("created_at", "yesterday"),
             ("attempts", "-1"),
-            ("plot", "[1"),
+            ("max_attempts", "x"),
+            ("params", "[1"),
+            ("queue", "no queue"),
             ("id", "x"),
         ] {
             let mut broken = fields.clone();
@@ -313,7 +321,7 @@ mod tests {
             );
         }
         assert!(matches!(
-            job_from_reply(Value::Int(3)),
+            fields_from_reply(Value::Int(3)),
             Err(Error::Internal(_))
         ));
         assert!(matches!(
@@ -324,5 +332,14 @@ mod tests {
             tagged(Value::Array(vec![])),
             Err(Error::Internal(_))
         ));
+    }
+
+    #[test]
+    fn expiry_is_read_from_the_hash() {
+        let mut fields = stored_fields(&a_job());
+        assert!(!expired(&fields, 1_000));
+        fields.insert("expires_at".into(), "1000".into());
+        assert!(expired(&fields, 1_000));
+        assert!(!expired(&fields, 999));
     }
 }

@@ -1,95 +1,259 @@
-//! [`JobStore`] on Redis: reads, listings, deletion and retention.
+//! [`JobStore`] on Redis: reads, listings, deletion and counts.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use redis::Value;
 
 use super::RedisBackend;
-use super::codec::{array, job_from_reply, millis};
-use super::queue::queue_depth;
+use super::codec::{array, expired, fields_from_reply, int, job_from_fields, millis, string};
 use super::scripts::SCRIPTS;
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, JobStatus};
-use crate::store::{JobStore, ListQuery, StatusCounts};
+use crate::job::{Job, JobId, QueueName};
+use crate::kind::Output;
+use crate::machine::JobStatus;
+use crate::store::{Cursor, JobStore, ListQuery, Page, QueueStats, ResultState, StatusCounts};
 
-/// Offsets beyond this are treated as this (there are never that many jobs); it keeps the
-/// offset exact through Lua's floating-point numbers.
-const MAX_OFFSET: usize = 1 << 40;
+/// Most jobs one list script call examines; a listing makes a few calls at most
+/// ([`LIST_ROUNDS`]), so a page costs bounded work whatever the filter skips.
+const LIST_BUDGET: usize = 5_000;
 
-/// Most expired jobs one purge script call removes; `purge_expired` loops until done.
-const PURGE_CHUNK: usize = 1000;
+/// Most list script rounds per page.
+const LIST_ROUNDS: usize = 8;
 
-impl RedisBackend {
-    /// Whether a finished job filed in the expiry index at `expires_at` (ms) is past retention.
-    fn is_expired(&self, expires_at: Option<f64>) -> bool {
-        expires_at.is_some_and(|at| at as i64 <= millis(self.clock.now()))
-    }
+/// Candidates for a listing page from one queue.
+struct Candidates {
+    /// `(position, id)`, newest first.
+    found: Vec<(Cursor, String)>,
+    /// Where examination stopped, when it did not reach the end of the queue.
+    frontier: Option<Cursor>,
 }
 
-#[async_trait]
-impl JobStore for RedisBackend {
-    async fn get(&self, id: JobId) -> Result<Option<Job>> {
-        let k = &self.keys;
-        let mut conn = self.conn.clone();
-        let (fields, expires_at): (Value, Option<f64>) = self
-            .run(
-                redis::pipe()
-                    .atomic()
-                    .hgetall(k.job(id))
-                    .zscore(&k.expiry, id.to_string())
-                    .query_async(&mut conn),
-            )
-            .await?;
-        if self.is_expired(expires_at) {
-            return Ok(None);
-        }
-        job_from_reply(fields)
-    }
-
-    async fn list(&self, query: &ListQuery) -> Result<Vec<Job>> {
-        let k = &self.keys;
+impl RedisBackend {
+    /// Up to `want` jobs of `queue` matching `query` before `before`, examining at most
+    /// [`LIST_BUDGET`] jobs.
+    async fn list_candidates(
+        &self,
+        queue: &QueueName,
+        query: &ListQuery,
+        before: Option<Cursor>,
+        want: usize,
+    ) -> Result<Candidates> {
+        let k = self.queue_keys(queue);
+        let tag = queue.tag();
         // One flag per status, in `JobStatus::ALL` order (the order the script reads them).
-        let wanted: String = JobStatus::ALL
+        let flags: String = JobStatus::ALL
             .iter()
             .map(|s| {
-                if query.status.is_none_or(|q| q == *s) {
+                if query.statuses.contains(*s) {
                     '1'
                 } else {
                     '0'
                 }
             })
             .collect();
-        let mut invocation = SCRIPTS.list.prepare_invoke();
-        invocation
-            .key(&k.expiry)
-            .key(&k.leased)
-            .key(&k.ready)
-            .key(&k.returned)
-            .key(&k.delayed)
-            .key(&k.complete)
-            .key(&k.failed)
-            .arg(&k.job_prefix)
-            .arg(millis(self.clock.now()))
-            .arg(query.offset.min(MAX_OFFSET))
-            .arg(query.page_size())
-            .arg(wanted);
-        let mut conn = self.conn.clone();
-        let reply: Value = self.run(invocation.invoke_async(&mut conn)).await?;
-        array(reply)?
-            .into_iter()
-            .filter_map(|fields| job_from_reply(fields).transpose())
-            .collect()
+        let (bound, inclusive) = match before {
+            // Positions order by number, then tag: a job of this queue numbered like the cursor
+            // comes before it when this queue's tag is lower.
+            Some(cursor) => (cursor.seq().to_string(), tag < cursor.tag()),
+            None => (String::new(), false),
+        };
+        let reply: Value = self
+            .conn
+            .invoke(
+                SCRIPTS
+                    .list
+                    .key(&k.expiry)
+                    .key(&k.leased)
+                    .key(&k.ready)
+                    .key(&k.returned)
+                    .key(&k.delayed)
+                    .key(&k.complete)
+                    .key(&k.failed)
+                    .arg(&k.job_prefix)
+                    .arg(millis(self.clock.now()))
+                    .arg(bound)
+                    .arg(if inclusive { "1" } else { "0" })
+                    .arg(want)
+                    .arg(LIST_BUDGET)
+                    .arg(flags)
+                    .arg(query.kind.as_deref().unwrap_or("")),
+            )
+            .await?;
+        let mut items = array(reply)?.into_iter();
+        let exhausted = items.next().map(int).transpose()? == Some(1);
+        let last = items.next().map(string).transpose()?.unwrap_or_default();
+        let seq = |text: &str| {
+            text.parse::<u64>()
+                .map_err(|_| Error::Internal(format!("list script answered seq '{text}'")))
+        };
+        let mut found = Vec::with_capacity(items.len() / 2);
+        while let (Some(id), Some(n)) = (items.next(), items.next()) {
+            found.push((Cursor::at(seq(&string(n)?)?, tag), string(id)?));
+        }
+        let frontier = if exhausted || last.is_empty() {
+            None
+        } else {
+            Some(Cursor::at(seq(&last)?, tag))
+        };
+        Ok(Candidates { found, frontier })
+    }
+
+    /// The jobs with these ids, in order, read in one round trip; ids whose job is gone or past
+    /// retention are left out.
+    async fn read_jobs(&self, ids: &[String]) -> Result<Vec<Job>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            let id: JobId = id
+                .parse()
+                .map_err(|_| Error::Internal(format!("an index holds '{id}', not a job id")))?;
+            pipe.hgetall(self.keys.job(id));
+        }
+        let replies: Vec<Value> = self.conn.query_bulk(&pipe).await?;
+        let now = millis(self.clock.now());
+        let mut jobs = Vec::with_capacity(replies.len());
+        for reply in replies {
+            if let Some(fields) = fields_from_reply(reply)?
+                && !expired(&fields, now)
+            {
+                jobs.push(job_from_fields(&fields)?);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// A job's hash fields, or `None` when it does not exist or is past retention.
+    async fn live_fields(&self, id: JobId) -> Result<Option<HashMap<String, String>>> {
+        let reply: Value = self
+            .conn
+            .query(redis::cmd("HGETALL").arg(self.keys.job(id)))
+            .await?;
+        let now = millis(self.clock.now());
+        Ok(fields_from_reply(reply)?.filter(|fields| !expired(fields, now)))
+    }
+}
+
+#[async_trait]
+impl JobStore for RedisBackend {
+    async fn get(&self, id: JobId) -> Result<Option<Job>> {
+        self.live_fields(id)
+            .await?
+            .map(|fields| job_from_fields(&fields))
+            .transpose()
+    }
+
+    /// Asks every queue (or the one filtered) for its newest matching jobs before the cursor,
+    /// merges them, and reads the page's jobs in one round trip. A queue answers at most
+    /// `offset + limit` candidates per round and examines at most 5,000 jobs; when a round of
+    /// some queue stops short, only what every queue has examined is safe to show, and further
+    /// rounds continue from there (at most eight, after which the page may be short, with a
+    /// cursor).
+    async fn list(&self, query: &ListQuery) -> Result<Page> {
+        let queues = match &query.queue {
+            Some(queue) => vec![queue.clone()],
+            None => self.known_queues().await?,
+        };
+        let size = query.page_size();
+        let mut skip = query.bounded_offset();
+        let mut before = query.before;
+        let mut page: Vec<(Cursor, String)> = Vec::with_capacity(size);
+        let mut next = None;
+        for _ in 0..LIST_ROUNDS {
+            let want = skip + size - page.len() + 1;
+            let mut found = Vec::new();
+            let mut frontier: Option<Cursor> = None;
+            for queue in &queues {
+                let candidates = self.list_candidates(queue, query, before, want).await?;
+                found.extend(candidates.found);
+                frontier = frontier.max(candidates.frontier);
+            }
+            found.sort_unstable_by_key(|(cursor, _)| std::cmp::Reverse(*cursor));
+            // Only what every queue has examined: below a queue's frontier, it may hold more.
+            found.retain(|(cursor, _)| frontier.is_none_or(|f| *cursor >= f));
+            let skipped = skip.min(found.len());
+            skip -= skipped;
+            let mut rest = found.into_iter().skip(skipped);
+            page.extend(rest.by_ref().take(size - page.len()));
+            if page.len() == size {
+                if rest.next().is_some() || frontier.is_some() {
+                    next = page.last().map(|(cursor, _)| *cursor);
+                }
+                break;
+            }
+            // Short of a page: every queue is examined to its end (the last page), or the page
+            // goes on below the frontier, in the next round or, after the last one, on the next
+            // page.
+            next = frontier;
+            match frontier {
+                None => break,
+                Some(f) => before = Some(f),
+            }
+        }
+        let ids: Vec<String> = page.into_iter().map(|(_, id)| id).collect();
+        Ok(Page {
+            jobs: self.read_jobs(&ids).await?,
+            next,
+        })
+    }
+
+    async fn result(&self, id: JobId) -> Result<Option<ResultState>> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hmget(
+                self.keys.job(id),
+                &["status", "error", "result_type", "expires_at"],
+            )
+            .get(self.keys.result(id));
+        let (fields, result): (Vec<Option<String>>, Option<Vec<u8>>) =
+            self.conn.query_bulk(&pipe).await?;
+        let field = |i: usize| fields.get(i).cloned().flatten();
+        let Some(status) = field(0) else {
+            return Ok(None);
+        };
+        let expired = field(3)
+            .and_then(|at| at.parse::<i64>().ok())
+            .is_some_and(|at| at <= millis(self.clock.now()));
+        if expired {
+            return Ok(None);
+        }
+        let status: JobStatus = status
+            .parse()
+            .map_err(|e| Error::Internal(format!("stored job {id} has a bad status: {e}")))?;
+        Ok(Some(match status {
+            JobStatus::Complete => {
+                let bytes = result.ok_or_else(|| {
+                    Error::Internal(format!("job {id} is complete without a result"))
+                })?;
+                let content_type = field(2).unwrap_or_else(|| crate::kind::OCTETS.to_owned());
+                ResultState::Ready(Output::new(content_type, Bytes::from(bytes)))
+            }
+            JobStatus::Failed => {
+                ResultState::Failed(field(1).unwrap_or_else(|| "no reason was recorded".to_owned()))
+            }
+            status => ResultState::Pending(status),
+        }))
     }
 
     async fn delete(&self, id: JobId) -> Result<bool> {
-        let k = &self.keys;
-        let mut conn = self.conn.clone();
+        let queue: Option<String> = self
+            .conn
+            .query(redis::cmd("HGET").arg(self.keys.job(id)).arg("queue"))
+            .await?;
+        let Some(queue) = queue.and_then(|q| QueueName::new(q).ok()) else {
+            return Ok(false);
+        };
+        let k = self.queue_keys(&queue);
         let deleted: i64 = self
-            .run(
+            .conn
+            .invoke(
                 SCRIPTS
                     .delete
-                    .key(k.job(id))
-                    .key(k.result(id))
+                    .key(self.keys.job(id))
+                    .key(self.keys.result(id))
                     .key(&k.ready)
                     .key(&k.delayed)
                     .key(&k.returned)
@@ -99,8 +263,7 @@ impl JobStore for RedisBackend {
                     .arg(id.to_string())
                     .arg(millis(self.clock.now()))
                     .arg(JobStatus::InProgress.as_str())
-                    .arg(JobStatus::Submitted.as_str())
-                    .invoke_async(&mut conn),
+                    .arg(JobStatus::Submitted.as_str()),
             )
             .await?;
         match deleted {
@@ -112,73 +275,45 @@ impl JobStore for RedisBackend {
         }
     }
 
-    async fn result(&self, id: JobId) -> Result<Option<Bytes>> {
-        let k = &self.keys;
-        let mut conn = self.conn.clone();
-        let (result, expires_at): (Option<Vec<u8>>, Option<f64>) = self
-            .run(
-                redis::pipe()
-                    .atomic()
-                    .get(k.result(id))
-                    .zscore(&k.expiry, id.to_string())
-                    .query_async(&mut conn),
-            )
-            .await?;
-        if self.is_expired(expires_at) {
-            return Ok(None);
+    async fn stats(&self) -> Result<Vec<QueueStats>> {
+        let queues = self.known_queues().await?;
+        if queues.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(result.map(Bytes::from))
-    }
-
-    async fn counts(&self) -> Result<StatusCounts> {
-        let k = &self.keys;
-        let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
-        pipe.atomic();
-        self.read_queue_places(&mut pipe);
-        pipe.zcard(&k.complete).zcard(&k.failed);
-        let (never_leased, returned, delayed, leased, complete, failed) =
-            self.run(pipe.query_async(&mut conn)).await?;
-        // Waiting jobs (ready or delayed) are `submitted`, leased ones `in progress`.
-        let depth = queue_depth((never_leased, returned, delayed, leased));
-        Ok(StatusCounts {
-            submitted: depth.ready + depth.delayed,
-            in_progress: depth.leased,
-            complete,
-            failed,
-        })
-    }
-
-    async fn purge_expired(&self) -> Result<u64> {
-        let k = &self.keys;
-        let now = millis(self.clock.now());
-        let mut purged = 0;
-        loop {
-            let mut conn = self.conn.clone();
-            let n: u64 = self
-                .run(
-                    SCRIPTS
-                        .purge_expired
-                        .key(&k.expiry)
-                        .key(&k.complete)
-                        .key(&k.failed)
-                        .arg(&k.job_prefix)
-                        .arg(&k.result_prefix)
-                        .arg(now)
-                        .arg(PURGE_CHUNK)
-                        .invoke_async(&mut conn),
-                )
-                .await?;
-            purged += n;
-            if n < PURGE_CHUNK as u64 {
-                return Ok(purged);
-            }
+        for queue in &queues {
+            let k = self.queue_keys(queue);
+            pipe.llen(&k.ready)
+                .zcard(&k.returned)
+                .zcard(&k.delayed)
+                .zcard(&k.leased)
+                .zcard(&k.complete)
+                .zcard(&k.failed);
         }
+        let sizes: Vec<u64> = self.conn.query_bulk(&pipe).await?;
+        Ok(queues
+            .into_iter()
+            .zip(sizes.chunks(6))
+            .map(|(queue, n)| {
+                let at = |i: usize| n.get(i).copied().unwrap_or(0);
+                let (ready, delayed) = (at(0) + at(1), at(2));
+                QueueStats {
+                    queue,
+                    counts: StatusCounts {
+                        submitted: ready + delayed,
+                        in_progress: at(3),
+                        complete: at(4),
+                        failed: at(5),
+                    },
+                    ready,
+                    delayed,
+                }
+            })
+            .collect())
     }
 
     async fn ping(&self) -> Result<()> {
-        let mut conn = self.conn.clone();
-        let pong: String = self.run(redis::cmd("PING").query_async(&mut conn)).await?;
+        let pong: String = self.conn.query(&redis::cmd("PING")).await?;
         if pong == "PONG" {
             Ok(())
         } else {

@@ -1,91 +1,93 @@
 //! The names of every key the backend uses (documented in `docs/redis-layout.md`).
+//!
+//! Every key a script touches shares one hash tag, `{xx}`: two hex digits, the slot tag of the
+//! job's queue ([`QueueName::tag`]), which is also the first byte of every job id of that queue.
+//! So each script runs on one Redis Cluster slot, and a job's keys can be named from its id alone.
 
-use crate::job::JobId;
+use crate::job::{JobId, QueueName};
 
-/// Every key name under one prefix, built once.
+/// Key names under one prefix.
 #[derive(Debug)]
 pub(super) struct Keys {
     /// The namespace, without the trailing colon.
     pub(super) prefix: String,
-    /// `{prefix}:seq`: the submission counter (STRING).
-    pub(super) seq: String,
-    /// `{prefix}:job:`: prefix of job hashes.
+    /// `{prefix}:queues`: the names of every queue that has held a job (SET).
+    pub(super) queues: String,
+}
+
+/// The keys of one queue, and of the jobs of its tag.
+#[derive(Debug, Clone)]
+pub(super) struct QueueKeys {
+    /// The queue.
+    pub(super) name: QueueName,
+    /// `{prefix}:{xx}:job:`: prefix of job hashes.
     pub(super) job_prefix: String,
-    /// `{prefix}:result:`: prefix of result strings.
+    /// `{prefix}:{xx}:result:`: prefix of result strings.
     pub(super) result_prefix: String,
-    /// `{prefix}:queue:ready`: jobs never leased yet, in submission order (LIST).
-    pub(super) ready: String,
-    /// `{prefix}:queue:returned`: jobs back from a lease, by submission number (ZSET).
-    pub(super) returned: String,
-    /// `{prefix}:queue:delayed` (ZSET).
-    pub(super) delayed: String,
-    /// `{prefix}:queue:leased` (ZSET).
-    pub(super) leased: String,
-    /// `{prefix}:queue:token`: the fencing token counter (STRING).
+    /// `{prefix}:{xx}:seq`: the submission counter of the tag (STRING).
+    pub(super) seq: String,
+    /// `{prefix}:{xx}:token`: the fencing token counter of the tag (STRING).
     pub(super) token: String,
-    /// `{prefix}:queue:wake`: wake-up tokens for idle workers (LIST).
+    /// `{prefix}:{xx}:q:{queue}:ready`: jobs never leased yet, in submission order (LIST).
+    pub(super) ready: String,
+    /// `...:returned`: jobs back from a lease, by submission number (ZSET).
+    pub(super) returned: String,
+    /// `...:delayed`: jobs waiting for a retry, by the time they become ready (ZSET).
+    pub(super) delayed: String,
+    /// `...:leased`: jobs `in progress`, by lease deadline (ZSET).
+    pub(super) leased: String,
+    /// `...:wake`: wake-up tokens for idle workers (LIST).
     pub(super) wake: String,
-    /// `{prefix}:index:expiry` (ZSET).
-    pub(super) expiry: String,
-    /// `{prefix}:index:complete`: the `complete` jobs (ZSET, scored by submission number).
+    /// `...:complete`: the `complete` jobs, by submission number (ZSET).
     pub(super) complete: String,
-    /// `{prefix}:index:failed`: the `failed` jobs (ZSET, scored by submission number).
+    /// `...:failed`: the `failed` jobs, by submission number (ZSET).
     pub(super) failed: String,
-    /// `{prefix}:data:records` (LIST).
-    pub(super) data_records: String,
-    /// `{prefix}:data:ids` (LIST).
-    pub(super) data_ids: String,
-    /// `{prefix}:data:index` (HASH).
-    pub(super) data_index: String,
-    /// `{prefix}:data:count` (STRING).
-    pub(super) data_count: String,
-    /// `{prefix}:data:version` (STRING).
-    pub(super) data_version: String,
-    /// `{prefix}:image` (STRING).
-    pub(super) image: String,
+    /// `...:expiry`: finished jobs, by the time their retention ends (ZSET).
+    pub(super) expiry: String,
 }
 
 impl Keys {
     pub(super) fn new(prefix: &str) -> Self {
-        let key = |rest: &str| format!("{prefix}:{rest}");
         Keys {
             prefix: prefix.to_owned(),
-            seq: key("seq"),
-            job_prefix: key("job:"),
-            result_prefix: key("result:"),
-            ready: key("queue:ready"),
-            returned: key("queue:returned"),
-            delayed: key("queue:delayed"),
-            leased: key("queue:leased"),
-            token: key("queue:token"),
-            wake: key("queue:wake"),
-            expiry: key("index:expiry"),
-            complete: key("index:complete"),
-            failed: key("index:failed"),
-            data_records: key("data:records"),
-            data_ids: key("data:ids"),
-            data_index: key("data:index"),
-            data_count: key("data:count"),
-            data_version: key("data:version"),
-            image: key("image"),
+            queues: format!("{prefix}:queues"),
         }
     }
 
-    /// `{prefix}:job:{id}` (HASH).
+    /// The keys of `queue`.
+    pub(super) fn queue(&self, queue: &QueueName) -> QueueKeys {
+        let tagged = self.tagged(queue.tag());
+        let key = |rest: &str| format!("{tagged}:q:{queue}:{rest}");
+        QueueKeys {
+            name: queue.clone(),
+            job_prefix: format!("{tagged}:job:"),
+            result_prefix: format!("{tagged}:result:"),
+            seq: format!("{tagged}:seq"),
+            token: format!("{tagged}:token"),
+            ready: key("ready"),
+            returned: key("returned"),
+            delayed: key("delayed"),
+            leased: key("leased"),
+            wake: key("wake"),
+            complete: key("complete"),
+            failed: key("failed"),
+            expiry: key("expiry"),
+        }
+    }
+
+    /// `{prefix}:{xx}`.
+    fn tagged(&self, tag: u8) -> String {
+        format!("{}:{{{tag:02x}}}", self.prefix)
+    }
+
+    /// `{prefix}:{xx}:job:{id}` (HASH), `xx` being the id's tag.
     pub(super) fn job(&self, id: JobId) -> String {
-        format!("{}{id}", self.job_prefix)
+        format!("{}:job:{id}", self.tagged(id.tag()))
     }
 
-    /// `{prefix}:result:{id}` (STRING).
+    /// `{prefix}:{xx}:result:{id}` (STRING).
     pub(super) fn result(&self, id: JobId) -> String {
-        format!("{}{id}", self.result_prefix)
-    }
-
-    /// The staging copies a data set is written to before the swap:
-    /// `{prefix}:data:staging:{nonce}:{records,ids,index}`.
-    pub(super) fn data_staging(&self, nonce: &str) -> [String; 3] {
-        ["records", "ids", "index"]
-            .map(|part| format!("{}:data:staging:{nonce}:{part}", self.prefix))
+        format!("{}:result:{id}", self.tagged(id.tag()))
     }
 }
 
@@ -94,20 +96,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_readable_and_namespaced() {
+    fn keys_are_readable_namespaced_and_share_the_queue_tag() {
         let keys = Keys::new("holidapp");
-        let id: JobId = "7f1c2a9e-3b4d-4e5f-8a6b-1c2d3e4f5a6b".parse().unwrap();
-        assert_eq!(
-            keys.job(id),
-            "holidapp:job:7f1c2a9e-3b4d-4e5f-8a6b-1c2d3e4f5a6b"
+        let queue = QueueName::default_queue();
+        let id = JobId::new_in(&queue);
+        let tag = format!("{{{:02x}}}", queue.tag());
+        assert_eq!(tag, "{2d}");
+        assert_eq!(keys.job(id), format!("holidapp:{{2d}}:job:{id}"));
+        assert!(
+            id.to_string().starts_with("2d"),
+            "the id names its tag: {id}"
         );
-        assert_eq!(
-            keys.result(id),
-            "holidapp:result:7f1c2a9e-3b4d-4e5f-8a6b-1c2d3e4f5a6b"
-        );
-        assert_eq!(keys.failed, "holidapp:index:failed");
-        assert_eq!(keys.ready, "holidapp:queue:ready");
-        assert_eq!(keys.returned, "holidapp:queue:returned");
-        assert_eq!(keys.data_staging("n")[2], "holidapp:data:staging:n:index");
+        assert_eq!(keys.result(id), format!("holidapp:{{2d}}:result:{id}"));
+        let q = keys.queue(&queue);
+        assert_eq!(q.ready, "holidapp:{2d}:q:default:ready");
+        assert_eq!(q.expiry, "holidapp:{2d}:q:default:expiry");
+        assert_eq!(q.job_prefix, "holidapp:{2d}:job:");
+        assert_eq!(keys.queues, "holidapp:queues");
+        for key in [
+            &q.ready,
+            &q.returned,
+            &q.leased,
+            &q.seq,
+            &q.token,
+            &keys.job(id),
+        ] {
+            assert!(key.contains("{2d}"), "{key}");
+        }
     }
 }

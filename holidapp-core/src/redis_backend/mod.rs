@@ -1,34 +1,35 @@
-//! The Redis backend: every core trait on one Redis, shared by any number of API and worker
+//! The Redis backend: every capability on one Redis, shared by any number of API and worker
 //! processes.
 //!
-//! [`RedisBackend`] implements [`Queue`], [`JobStore`](crate::JobStore),
-//! [`DataStore`](crate::DataStore) and [`ImageStore`](crate::ImageStore). It keeps the promises
+//! [`RedisBackend`] implements [`Producer`](crate::Producer), [`Consumer`](crate::Consumer),
+//! [`Maintenance`](crate::Maintenance) and [`JobStore`](crate::JobStore). It keeps the promises
 //! of those traits across processes:
 //!
 //! - **Every change is one Lua script** (the `.lua` files beside this module, each opening with
-//!   its `KEYS` and `ARGV`), loaded once and run by SHA. Status changes are asked of
-//!   [`JobStatus::transition`](crate::JobStatus::transition) in Rust; the script is given the
-//!   status the job must still have and compares before it sets, so two processes never both
-//!   move one job.
-//! - **Time comes from the backend's [`Clock`]** and is passed to the scripts, never read from
-//!   the Redis server, so tests drive lease expiry, retry delays and retention with a
-//!   [`ManualClock`](crate::ManualClock) exactly as they do on the in-memory backend.
-//! - **The layout is readable**: a job is a hash (`HGETALL holidapp:job:{id}` shows its fields),
-//!   and every key is listed in `docs/redis-layout.md`. Nothing uses `KEYS`; listings read the
-//!   indexes the scripts keep, and the queue itself serves as the index of waiting jobs: the
-//!   ready list holds jobs never leased in submission order, and jobs back from a lease wait in
-//!   a set by submission number that is leased first, so a submit writes no sorted-set entry.
-//! - **Outages are short errors**: the connection is a [`ConnectionManager`] that reconnects by
-//!   itself, and every call gives up after a timeout (one second unless set with
-//!   [`RedisBackend::with_timeout`]) with [`Error::Unavailable`], so an API can answer 503 at once
-//!   and recover without a restart.
-//! - **Throughput comes from batches**: [`Queue::enqueue_many`] stores
-//!   a thousand jobs per script call; [`RedisBackend::lease_many`] and
+//!   its `KEYS` and `ARGV`), loaded once and run by SHA. The status machine
+//!   ([`machine::decide`](crate::machine::decide)) decides each move in Rust and the script
+//!   receives it; the script compares the job's status and fencing token before it sets, so two
+//!   processes never both move one job.
+//! - **One hash tag per script.** A queue's keys and its jobs' keys share the tag `{xx}`, the
+//!   queue's slot tag, which is also the first byte of its job ids: a script touches one Redis
+//!   Cluster slot, and a job is found from its id alone.
+//! - **Time comes from the backend's [`Clock`]** and is passed to the scripts, so tests drive
+//!   lease expiry, retry delays and retention with a [`ManualClock`](crate::ManualClock) exactly
+//!   as they do on the in-memory backend.
+//! - **The layout is readable**: a job is a hash (`HGETALL holidapp:{2d}:job:{id}` shows its
+//!   fields), and every key is listed in `docs/redis-layout.md`. Nothing uses `KEYS`; listings
+//!   read the indexes the scripts keep, and the queue itself serves as the index of waiting jobs.
+//! - **Outages are short errors**: calls go through a [`RedisConn`], which reconnects by itself
+//!   and gives up after a deadline (one second unless set with [`RedisBackend::with_timeout`])
+//!   with [`Error::Unavailable`], so an API can answer 503 at once and recover without a restart.
+//! - **Throughput comes from batches**: [`Producer::enqueue_many`](crate::Producer::enqueue_many)
+//!   stores a thousand jobs per script call; [`RedisBackend::lease_many`] and
 //!   [`RedisBackend::complete_many`] take and finish many jobs per call; and concurrent
-//!   [`lease`](crate::Queue::lease) and [`complete`](crate::Queue::complete) calls from tasks of
-//!   one process are gathered into such batches by themselves, each job still fenced on its own.
-//! - **Idle workers block, they do not poll**: [`wait_for_work`](crate::Queue::wait_for_work)
-//!   waits with `BLPOP` on a wake-up list, on a connection of its own.
+//!   [`lease`](crate::Consumer::lease), [`complete`](crate::Consumer::complete) and
+//!   [`enqueue`](crate::Producer::enqueue) calls from tasks of one process are gathered into such
+//!   batches by themselves, each job still fenced on its own.
+//! - **Idle workers block, they do not poll**: [`wait_for_work`](crate::Consumer::wait_for_work)
+//!   waits with `BLPOP` on the queues' wake-up lists, on a connection of its own.
 //!
 //! ```no_run
 //! # async fn example() -> holidapp_core::Result<()> {
@@ -46,45 +47,40 @@
 //! # Ok(())
 //! # }
 //! ```
-//!
-//! Scripts derive job keys from the prefix, so the backend needs a single Redis (or a primary
-//! with replicas), not Redis Cluster.
 
 mod coalesce;
 mod codec;
-mod data;
+mod conn;
 mod jobs;
 mod keys;
 mod queue;
 mod scripts;
 
+use std::collections::HashSet;
 use std::fmt;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult, ServerErrorKind};
+use redis::IntoConnectionInfo;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisResult};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::job::Job;
-use crate::queue::{Lease, Queue, QueueSettings};
+use crate::job::{Job, QueueName};
+use crate::kind::Output;
+use crate::queue::{Lease, QueueSettings};
 
 use coalesce::Coalescer;
-use keys::Keys;
+pub use conn::{BULK_TIMEOUT, DEFAULT_TIMEOUT, RedisConn, map_error};
+use conn::{is_outage, run_raw};
+use keys::{Keys, QueueKeys};
 
 /// The key namespace used when none is configured (`HOLIDAPP_PREFIX`).
 pub const DEFAULT_PREFIX: &str = "holidapp";
 
-/// How long one call may wait for Redis before answering [`Error::Unavailable`].
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// Most jobs one [`RedisBackend::lease_many`] call hands out.
 pub const MAX_LEASE_BATCH: usize = 1000;
-
-/// How long one chunk of a bulk write (data set load, bulk enqueue) may take.
-const BULK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Where the Redis backend connects and which key namespace it uses.
 ///
@@ -151,6 +147,18 @@ impl RedisConfig {
             _ => self.url.clone(),
         }
     }
+
+    /// A connection to the same server, in logical database `db` (the course's second Redis
+    /// "tab", `REDIS_IMAGE_DB`). Fails only for a URL that cannot be used.
+    pub fn open_database(&self, db: u32) -> Result<RedisConn> {
+        let info = self.url.as_str().into_connection_info().map_err(|e| {
+            Error::Internal(format!("invalid Redis URL '{}': {e}", self.redacted_url()))
+        })?;
+        let settings = info.redis_settings().clone().set_db(i64::from(db));
+        let info = info.set_redis_settings(settings);
+        let client = redis::Client::open(info).map_err(map_error)?;
+        RedisConn::from_client(client)
+    }
 }
 
 impl fmt::Debug for RedisConfig {
@@ -162,13 +170,13 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-/// Jobs, queue, data set and image on Redis. Cheap to clone: clones share one connection.
+/// Jobs and their queues on Redis. Cheap to clone: clones share one connection.
 #[derive(Clone)]
 pub struct RedisBackend {
     /// The multiplexed connection every call shares; it reconnects by itself after an outage.
-    conn: ConnectionManager,
-    /// Opens the connections that [`Queue::wait_for_work`](crate::Queue::wait_for_work) blocks
-    /// on: a blocking `BLPOP` would stall every other call on the shared connection.
+    conn: RedisConn,
+    /// Opens the connections that [`Consumer::wait_for_work`](crate::Consumer::wait_for_work)
+    /// blocks on: a blocking `BLPOP` would stall every other call on the shared connection.
     client: redis::Client,
     /// Idle blocking connections, kept for the next wait. A std mutex: held for a push or a pop,
     /// never across an await.
@@ -176,18 +184,21 @@ pub struct RedisBackend {
     keys: Arc<Keys>,
     settings: QueueSettings,
     clock: Arc<dyn Clock>,
-    timeout: Duration,
+    /// Queues this process has added to the queue registry (`{prefix}:queues`), so it adds each
+    /// once. A std mutex: held for a lookup or an insert, never across an await.
+    registered: Arc<Mutex<HashSet<QueueName>>>,
     /// Gathers concurrent `lease` calls into `lease_many` calls. `None` in the batching tasks'
     /// own copies, which call the scripts directly.
     leases: Option<Coalescer<LeaseRequest, Option<Lease>>>,
     /// Gathers concurrent `complete` calls into `complete_many` calls.
-    completions: Option<Coalescer<(Lease, Vec<u8>), Job>>,
-    /// Gathers concurrent `enqueue` calls into one script call.
+    completions: Option<Coalescer<(Lease, Output), Job>>,
+    /// Gathers concurrent `enqueue` calls into one script call per queue.
     enqueues: Option<Coalescer<Job, ()>>,
 }
 
 /// One `lease` call waiting for its batch.
 struct LeaseRequest {
+    queue: QueueName,
     worker: String,
     lease_for: Duration,
 }
@@ -203,7 +214,7 @@ impl fmt::Debug for RedisBackend {
         f.debug_struct("RedisBackend")
             .field("prefix", &self.keys.prefix)
             .field("settings", &self.settings)
-            .field("timeout", &self.timeout)
+            .field("conn", &self.conn)
             .finish_non_exhaustive()
     }
 }
@@ -231,23 +242,14 @@ impl RedisBackend {
                 config.redacted_url()
             ))
         })?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(DEFAULT_TIMEOUT))
-            // Each call has its own deadline (see `run`); bulk writes need longer than one second.
-            .set_response_timeout(None)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(500))
-            .set_number_of_retries(3);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-            .map_err(map_error)?;
         let backend = RedisBackend {
-            conn,
+            conn: RedisConn::from_client(client.clone())?,
             client,
             waiters: Arc::new(Mutex::new(Vec::new())),
             keys: Arc::new(Keys::new(&config.prefix)),
             settings,
             clock,
-            timeout: DEFAULT_TIMEOUT,
+            registered: Arc::new(Mutex::new(HashSet::new())),
             leases: None,
             completions: None,
             enqueues: None,
@@ -257,13 +259,33 @@ impl RedisBackend {
 
     /// The same backend with calls giving up after `timeout` instead of one second.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.conn = self.conn.with_timeout(timeout);
         self.start_batching()
     }
 
-    /// Starts the tasks that gather concurrent `lease` and `complete` calls into batches (see
-    /// `coalesce`), replacing any started before. Outside a tokio runtime there are no tasks and
-    /// every call runs on its own.
+    /// The connection this backend runs on, for stores built beside it.
+    pub fn conn(&self) -> &RedisConn {
+        &self.conn
+    }
+
+    /// The settings this backend applies.
+    pub fn settings(&self) -> &QueueSettings {
+        &self.settings
+    }
+
+    /// The key prefix (namespace) of this backend.
+    pub fn prefix(&self) -> &str {
+        &self.keys.prefix
+    }
+
+    /// The clock this backend reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Starts the tasks that gather concurrent `lease`, `complete` and `enqueue` calls into
+    /// batches (see `coalesce`), replacing any started before. Outside a tokio runtime there are
+    /// no tasks and every call runs on its own.
     fn start_batching(mut self) -> Self {
         let direct = RedisBackend {
             leases: None,
@@ -299,6 +321,7 @@ impl RedisBackend {
                 if let Some(lease) = lease {
                     let backend = for_orphans.clone();
                     tokio::spawn(async move {
+                        use crate::queue::Consumer;
                         if let Err(e) = backend.release(&lease).await {
                             tracing::warn!(job = %lease.id(), error = %e, "could not give back a lease nobody took");
                         }
@@ -310,13 +333,7 @@ impl RedisBackend {
             COMPLETE_BATCH,
             move |done| {
                 let backend = direct.clone();
-                async move {
-                    let calls = done.len();
-                    backend
-                        .complete_many(done)
-                        .await
-                        .unwrap_or_else(|e| coalesce::for_each(&e, calls))
-                }
+                async move { backend.complete_batch(done).await }
             },
             // A completed job whose caller stopped waiting is complete all the same.
             |_: Job| {},
@@ -324,53 +341,52 @@ impl RedisBackend {
         self
     }
 
-    /// Leases for a batch of `lease` calls: one `lease_many` per worker and lease length, in
-    /// the order the calls came; calls left without a job get `None`.
-    async fn lease_batch(&self, requests: Vec<LeaseRequest>) -> Vec<Result<Option<Lease>>> {
-        let mut answers: Vec<Option<Result<Option<Lease>>>> =
-            (0..requests.len()).map(|_| None).collect();
-        for (i, request) in requests.iter().enumerate() {
-            if answers[i].is_some() {
-                continue;
-            }
-            let group: Vec<usize> = (i..requests.len())
-                .filter(|&j| {
-                    answers[j].is_none()
-                        && requests[j].worker == request.worker
-                        && requests[j].lease_for == request.lease_for
-                })
+    /// The keys of `queue`.
+    fn queue_keys(&self, queue: &QueueName) -> QueueKeys {
+        self.keys.queue(queue)
+    }
+
+    /// Adds `queues` to the queue registry, once per process, so that listings, counts and
+    /// recovery find them.
+    async fn register(&self, queues: impl Iterator<Item = &QueueName>) -> Result<()> {
+        let new: Vec<QueueName> = {
+            let registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+            let mut new: Vec<QueueName> = queues
+                .filter(|q| !registered.contains(*q))
+                .cloned()
                 .collect();
-            match self
-                .lease_many(&request.worker, request.lease_for, group.len())
-                .await
-            {
-                Ok(leases) => {
-                    let mut leases = leases.into_iter();
-                    for j in group {
-                        answers[j] = Some(Ok(leases.next()));
-                    }
-                }
-                Err(e) => {
-                    for (j, answer) in group
-                        .into_iter()
-                        .zip(coalesce::for_each(&e, requests.len()))
-                    {
-                        answers[j] = Some(answer);
-                    }
-                }
-            }
+            new.sort();
+            new.dedup();
+            new
+        };
+        if new.is_empty() {
+            return Ok(());
         }
-        answers.into_iter().map(|a| a.unwrap_or(Ok(None))).collect()
+        let names: Vec<&str> = new.iter().map(QueueName::as_str).collect();
+        let _: i64 = self
+            .conn
+            .query(redis::cmd("SADD").arg(&self.keys.queues).arg(&names))
+            .await?;
+        self.registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(new);
+        Ok(())
     }
 
-    /// The settings this backend applies.
-    pub fn settings(&self) -> &QueueSettings {
-        &self.settings
-    }
-
-    /// The key prefix (namespace) of this backend.
-    pub fn prefix(&self) -> &str {
-        &self.keys.prefix
+    /// Every queue in the registry, sorted by name. Names that are not valid queue names (written
+    /// by something else) are skipped.
+    async fn known_queues(&self) -> Result<Vec<QueueName>> {
+        let names: Vec<String> = self
+            .conn
+            .query(redis::cmd("SMEMBERS").arg(&self.keys.queues))
+            .await?;
+        let mut queues: Vec<QueueName> = names
+            .into_iter()
+            .filter_map(|n| QueueName::new(n).ok())
+            .collect();
+        queues.sort();
+        Ok(queues)
     }
 
     /// Checks the server settings that decide whether jobs can be lost, and returns one warning
@@ -379,7 +395,7 @@ impl RedisBackend {
     /// on (a restart loses everything). A server that refuses `CONFIG GET` (some managed
     /// services) gives a warning saying the settings could not be checked.
     pub async fn check_durability(&self) -> Result<Vec<String>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         let mut pipe = redis::pipe();
         pipe.cmd("CONFIG")
             .arg("GET")
@@ -390,9 +406,8 @@ impl RedisBackend {
             .cmd("CONFIG")
             .arg("GET")
             .arg("save");
-        let replies: RedisResult<Vec<Vec<String>>> = self
-            .run_raw(self.timeout, pipe.query_async(&mut conn))
-            .await?;
+        let replies: RedisResult<Vec<Vec<String>>> =
+            run_raw(self.conn.timeout(), pipe.query_async(&mut conn)).await?;
         let replies = match replies {
             Ok(replies) => replies,
             Err(e) if is_outage(&e) => return Err(map_error(e)),
@@ -428,36 +443,6 @@ impl RedisBackend {
         Ok(warnings)
     }
 
-    /// Runs one Redis call with the default deadline, mapping its errors.
-    async fn run<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Result<T> {
-        self.run_with(self.timeout, call).await
-    }
-
-    /// Runs one Redis call with the bulk deadline.
-    async fn run_bulk<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Result<T> {
-        self.run_with(BULK_TIMEOUT.max(self.timeout), call).await
-    }
-
-    async fn run_with<T>(
-        &self,
-        timeout: Duration,
-        call: impl Future<Output = RedisResult<T>>,
-    ) -> Result<T> {
-        self.run_raw(timeout, call).await?.map_err(map_error)
-    }
-
-    /// Runs one Redis call with a deadline; a missed deadline is an outage, other errors are the
-    /// caller's to map.
-    async fn run_raw<T>(
-        &self,
-        timeout: Duration,
-        call: impl Future<Output = RedisResult<T>>,
-    ) -> Result<RedisResult<T>> {
-        tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| Error::Unavailable(format!("Redis did not answer within {timeout:?}")))
-    }
-
     /// A connection for one blocking command: an idle one when `reuse` and there is one, else
     /// new. Answers whether it was reused.
     async fn blocking_connection(&self, reuse: bool) -> Result<(MultiplexedConnection, bool)> {
@@ -468,9 +453,10 @@ impl RedisBackend {
             }
         }
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
+            .set_connection_timeout(Some(self.conn.timeout()))
             .set_response_timeout(None);
         let conn = self
+            .conn
             .run(
                 self.client
                     .get_multiplexed_async_connection_with_config(&config),
@@ -485,35 +471,6 @@ impl RedisBackend {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(conn);
-    }
-}
-
-/// Whether a Redis error means the server cannot be reached or cannot serve right now.
-fn is_outage(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_unrecoverable_error()
-        || matches!(
-            e.kind(),
-            ErrorKind::Server(
-                ServerErrorKind::BusyLoading
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::ReadOnly
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::ClusterDown
-            ) | ErrorKind::AuthenticationFailed
-        )
-}
-
-/// Maps a Redis error to the core error: outages are [`Error::Unavailable`] (transient), anything
-/// else is [`Error::Internal`].
-fn map_error(e: RedisError) -> Error {
-    if is_outage(&e) {
-        Error::Unavailable(format!("Redis: {e}"))
-    } else {
-        Error::Internal(format!("Redis: {e}"))
     }
 }
 
@@ -572,5 +529,6 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Internal(_)), "{err:?}");
+        assert!(config.open_database(1).is_err());
     }
 }

@@ -16,13 +16,11 @@ pub(super) struct Scripts {
     pub(super) complete: Script,
     pub(super) fail: Script,
     pub(super) release: Script,
-    pub(super) requeue_expired: Script,
+    pub(super) expired: Script,
+    pub(super) expire: Script,
     pub(super) delete: Script,
     pub(super) list: Script,
     pub(super) purge_expired: Script,
-    pub(super) data_swap: Script,
-    pub(super) data_clear: Script,
-    pub(super) data_record: Script,
 }
 
 /// The scripts, hashed on first use.
@@ -33,11 +31,9 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     complete: Script::new(include_str!("lua/complete.lua")),
     fail: Script::new(include_str!("lua/fail.lua")),
     release: Script::new(include_str!("lua/release.lua")),
-    requeue_expired: Script::new(include_str!("lua/requeue_expired.lua")),
+    expired: Script::new(include_str!("lua/expired.lua")),
+    expire: Script::new(include_str!("lua/expire.lua")),
     delete: Script::new(include_str!("lua/delete.lua")),
     list: Script::new(include_str!("lua/list.lua")),
     purge_expired: Script::new(include_str!("lua/purge_expired.lua")),
-    data_swap: Script::new(include_str!("lua/data_swap.lua")),
-    data_clear: Script::new(include_str!("lua/data_clear.lua")),
-    data_record: Script::new(include_str!("lua/data_record.lua")),
 });

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use holidapp_core::{DataSet, Record, parse};
+use holidapp_core::plot::{DataBody, Plots, Record};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -52,19 +52,12 @@ pub(crate) async fn load_data(
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
-    let data = if body.is_empty() {
-        parse::load_source(&ctx.app.data_source).await?
+    let body = if body.is_empty() {
+        DataBody::Source
     } else {
         match body_kind(&headers) {
-            BodyKind::Json => {
-                parse_off_runtime(move || {
-                    let value: serde_json::Value = serde_json::from_slice(&body)
-                        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-                    Ok(parse::parse_value(value)?)
-                })
-                .await?
-            }
-            BodyKind::Text => parse_off_runtime(move || Ok(parse::parse(&body)?)).await?,
+            BodyKind::Json => DataBody::Json(body),
+            BodyKind::Text => DataBody::Text(body),
             BodyKind::Other => {
                 return Err(ApiError::UnsupportedMediaType(
                     "send the data set as application/json, text/tab-separated-values or \
@@ -74,19 +67,16 @@ pub(crate) async fn load_data(
             }
         }
     };
-    let loaded = ctx.app.backends.data.replace(data).await?;
+    let loaded = plots(&ctx)?.load(body).await?;
     json(StatusCode::OK, &Loaded { loaded })
 }
 
-/// Parses a body on a blocking thread: a 256 MiB data set takes long enough to stall the
-/// runtime's other requests.
-async fn parse_off_runtime<F>(work: F) -> Result<DataSet, ApiError>
-where
-    F: FnOnce() -> Result<DataSet, ApiError> + Send + 'static,
-{
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::Panic(format!("parsing a data set: {e}")))?
+/// The plot product this API serves; its routes exist only when it does.
+pub(crate) fn plots(ctx: &Ctx) -> Result<&Plots, ApiError> {
+    ctx.app
+        .plots
+        .as_ref()
+        .ok_or_else(|| ApiError::RouteNotFound("the data set routes".to_owned()))
 }
 
 /// Page through the loaded records, in load order.
@@ -108,6 +98,7 @@ where
 )]
 pub(crate) async fn list_data(
     State(ctx): State<Ctx>,
+    base: crate::extract::BasePath,
     crate::extract::ApiQuery(query): crate::extract::ApiQuery<DataQuery>,
 ) -> Result<Response, ApiError> {
     let limits = &ctx.app.limits;
@@ -122,7 +113,7 @@ pub(crate) async fn list_data(
             )));
         }
     };
-    let data = &ctx.app.backends.data;
+    let data = plots(&ctx)?.data();
     let total = data.len().await?;
     let records = data.page(start, limit).await?;
     let mut response = json(StatusCode::OK, &fields_of(&records))?;
@@ -130,7 +121,7 @@ pub(crate) async fn list_data(
     headers.insert("x-total-count", HeaderValue::from(total));
     let next = start.saturating_add(records.len() as u64);
     if !records.is_empty() && next < total {
-        let link = format!("</data?start={next}&limit={limit}>; rel=\"next\"");
+        let link = format!("<{}/data?start={next}&limit={limit}>; rel=\"next\"", base.0);
         if let Ok(link) = HeaderValue::from_str(&link) {
             headers.insert(header::LINK, link);
         }
@@ -148,7 +139,7 @@ pub(crate) async fn list_data(
     )
 )]
 pub(crate) async fn delete_data(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
-    if ctx.app.backends.data.clear().await? {
+    if plots(&ctx)?.data().clear().await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::NotFound("no data set is loaded".to_owned()))
@@ -177,7 +168,7 @@ pub(crate) async fn get_record(
     )
 )]
 pub(crate) async fn list_genes(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
-    let ids = ctx.app.backends.data.ids().await?;
+    let ids = plots(&ctx)?.data().ids().await?;
     json(StatusCode::OK, &ids)
 }
 
@@ -195,7 +186,7 @@ pub(crate) async fn get_gene(
 }
 
 async fn record(ctx: &Ctx, id: &str, list_route: &str) -> Result<Response, ApiError> {
-    match ctx.app.backends.data.record(id).await? {
+    match plots(ctx)?.data().record(id).await? {
         Some(record) => json(StatusCode::OK, &record.fields),
         None => Err(ApiError::NotFound(format!(
             "no record has id '{}'; {list_route} lists the loaded records",

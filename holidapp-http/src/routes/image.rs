@@ -3,21 +3,23 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use holidapp_core::{Error, JobParams};
+use holidapp_core::plot::PlotParams;
 
+use super::data::plots;
 use super::{Ctx, json, png};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiBytes, read_json};
-use crate::schema::{BackendDown, ImageCreated, JobParamsDoc};
+use crate::schema::{BackendDown, ImageCreated, PlotParamsDoc};
 
 /// Render a plot of the loaded data set and store it, replacing the stored one.
 ///
-/// The optional JSON body holds the same parameters as a job; with no body the configured
-/// defaults are used. Rendering happens in the request, not on a worker.
+/// The optional JSON body holds the same parameters as a plot job; with no body, the plot
+/// covers the whole data set (a histogram of its years, or counts of its categories when it has
+/// no year field). Rendering happens in the request, not on a worker, over the same cached data
+/// set the plot jobs of this process use.
 #[utoipa::path(
     post, path = "/image", tag = "image",
-    request_body(content = Option<JobParamsDoc>, content_type = "application/json",
+    request_body(content = Option<PlotParamsDoc>, content_type = "application/json",
                  description = "Optional plot parameters"),
     responses(
         (status = 201, description = "Rendered and stored", body = ImageCreated),
@@ -34,20 +36,12 @@ pub(crate) async fn create_image(
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
-    let params: JobParams = if body.is_empty() {
-        ctx.app.image_params.clone()
+    let params: Option<PlotParams> = if body.is_empty() {
+        None
     } else {
-        read_json(&headers, &body)?
+        Some(read_json(&headers, &body)?)
     };
-    ctx.app.renderer.validate(&params)?;
-    let backends = &ctx.app.backends;
-    let (version, data) = backends.data.load().await?;
-    if version == 0 || data.is_empty() {
-        return Err(Error::NoData.into());
-    }
-    let image = ctx.app.renderer.render(data, &params).await?;
-    let bytes = image.len();
-    backends.images.put_image(Bytes::from(image)).await?;
+    let bytes = plots(&ctx)?.render_image(params).await?;
     json(
         StatusCode::CREATED,
         &ImageCreated {
@@ -67,7 +61,7 @@ pub(crate) async fn create_image(
     )
 )]
 pub(crate) async fn get_image(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
-    match ctx.app.backends.images.get_image().await? {
+    match plots(&ctx)?.images().get_image().await? {
         Some(bytes) => Ok(png(bytes)),
         None => Err(no_image()),
     }
@@ -83,7 +77,7 @@ pub(crate) async fn get_image(State(ctx): State<Ctx>) -> Result<Response, ApiErr
     )
 )]
 pub(crate) async fn delete_image(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
-    if ctx.app.backends.images.delete_image().await? {
+    if plots(&ctx)?.images().delete_image().await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(no_image())

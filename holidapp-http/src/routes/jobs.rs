@@ -1,19 +1,27 @@
-//! Jobs: submit, list, show, delete, fetch the result; and the course's aliases.
+//! Jobs: submit, list, show, delete, fetch the result; and the course's aliases, each routed to
+//! the handler of the route it stands for.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 
-use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use holidapp_core::store::MAX_PAGE_SIZE;
-use holidapp_core::{Error, Job, JobId, JobParams, JobStatus, ListQuery};
+use holidapp_core::store::{MAX_OFFSET, MAX_PAGE_SIZE};
+use holidapp_core::{
+    Cursor, Error, Job, JobId, JobStatus, ListQuery, Page, QueueName, ResultState, Statuses, Submit,
+};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use utoipa::IntoParams;
 
-use super::{Ctx, json_bytes, png};
+use super::{Ctx, json_bytes};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::schema::{BackendDown, JobDoc, JobPage, JobParamsDoc, JobResult, ShowJob};
+use crate::extract::{ApiPath, ApiQuery, BasePath, JsonBody};
+use crate::schema::{BackendDown, JobDoc, JobPage, JobResult, ShowJob, SubmitDoc};
+
+/// The header carrying the cursor of the next page of a listing.
+pub(crate) const NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
 
 /// Query of `GET /jobs`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -23,18 +31,27 @@ pub(crate) struct JobListQuery {
     /// Only jobs in this status: `submitted`, `in progress` (or `in_progress`), `complete`,
     /// `failed`.
     status: Option<String>,
-    /// How many of the newest matching jobs to skip (default 0).
+    /// Only jobs of this kind.
+    kind: Option<String>,
+    /// Only jobs of this queue.
+    queue: Option<String>,
+    /// Only jobs older than this cursor: the `x-next-cursor` of the previous page.
+    before: Option<String>,
+    /// How many of the newest matching jobs to skip, at most 10,000 (default 0); deeper pages
+    /// follow the cursor.
     offset: Option<usize>,
     /// Page size, 1 to 1000 (default 100).
     limit: Option<usize>,
 }
 
-/// Query of the list aliases (`/completed_jobs`, ...).
+/// Query of the list aliases (`/completed_jobs`, `/inprogress_jobs`).
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
-    /// How many of the newest matching jobs to skip (default 0).
+    /// Only jobs older than this cursor: the `x-next-cursor` of the previous page.
+    before: Option<String>,
+    /// How many of the newest matching jobs to skip, at most 10,000 (default 0).
     offset: Option<usize>,
     /// Page size, 1 to 1000 (default 100).
     limit: Option<usize>,
@@ -58,17 +75,75 @@ pub(crate) struct JobIdQuery {
     job_id: String,
 }
 
-/// Submit a job: validate its parameters and queue it.
+/// The general body of `POST /jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GeneralBody {
+    kind: String,
+    #[serde(default)]
+    params: serde_json::Value,
+    queue: Option<QueueName>,
+    max_attempts: Option<u32>,
+}
+
+/// Reads a `POST /jobs` body: `{"kind", "params", "queue"?, "max_attempts"?}`, or, without
+/// `kind`, the parameters of the service's default kind (the course's `{"start", "end"}`),
+/// beside which `queue` and `max_attempts` may be given.
+fn submit_request(body: serde_json::Value) -> Result<Submit, ApiError> {
+    let serde_json::Value::Object(mut fields) = body else {
+        return Err(ApiError::InvalidBody(
+            "the body must be a JSON object: {\"kind\": ..., \"params\": {...}}, or the \
+             parameters of the default kind"
+                .to_owned(),
+        ));
+    };
+    let shape = |e: serde_json::Error| {
+        ApiError::InvalidBody(format!(
+            "the JSON body does not have the expected shape: {e}"
+        ))
+    };
+    if fields.contains_key("kind") {
+        let body: GeneralBody =
+            serde_json::from_value(serde_json::Value::Object(fields)).map_err(shape)?;
+        return Ok(Submit {
+            kind: Some(body.kind),
+            params: body.params,
+            queue: body.queue,
+            max_attempts: body.max_attempts,
+        });
+    }
+    let queue = fields
+        .remove("queue")
+        .map(serde_json::from_value::<QueueName>)
+        .transpose()
+        .map_err(shape)?;
+    let max_attempts = fields
+        .remove("max_attempts")
+        .map(serde_json::from_value::<u32>)
+        .transpose()
+        .map_err(shape)?;
+    Ok(Submit {
+        kind: None,
+        params: serde_json::Value::Object(fields),
+        queue,
+        max_attempts,
+    })
+}
+
+/// Submit a job: its kind checks its parameters, then it is queued.
 ///
-/// The parameters are checked by the same renderer the workers run; parameters it refuses get a
-/// 400 that says what is wrong, and nothing is queued.
+/// The body is `{"kind": ..., "params": {...}, "queue": ...}` (`queue` optional, `default` unless
+/// given), or, as the course's clients send it, the parameters of the default kind (`plot`):
+/// `{"start": "1990", "end": "2020"}`. Parameters the kind refuses get a 400 that says what is
+/// wrong (a kind nobody registered: code `unknown_kind`, naming the known ones), and nothing is
+/// queued.
 #[utoipa::path(
     post, path = "/jobs", tag = "jobs",
-    request_body = JobParamsDoc,
+    request_body = SubmitDoc,
     responses(
         (status = 201, description = "The job, queued", body = JobDoc,
          headers(("location" = String, description = "The job's URL, /jobs/{id}"))),
-        (status = 400, description = "Malformed JSON, wrong types, missing or unknown fields, or parameters the renderer refuses", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, wrong types, missing or unknown fields, an unknown kind (code unknown_kind), or parameters the kind refuses", body = ErrorBody),
         (status = 413, description = "The body is over the route's limit (16 KiB by default)", body = ErrorBody),
         (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
         BackendDown,
@@ -76,23 +151,25 @@ pub(crate) struct JobIdQuery {
 )]
 pub(crate) async fn submit_job(
     State(ctx): State<Ctx>,
-    ApiJson(params): ApiJson<JobParams>,
+    base: BasePath,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    ctx.app.renderer.validate(&params)?;
-    let job = Job::new(params, ctx.app.clock.now());
-    ctx.app.backends.queue.enqueue(&job).await?;
-    ctx.app.metrics.record_job_submitted();
-    let mut location = Vec::with_capacity(42);
+    let job = ctx.app.jobs.submit(submit_request(body)?).await?;
+    ctx.app.metrics.record_job_submitted(&job.kind);
+    let mut location = Vec::with_capacity(48);
     // Writing to a Vec cannot fail.
-    let _ = write!(location, "/jobs/{}", job.id);
+    let _ = write!(location, "{}/jobs/{}", base.0, job.id);
     let location = HeaderValue::from_maybe_shared(bytes::Bytes::from(location))
         .map_err(|e| ApiError::Internal(format!("job location header: {e}")))?;
-    let mut response = json_bytes(StatusCode::CREATED, job_json(&job)?);
+    let mut response = json_bytes(StatusCode::CREATED, job_json(&ctx, &base, &job)?);
     response.headers_mut().insert(header::LOCATION, location);
     Ok(response)
 }
 
-/// List jobs, newest first, optionally of one status, one bounded page at a time.
+/// List jobs, newest first, filtered by status, kind and queue, one bounded page at a time.
+///
+/// When more jobs follow, the answer carries their cursor (`x-next-cursor`) and a
+/// `link: <...>; rel="next"` to the next page.
 #[utoipa::path(
     get,
     path = "/jobs",
@@ -102,18 +179,43 @@ pub(crate) async fn submit_job(
 )]
 pub(crate) async fn list_jobs(
     State(ctx): State<Ctx>,
+    base: BasePath,
     ApiQuery(query): ApiQuery<JobListQuery>,
 ) -> Result<Response, ApiError> {
-    let status = match query.status.as_deref() {
-        None => None,
-        Some(s) => Some(s.parse::<JobStatus>().map_err(query_error)?),
+    let statuses = match query.status.as_deref() {
+        None => Statuses::ALL,
+        Some(s) => Statuses::only(s.parse::<JobStatus>().map_err(query_error)?),
     };
-    let query = ListQuery {
-        status,
-        offset: query.offset.unwrap_or(0),
+    let kind = query
+        .kind
+        .map(|k| holidapp_core::job::check_kind_name(&k).map(|()| k))
+        .transpose()
+        .map_err(query_error)?;
+    let queue = query
+        .queue
+        .map(QueueName::new)
+        .transpose()
+        .map_err(query_error)?;
+    let list = ListQuery {
+        statuses,
+        kind,
+        queue,
+        before: cursor(query.before.as_deref())?,
+        offset: offset(query.offset)?,
         limit: page_limit(query.limit)?,
     };
-    list(&ctx, &query).await
+    let page = ctx.app.jobs.list(&list).await?;
+    let mut next = vec![("limit", list.limit.to_string())];
+    if let Some(status) = query.status {
+        next.push(("status", status));
+    }
+    if let Some(kind) = &list.kind {
+        next.push(("kind", kind.clone()));
+    }
+    if let Some(queue) = &list.queue {
+        next.push(("queue", queue.to_string()));
+    }
+    page_answer(&ctx, &base, "/jobs", &next, page)
 }
 
 /// Show one job.
@@ -124,9 +226,10 @@ pub(crate) async fn list_jobs(
 )]
 pub(crate) async fn get_job(
     State(ctx): State<Ctx>,
+    base: BasePath,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    show(&ctx, &id).await
+    show(&ctx, &base, &id).await
 }
 
 /// Delete a job and its result.
@@ -148,16 +251,17 @@ pub(crate) async fn delete_job(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_job_id(&id)?;
-    if ctx.app.backends.jobs.delete(id).await? {
+    if ctx.app.jobs.delete(id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(job_not_found(id))
     }
 }
 
-/// Fetch a job's result, the PNG.
+/// Fetch a job's result, with the content type its kind gave it (a PNG for plots).
 ///
 /// While the job is not finished, or when it failed, the answer is a 409 JSON error saying so.
+/// The course's `/results/{id}` and `/download/{id}` are this route.
 #[utoipa::path(
     get, path = "/jobs/{id}/result", tag = "jobs",
     params(("id" = String, Path, description = "The job's id (a UUID)")),
@@ -167,10 +271,26 @@ pub(crate) async fn job_result(
     State(ctx): State<Ctx>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    result(&ctx, &id).await
+    let id = parse_job_id(&id)?;
+    match ctx.app.jobs.result(id).await? {
+        None => Err(job_not_found(id)),
+        Some(ResultState::Ready(output)) => {
+            let content_type = HeaderValue::from_str(output.content_type())
+                .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+            Ok(([(header::CONTENT_TYPE, content_type)], output.into_bytes()).into_response())
+        }
+        Some(ResultState::Failed(reason)) => Err(ApiError::JobFailed {
+            id: id.to_string(),
+            reason,
+        }),
+        Some(ResultState::Pending(status)) => Err(ApiError::JobNotFinished {
+            id: id.to_string(),
+            status,
+        }),
+    }
 }
 
-/// Course alias of `GET /jobs/{id}`.
+/// Course alias of `GET /jobs/{id}`, the id in the query (`/jobs_status` and `/job_status`).
 #[utoipa::path(
     get,
     path = "/jobs_status",
@@ -180,27 +300,14 @@ pub(crate) async fn job_result(
 )]
 pub(crate) async fn jobs_status(
     State(ctx): State<Ctx>,
+    base: BasePath,
     ApiQuery(query): ApiQuery<JobIdQuery>,
 ) -> Result<Response, ApiError> {
-    show(&ctx, &query.job_id).await
+    show(&ctx, &base, &query.job_id).await
 }
 
-/// Course alias of `GET /jobs/{id}`.
-#[utoipa::path(
-    get,
-    path = "/job_status",
-    tag = "course aliases",
-    params(JobIdQuery),
-    responses(ShowJob, BackendDown)
-)]
-pub(crate) async fn job_status(
-    State(ctx): State<Ctx>,
-    ApiQuery(query): ApiQuery<JobIdQuery>,
-) -> Result<Response, ApiError> {
-    show(&ctx, &query.job_id).await
-}
-
-/// Course alias of `GET /jobs?status=complete`.
+/// Course alias of `GET /jobs?status=complete` (and `/inprogress_jobs` of
+/// `GET /jobs?status=in progress`).
 #[utoipa::path(
     get,
     path = "/completed_jobs",
@@ -208,11 +315,35 @@ pub(crate) async fn job_status(
     params(PageQuery),
     responses(JobPage, BackendDown)
 )]
-pub(crate) async fn completed_jobs(
+pub(crate) async fn jobs_in_status(
     State(ctx): State<Ctx>,
+    base: BasePath,
+    Extension(Alias { path, status }): Extension<Alias>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
-    list_status(&ctx, JobStatus::Complete, query).await
+    let list = ListQuery {
+        before: cursor(query.before.as_deref())?,
+        offset: offset(query.offset)?,
+        limit: page_limit(query.limit)?,
+        ..ListQuery::with_status(status)
+    };
+    let page = ctx.app.jobs.list(&list).await?;
+    page_answer(
+        &ctx,
+        &base,
+        path,
+        &[("limit", list.limit.to_string())],
+        page,
+    )
+}
+
+/// Which listing an alias route serves: its path and status.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Alias {
+    /// The alias's own path, for its next-page link.
+    pub(crate) path: &'static str,
+    /// The status it lists.
+    pub(crate) status: JobStatus,
 }
 
 /// Course alias: jobs not finished yet (`submitted` and `in progress`), newest first.
@@ -225,114 +356,62 @@ pub(crate) async fn completed_jobs(
 )]
 pub(crate) async fn incomplete_jobs(
     State(ctx): State<Ctx>,
+    base: BasePath,
     ApiQuery(query): ApiQuery<LimitQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = page_limit(query.limit)?;
-    let jobs = &ctx.app.backends.jobs;
-    let mut found = jobs
-        .list(&ListQuery {
-            status: Some(JobStatus::Submitted),
-            offset: 0,
-            limit,
-        })
-        .await?;
-    found.extend(
-        jobs.list(&ListQuery {
-            status: Some(JobStatus::InProgress),
-            offset: 0,
-            limit,
-        })
-        .await?,
-    );
-    found.sort_by_key(|job| std::cmp::Reverse(job.created_at));
-    found.truncate(limit);
-    Ok(json_bytes(StatusCode::OK, jobs_json(&found)?))
+    let page = ctx.app.jobs.incomplete(page_limit(query.limit)?).await?;
+    Ok(json_bytes(
+        StatusCode::OK,
+        jobs_json(&ctx, &base, &page.jobs)?,
+    ))
 }
 
-/// Course alias of `GET /jobs?status=in progress`.
-#[utoipa::path(
-    get,
-    path = "/inprogress_jobs",
-    tag = "course aliases",
-    params(PageQuery),
-    responses(JobPage, BackendDown)
-)]
-pub(crate) async fn inprogress_jobs(
-    State(ctx): State<Ctx>,
-    ApiQuery(query): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list_status(&ctx, JobStatus::InProgress, query).await
-}
-
-/// Course alias of `GET /jobs/{id}/result`.
-#[utoipa::path(
-    get, path = "/results/{id}", tag = "course aliases",
-    params(("id" = String, Path, description = "The job's id (a UUID)")),
-    responses(JobResult, BackendDown)
-)]
-pub(crate) async fn results(
-    State(ctx): State<Ctx>,
-    ApiPath(id): ApiPath<String>,
-) -> Result<Response, ApiError> {
-    result(&ctx, &id).await
-}
-
-/// Course alias of `GET /jobs/{id}/result`.
-#[utoipa::path(
-    get, path = "/download/{id}", tag = "course aliases",
-    params(("id" = String, Path, description = "The job's id (a UUID)")),
-    responses(JobResult, BackendDown)
-)]
-pub(crate) async fn download(
-    State(ctx): State<Ctx>,
-    ApiPath(id): ApiPath<String>,
-) -> Result<Response, ApiError> {
-    result(&ctx, &id).await
-}
-
-async fn show(ctx: &Ctx, raw_id: &str) -> Result<Response, ApiError> {
+async fn show(ctx: &Ctx, base: &BasePath, raw_id: &str) -> Result<Response, ApiError> {
     let id = parse_job_id(raw_id)?;
-    match ctx.app.backends.jobs.get(id).await? {
-        Some(job) => Ok(json_bytes(StatusCode::OK, job_json(&job)?)),
+    match ctx.app.jobs.get(id).await? {
+        Some(job) => Ok(json_bytes(StatusCode::OK, job_json(ctx, base, &job)?)),
         None => Err(job_not_found(id)),
     }
 }
 
-async fn result(ctx: &Ctx, raw_id: &str) -> Result<Response, ApiError> {
-    let id = parse_job_id(raw_id)?;
-    let jobs = &ctx.app.backends.jobs;
-    let job = jobs.get(id).await?.ok_or_else(|| job_not_found(id))?;
-    match job.status {
-        JobStatus::Complete => match jobs.result(id).await? {
-            Some(bytes) => Ok(png(bytes)),
-            // The job expired between the two reads.
-            None => Err(job_not_found(id)),
-        },
-        JobStatus::Failed => Err(ApiError::JobFailed {
-            id: id.to_string(),
-            reason: job
-                .error
-                .unwrap_or_else(|| "no reason was recorded".to_owned()),
-        }),
-        status => Err(ApiError::JobNotFinished {
-            id: id.to_string(),
-            status,
-        }),
+/// A page's answer: the jobs, and the next page's cursor and link when one follows.
+fn page_answer(
+    ctx: &Ctx,
+    base: &BasePath,
+    path: &str,
+    query: &[(&str, String)],
+    page: Page,
+) -> Result<Response, ApiError> {
+    let mut response = json_bytes(StatusCode::OK, jobs_json(ctx, base, &page.jobs)?);
+    if let Some(next) = page.next {
+        let headers: &mut HeaderMap = response.headers_mut();
+        headers.insert(NEXT_CURSOR, HeaderValue::from(next.0));
+        let mut link = format!("<{}{path}?before={next}", base.0);
+        for (name, value) in query {
+            link.push('&');
+            link.push_str(name);
+            link.push('=');
+            link.push_str(&url_escape(value));
+        }
+        link.push_str(">; rel=\"next\"");
+        if let Ok(link) = HeaderValue::from_str(&link) {
+            headers.insert(header::LINK, link);
+        }
     }
+    Ok(response)
 }
 
-async fn list_status(ctx: &Ctx, status: JobStatus, query: PageQuery) -> Result<Response, ApiError> {
-    let query = ListQuery {
-        status: Some(status),
-        offset: query.offset.unwrap_or(0),
-        limit: page_limit(query.limit)?,
-    };
-    list(ctx, &query).await
-}
-
-async fn list(ctx: &Ctx, query: &ListQuery) -> Result<Response, ApiError> {
-    let found = ctx.app.backends.jobs.list(query).await?;
-    Ok(json_bytes(StatusCode::OK, jobs_json(&found)?))
+/// `value` with every byte but unreserved URL characters percent-encoded.
+fn url_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// A page size from the query: the default when absent, refused outside `1..=MAX_PAGE_SIZE`.
@@ -344,6 +423,26 @@ fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
             "limit must be between 1 and {MAX_PAGE_SIZE}, got {n}"
         ))),
     }
+}
+
+/// An offset from the query, refused past [`MAX_OFFSET`].
+fn offset(offset: Option<usize>) -> Result<usize, ApiError> {
+    match offset {
+        None => Ok(0),
+        Some(n) if n <= MAX_OFFSET => Ok(n),
+        Some(n) => Err(ApiError::InvalidQuery(format!(
+            "offset must be at most {MAX_OFFSET}, got {n}; follow the next link (before=) to \
+             page deeper"
+        ))),
+    }
+}
+
+/// A cursor from the query.
+fn cursor(before: Option<&str>) -> Result<Option<Cursor>, ApiError> {
+    before
+        .map(str::parse::<Cursor>)
+        .transpose()
+        .map_err(query_error)
 }
 
 /// A core error about a query parameter, as a query error (without the core's "invalid job
@@ -377,31 +476,50 @@ fn job_not_found(id: JobId) -> ApiError {
     ))
 }
 
-/// A job's JSON: the core `Job` as serialized, plus `"result"`, where its result can be
-/// fetched.
-fn job_json(job: &Job) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::with_capacity(384);
-    write_job(&mut out, job)?;
+/// The fields of a job's JSON; parameters shown at the top level never take these names.
+const JOB_FIELDS: [&str; 14] = [
+    "id",
+    "kind",
+    "queue",
+    "status",
+    "params",
+    "max_attempts",
+    "attempts",
+    "worker",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "error",
+    "result_type",
+    "result",
+];
+
+/// A job's JSON: the core `Job` as serialized, its parameters' fields at the top level too for
+/// kinds that show them there, and `"result"`, where its result can be fetched.
+fn job_json(ctx: &Ctx, base: &BasePath, job: &Job) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(448);
+    write_job(&mut out, ctx, base, job)?;
     Ok(out)
 }
 
-fn jobs_json(jobs: &[Job]) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::with_capacity(2 + jobs.len() * 384);
+fn jobs_json(ctx: &Ctx, base: &BasePath, jobs: &[Job]) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(2 + jobs.len() * 448);
     out.push(b'[');
     for (i, job) in jobs.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_job(&mut out, job)?;
+        write_job(&mut out, ctx, base, job)?;
     }
     out.push(b']');
     Ok(out)
 }
 
-fn write_job(out: &mut Vec<u8>, job: &Job) -> Result<(), ApiError> {
-    serde_json::to_writer(&mut *out, job)
-        .map_err(|e| ApiError::Internal(format!("cannot serialize job {}: {e}", job.id)))?;
-    // A `Job` always serializes as an object: drop its closing brace and add the field.
+fn write_job(out: &mut Vec<u8>, ctx: &Ctx, base: &BasePath, job: &Job) -> Result<(), ApiError> {
+    let internal =
+        |e: serde_json::Error| ApiError::Internal(format!("cannot serialize job {}: {e}", job.id));
+    serde_json::to_writer(&mut *out, job).map_err(internal)?;
+    // A `Job` always serializes as an object: drop its closing brace and add fields.
     if out.last() != Some(&b'}') {
         return Err(ApiError::Internal(format!(
             "job {} did not serialize as a JSON object",
@@ -409,7 +527,20 @@ fn write_job(out: &mut Vec<u8>, job: &Job) -> Result<(), ApiError> {
         )));
     }
     out.pop();
-    let _ = write!(out, ",\"result\":\"/jobs/{}/result\"}}", job.id);
+    if ctx.app.jobs.kinds().params_at_top_level(&job.kind)
+        && let Ok(fields) =
+            serde_json::from_str::<BTreeMap<String, &RawValue>>(job.params.as_json())
+    {
+        for (name, value) in fields {
+            if !JOB_FIELDS.contains(&name.as_str()) {
+                out.push(b',');
+                serde_json::to_writer(&mut *out, &name).map_err(internal)?;
+                out.push(b':');
+                out.extend_from_slice(value.get().as_bytes());
+            }
+        }
+    }
+    let _ = write!(out, ",\"result\":\"{}/jobs/{}/result\"}}", base.0, job.id);
     Ok(())
 }
 
@@ -418,30 +549,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn job_json_is_the_core_job_plus_its_result_url() {
-        let job = Job::new(
-            JobParams::new("1990", "2000").with_option("kind", "histogram"),
-            chrono::Utc::now(),
-        );
-        let value: serde_json::Value = serde_json::from_slice(&job_json(&job).unwrap()).unwrap();
-        let mut expected = serde_json::to_value(&job).unwrap();
-        expected
-            .as_object_mut()
-            .unwrap()
-            .insert("result".into(), format!("/jobs/{}/result", job.id).into());
-        assert_eq!(value, expected);
-        let list: serde_json::Value =
-            serde_json::from_slice(&jobs_json(&[job.clone(), job]).unwrap()).unwrap();
-        assert_eq!(list.as_array().unwrap().len(), 2);
-        assert_eq!(list[1], expected);
-    }
-
-    #[test]
-    fn page_limits_are_bounded() {
+    fn page_limits_and_offsets_are_bounded() {
         assert_eq!(page_limit(None).unwrap(), 100);
         assert_eq!(page_limit(Some(1000)).unwrap(), 1000);
         assert!(page_limit(Some(0)).is_err());
         assert!(page_limit(Some(1001)).is_err());
+        assert_eq!(offset(Some(MAX_OFFSET)).unwrap(), MAX_OFFSET);
+        assert!(offset(Some(MAX_OFFSET + 1)).is_err());
     }
 
     #[test]
@@ -449,5 +563,35 @@ mod tests {
         let e = parse_job_id(&"\0".repeat(10_000)).unwrap_err();
         assert_eq!(e.code(), "invalid_job_id");
         assert!(e.to_string().len() < 600);
+    }
+
+    #[test]
+    fn bodies_name_a_kind_or_are_the_default_kinds_parameters() {
+        let general = submit_request(serde_json::json!({
+            "kind": "thumb", "params": {"w": 1}, "queue": "img", "max_attempts": 2
+        }))
+        .unwrap();
+        assert_eq!(general.kind.as_deref(), Some("thumb"));
+        assert_eq!(general.params, serde_json::json!({"w": 1}));
+        assert_eq!(general.queue.unwrap().as_str(), "img");
+        assert_eq!(general.max_attempts, Some(2));
+        let course = submit_request(serde_json::json!({
+            "start": "1990", "end": 2000, "queue": "plots"
+        }))
+        .unwrap();
+        assert_eq!(course.kind, None);
+        assert_eq!(
+            course.params,
+            serde_json::json!({"start": "1990", "end": 2000})
+        );
+        assert_eq!(course.queue.unwrap().as_str(), "plots");
+        for bad in [
+            serde_json::json!([]),
+            serde_json::json!({"kind": "k", "extra": 1}),
+            serde_json::json!({"kind": 3}),
+            serde_json::json!({"start": 1, "queue": "no way"}),
+        ] {
+            assert_eq!(submit_request(bad).unwrap_err().code(), "invalid_body");
+        }
     }
 }

@@ -7,10 +7,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Extension};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use bytes::Bytes;
+use holidapp_core::JobStatus;
 use serde::Serialize;
 use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
@@ -49,8 +51,8 @@ pub(crate) type Ctx = Arc<Shared>;
 #[openapi(
     info(
         title = "Holidapp API",
-        description = "Submit analysis jobs, follow them, and fetch their results; load data \
-                       sets and render plots of them.",
+        description = "Submit jobs of any registered kind, follow them, and fetch their \
+                       results; load data sets and render plots of them.",
     ),
     tags(
         (name = "jobs", description = "Submit jobs, follow them, fetch their results"),
@@ -63,10 +65,13 @@ pub(crate) type Ctx = Arc<Shared>;
 )]
 struct ApiDoc;
 
-/// Every route, with its body limit, as an [`OpenApiRouter`].
-pub(crate) fn api_routes(limits: &Limits) -> OpenApiRouter<Ctx> {
+/// Every route, with its body limit, as an [`OpenApiRouter`]: the job routes and the service
+/// routes, and the plot product's routes when `plots` is set. The course's aliases of job routes
+/// are routed to the same handlers; [`document_aliases`] adds them to the document.
+pub(crate) fn api_routes(limits: &Limits, plots: bool) -> OpenApiRouter<Ctx> {
     let small = limits.other_body;
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let alias = |path: &'static str, status| Extension(jobs::Alias { path, status });
+    let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(body_limit(
             routes!(jobs::submit_job, jobs::list_jobs),
             limits.jobs_body,
@@ -74,30 +79,116 @@ pub(crate) fn api_routes(limits: &Limits) -> OpenApiRouter<Ctx> {
         .routes(body_limit(routes!(jobs::get_job, jobs::delete_job), small))
         .routes(body_limit(routes!(jobs::job_result), small))
         .routes(body_limit(routes!(jobs::jobs_status), small))
-        .routes(body_limit(routes!(jobs::job_status), small))
-        .routes(body_limit(routes!(jobs::completed_jobs), small))
+        .routes(layered(
+            body_limit(routes!(jobs::jobs_in_status), small),
+            alias("/completed_jobs", JobStatus::Complete),
+        ))
         .routes(body_limit(routes!(jobs::incomplete_jobs), small))
-        .routes(body_limit(routes!(jobs::inprogress_jobs), small))
-        .routes(body_limit(routes!(jobs::results), small))
-        .routes(body_limit(routes!(jobs::download), small))
-        .routes(body_limit(
-            routes!(data::load_data, data::list_data, data::delete_data),
-            limits.data_body,
-        ))
-        .routes(body_limit(routes!(data::get_record), small))
-        .routes(body_limit(routes!(data::list_genes), small))
-        .routes(body_limit(routes!(data::get_gene), small))
-        .routes(body_limit(
-            routes!(image::create_image, image::get_image, image::delete_image),
-            small,
-        ))
+        .route(
+            "/results/{id}",
+            get(jobs::job_result).layer(DefaultBodyLimit::max(small)),
+        )
+        .route(
+            "/download/{id}",
+            get(jobs::job_result).layer(DefaultBodyLimit::max(small)),
+        )
+        .route(
+            "/job_status",
+            get(jobs::jobs_status).layer(DefaultBodyLimit::max(small)),
+        )
+        .route(
+            "/inprogress_jobs",
+            get(jobs::jobs_in_status)
+                .layer::<_, std::convert::Infallible>(alias(
+                    "/inprogress_jobs",
+                    JobStatus::InProgress,
+                ))
+                .layer(DefaultBodyLimit::max(small)),
+        )
         .routes(body_limit(routes!(service::index), small))
         .routes(body_limit(routes!(service::visits), small))
         .routes(body_limit(routes!(service::help), small))
         .routes(body_limit(routes!(service::healthz), small))
         .routes(body_limit(routes!(service::readyz), small))
         .routes(body_limit(routes!(service::metrics), small))
-        .routes(body_limit(routes!(service::openapi_json), small))
+        .routes(body_limit(routes!(service::openapi_json), small));
+    if plots {
+        router = router
+            .routes(body_limit(
+                routes!(data::load_data, data::list_data, data::delete_data),
+                limits.data_body,
+            ))
+            .routes(body_limit(routes!(data::get_record), small))
+            .routes(body_limit(routes!(data::list_genes), small))
+            .routes(body_limit(routes!(data::get_gene), small))
+            .routes(body_limit(
+                routes!(image::create_image, image::get_image, image::delete_image),
+                small,
+            ));
+    }
+    router
+}
+
+/// The course's aliases routed to the handler of another route: alias path, the documented
+/// route it stands for, and its summary.
+const ALIASES: [(&str, &str, &str); 4] = [
+    (
+        "/results/{id}",
+        "/jobs/{id}/result",
+        "Course alias of `GET /jobs/{id}/result`.",
+    ),
+    (
+        "/download/{id}",
+        "/jobs/{id}/result",
+        "Course alias of `GET /jobs/{id}/result`.",
+    ),
+    (
+        "/job_status",
+        "/jobs_status",
+        "Course alias of `GET /jobs/{id}`, the id in the query.",
+    ),
+    (
+        "/inprogress_jobs",
+        "/completed_jobs",
+        "Course alias of `GET /jobs?status=in progress`.",
+    ),
+];
+
+/// Adds the aliases to the document: each a copy of the route it stands for, under the course
+/// aliases tag with its own summary and operation id.
+pub(crate) fn document_aliases(doc: &mut utoipa::openapi::OpenApi) {
+    for (alias, route, summary) in ALIASES {
+        let Some(mut item) = doc.paths.paths.get(route).cloned() else {
+            continue;
+        };
+        if let Some(operation) = item.get.as_mut() {
+            operation.summary = Some(summary.to_owned());
+            operation.description = None;
+            operation.tags = Some(vec!["course aliases".to_owned()]);
+            operation.operation_id = Some(
+                alias
+                    .trim_start_matches('/')
+                    .replace(['/', '{', '}'], "_")
+                    .trim_end_matches('_')
+                    .to_owned(),
+            );
+        }
+        doc.paths.paths.insert(alias.to_owned(), item);
+    }
+}
+
+/// Adds `layer` to the method router of a documented route.
+fn layered<L>(routes: UtoipaMethodRouter<Ctx>, layer: L) -> UtoipaMethodRouter<Ctx>
+where
+    L: tower::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
+    L::Service: tower::Service<axum::extract::Request> + Clone + Send + Sync + 'static,
+    <L::Service as tower::Service<axum::extract::Request>>::Response: IntoResponse + 'static,
+    <L::Service as tower::Service<axum::extract::Request>>::Error:
+        Into<std::convert::Infallible> + 'static,
+    <L::Service as tower::Service<axum::extract::Request>>::Future: Send + 'static,
+{
+    let (schemas, paths, method_router) = routes;
+    (schemas, paths, method_router.layer(layer))
 }
 
 /// Sets the largest body the routes of one path accept.
@@ -114,7 +205,7 @@ fn body_limit(routes: UtoipaMethodRouter<Ctx>, limit: usize) -> UtoipaMethodRout
 pub(crate) fn shared(app: AppState, doc: &utoipa::openapi::OpenApi) -> Shared {
     // The document holds only strings, maps and numbers: serializing it cannot fail.
     let openapi_json = serde_json::to_vec(doc).unwrap_or_default();
-    let help = service::help_text(doc, &app.limits);
+    let help = service::help_text(doc, &app.limits, app.plots.is_some());
     Shared {
         app,
         openapi_json: Bytes::from(openapi_json),

@@ -102,55 +102,58 @@ pub(crate) async fn healthz() -> Result<Response, ApiError> {
     )
 )]
 pub(crate) async fn readyz(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
-    ctx.app.backends.jobs.ping().await?;
+    ctx.app.jobs.store().ping().await?;
     json(StatusCode::OK, &Health { status: "ready" })
 }
 
 /// Prometheus metrics.
 ///
-/// Requests by route and status, jobs submitted here, jobs by status and the queue depth (both
-/// read from the store at scrape time).
+/// Requests by route and status, jobs submitted here by kind, and per queue the jobs by status
+/// and the waiting jobs ready or delayed (read from the store at scrape time).
 #[utoipa::path(
     get, path = "/metrics", tag = "service",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String))
 )]
 pub(crate) async fn metrics(State(ctx): State<Ctx>) -> Response {
-    let backends = &ctx.app.backends;
     let mut out = String::with_capacity(4096);
     ctx.app.metrics.write_prometheus(&mut out);
-    let counts = backends.jobs.counts().await;
-    let depth = backends.queue.depth().await;
-    let up = counts.is_ok() && depth.is_ok();
-    if let Ok(counts) = counts {
+    let stats = ctx.app.jobs.stats().await;
+    if let Ok(stats) = &stats {
         out.push_str(
-            "# HELP holidapp_jobs Jobs in the store, by status.\n# TYPE holidapp_jobs gauge\n",
+            "# HELP holidapp_jobs Jobs in the store, by queue and status.\n\
+             # TYPE holidapp_jobs gauge\n",
         );
-        for status in holidapp_core::JobStatus::ALL {
-            let _ = writeln!(
+        for queue in stats {
+            for status in holidapp_core::JobStatus::ALL {
+                let _ = writeln!(
+                    out,
+                    "holidapp_jobs{{queue=\"{}\",status=\"{}\"}} {}",
+                    queue.queue,
+                    status.key_name(),
+                    queue.counts.get(status)
+                );
+            }
+        }
+        out.push_str(
+            "# HELP holidapp_queue_depth Jobs waiting in a queue, by whether they are leasable \
+             now (ready) or waiting for a retry delay (delayed).\n\
+             # TYPE holidapp_queue_depth gauge\n",
+        );
+        for queue in stats {
+            let _ = write!(
                 out,
-                "holidapp_jobs{{status=\"{}\"}} {}",
-                status.key_name(),
-                counts.get(status)
+                "holidapp_queue_depth{{queue=\"{0}\",state=\"ready\"}} {1}\n\
+                 holidapp_queue_depth{{queue=\"{0}\",state=\"delayed\"}} {2}\n",
+                queue.queue, queue.ready, queue.delayed
             );
         }
-    }
-    if let Ok(depth) = depth {
-        let _ = write!(
-            out,
-            "# HELP holidapp_queue_depth Jobs waiting in the queue, by state.\n\
-             # TYPE holidapp_queue_depth gauge\n\
-             holidapp_queue_depth{{state=\"ready\"}} {}\n\
-             holidapp_queue_depth{{state=\"delayed\"}} {}\n\
-             holidapp_queue_depth{{state=\"leased\"}} {}\n",
-            depth.ready, depth.delayed, depth.leased
-        );
     }
     let _ = write!(
         out,
         "# HELP holidapp_backend_up Whether the backend answered this scrape.\n\
          # TYPE holidapp_backend_up gauge\n\
          holidapp_backend_up {}\n",
-        u8::from(up)
+        u8::from(stats.is_ok())
     );
     (
         [(
@@ -183,7 +186,7 @@ fn text(body: impl Into<bytes::Bytes>) -> Response {
 }
 
 /// The `GET /help` text: every route of the document with its summary, then the limits.
-pub(crate) fn help_text(doc: &utoipa::openapi::OpenApi, limits: &Limits) -> String {
+pub(crate) fn help_text(doc: &utoipa::openapi::OpenApi, limits: &Limits, plots: bool) -> String {
     let mut out = String::from("Holidapp API routes\n\n");
     for (path, item) in &doc.paths.paths {
         let operations = [
@@ -206,18 +209,28 @@ pub(crate) fn help_text(doc: &utoipa::openapi::OpenApi, limits: &Limits) -> Stri
     }
     let _ = write!(
         out,
-        "\nBody limits: POST /jobs {} bytes, POST /data {} bytes, other routes {} bytes.\n\
-         Page sizes: GET /jobs up to {} (default {}), GET /data up to {} (default {}).\n\
+        "\nBody limits: POST /jobs {} bytes, {}other routes {} bytes.\n\
+         Page sizes: GET /jobs up to {} (default {}){}.\n\
          Requests time out after {} s. Every error is JSON: \
          {{\"error\": {{\"status\", \"code\", \"message\"}}}}.\n\
          The OpenAPI document is at GET /openapi.json.\n",
         limits.jobs_body,
-        limits.data_body,
+        if plots {
+            format!("POST /data {} bytes, ", limits.data_body)
+        } else {
+            String::new()
+        },
         limits.other_body,
         holidapp_core::store::MAX_PAGE_SIZE,
         holidapp_core::store::DEFAULT_PAGE_SIZE,
-        limits.data_page_max,
-        limits.data_page_default,
+        if plots {
+            format!(
+                ", GET /data up to {} (default {})",
+                limits.data_page_max, limits.data_page_default
+            )
+        } else {
+            String::new()
+        },
         limits.request_timeout.as_secs(),
     );
     out

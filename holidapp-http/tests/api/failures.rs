@@ -7,43 +7,33 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use holidapp_core::plot::{DataSet, DataStore, ImageStore, Plots, Record};
 use holidapp_core::{
-    Backends, DataSet, DataStore, Error, FailureKind, ImageStore, Job, JobId, JobParams, JobStore,
-    Lease, ListQuery, MemoryBackend, Queue, QueueDepth, QueueSettings, Record, Renderer,
-    RequeueReport, Result, StatusCounts,
+    Backends, Error, Job, JobId, JobStore, ListQuery, MemoryBackend, Page, Producer, QueueSettings,
+    QueueStats, Result, ResultState,
 };
 use holidapp_http::{AppState, Limits};
 
-use crate::support::{TestApp, get, post_json, request};
+use crate::support::{TestApp, get, plot_jobs, post_json, request};
 
 mockall::mock! {
-    pub Jobs {}
+    pub Store {}
     #[async_trait]
-    impl JobStore for Jobs {
+    impl JobStore for Store {
         async fn get(&self, id: JobId) -> Result<Option<Job>>;
-        async fn list(&self, query: &ListQuery) -> Result<Vec<Job>>;
+        async fn list(&self, query: &ListQuery) -> Result<Page>;
+        async fn result(&self, id: JobId) -> Result<Option<ResultState>>;
         async fn delete(&self, id: JobId) -> Result<bool>;
-        async fn result(&self, id: JobId) -> Result<Option<Bytes>>;
-        async fn counts(&self) -> Result<StatusCounts>;
-        async fn purge_expired(&self) -> Result<u64>;
+        async fn stats(&self) -> Result<Vec<QueueStats>>;
         async fn ping(&self) -> Result<()>;
     }
 }
 
 mockall::mock! {
-    pub Jobqueue {}
+    pub Jobproducer {}
     #[async_trait]
-    impl Queue for Jobqueue {
+    impl Producer for Jobproducer {
         async fn enqueue(&self, job: &Job) -> Result<()>;
-        async fn lease(&self, worker: &str, lease_for: Duration) -> Result<Option<Lease>>;
-        async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<DateTime<Utc>>;
-        async fn complete(&self, lease: &Lease, result: Vec<u8>) -> Result<Job>;
-        async fn fail(&self, lease: &Lease, reason: &str, kind: FailureKind) -> Result<Job>;
-        async fn release(&self, lease: &Lease) -> Result<()>;
-        async fn requeue_expired(&self) -> Result<RequeueReport>;
-        async fn depth(&self) -> Result<QueueDepth>;
-        async fn wait_for_work(&self, timeout: Duration);
     }
 }
 
@@ -77,19 +67,18 @@ fn outage() -> Error {
     Error::Unavailable("connection refused by 10.1.2.3:6379".into())
 }
 
-/// Backends whose every call fails with `error()`.
-fn failing_backends(error: fn() -> Error) -> Backends {
-    let mut jobs = MockJobs::new();
-    jobs.expect_get().returning(move |_| Err(error()));
-    jobs.expect_list().returning(move |_| Err(error()));
-    jobs.expect_delete().returning(move |_| Err(error()));
-    jobs.expect_result().returning(move |_| Err(error()));
-    jobs.expect_counts().returning(move || Err(error()));
-    jobs.expect_purge_expired().returning(move || Err(error()));
-    jobs.expect_ping().returning(move || Err(error()));
-    let mut queue = MockJobqueue::new();
-    queue.expect_enqueue().returning(move |_| Err(error()));
-    queue.expect_depth().returning(move || Err(error()));
+/// An app whose job store, producer, data store and image store fail every call with `error()`
+/// (the API leases nothing, so the rest of the backend is a real one that is never called).
+fn failing_app(error: fn() -> Error) -> TestApp {
+    let mut store = MockStore::new();
+    store.expect_get().returning(move |_| Err(error()));
+    store.expect_list().returning(move |_| Err(error()));
+    store.expect_delete().returning(move |_| Err(error()));
+    store.expect_result().returning(move |_| Err(error()));
+    store.expect_stats().returning(move || Err(error()));
+    store.expect_ping().returning(move || Err(error()));
+    let mut producer = MockJobproducer::new();
+    producer.expect_enqueue().returning(move |_| Err(error()));
     let mut data = MockData::new();
     data.expect_replace().returning(move |_| Err(error()));
     data.expect_version().returning(move || Err(error()));
@@ -103,16 +92,18 @@ fn failing_backends(error: fn() -> Error) -> Backends {
     images.expect_put_image().returning(move |_| Err(error()));
     images.expect_get_image().returning(move || Err(error()));
     images.expect_delete_image().returning(move || Err(error()));
-    Backends {
-        jobs: Arc::new(jobs),
-        queue: Arc::new(queue),
-        data: Arc::new(data),
-        images: Arc::new(images),
-    }
-}
-
-fn app_on(backends: Backends) -> TestApp {
-    TestApp::with(|state| AppState { backends, ..state })
+    let untouched = Backends::single(Arc::new(MemoryBackend::new(QueueSettings::default())));
+    let backends = Backends {
+        store: Arc::new(store),
+        producer: Arc::new(producer),
+        ..untouched
+    };
+    let plots = Plots::new(Arc::new(data), Arc::new(images));
+    TestApp::with(|state| AppState {
+        jobs: plot_jobs(&backends, &plots),
+        plots: Some(plots),
+        ..state
+    })
 }
 
 /// Every route that reaches the backend, with a request that gets that far.
@@ -161,7 +152,7 @@ fn send_route(
 
 #[tokio::test]
 async fn every_route_answers_503_json_when_the_backend_is_down() {
-    let app = app_on(failing_backends(outage));
+    let app = failing_app(outage);
     for (method, uri, body) in backend_routes() {
         let answer = app.send(send_route(&method, &uri, body)).await;
         let message = answer.assert_error(503, "backend_unavailable");
@@ -175,9 +166,8 @@ async fn every_route_answers_503_json_when_the_backend_is_down() {
 
 #[tokio::test]
 async fn internal_errors_are_500_without_internal_text() {
-    let app = app_on(failing_backends(|| {
-        Error::Internal("unexpected reply from HGETALL holidapp:job:secret".into())
-    }));
+    let app =
+        failing_app(|| Error::Internal("unexpected reply from HGETALL holidapp:job:secret".into()));
     for (method, uri, body) in backend_routes() {
         let answer = app.send(send_route(&method, &uri, body)).await;
         let message = answer.assert_error(500, "internal");
@@ -188,7 +178,7 @@ async fn internal_errors_are_500_without_internal_text() {
 
 #[tokio::test]
 async fn metrics_still_answer_when_the_backend_is_down() {
-    let app = app_on(failing_backends(outage));
+    let app = failing_app(outage);
     app.send(get("/jobs")).await;
     let answer = app.send(get("/metrics")).await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -205,16 +195,20 @@ async fn metrics_still_answer_when_the_backend_is_down() {
 
 #[tokio::test]
 async fn a_panicking_handler_is_a_generic_500_and_the_app_goes_on() {
-    let mut jobs = MockJobs::new();
-    jobs.expect_get()
+    let mut store = MockStore::new();
+    store
+        .expect_get()
         .returning(|_| panic!("secret invariant broken"));
-    jobs.expect_ping().returning(|| Ok(()));
-    jobs.expect_counts()
-        .returning(|| Ok(StatusCounts::default()));
+    store.expect_ping().returning(|| Ok(()));
+    store.expect_stats().returning(|| Ok(Vec::new()));
     let memory = Arc::new(MemoryBackend::new(QueueSettings::default()));
-    let app = app_on(Backends {
-        jobs: Arc::new(jobs),
+    let backends = Backends {
+        store: Arc::new(store),
         ..Backends::single(memory)
+    };
+    let app = TestApp::with(|state| AppState {
+        jobs: plot_jobs(&backends, state.plots.as_ref().expect("the plot product")),
+        ..state
     });
     let answer = app
         .send(get(&format!("/jobs/{}", uuid::Uuid::new_v4())))
@@ -232,16 +226,33 @@ async fn a_panicking_handler_is_a_generic_500_and_the_app_goes_on() {
     );
 }
 
-/// A renderer that accepts everything and never finishes rendering.
-struct HangingRenderer;
+/// A data store that never answers, as a hung backend.
+struct HangingData;
 
 #[async_trait]
-impl Renderer for HangingRenderer {
-    fn validate(&self, _params: &JobParams) -> Result<()> {
-        Ok(())
+impl DataStore for HangingData {
+    async fn replace(&self, _data: DataSet) -> Result<u64> {
+        std::future::pending().await
     }
-
-    async fn render(&self, _data: Arc<DataSet>, _params: &JobParams) -> Result<Vec<u8>> {
+    async fn version(&self) -> Result<u64> {
+        std::future::pending().await
+    }
+    async fn len(&self) -> Result<u64> {
+        std::future::pending().await
+    }
+    async fn page(&self, _start: u64, _limit: u64) -> Result<Vec<Record>> {
+        std::future::pending().await
+    }
+    async fn record(&self, _id: &str) -> Result<Option<Record>> {
+        std::future::pending().await
+    }
+    async fn ids(&self) -> Result<Vec<String>> {
+        std::future::pending().await
+    }
+    async fn load(&self) -> Result<(u64, Arc<DataSet>)> {
+        std::future::pending().await
+    }
+    async fn clear(&self) -> Result<bool> {
         std::future::pending().await
     }
 }
@@ -249,8 +260,9 @@ impl Renderer for HangingRenderer {
 #[tokio::test(start_paused = true)]
 async fn a_request_past_the_timeout_gets_a_503_timeout() {
     let app = TestApp::with(|state| {
+        let plots = Plots::new(Arc::new(HangingData), Arc::new(MockImages::new()));
         AppState {
-            renderer: Arc::new(HangingRenderer),
+            plots: Some(plots),
             ..state
         }
         .with_limits(Limits {
@@ -258,10 +270,6 @@ async fn a_request_past_the_timeout_gets_a_503_timeout() {
             ..Limits::default()
         })
     });
-    app.backend
-        .replace(holidapp_core::parse::bundled("hgnc").unwrap())
-        .await
-        .unwrap();
     let answer = app.send(request(Method::POST, "/image", None, "")).await;
     let message = answer.assert_error(503, "timeout");
     assert!(message.contains("5s"), "{message}");

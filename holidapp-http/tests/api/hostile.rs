@@ -396,10 +396,10 @@ async fn every_hostile_request_gets_its_4xx_and_the_app_keeps_answering() {
         .send(post_json("/jobs", r#"{"start": 1990, "end": 2000}"#))
         .await;
     assert_eq!(answer.status, StatusCode::CREATED);
-    let depth = holidapp_core::Queue::depth(app.backend.as_ref())
+    let stats = holidapp_core::JobStore::stats(app.backend.as_ref())
         .await
         .unwrap();
-    assert_eq!(depth.ready, 1, "no hostile request queued a job");
+    assert_eq!(stats[0].ready, 1, "no hostile request queued a job");
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use axum::http::{Method, StatusCode};
-use holidapp_core::{Job, JobParams, JobStatus};
+use holidapp_core::plot::PlotParams;
+use holidapp_core::{Job, JobStatus, Params, QueueName};
 use serde_json::Value;
 
 use crate::support::{TestApp, get, request};
@@ -133,7 +134,7 @@ fn keys(value: &Value) -> BTreeSet<String> {
 #[test]
 fn the_job_schemas_describe_every_field_the_api_sends() {
     let doc = document();
-    let params = JobParams::new("1990", "2000").with_option("kind", "histogram");
+    let params = PlotParams::new("1990", "2000").with_option("kind", "histogram");
     let now = chrono::Utc::now();
     let job = Job {
         status: JobStatus::Failed,
@@ -142,7 +143,14 @@ fn the_job_schemas_describe_every_field_the_api_sends() {
         finished_at: Some(now),
         attempts: 3,
         error: Some("no records".into()),
-        ..Job::new(params.clone(), now)
+        result_type: Some("image/png".into()),
+        ..Job::new(
+            "plot",
+            QueueName::default_queue(),
+            Params::encode(&params).unwrap(),
+            3,
+            now,
+        )
     };
     let mut sent = serde_json::to_value(&job).unwrap();
     sent.as_object_mut()
@@ -150,9 +158,13 @@ fn the_job_schemas_describe_every_field_the_api_sends() {
         .insert("result".into(), "/jobs/x/result".into());
     assert_eq!(properties(&doc, "Job"), keys(&sent));
     assert_eq!(
-        properties(&doc, "JobParams"),
+        properties(&doc, "PlotParams"),
         keys(&serde_json::to_value(&params).unwrap())
     );
+    let course: BTreeSet<String> = properties(&doc, "PlotSubmit");
+    let mut expected = keys(&serde_json::to_value(&params).unwrap());
+    expected.extend(["queue".to_owned(), "max_attempts".to_owned()]);
+    assert_eq!(course, expected);
     let statuses: BTreeSet<String> = doc["components"]["schemas"]["JobStatus"]["enum"]
         .as_array()
         .unwrap()

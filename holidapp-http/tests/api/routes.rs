@@ -1,10 +1,21 @@
 //! Every route: its success answers and each of its error answers, on the in-memory backend.
 
 use axum::http::{Method, StatusCode, header};
-use holidapp_core::{DataStore, FailureKind, JobStatus, Queue};
+use holidapp_core::{Consumer, FailureKind, JobStatus, JobStore, Output};
 use serde_json::{Value, json};
 
 use crate::support::{TestApp, delete, enqueue, get, post_json, request};
+
+/// The 1x1 PNG the testing renderers store.
+fn blank_png() -> Output {
+    Output::new("image/png", holidapp_worker::BLANK_PNG)
+}
+
+/// The same state, its plot product loading `source` when `POST /data` comes without a body.
+fn with_source(state: holidapp_http::AppState, source: &str) -> holidapp_http::AppState {
+    let plots = state.plots.clone().expect("the plot product");
+    state.with_plots(plots.with_source(source))
+}
 
 #[tokio::test]
 async fn post_jobs_queues_a_job_and_answers_it_with_its_location() {
@@ -24,7 +35,7 @@ async fn post_jobs_queues_a_job_and_answers_it_with_its_location() {
     assert!(job["created_at"].as_str().unwrap().ends_with('Z'));
     assert!(job.get("worker").is_none() && job.get("error").is_none());
     assert_eq!(answer.headers[header::LOCATION], format!("/jobs/{id}"));
-    assert_eq!(app.backend.depth().await.unwrap().ready, 1);
+    assert_eq!(app.backend.stats().await.unwrap()[0].ready, 1);
     assert_eq!(app.state.metrics.jobs_submitted(), 1);
 
     let shown = app.send(get(&format!("/jobs/{id}"))).await;
@@ -58,8 +69,10 @@ async fn post_jobs_refuses_what_the_renderer_refuses_and_queues_nothing() {
             "the message says what is wrong: {message}"
         );
     }
-    let depth = app.backend.depth().await.unwrap();
-    assert_eq!(depth.ready + depth.delayed + depth.leased, 0);
+    assert!(
+        app.backend.stats().await.unwrap().is_empty(),
+        "nothing queued"
+    );
     assert_eq!(app.state.metrics.jobs_submitted(), 0);
 }
 
@@ -208,10 +221,7 @@ async fn job_result_is_the_png_once_complete_and_a_clear_409_before_or_on_failur
         .assert_error(409, "job_not_finished");
     assert!(message.contains("in progress"), "{message}");
 
-    app.backend
-        .complete(&lease, holidapp_worker::BLANK_PNG.to_vec())
-        .await
-        .unwrap();
+    app.backend.complete(&lease, blank_png()).await.unwrap();
     for route in ["jobs/{id}/result", "results/{id}", "download/{id}"] {
         let uri = format!("/{}", route.replace("{id}", &job.id.to_string()));
         let answer = app.send(get(&uri)).await;
@@ -275,10 +285,7 @@ async fn course_list_aliases_filter_by_status() {
     let running = enqueue(&app.backend, "1991").await;
     let waiting = enqueue(&app.backend, "1992").await;
     let lease = app.lease().await;
-    app.backend
-        .complete(&lease, holidapp_worker::BLANK_PNG.to_vec())
-        .await
-        .unwrap();
+    app.backend.complete(&lease, blank_png()).await.unwrap();
     app.lease().await;
 
     let ids = |v: Value| -> Vec<String> {
@@ -317,9 +324,9 @@ async fn post_data_without_body_loads_the_configured_source() {
     let answer = app.send(request(Method::POST, "/data", None, "")).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     assert_eq!(answer.json(), json!({"loaded": 266}));
-    assert_eq!(app.backend.len().await.unwrap(), 266);
+    assert_eq!(app.plots.data().len().await.unwrap(), 266);
 
-    let meteorites = TestApp::with(|s| s.with_data_source("bundled:meteorites"));
+    let meteorites = TestApp::with(|s| with_source(s, "bundled:meteorites"));
     let answer = meteorites
         .send(request(Method::POST, "/data", None, ""))
         .await;
@@ -331,12 +338,12 @@ async fn post_data_from_a_file_source_and_a_broken_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("set.json");
     std::fs::write(&path, r#"[{"id": "a", "year": "2001"}, {"id": "b"}]"#).unwrap();
-    let app = TestApp::with(|s| s.with_data_source(path.display().to_string()));
+    let app = TestApp::with(|s| with_source(s, &path.display().to_string()));
     let answer = app.send(request(Method::POST, "/data", None, "")).await;
     assert_eq!(answer.json(), json!({"loaded": 2}));
 
     let missing = dir.path().join("missing.json").display().to_string();
-    let broken = TestApp::with(|s| s.with_data_source(missing));
+    let broken = TestApp::with(|s| with_source(s, &missing));
     broken
         .send(request(Method::POST, "/data", None, ""))
         .await
@@ -405,7 +412,7 @@ async fn post_data_errors() {
         .await
         .assert_error(413, "payload_too_large");
     // A failed load leaves nothing loaded.
-    assert_eq!(app.backend.version().await.unwrap(), 0);
+    assert_eq!(app.plots.data().version().await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -633,10 +640,7 @@ async fn metrics_count_requests_by_route_and_read_jobs_from_the_store() {
     app.send(get("/jobs/nope")).await;
     app.send(get("/no/such/route")).await;
     let lease = app.lease().await;
-    app.backend
-        .complete(&lease, holidapp_worker::BLANK_PNG.to_vec())
-        .await
-        .unwrap();
+    app.backend.complete(&lease, blank_png()).await.unwrap();
 
     let answer = app.send(get("/metrics")).await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -650,11 +654,12 @@ async fn metrics_count_requests_by_route_and_read_jobs_from_the_store() {
         "holidapp_http_requests_total{route=\"/jobs\",method=\"POST\",status=\"201\"} 2",
         "holidapp_http_requests_total{route=\"/jobs/{id}\",method=\"GET\",status=\"400\"} 1",
         "holidapp_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
-        "holidapp_jobs_submitted_total 2",
-        "holidapp_jobs{status=\"complete\"} 1",
-        "holidapp_jobs{status=\"submitted\"} 1",
-        "holidapp_queue_depth{state=\"ready\"} 1",
-        "holidapp_queue_depth{state=\"leased\"} 0",
+        "holidapp_jobs_submitted_total{kind=\"plot\"} 2",
+        "holidapp_jobs{queue=\"default\",status=\"complete\"} 1",
+        "holidapp_jobs{queue=\"default\",status=\"submitted\"} 1",
+        "holidapp_jobs{queue=\"default\",status=\"in_progress\"} 0",
+        "holidapp_queue_depth{queue=\"default\",state=\"ready\"} 1",
+        "holidapp_queue_depth{queue=\"default\",state=\"delayed\"} 0",
         "holidapp_backend_up 1",
     ] {
         assert!(
@@ -698,8 +703,7 @@ async fn a_job_runs_through_the_processing_step_and_its_png_is_served() {
     let id = app.submit("1980", "2020").await;
     let processor = holidapp_core::Processor::new(
         app.backend.clone(),
-        app.backend.clone(),
-        std::sync::Arc::new(holidapp_core::plot::PlotRenderer::new()),
+        app.state.jobs.kinds().clone(),
         std::time::Duration::from_secs(30),
     );
     let outcome = processor.process_one("10.0.0.7").await.unwrap();

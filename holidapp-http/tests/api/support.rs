@@ -7,20 +7,30 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use bytes::Bytes;
-use holidapp_core::plot::PlotRenderer;
-use holidapp_core::{Backends, Job, JobParams, Lease, MemoryBackend, Queue, QueueSettings};
+use holidapp_core::plot::{PlotParams, Plots};
+use holidapp_core::{
+    Backends, Consumer, Job, Jobs, Kinds, Lease, MemoryBackend, Params, Producer, QueueName,
+    QueueSettings,
+};
 use holidapp_http::{AppState, Limits};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tempfile::TempDir;
 use tower::ServiceExt;
 
-/// A router over a fresh in-memory backend with the product's plot renderer.
+/// A router over a fresh in-memory backend serving the plot product, its kind the default.
 pub(crate) struct TestApp {
     pub(crate) router: Router,
     pub(crate) backend: Arc<MemoryBackend>,
+    pub(crate) plots: Plots,
     pub(crate) state: AppState,
     pub(crate) dir: TempDir,
+}
+
+/// The job use cases over `backends` with the plot kind of `plots` as the default kind, as the
+/// binary wires them.
+pub(crate) fn plot_jobs(backends: &Backends, plots: &Plots) -> Jobs {
+    Jobs::new(backends, Kinds::new().with(plots.renderer())).with_default_kind("plot")
 }
 
 impl TestApp {
@@ -31,16 +41,16 @@ impl TestApp {
     /// An app whose state is adjusted by `adjust` before the router is built.
     pub(crate) fn with(adjust: impl FnOnce(AppState) -> AppState) -> Self {
         let backend = Arc::new(MemoryBackend::new(QueueSettings::default()));
+        let plots = Plots::in_memory();
         let dir = tempfile::tempdir().expect("temporary directory");
-        let state = AppState::new(
-            Backends::single(backend.clone()),
-            Arc::new(PlotRenderer::new()),
-        )
-        .with_visits_log(dir.path().join("visits.log"));
+        let state = AppState::new(plot_jobs(&Backends::single(backend.clone()), &plots))
+            .with_plots(plots.clone())
+            .with_visits_log(dir.path().join("visits.log"));
         let state = adjust(state);
         TestApp {
             router: holidapp_http::router(state.clone()),
             backend,
+            plots,
             state,
             dir,
         }
@@ -61,7 +71,11 @@ impl TestApp {
     /// Leases the oldest ready job, as a worker would.
     pub(crate) async fn lease(&self) -> Lease {
         self.backend
-            .lease("10.0.0.7", Duration::from_secs(30))
+            .lease(
+                &QueueName::default_queue(),
+                "10.0.0.7",
+                Duration::from_secs(30),
+            )
             .await
             .expect("lease")
             .expect("a ready job")
@@ -82,9 +96,16 @@ pub(crate) fn small_limits() -> Limits {
     }
 }
 
-/// A job stored straight into the backend (not through the API).
+/// A plot job stored straight into the backend (not through the API).
 pub(crate) async fn enqueue(backend: &MemoryBackend, start: &str) -> Job {
-    let job = Job::new(JobParams::new(start, "2000"), chrono::Utc::now());
+    let params = Params::encode(&PlotParams::new(start, "2000")).expect("parameters");
+    let job = Job::new(
+        "plot",
+        QueueName::default_queue(),
+        params,
+        3,
+        chrono::Utc::now(),
+    );
     backend.enqueue(&job).await.expect("enqueue");
     job
 }

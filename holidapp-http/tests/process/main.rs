@@ -217,8 +217,8 @@ async fn the_readme_quick_start_runs_on_the_binary_without_redis() {
         .await
         .unwrap();
     for line in [
-        "holidapp_jobs_submitted_total 3",
-        "holidapp_jobs{status=\"complete\"} 3",
+        "holidapp_jobs_submitted_total{kind=\"plot\"} 3",
+        "holidapp_jobs{queue=\"default\",status=\"complete\"} 3",
         "holidapp_embedded_worker_jobs_total{outcome=\"completed\"} 3",
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");

@@ -1,23 +1,24 @@
--- complete: for each given lease, stores the job's result and marks it `complete`, as one step,
--- only under the current fencing token (compare-and-set on status and token). The job is filed
--- in the expiry index, from which a purge deletes its hash and result once past retention (no
--- Redis TTL: see docs/redis-layout.md). A lost lease changes nothing and does not stop the others.
+-- complete: for each given lease of one queue, stores the job's result and its content type and
+-- marks it `complete`, as one step, only under the current fencing token (compare-and-set on
+-- status and token). The job is filed in the expiry index, from which a purge deletes its hash
+-- and result once past retention (no Redis TTL: see docs/redis-layout.md). A lost lease changes
+-- nothing and does not stop the others.
 --
--- KEYS[1]  {prefix}:queue:leased         ZSET  job id -> lease deadline (ms)
--- KEYS[2]  {prefix}:index:complete       ZSET  job id -> submission number
--- KEYS[3]  {prefix}:index:expiry         ZSET  job id -> expires-at (ms)
--- ARGV[1]  job key prefix ({prefix}:job:)
--- ARGV[2]  result key prefix ({prefix}:result:)
+-- KEYS[1]  {p}:{xx}:q:{queue}:leased     ZSET  job id -> lease deadline (ms)
+-- KEYS[2]  {p}:{xx}:q:{queue}:complete   ZSET  job id -> submission number
+-- KEYS[3]  {p}:{xx}:q:{queue}:expiry     ZSET  job id -> expires-at (ms)
+-- ARGV[1]  job key prefix ({p}:{xx}:job:)
+-- ARGV[2]  result key prefix ({p}:{xx}:result:)
 -- ARGV[3]  expected status ('in progress')
 -- ARGV[4]  new status ('complete')
 -- ARGV[5]  now, RFC 3339 (finished_at)
 -- ARGV[6]  expires-at (ms since the epoch)
--- then triples: job id, fencing token of the caller's lease, result bytes
--- Returns a list of 1 (completed) or 0 (lease lost), one per triple.
+-- then quadruples: job id, fencing token of the caller's lease, result bytes, content type
+-- Returns a list of 1 (completed) or 0 (lease lost), one per quadruple.
 
 local done = {}
 local ids, by_seq, expiring = {}, {}, {}
-for i = 7, #ARGV, 3 do
+for i = 7, #ARGV, 4 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = ARGV[1] .. id
   local status, current, seq, error =
@@ -25,7 +26,8 @@ for i = 7, #ARGV, 3 do
   if status == ARGV[3] and current == token then
     redis.call('SET', ARGV[2] .. id, ARGV[i + 2])
     -- The token and lease deadline stay, as those of the last lease.
-    redis.call('HSET', key, 'status', ARGV[4], 'finished_at', ARGV[5])
+    redis.call('HSET', key, 'status', ARGV[4], 'finished_at', ARGV[5], 'expires_at', ARGV[6],
+      'result_type', ARGV[i + 3])
     if error then
       redis.call('HDEL', key, 'error')
     end

@@ -1,15 +1,15 @@
--- delete: removes a job, its result and its place in the queue and in every index, as one step.
+-- delete: removes a job, its result and its place in its queue and in every index, as one step.
 -- A job `in progress` is refused (its worker still holds a lease). A finished job past its
 -- retention counts as already gone: it is removed, and the answer says there was no job.
 --
--- KEYS[1]  {prefix}:job:{id}              HASH
--- KEYS[2]  {prefix}:result:{id}           STRING
--- KEYS[3]  {prefix}:queue:ready           LIST
--- KEYS[4]  {prefix}:queue:delayed         ZSET
--- KEYS[5]  {prefix}:queue:returned        ZSET
--- KEYS[6]  {prefix}:index:expiry          ZSET
--- KEYS[7]  {prefix}:index:complete        ZSET
--- KEYS[8]  {prefix}:index:failed          ZSET
+-- KEYS[1]  {p}:{xx}:job:{id}               HASH
+-- KEYS[2]  {p}:{xx}:result:{id}            STRING
+-- KEYS[3]  {p}:{xx}:q:{queue}:ready        LIST
+-- KEYS[4]  {p}:{xx}:q:{queue}:delayed      ZSET
+-- KEYS[5]  {p}:{xx}:q:{queue}:returned     ZSET
+-- KEYS[6]  {p}:{xx}:q:{queue}:expiry       ZSET
+-- KEYS[7]  {p}:{xx}:q:{queue}:complete     ZSET
+-- KEYS[8]  {p}:{xx}:q:{queue}:failed       ZSET
 -- ARGV[1]  job id
 -- ARGV[2]  now (ms since the epoch)
 -- ARGV[3]  status that refuses deletion ('in progress')
@@ -17,11 +17,10 @@
 -- Returns 1 (deleted), 0 (no such job) or -1 (in progress: refused).
 
 local id = ARGV[1]
-local status = redis.call('HGET', KEYS[1], 'status')
+local status, expires_at = unpack(redis.call('HMGET', KEYS[1], 'status', 'expires_at'))
 if status == ARGV[3] then
   return -1
 end
-local expires_at = redis.call('ZSCORE', KEYS[6], id)
 if status == ARGV[4] then
   -- Waiting for a retry, back from a lease, or (the only O(n) case) never leased yet.
   if redis.call('ZREM', KEYS[4], id) == 0 and redis.call('ZREM', KEYS[5], id) == 0 then

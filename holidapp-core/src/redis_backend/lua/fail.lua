@@ -1,13 +1,13 @@
--- fail: records a failed attempt under the current fencing token. The retry decision is made by
--- the caller (the backend's retry policy); this script carries it out: either back to
--- `submitted`, leasable again from a given time (the delayed set), or `failed` for good, finished
--- and filed in the expiry index like a complete job.
+-- fail: records a failed attempt under the current fencing token. The status machine (in the
+-- caller) has decided the move; this script carries it out: either back to `submitted`, leasable
+-- again from a given time (the delayed set), or `failed` for good, finished and filed in the
+-- expiry index like a complete job.
 --
--- KEYS[1]  {prefix}:job:{id}             HASH
--- KEYS[2]  {prefix}:queue:leased         ZSET  (also the index of `in progress` jobs)
--- KEYS[3]  {prefix}:index:failed         ZSET  job id -> submission number
--- KEYS[4]  {prefix}:queue:delayed        ZSET  job id -> ready-at (ms)
--- KEYS[5]  {prefix}:index:expiry         ZSET  job id -> expires-at (ms)
+-- KEYS[1]  {p}:{xx}:job:{id}               HASH
+-- KEYS[2]  {p}:{xx}:q:{queue}:leased       ZSET  (also the index of `in progress` jobs)
+-- KEYS[3]  {p}:{xx}:q:{queue}:failed       ZSET  job id -> submission number
+-- KEYS[4]  {p}:{xx}:q:{queue}:delayed      ZSET  job id -> ready-at (ms)
+-- KEYS[5]  {p}:{xx}:q:{queue}:expiry       ZSET  job id -> expires-at (ms)
 -- ARGV[1]  job id
 -- ARGV[2]  fencing token of the caller's lease
 -- ARGV[3]  expected status ('in progress')
@@ -29,7 +29,7 @@ if ARGV[5] == 'retry' then
   redis.call('ZADD', KEYS[4], ARGV[7], id)
 else
   redis.call('ZADD', KEYS[3], seq, id)
-  redis.call('HSET', KEYS[1], 'finished_at', ARGV[8])
+  redis.call('HSET', KEYS[1], 'finished_at', ARGV[8], 'expires_at', ARGV[7])
   redis.call('ZADD', KEYS[5], ARGV[7], id)
 end
 return 1

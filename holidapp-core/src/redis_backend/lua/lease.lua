@@ -1,19 +1,20 @@
--- lease: hands up to MAX ready jobs to one worker, oldest submission first. First makes delayed
--- retries whose time has come ready again (into the returned set). Then takes jobs back from a
--- lease (the returned set, lowest submission number first) before jobs never leased (the head of
--- the ready list): each of the former was submitted before each of the latter. For each job taken:
--- checks it is still `submitted` (compare-and-set), marks it `in progress` with the worker, start
--- time, a fresh fencing token, the lease deadline and one more attempt, and files it under its
--- deadline (the leased set is also the index of `in progress` jobs). When nothing is ready, the
--- wake-up list is emptied (its tokens would only wake workers for nothing).
+-- lease: hands up to MAX ready jobs of one queue to one worker, oldest submission first. First
+-- makes delayed retries whose time has come ready again (into the returned set). Then takes jobs
+-- back from a lease (the returned set, lowest submission number first) before jobs never leased
+-- (the head of the ready list): each of the former was submitted before each of the latter. For
+-- each job taken: checks it is still `submitted` (compare-and-set), marks it `in progress` with
+-- the worker, start time, a fresh fencing token, the lease deadline and one more attempt (the
+-- move the status machine decides for a lease), and files it under its deadline (the leased set
+-- is also the index of `in progress` jobs). When nothing is ready, the wake-up list is emptied
+-- (its tokens would only wake workers for nothing).
 --
--- KEYS[1]  {prefix}:queue:ready          LIST  job ids never leased, oldest first
--- KEYS[2]  {prefix}:queue:returned       ZSET  job id -> submission number
--- KEYS[3]  {prefix}:queue:delayed        ZSET  job id -> ready-at (ms)
--- KEYS[4]  {prefix}:queue:leased         ZSET  job id -> lease deadline (ms)
--- KEYS[5]  {prefix}:queue:token          STRING  fencing token counter
--- KEYS[6]  {prefix}:queue:wake           LIST
--- ARGV[1]  job key prefix ({prefix}:job:)
+-- KEYS[1]  {p}:{xx}:q:{queue}:ready      LIST  job ids never leased, oldest first
+-- KEYS[2]  {p}:{xx}:q:{queue}:returned   ZSET  job id -> submission number
+-- KEYS[3]  {p}:{xx}:q:{queue}:delayed    ZSET  job id -> ready-at (ms)
+-- KEYS[4]  {p}:{xx}:q:{queue}:leased     ZSET  job id -> lease deadline (ms)
+-- KEYS[5]  {p}:{xx}:token                STRING  fencing token counter
+-- KEYS[6]  {p}:{xx}:q:{queue}:wake       LIST
+-- ARGV[1]  job key prefix ({p}:{xx}:job:)
 -- ARGV[2]  now (ms since the epoch)
 -- ARGV[3]  lease deadline (ms)
 -- ARGV[4]  worker identity

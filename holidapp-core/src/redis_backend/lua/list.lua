@@ -1,6 +1,8 @@
--- list: a page of jobs, newest first (by submission number), from one status or from all four
--- merged, skipping finished jobs past their retention that no purge has removed yet (and ids
--- whose hash is gone). Read only.
+-- list: the newest jobs of one queue that match a filter and come before a position, as
+-- {id, submission number} candidates for a listing page; the caller merges the candidates of
+-- several queues and reads the jobs it shows. Examines at most a given number of jobs, so a page
+-- costs bounded work however many jobs the filter skips. Skips finished jobs past their retention
+-- that no purge has removed yet. Read only.
 --
 -- Where each status's jobs are, newest first:
 -- - `submitted`: the ready list read from its tail (jobs never leased, in submission order),
@@ -9,83 +11,60 @@
 -- - `in progress`: the leased set (as many as there are leases held), sorted here by `seq`;
 -- - `complete`, `failed`: their index, by submission number.
 --
--- KEYS[1]  {prefix}:index:expiry     ZSET  job id -> expires-at (ms)
--- KEYS[2]  {prefix}:queue:leased     ZSET  job id -> lease deadline (ms)
--- KEYS[3]  {prefix}:queue:ready      LIST  job ids never leased, oldest first
--- KEYS[4]  {prefix}:queue:returned   ZSET  job id -> submission number
--- KEYS[5]  {prefix}:queue:delayed    ZSET  job id -> ready-at (ms)
--- KEYS[6]  {prefix}:index:complete   ZSET  job id -> submission number
--- KEYS[7]  {prefix}:index:failed     ZSET  job id -> submission number
--- ARGV[1]  job key prefix ({prefix}:job:)
+-- KEYS[1]  {p}:{xx}:q:{queue}:expiry     ZSET  job id -> expires-at (ms)
+-- KEYS[2]  {p}:{xx}:q:{queue}:leased     ZSET  job id -> lease deadline (ms)
+-- KEYS[3]  {p}:{xx}:q:{queue}:ready      LIST  job ids never leased, oldest first
+-- KEYS[4]  {p}:{xx}:q:{queue}:returned   ZSET  job id -> submission number
+-- KEYS[5]  {p}:{xx}:q:{queue}:delayed    ZSET  job id -> ready-at (ms)
+-- KEYS[6]  {p}:{xx}:q:{queue}:complete   ZSET  job id -> submission number
+-- KEYS[7]  {p}:{xx}:q:{queue}:failed     ZSET  job id -> submission number
+-- ARGV[1]  job key prefix ({p}:{xx}:job:)
 -- ARGV[2]  now (ms since the epoch)
--- ARGV[3]  how many live jobs to skip
--- ARGV[4]  page size
--- ARGV[5]  which statuses to list: four '1' or '0' flags, for submitted, in progress, complete
+-- ARGV[3]  list only jobs with a lower submission number than this; '' for no bound
+-- ARGV[4]  '1' to list the job whose number equals the bound as well, '0' not to
+-- ARGV[5]  how many candidates to answer
+-- ARGV[6]  most jobs to examine
+-- ARGV[7]  which statuses to list: four '1' or '0' flags, for submitted, in progress, complete
 --          and failed
--- Returns a list of job hashes, each {field, value, ...}.
+-- ARGV[8]  only jobs of this kind; '' for any
+-- Returns {exhausted, last, id1, seq1, id2, seq2, ...}: exhausted is 1 when every matching job
+-- before the bound was examined, else 0; last is the submission number of the last job examined
+-- ('' when none was).
 
 local job_prefix = ARGV[1]
 local now = tonumber(ARGV[2])
-local offset = tonumber(ARGV[3])
-local limit = tonumber(ARGV[4])
+local bound = tonumber(ARGV[3])
+local inclusive = ARGV[4] == '1'
+local want = tonumber(ARGV[5])
+local budget = tonumber(ARGV[6])
+local kind = ARGV[8]
 local function wanted(i)
-  return string.sub(ARGV[5], i, i) == '1'
-end
-local submitted, in_progress, complete, failed = wanted(1), wanted(2), wanted(3), wanted(4)
-local page = {}
-
-local function add(id)
-  local fields = redis.call('HGETALL', job_prefix .. id)
-  if #fields > 0 then
-    page[#page + 1] = fields
-  end
+  return string.sub(ARGV[7], i, i) == '1'
 end
 
-local none_expired = redis.call('ZCOUNT', KEYS[1], '-inf', now) == 0
-
--- One finished status whose ids are all live: read the slice of its index directly.
-if none_expired and not submitted and not in_progress and complete ~= failed then
-  local index = complete and KEYS[6] or KEYS[7]
-  for _, id in ipairs(redis.call('ZREVRANGE', index, offset, offset + limit - 1)) do
-    add(id)
+-- Whether a job numbered `seq` comes before the bound.
+local function before(seq)
+  if not bound then
+    return true
   end
-  return page
+  return seq < bound or (inclusive and seq == bound)
 end
 
--- Only `submitted`, with no retry waiting: slices of the ready list (from its tail), then of the
--- returned set.
-if submitted and not in_progress and not complete and not failed
-    and redis.call('ZCARD', KEYS[5]) == 0 then
-  local ready = redis.call('LLEN', KEYS[3])
-  if offset < ready then
-    local hi = ready - 1 - offset
-    local lo = math.max(0, hi - limit + 1)
-    local ids = redis.call('LRANGE', KEYS[3], lo, hi)
-    for i = #ids, 1, -1 do
-      add(ids[i])
-    end
-  end
-  if #page < limit then
-    local from = math.max(0, offset - ready)
-    local rest = limit - #page
-    for _, id in ipairs(redis.call('ZREVRANGE', KEYS[4], from, from + rest - 1)) do
-      add(id)
-    end
-  end
-  return page
-end
-
--- Otherwise merge sources, each a newest-first stream of {id, seq}.
 local chunk = 256
 local sources = {}
 
--- A ZSET scored by submission number, read in chunks.
+-- A ZSET scored by submission number, read newest first from the bound, in chunks.
 local function index_source(key)
+  -- The bound as the caller wrote it: `tostring` would round it to 14 digits.
+  local max = '+inf'
+  if bound then
+    max = inclusive and ARGV[3] or ('(' .. ARGV[3])
+  end
   local source = {buffer = {}, at = 1, read = 0}
   function source.head()
     if source.at > #source.buffer then
-      source.buffer = redis.call('ZREVRANGE', key, source.read, source.read + chunk - 1,
-        'WITHSCORES')
+      source.buffer = redis.call('ZREVRANGEBYSCORE', key, max, '-inf', 'WITHSCORES', 'LIMIT',
+        source.read, chunk)
       source.read = source.read + chunk
       source.at = 1
     end
@@ -97,22 +76,41 @@ local function index_source(key)
   return source
 end
 
+local function seq_of(id)
+  return tonumber(redis.call('HGET', job_prefix .. id, 'seq'))
+end
+
 -- Jobs never leased (the ready list from its tail, each job's `seq` read from its hash), then
 -- jobs back from a lease (the returned set).
 local function queued_source()
-  local ready = redis.call('LLEN', KEYS[3])
   local returned = index_source(KEYS[4])
-  local source = {buffer = {}, at = 1, read = 0}
+  -- The last position of the ready list before the bound: the list is in submission order, so a
+  -- binary search finds it.
+  local top = redis.call('LLEN', KEYS[3]) - 1
+  if bound and top >= 0 then
+    local lo, hi = 0, top
+    top = -1
+    while lo <= hi do
+      local mid = math.floor((lo + hi) / 2)
+      local seq = seq_of(redis.call('LINDEX', KEYS[3], mid)) or 0
+      if before(seq) then
+        top = mid
+        lo = mid + 1
+      else
+        hi = mid - 1
+      end
+    end
+  end
+  local source = {buffer = {}, at = 1, next = top}
   function source.head()
-    while source.at > #source.buffer and source.read < ready do
-      local hi = ready - 1 - source.read
-      local lo = math.max(0, hi - chunk + 1)
-      local ids = redis.call('LRANGE', KEYS[3], lo, hi)
-      source.read = source.read + (hi - lo + 1)
+    while source.at > #source.buffer and source.next >= 0 do
+      local lo = math.max(0, source.next - chunk + 1)
+      local ids = redis.call('LRANGE', KEYS[3], lo, source.next)
+      source.next = lo - 1
       source.buffer = {}
       source.at = 1
       for i = #ids, 1, -1 do
-        local seq = redis.call('HGET', job_prefix .. ids[i], 'seq')
+        local seq = seq_of(ids[i])
         if seq then
           source.buffer[#source.buffer + 1] = ids[i]
           source.buffer[#source.buffer + 1] = seq
@@ -122,7 +120,7 @@ local function queued_source()
     if source.at > #source.buffer then
       return returned.head()
     end
-    return source.buffer[source.at], tonumber(source.buffer[source.at + 1])
+    return source.buffer[source.at], source.buffer[source.at + 1]
   end
   function source.advance()
     if source.at > #source.buffer then
@@ -138,8 +136,8 @@ end
 local function sorted_source(key)
   local entries = {}
   for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-    local seq = tonumber(redis.call('HGET', job_prefix .. id, 'seq'))
-    if seq then
+    local seq = seq_of(id)
+    if seq and before(seq) then
       entries[#entries + 1] = {id, seq}
     end
   end
@@ -157,22 +155,26 @@ local function sorted_source(key)
   return source
 end
 
-if submitted then
+if wanted(1) then
   sources[#sources + 1] = queued_source()
   sources[#sources + 1] = sorted_source(KEYS[5])
 end
-if in_progress then
+if wanted(2) then
   sources[#sources + 1] = sorted_source(KEYS[2])
 end
-if complete then
+if wanted(3) then
   sources[#sources + 1] = index_source(KEYS[6])
 end
-if failed then
+if wanted(4) then
   sources[#sources + 1] = index_source(KEYS[7])
 end
 
-local skipped = 0
-while #page < limit do
+local none_expired = redis.call('ZCOUNT', KEYS[1], '-inf', now) == 0
+local found = {}
+local last = ''
+local examined = 0
+local exhausted = 0
+while true do
   local best, best_id, best_seq = nil, nil, nil
   for _, source in ipairs(sources) do
     local id, seq = source.head()
@@ -181,22 +183,30 @@ while #page < limit do
     end
   end
   if not best then
+    exhausted = 1
+    break
+  end
+  if #found >= 2 * want or examined >= budget then
     break
   end
   best.advance()
+  examined = examined + 1
+  last = string.format('%d', best_seq)
   local live = true
   if not none_expired then
     local expires_at = redis.call('ZSCORE', KEYS[1], best_id)
     live = not expires_at or tonumber(expires_at) > now
   end
+  if live and kind ~= '' then
+    live = redis.call('HGET', job_prefix .. best_id, 'kind') == kind
+  end
   if live then
-    if skipped < offset then
-      if redis.call('EXISTS', job_prefix .. best_id) == 1 then
-        skipped = skipped + 1
-      end
-    else
-      add(best_id)
-    end
+    found[#found + 1] = best_id
+    found[#found + 1] = last
   end
 end
-return page
+local answer = {exhausted, last}
+for i = 1, #found do
+  answer[#answer + 1] = found[i]
+end
+return answer

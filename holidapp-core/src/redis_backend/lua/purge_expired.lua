@@ -1,11 +1,11 @@
--- purge_expired: removes up to LIMIT finished jobs past their retention from every index, with
--- their hash and result (Redis may have expired those already).
+-- purge_expired: removes up to LIMIT finished jobs of one queue past their retention from every
+-- index, with their hash and result.
 --
--- KEYS[1]  {prefix}:index:expiry      ZSET  job id -> expires-at (ms)
--- KEYS[2]  {prefix}:index:complete    ZSET
--- KEYS[3]  {prefix}:index:failed      ZSET
--- ARGV[1]  job key prefix ({prefix}:job:)
--- ARGV[2]  result key prefix ({prefix}:result:)
+-- KEYS[1]  {p}:{xx}:q:{queue}:expiry      ZSET  job id -> expires-at (ms)
+-- KEYS[2]  {p}:{xx}:q:{queue}:complete    ZSET
+-- KEYS[3]  {p}:{xx}:q:{queue}:failed      ZSET
+-- ARGV[1]  job key prefix ({p}:{xx}:job:)
+-- ARGV[2]  result key prefix ({p}:{xx}:result:)
 -- ARGV[3]  now (ms since the epoch)
 -- ARGV[4]  most jobs to purge in this call
 -- Returns how many jobs were purged.

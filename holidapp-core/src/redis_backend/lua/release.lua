@@ -1,16 +1,17 @@
--- release: gives a leased job back to the queue at once (into the returned set, which goes before
--- jobs never leased), under the current fencing token, without counting the attempt (a worker
--- stopping before it could finish).
+-- release: gives a leased job back to its queue at once (into the returned set, which goes
+-- before jobs never leased), under the current fencing token, taking back the attempt (the move
+-- the status machine decides for a worker stopping before it could finish).
 --
--- KEYS[1]  {prefix}:job:{id}             HASH
--- KEYS[2]  {prefix}:queue:leased         ZSET  (also the index of `in progress` jobs)
--- KEYS[3]  {prefix}:queue:returned       ZSET  job id -> submission number
--- KEYS[4]  {prefix}:queue:wake           LIST
+-- KEYS[1]  {p}:{xx}:job:{id}               HASH
+-- KEYS[2]  {p}:{xx}:q:{queue}:leased       ZSET  (also the index of `in progress` jobs)
+-- KEYS[3]  {p}:{xx}:q:{queue}:returned     ZSET  job id -> submission number
+-- KEYS[4]  {p}:{xx}:q:{queue}:wake         LIST
 -- ARGV[1]  job id
 -- ARGV[2]  fencing token of the caller's lease
 -- ARGV[3]  expected status ('in progress')
 -- ARGV[4]  new status ('submitted')
 -- ARGV[5]  wake-up list cap
+-- ARGV[6]  change of the attempt count (-1)
 -- Returns 1, or 0 when the lease is lost.
 
 local id = ARGV[1]
@@ -19,11 +20,8 @@ local status, token, seq, attempts =
 if status ~= ARGV[3] or token ~= ARGV[2] then
   return 0
 end
-attempts = tonumber(attempts) or 0
-if attempts < 1 then
-  attempts = 1
-end
-redis.call('HSET', KEYS[1], 'status', ARGV[4], 'attempts', attempts - 1)
+attempts = math.max(0, (tonumber(attempts) or 0) + tonumber(ARGV[6]))
+redis.call('HSET', KEYS[1], 'status', ARGV[4], 'attempts', string.format('%d', attempts))
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZADD', KEYS[3], seq, id)
 redis.call('RPUSH', KEYS[4], '1')

@@ -1,8 +1,8 @@
--- renew: extends leases that are still held, each checked on its own: the job must be
--- `in progress` under the caller's fencing token. A lost lease does not stop the others.
+-- renew: extends leases of one queue that are still held, each checked on its own: the job must
+-- be `in progress` under the caller's fencing token. A lost lease does not stop the others.
 --
--- KEYS[1]  {prefix}:queue:leased   ZSET  job id -> lease deadline (ms)
--- ARGV[1]  job key prefix ({prefix}:job:)
+-- KEYS[1]  {p}:{xx}:q:{queue}:leased   ZSET  job id -> lease deadline (ms)
+-- ARGV[1]  job key prefix ({p}:{xx}:job:)
 -- ARGV[2]  new deadline (ms since the epoch)
 -- ARGV[3]  new deadline, RFC 3339
 -- ARGV[4]  status a held lease has ('in progress')

@@ -1,6 +1,6 @@
 //! Records and data sets: what `POST /data` loads and the renderer draws from.
 //!
-//! The parsers for the supported formats live in [`crate::parse`].
+//! The parsers for the supported formats live in [`parse`](super::parse).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -1,22 +1,116 @@
-//! [`DataStore`] and [`ImageStore`] on Redis.
+//! [`DataStore`] and [`ImageStore`] on Redis, built on the engine's public
+//! [`RedisConn`].
 //!
 //! A data set is three keys: the records' JSON in a LIST (load order, so a page is one `LRANGE`),
 //! their ids in a LIST, and a HASH from id to position (so one record is one lookup). `replace`
 //! writes all three under fresh staging names in one pipelined bulk write, then a script renames
 //! them over the live ones and moves the version on: readers see the old set or the new one.
+//! Every data key shares the hash tag `{data}`, so each script touches one Redis Cluster slot.
+//!
+//! The image is one STRING, in the same database or, with `REDIS_IMAGE_DB`, in another logical
+//! database of the same server (the course's second Redis "tab"):
+//! [`RedisImageStore::new`] takes whichever connection it is given.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use redis::Script;
 
-use super::RedisBackend;
-use super::scripts::SCRIPTS;
-use crate::dataset::{DataSet, Record};
+use super::dataset::{DataSet, Record};
+use super::store::{DataStore, ImageStore};
 use crate::error::{Error, Result};
-use crate::store::{DataStore, ImageStore};
+use crate::redis_backend::RedisConn;
+
+/// The data set's scripts (the `.lua` files beside this module), hashed on first use.
+struct Scripts {
+    swap: Script,
+    clear: Script,
+    record: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    swap: Script::new(include_str!("lua/data_swap.lua")),
+    clear: Script::new(include_str!("lua/data_clear.lua")),
+    record: Script::new(include_str!("lua/data_record.lua")),
+});
+
+/// The names of the data set's keys under one prefix.
+#[derive(Debug)]
+struct DataKeys {
+    /// `{prefix}:{data}:records` (LIST).
+    records: String,
+    /// `{prefix}:{data}:ids` (LIST).
+    ids: String,
+    /// `{prefix}:{data}:index` (HASH).
+    index: String,
+    /// `{prefix}:{data}:count` (STRING).
+    count: String,
+    /// `{prefix}:{data}:version` (STRING).
+    version: String,
+    /// `{prefix}:{data}`, for the staging keys.
+    tagged: String,
+}
+
+impl DataKeys {
+    fn new(prefix: &str) -> Self {
+        let tagged = format!("{prefix}:{{data}}");
+        let key = |rest: &str| format!("{tagged}:{rest}");
+        DataKeys {
+            records: key("records"),
+            ids: key("ids"),
+            index: key("index"),
+            count: key("count"),
+            version: key("version"),
+            tagged,
+        }
+    }
+
+    /// The staging copies a data set is written to before the swap:
+    /// `{prefix}:{data}:staging:{nonce}:{records,ids,index}`.
+    fn staging(&self, nonce: &str) -> [String; 3] {
+        ["records", "ids", "index"].map(|part| format!("{}:staging:{nonce}:{part}", self.tagged))
+    }
+}
+
+/// The loaded data set on Redis.
+#[derive(Clone, Debug)]
+pub struct RedisDataStore {
+    conn: RedisConn,
+    keys: Arc<DataKeys>,
+}
+
+impl RedisDataStore {
+    /// The data set under `prefix` (`HOLIDAPP_PREFIX`), on `conn` (usually
+    /// [`RedisBackend::conn`](crate::redis_backend::RedisBackend::conn)).
+    pub fn new(conn: RedisConn, prefix: &str) -> Self {
+        RedisDataStore {
+            conn,
+            keys: Arc::new(DataKeys::new(prefix)),
+        }
+    }
+}
+
+/// The one rendered image on Redis: `{prefix}:image`.
+#[derive(Clone, Debug)]
+pub struct RedisImageStore {
+    conn: RedisConn,
+    key: String,
+}
+
+impl RedisImageStore {
+    /// The image under `prefix`, on `conn`: the backend's own connection, or one opened on
+    /// another logical database with
+    /// [`RedisConfig::open_database`](crate::redis_backend::RedisConfig::open_database).
+    pub fn new(conn: RedisConn, prefix: &str) -> Self {
+        RedisImageStore {
+            conn,
+            key: format!("{prefix}:image"),
+        }
+    }
+}
 
 /// Records per `RPUSH`/`HSET` command of a bulk load.
 const LOAD_CHUNK: usize = 1000;
@@ -101,59 +195,49 @@ fn parse_record(json: &str) -> Result<Record> {
 }
 
 #[async_trait]
-impl DataStore for RedisBackend {
+impl DataStore for RedisDataStore {
     async fn replace(&self, data: DataSet) -> Result<u64> {
         let k = &self.keys;
         let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let [records_key, ids_key, index_key] = k.data_staging(&nonce);
+        let [records_key, ids_key, index_key] = k.staging(&nonce);
         let staging = [records_key.clone(), ids_key.clone(), index_key.clone()];
         let count = data.len();
         // Checking and encoding 45,000 records is CPU work: keep it off the async threads.
         let pipe = tokio::task::spawn_blocking(move || staging_writes(&data, &staging))
             .await
             .map_err(|e| Error::Internal(format!("encoding the data set failed: {e}")))??;
-        let mut conn = self.conn.clone();
-        self.run_bulk(pipe.exec_async(&mut conn)).await?;
-        let mut conn = self.conn.clone();
+        let () = self.conn.query_bulk(&pipe).await?;
         let _version: u64 = self
-            .run(
+            .conn
+            .invoke(
                 SCRIPTS
-                    .data_swap
-                    .key(&k.data_records)
-                    .key(&k.data_ids)
-                    .key(&k.data_index)
-                    .key(&k.data_count)
-                    .key(&k.data_version)
+                    .swap
+                    .key(&k.records)
+                    .key(&k.ids)
+                    .key(&k.index)
+                    .key(&k.count)
+                    .key(&k.version)
                     .key(&records_key)
                     .key(&ids_key)
                     .key(&index_key)
-                    .arg(count)
-                    .invoke_async(&mut conn),
+                    .arg(count),
             )
             .await?;
         Ok(count as u64)
     }
 
     async fn version(&self) -> Result<u64> {
-        let mut conn = self.conn.clone();
         let version: Option<u64> = self
-            .run(
-                redis::cmd("GET")
-                    .arg(&self.keys.data_version)
-                    .query_async(&mut conn),
-            )
+            .conn
+            .query(redis::cmd("GET").arg(&self.keys.version))
             .await?;
         Ok(version.unwrap_or(0))
     }
 
     async fn len(&self) -> Result<u64> {
-        let mut conn = self.conn.clone();
         let count: Option<u64> = self
-            .run(
-                redis::cmd("GET")
-                    .arg(&self.keys.data_count)
-                    .query_async(&mut conn),
-            )
+            .conn
+            .query(redis::cmd("GET").arg(&self.keys.count))
             .await?;
         Ok(count.unwrap_or(0))
     }
@@ -166,14 +250,13 @@ impl DataStore for RedisBackend {
             return Ok(Vec::new());
         }
         let stop = start.saturating_add(i64::try_from(limit - 1).unwrap_or(i64::MAX));
-        let mut conn = self.conn.clone();
         let json: Vec<String> = self
-            .run(
+            .conn
+            .query(
                 redis::cmd("LRANGE")
-                    .arg(&self.keys.data_records)
+                    .arg(&self.keys.records)
                     .arg(start)
-                    .arg(stop)
-                    .query_async(&mut conn),
+                    .arg(stop),
             )
             .await?;
         json.iter().map(|j| parse_record(j)).collect()
@@ -181,44 +264,31 @@ impl DataStore for RedisBackend {
 
     async fn record(&self, id: &str) -> Result<Option<Record>> {
         let k = &self.keys;
-        let mut conn = self.conn.clone();
         let json: Option<String> = self
-            .run(
-                SCRIPTS
-                    .data_record
-                    .key(&k.data_index)
-                    .key(&k.data_records)
-                    .arg(id)
-                    .invoke_async(&mut conn),
-            )
+            .conn
+            .invoke(SCRIPTS.record.key(&k.index).key(&k.records).arg(id))
             .await?;
         json.as_deref().map(parse_record).transpose()
     }
 
     async fn ids(&self) -> Result<Vec<String>> {
-        let mut conn = self.conn.clone();
-        self.run_bulk(
-            redis::cmd("LRANGE")
-                .arg(&self.keys.data_ids)
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut conn),
-        )
-        .await
+        let mut conn = self.conn.manager();
+        self.conn
+            .run_bulk(
+                redis::cmd("LRANGE")
+                    .arg(&self.keys.ids)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut conn),
+            )
+            .await
     }
 
     async fn load(&self) -> Result<(u64, Arc<DataSet>)> {
         let k = &self.keys;
-        let mut conn = self.conn.clone();
-        let (version, json): (Option<u64>, Vec<String>) = self
-            .run_bulk(
-                redis::pipe()
-                    .atomic()
-                    .get(&k.data_version)
-                    .lrange(&k.data_records, 0, -1)
-                    .query_async(&mut conn),
-            )
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic().get(&k.version).lrange(&k.records, 0, -1);
+        let (version, json): (Option<u64>, Vec<String>) = self.conn.query_bulk(&pipe).await?;
         let records = json
             .iter()
             .map(|j| parse_record(j))
@@ -228,17 +298,16 @@ impl DataStore for RedisBackend {
 
     async fn clear(&self) -> Result<bool> {
         let k = &self.keys;
-        let mut conn = self.conn.clone();
         let cleared: i64 = self
-            .run(
+            .conn
+            .invoke(
                 SCRIPTS
-                    .data_clear
-                    .key(&k.data_records)
-                    .key(&k.data_ids)
-                    .key(&k.data_index)
-                    .key(&k.data_count)
-                    .key(&k.data_version)
-                    .invoke_async(&mut conn),
+                    .clear
+                    .key(&k.records)
+                    .key(&k.ids)
+                    .key(&k.index)
+                    .key(&k.count)
+                    .key(&k.version),
             )
             .await?;
         Ok(cleared == 1)
@@ -246,39 +315,30 @@ impl DataStore for RedisBackend {
 }
 
 #[async_trait]
-impl ImageStore for RedisBackend {
+impl ImageStore for RedisImageStore {
     async fn put_image(&self, png: Bytes) -> Result<()> {
-        let mut conn = self.conn.clone();
-        self.run_bulk(
-            redis::cmd("SET")
-                .arg(&self.keys.image)
-                .arg(png.as_ref())
-                .exec_async(&mut conn),
-        )
-        .await
+        let mut conn = self.conn.manager();
+        self.conn
+            .run_bulk(
+                redis::cmd("SET")
+                    .arg(&self.key)
+                    .arg(png.as_ref())
+                    .exec_async(&mut conn),
+            )
+            .await
     }
 
     async fn get_image(&self) -> Result<Option<Bytes>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.manager();
         let png: Option<Vec<u8>> = self
-            .run_bulk(
-                redis::cmd("GET")
-                    .arg(&self.keys.image)
-                    .query_async(&mut conn),
-            )
+            .conn
+            .run_bulk(redis::cmd("GET").arg(&self.key).query_async(&mut conn))
             .await?;
         Ok(png.map(Bytes::from))
     }
 
     async fn delete_image(&self) -> Result<bool> {
-        let mut conn = self.conn.clone();
-        let removed: u64 = self
-            .run(
-                redis::cmd("DEL")
-                    .arg(&self.keys.image)
-                    .query_async(&mut conn),
-            )
-            .await?;
+        let removed: u64 = self.conn.query(redis::cmd("DEL").arg(&self.key)).await?;
         Ok(removed > 0)
     }
 }

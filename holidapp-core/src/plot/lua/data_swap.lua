@@ -1,12 +1,12 @@
 -- data_swap: makes a fully written staging copy of a data set the live one, in one step, and
 -- moves the version on. Readers see the old set or the new one, never a mix.
 --
--- KEYS[1]  {prefix}:data:records          LIST    record JSON, in load order
--- KEYS[2]  {prefix}:data:ids              LIST    record ids, in load order
--- KEYS[3]  {prefix}:data:index            HASH    record id -> position
--- KEYS[4]  {prefix}:data:count            STRING  number of records (present while a set is loaded)
--- KEYS[5]  {prefix}:data:version          STRING  changes with every replace and clear
--- KEYS[6]  staging records                LIST    ({prefix}:data:staging:{nonce}:records)
+-- KEYS[1]  {prefix}:{data}:records          LIST    record JSON, in load order
+-- KEYS[2]  {prefix}:{data}:ids              LIST    record ids, in load order
+-- KEYS[3]  {prefix}:{data}:index            HASH    record id -> position
+-- KEYS[4]  {prefix}:{data}:count            STRING  number of records (present while a set is loaded)
+-- KEYS[5]  {prefix}:{data}:version          STRING  changes with every replace and clear
+-- KEYS[6]  staging records                LIST    ({prefix}:{data}:staging:{nonce}:records)
 -- KEYS[7]  staging ids                    LIST
 -- KEYS[8]  staging index                  HASH
 -- ARGV[1]  number of records written to the staging keys

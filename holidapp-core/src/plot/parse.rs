@@ -46,7 +46,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::io::AsyncReadExt;
 
-use crate::dataset::{DataSet, Record};
+use super::dataset::{DataSet, Record};
 use crate::error::{Error, Result};
 use crate::job::truncate;
 
@@ -74,8 +74,8 @@ const MAX_HEADER_BYTES: usize = 1024 * 1024;
 /// How much of a piece of input an error message quotes, in characters.
 const QUOTE_LEN: usize = 60;
 
-const HGNC_SAMPLE: &[u8] = include_bytes!("../data/hgnc_reduced_set.txt");
-const METEORITE_SAMPLE: &[u8] = include_bytes!("../data/ML_Data_Sample.json");
+const HGNC_SAMPLE: &[u8] = include_bytes!("../../data/hgnc_reduced_set.txt");
+const METEORITE_SAMPLE: &[u8] = include_bytes!("../../data/ML_Data_Sample.json");
 
 /// The data sets bundled with the crate, by name: `hgnc` and `meteorites`.
 ///

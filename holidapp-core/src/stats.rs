@@ -1,8 +1,10 @@
 //! [`WorkerStats`]: counters a worker keeps while it runs, readable from any thread.
 //!
-//! The worker logs them in its periodic summary line and returns them in its
-//! [`Report`](crate::Report); a caller that embeds a worker (the HTTP API without Redis) keeps an
-//! `Arc` of them and shows a [`snapshot`](WorkerStats::snapshot) on its metrics page.
+//! The `holidapp-worker` run loop updates them, logs them in its periodic summary line and
+//! returns them when it stops; a caller that embeds a worker (the HTTP API without Redis) keeps
+//! an `Arc` of them and shows a [`snapshot`](WorkerStats::snapshot) on its metrics page. They
+//! live here, beside the processing step, so that both adapters share them without depending on
+//! each other.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -60,9 +62,11 @@ pub struct StatsSnapshot {
     pub busy: u64,
 }
 
-/// One counter of [`WorkerStats`], for [`WorkerStats::add`].
+/// One counter of [`WorkerStats`], for [`WorkerStats::add`]; each is the field of
+/// [`StatsSnapshot`] of the same name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Counter {
+#[allow(missing_docs)]
+pub enum Counter {
     Leased,
     Completed,
     Retried,
@@ -103,7 +107,8 @@ impl WorkerStats {
         }
     }
 
-    pub(crate) fn add(&self, counter: Counter, n: u64) {
+    /// Adds `n` to `counter`.
+    pub fn add(&self, counter: Counter, n: u64) {
         let cell = match counter {
             Counter::Leased => &self.leased,
             Counter::Completed => &self.completed,
@@ -121,11 +126,13 @@ impl WorkerStats {
         cell.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub(crate) fn job_started(&self) {
+    /// Counts a job that starts running (`busy` goes up).
+    pub fn job_started(&self) {
         self.busy.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn job_ended(&self) {
+    /// Counts a job that stopped running (`busy` goes down).
+    pub fn job_ended(&self) {
         self.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }

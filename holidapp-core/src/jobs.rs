@@ -1,0 +1,245 @@
+//! [`Jobs`]: the use cases of a job service, each one call: submit (checked by the job's kind),
+//! read, list, fetch a result, delete, count.
+//!
+//! The HTTP API calls nothing else for jobs, and a program embedding the engine calls the same
+//! functions, so a rule (what a submit checks, how a result's state is read) is written once.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::backends::Backends;
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::job::{Job, JobId, QueueName};
+use crate::kind::{JobOutput, Kinds, Output, Renderer};
+use crate::machine::JobStatus;
+use crate::queue::Producer;
+use crate::store::{JobStore, ListQuery, Page, QueueStats, ResultState, Statuses};
+
+/// The most attempts a job may ask for.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
+
+/// A job to submit: its kind, its parameters as JSON, and where and how it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Submit {
+    /// The kind; the service's default kind when `None`.
+    pub kind: Option<String>,
+    /// The parameters, checked by the kind when submitted.
+    pub params: Value,
+    /// The queue; the service's default queue (`default`) when `None`.
+    pub queue: Option<QueueName>,
+    /// Attempts allowed; the service's default (`HOLIDAPP_MAX_ATTEMPTS`) when `None`.
+    pub max_attempts: Option<u32>,
+}
+
+impl Submit {
+    /// A job of `kind` with `params`, in the default queue.
+    pub fn new(kind: impl Into<String>, params: Value) -> Self {
+        Submit {
+            kind: Some(kind.into()),
+            params,
+            queue: None,
+            max_attempts: None,
+        }
+    }
+
+    /// A job of the kind `R` serves, with typed parameters.
+    pub fn of<R: Renderer>(params: &R::Params) -> Result<Self> {
+        let params = serde_json::to_value(params)
+            .map_err(|e| Error::InvalidParams(format!("parameters cannot be serialized: {e}")))?;
+        Ok(Submit::new(R::KIND, params))
+    }
+
+    /// The same job, in `queue`.
+    pub fn in_queue(mut self, queue: QueueName) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// The same job, allowed `attempts` attempts.
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+}
+
+/// The use cases of a job service over a store, a producer and the registered kinds.
+///
+/// Cheap to clone: clones share the backends and the kinds.
+#[derive(Clone)]
+pub struct Jobs {
+    store: Arc<dyn JobStore>,
+    producer: Arc<dyn Producer>,
+    kinds: Kinds,
+    clock: Arc<dyn Clock>,
+    default_kind: Option<String>,
+    default_queue: QueueName,
+    max_attempts: u32,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs")
+            .field("kinds", &self.kinds)
+            .field("default_kind", &self.default_kind)
+            .field("default_queue", &self.default_queue)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Jobs {
+    /// The use cases over `backends` for the kinds in `kinds`: no default kind, the `default`
+    /// queue, 3 attempts per job, the system clock.
+    pub fn new(backends: &Backends, kinds: Kinds) -> Self {
+        Jobs {
+            store: Arc::clone(&backends.store),
+            producer: Arc::clone(&backends.producer),
+            kinds,
+            clock: Arc::new(SystemClock),
+            default_kind: None,
+            default_queue: QueueName::default_queue(),
+            max_attempts: crate::RetryPolicy::default().max_attempts,
+        }
+    }
+
+    /// The same service giving jobs submitted without a kind the kind `kind` (the course's
+    /// `{"start", "end"}` bodies are `plot` jobs).
+    pub fn with_default_kind(mut self, kind: impl Into<String>) -> Self {
+        self.default_kind = Some(kind.into());
+        self
+    }
+
+    /// The same service putting jobs submitted without a queue in `queue`.
+    pub fn with_default_queue(mut self, queue: QueueName) -> Self {
+        self.default_queue = queue;
+        self
+    }
+
+    /// The same service allowing `attempts` attempts to jobs submitted without a limit.
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.clamp(1, MAX_ATTEMPTS_LIMIT);
+        self
+    }
+
+    /// The same service stamping `created_at` from `clock` (the backend's, so both agree).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The registered kinds.
+    pub fn kinds(&self) -> &Kinds {
+        &self.kinds
+    }
+
+    /// The kind of jobs submitted without one, if any.
+    pub fn default_kind(&self) -> Option<&str> {
+        self.default_kind.as_deref()
+    }
+
+    /// The store jobs are read from.
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.store
+    }
+
+    /// Submits a job: its kind checks the parameters ([`Error::UnknownKind`],
+    /// [`Error::ParamsShape`] or [`Error::InvalidParams`] when it refuses them, and nothing is
+    /// stored), then the job is stored and queued in one step. Answers the job as stored.
+    pub async fn submit(&self, request: Submit) -> Result<Job> {
+        let job = self.prepare(request)?;
+        self.producer.enqueue(&job).await?;
+        Ok(job)
+    }
+
+    /// Submits a job of the kind `R` serves, with typed parameters.
+    pub async fn submit_as<R: Renderer>(&self, params: &R::Params) -> Result<Job> {
+        self.submit(Submit::of::<R>(params)?).await
+    }
+
+    /// The job a submit would store, checked, with a fresh id; nothing is stored.
+    pub fn prepare(&self, request: Submit) -> Result<Job> {
+        let kind = match request.kind.or_else(|| self.default_kind.clone()) {
+            Some(kind) => kind,
+            None => return Err(Error::ParamsShape("missing field `kind`".into())),
+        };
+        let params = self.kinds.check(&kind, request.params)?;
+        let max_attempts = match request.max_attempts {
+            None => self.max_attempts,
+            Some(n @ 1..=MAX_ATTEMPTS_LIMIT) => n,
+            Some(n) => {
+                return Err(Error::InvalidParams(format!(
+                    "max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}, got {n}"
+                )));
+            }
+        };
+        let queue = request.queue.unwrap_or_else(|| self.default_queue.clone());
+        Ok(Job::new(
+            kind,
+            queue,
+            params,
+            max_attempts,
+            self.clock.now(),
+        ))
+    }
+
+    /// The job with this id, if it exists.
+    pub async fn get(&self, id: JobId) -> Result<Option<Job>> {
+        self.store.get(id).await
+    }
+
+    /// A page of jobs, newest first.
+    pub async fn list(&self, query: &ListQuery) -> Result<Page> {
+        self.store.list(query).await
+    }
+
+    /// The newest jobs that have not finished (`submitted` or `in progress`), as the course's
+    /// `/incomplete_jobs` lists them.
+    pub async fn incomplete(&self, limit: usize) -> Result<Page> {
+        let query = ListQuery {
+            statuses: Statuses::of(&[JobStatus::Submitted, JobStatus::InProgress]),
+            limit,
+            ..ListQuery::default()
+        };
+        self.store.list(&query).await
+    }
+
+    /// The job's result with its state, read in one step; `None` for no such job.
+    pub async fn result(&self, id: JobId) -> Result<Option<ResultState>> {
+        self.store.result(id).await
+    }
+
+    /// The job's result read as the output type of the kind `R` serves; `None` for no such job.
+    pub async fn result_of<R: Renderer>(
+        &self,
+        id: JobId,
+    ) -> Result<Option<ResultState<R::Output>>> {
+        match self.store.result(id).await? {
+            None => Ok(None),
+            Some(state) => state.decode().map(Some),
+        }
+    }
+
+    /// Deletes a job and its result; `false` when there was none, [`Error::Conflict`] while it
+    /// runs.
+    pub async fn delete(&self, id: JobId) -> Result<bool> {
+        self.store.delete(id).await
+    }
+
+    /// The counts of every queue.
+    pub async fn stats(&self) -> Result<Vec<QueueStats>> {
+        self.store.stats().await
+    }
+}
+
+impl ResultState<Output> {
+    /// The same state with a ready result read as `O`.
+    pub fn decode<O: JobOutput>(self) -> Result<ResultState<O>> {
+        Ok(match self {
+            ResultState::Pending(status) => ResultState::Pending(status),
+            ResultState::Failed(reason) => ResultState::Failed(reason),
+            ResultState::Ready(output) => ResultState::Ready(O::from_output(output)?),
+        })
+    }
+}

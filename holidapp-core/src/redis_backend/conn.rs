@@ -1,0 +1,166 @@
+//! [`RedisConn`]: a shared, self-reconnecting connection with a deadline on every call and one
+//! mapping of Redis errors to core errors.
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind};
+
+use super::RedisConfig;
+use crate::error::{Error, Result};
+
+/// How long one call may wait for Redis before answering [`Error::Unavailable`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long one bulk call (a chunk of a bulk write, a large read) may take.
+pub const BULK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A multiplexed connection to one Redis, shared by every clone. It is made on first use and
+/// remade after every outage; meanwhile each call gives up after its deadline with
+/// [`Error::Unavailable`], so a caller can answer at once and recover without a restart.
+///
+/// The [`RedisBackend`](super::RedisBackend) runs on one, and stores built beside it (the plot
+/// product's data set and image stores) use it through
+/// [`RedisBackend::conn`](super::RedisBackend::conn), or open their own with
+/// [`RedisConn::open`] (another logical database).
+#[derive(Clone)]
+pub struct RedisConn {
+    manager: ConnectionManager,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConn")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisConn {
+    /// A connection to `config`'s URL. Does not fail when Redis is down (the connection is made
+    /// on first use); fails only for a URL that cannot be used.
+    pub fn open(config: &RedisConfig) -> Result<Self> {
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
+            Error::Internal(format!(
+                "invalid Redis URL '{}': {e}",
+                config.redacted_url()
+            ))
+        })?;
+        Self::from_client(client)
+    }
+
+    pub(super) fn from_client(client: redis::Client) -> Result<Self> {
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(DEFAULT_TIMEOUT))
+            // Each call has its own deadline (see `run_with`); bulk calls need longer than one
+            // second.
+            .set_response_timeout(None)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(500))
+            .set_number_of_retries(3);
+        let manager =
+            ConnectionManager::new_lazy_with_config(client, manager_config).map_err(map_error)?;
+        Ok(RedisConn {
+            manager,
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// The same connection with calls giving up after `timeout` instead of one second.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The deadline of one call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The underlying connection, for a command that needs it directly.
+    pub fn manager(&self) -> ConnectionManager {
+        self.manager.clone()
+    }
+
+    /// Runs one command with the default deadline.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let mut conn = self.manager.clone();
+        self.run(cmd.query_async(&mut conn)).await
+    }
+
+    /// Runs a pipeline with the bulk deadline.
+    pub async fn query_bulk<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        let mut conn = self.manager.clone();
+        self.run_bulk(pipe.query_async(&mut conn)).await
+    }
+
+    /// Runs a script invocation with the default deadline.
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        script: &redis::ScriptInvocation<'_>,
+    ) -> Result<T> {
+        let mut conn = self.manager.clone();
+        self.run(script.invoke_async(&mut conn)).await
+    }
+
+    /// Runs one Redis call with the default deadline, mapping its errors.
+    pub async fn run<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Result<T> {
+        self.run_with(self.timeout, call).await
+    }
+
+    /// Runs one Redis call with the bulk deadline.
+    pub async fn run_bulk<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Result<T> {
+        self.run_with(BULK_TIMEOUT.max(self.timeout), call).await
+    }
+
+    /// Runs one Redis call with a deadline of `timeout`, mapping its errors.
+    pub async fn run_with<T>(
+        &self,
+        timeout: Duration,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T> {
+        run_raw(timeout, call).await?.map_err(map_error)
+    }
+}
+
+/// Runs one Redis call with a deadline; a missed deadline is an outage, other errors are the
+/// caller's to map.
+pub(super) async fn run_raw<T>(
+    timeout: Duration,
+    call: impl Future<Output = RedisResult<T>>,
+) -> Result<RedisResult<T>> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| Error::Unavailable(format!("Redis did not answer within {timeout:?}")))
+}
+
+/// Whether a Redis error means the server cannot be reached or cannot serve right now.
+pub(super) fn is_outage(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+            ) | ErrorKind::AuthenticationFailed
+        )
+}
+
+/// Maps a Redis error to the core error: outages are [`Error::Unavailable`] (transient), anything
+/// else is [`Error::Internal`].
+pub fn map_error(e: RedisError) -> Error {
+    if is_outage(&e) {
+        Error::Unavailable(format!("Redis: {e}"))
+    } else {
+        Error::Internal(format!("Redis: {e}"))
+    }
+}
