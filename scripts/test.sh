@@ -12,6 +12,24 @@ if ! command -v redis-server >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
 fi
 
+# The engine alone: with default features off, holidapp-core pulls in no plotting library, no
+# HTTP client and no Redis client; and its package holds every file it needs.
+lean=$(cargo tree -p holidapp-core --no-default-features -e normal --prefix none)
+for heavy in plotters reqwest redis; do
+    if grep -q "^$heavy v" <<<"$lean"; then
+        echo "scripts/test.sh: holidapp-core without default features depends on $heavy" >&2
+        exit 1
+    fi
+done
+packaged=$(cargo package -p holidapp-core --list --allow-dirty)
+for needed in src/redis_backend/lua/lease.lua src/plot/lua/data_swap.lua \
+    assets/DejaVuSans.ttf data/hgnc_reduced_set.txt data/ML_Data_Sample.json; do
+    if ! grep -qx "$needed" <<<"$packaged"; then
+        echo "scripts/test.sh: the holidapp-core package lacks $needed" >&2
+        exit 1
+    fi
+done
+
 # Process-level tests start the real binaries of both crates: build them all first.
 cargo build --workspace --bins
 

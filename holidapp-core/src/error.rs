@@ -55,6 +55,10 @@ pub enum Error {
     /// The backend (Redis) cannot be reached right now. Transient.
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    /// A failure a kind's render expects to pass (a service it calls is down, a rate limit):
+    /// the attempt is retried with backoff, up to the job's attempt limit.
+    #[error("transient failure: {0}")]
+    Transient(String),
     /// Rendering failed for a reason retrying will not fix.
     #[error("rendering failed: {0}")]
     Render(String),
@@ -69,10 +73,13 @@ pub enum Error {
 impl Error {
     /// Whether trying the same operation again later may succeed.
     ///
-    /// Only backend outages and data-source hiccups are transient; bad parameters, missing data
-    /// and render failures fail a job at once.
+    /// Backend outages, a kind's transient failures and data-source hiccups are transient; bad
+    /// parameters, missing data and render failures fail a job at once.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unavailable(_) | Error::Source(_))
+        matches!(
+            self,
+            Error::Unavailable(_) | Error::Transient(_) | Error::Source(_)
+        )
     }
 
     /// The same error, for one more caller: every call of a batch that failed as a whole gets its

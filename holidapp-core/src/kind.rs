@@ -27,8 +27,9 @@ use crate::job::{JobId, Params, QueueName, check_kind_name};
 ///   submitted, and again before every render, so a job is never rendered with parameters its
 ///   kind refuses.
 /// - `render` answers `Err` for a failed attempt. The error's kind decides what happens next
-///   ([`Error::is_transient`]): a transient error (a backend outage) is retried with backoff,
-///   anything else fails the job at once. It never panics; if it does, the worker counts the
+///   ([`Error::is_transient`]): a transient error ([`Error::Transient`], for a service the kind
+///   calls being down) is retried with backoff, anything else ([`Error::Render`],
+///   [`Error::InvalidParams`], ...) fails the job at once. It never panics; if it does, the worker counts the
 ///   attempt as lost and the job is retried once its lease runs out.
 /// - CPU-heavy work belongs on a blocking thread (`tokio::task::spawn_blocking`); `render` is
 ///   async so that a cheap renderer pays no thread hop.

@@ -315,6 +315,7 @@ async fn eight_lessees_racing_for_1000_jobs_complete_each_exactly_once() {
                 .unwrap();
             let worker = format!("10.0.0.{n}");
             let mut completed = Vec::new();
+            let mut released = std::collections::HashSet::new();
             loop {
                 // Half take one job at a time, half take batches.
                 let leases = if n % 2 == 0 {
@@ -334,8 +335,10 @@ async fn eight_lessees_racing_for_1000_jobs_complete_each_exactly_once() {
                     return completed;
                 }
                 for (i, lease) in leases.iter().enumerate() {
-                    // Now and then give a job back, so jobs are leased more than once.
-                    if (i + n) % 11 == 3 && lease.attempt() == 1 {
+                    // Now and then give a job back, so jobs are leased more than once; never the
+                    // same job twice (a released job is leased first again, so a lessee that
+                    // kept giving it back could take it forever once the others have left).
+                    if (i + n) % 11 == 3 && released.insert(lease.id()) {
                         backend.release(lease).await.unwrap();
                         continue;
                     }

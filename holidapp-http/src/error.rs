@@ -127,7 +127,7 @@ impl ApiError {
                 Error::NotFound(_) => StatusCode::NOT_FOUND,
                 Error::Conflict(_) | Error::IllegalTransition { .. } => StatusCode::CONFLICT,
                 Error::Render(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                Error::Unavailable(_) | Error::Transient(_) => StatusCode::SERVICE_UNAVAILABLE,
                 Error::Source(_) => StatusCode::BAD_GATEWAY,
                 Error::LeaseLost | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -160,7 +160,7 @@ impl ApiError {
                 Error::Conflict(_) => "conflict",
                 Error::IllegalTransition { .. } => "illegal_transition",
                 Error::Render(_) => "render_failed",
-                Error::Unavailable(_) => "backend_unavailable",
+                Error::Unavailable(_) | Error::Transient(_) => "backend_unavailable",
                 Error::Source(_) => "data_source_failed",
                 Error::LeaseLost | Error::Internal(_) => "internal",
             },
@@ -185,7 +185,7 @@ impl ApiError {
     /// text may hold internals (addresses, file paths, backend replies) and is replaced.
     fn public_message(&self) -> String {
         match self {
-            ApiError::Core(Error::Unavailable(_)) => {
+            ApiError::Core(Error::Unavailable(_) | Error::Transient(_)) => {
                 "the backend is unavailable; try again in a few seconds".to_owned()
             }
             // Both name only what the operator configured or the request's own duration.
@@ -328,6 +328,7 @@ mod tests {
             ),
             (Error::Render(String::new()), 422),
             (Error::Unavailable(String::new()), 503),
+            (Error::Transient(String::new()), 503),
             (Error::Source(String::new()), 502),
             (Error::LeaseLost, 500),
             (Error::Internal(String::new()), 500),

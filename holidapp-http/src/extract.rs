@@ -66,10 +66,13 @@ impl<S: Send + Sync> FromRequestParts<S> for BasePath {
         let Some(OriginalUri(original)) = parts.extensions.get::<OriginalUri>() else {
             return Ok(BasePath::default());
         };
-        let base = original
-            .path()
-            .strip_suffix(parts.uri.path())
-            .unwrap_or_default();
+        let (original, inner) = (original.path(), parts.uri.path());
+        // A nested router's own root (`/`) is the mount point itself (`/api`).
+        let base = match original.strip_suffix(inner) {
+            Some(base) => base,
+            None if inner == "/" => original,
+            None => "",
+        };
         Ok(BasePath(base.trim_end_matches('/').to_owned()))
     }
 }

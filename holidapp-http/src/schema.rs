@@ -180,10 +180,10 @@ pub(crate) struct Welcome {
     pub(crate) version: &'static str,
     /// Where the route list is.
     #[schema(example = "/help")]
-    pub(crate) help: &'static str,
+    pub(crate) help: String,
     /// Where the OpenAPI document is.
     #[schema(example = "/openapi.json")]
-    pub(crate) openapi: &'static str,
+    pub(crate) openapi: String,
 }
 
 /// The backend is unavailable (code `backend_unavailable`); try again shortly.

@@ -21,8 +21,9 @@ pub struct AppState {
     /// The course's plot product, when this API serves it: the data set, image and
     /// course routes (`/data`, `/genes`, `/image`). Without it, those routes do not exist.
     pub plots: Option<Plots>,
-    /// The file `GET /` appends a line to and `GET /visits` returns.
-    pub visits_log: PathBuf,
+    /// The file `GET /` appends a line to and `GET /visits` returns; no visits are recorded
+    /// without one.
+    pub visits_log: Option<PathBuf>,
     /// Counters shown by `GET /metrics`; shared so the caller can read them too.
     pub metrics: Arc<Metrics>,
     /// Body sizes, page sizes and the request timeout.
@@ -30,13 +31,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A state serving `jobs`, without the plot product, with the default limits and
-    /// `visits.log` in the working directory.
+    /// A state serving `jobs`, without the plot product and without a visits log, with the
+    /// default limits.
     pub fn new(jobs: Jobs) -> Self {
         AppState {
             jobs,
             plots: None,
-            visits_log: PathBuf::from("visits.log"),
+            visits_log: None,
             metrics: Arc::new(Metrics::new()),
             limits: Limits::default(),
         }
@@ -50,7 +51,7 @@ impl AppState {
 
     /// The same state keeping its visits log at `path`.
     pub fn with_visits_log(mut self, path: impl Into<PathBuf>) -> Self {
-        self.visits_log = path.into();
+        self.visits_log = Some(path.into());
         self
     }
 

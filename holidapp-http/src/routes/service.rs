@@ -9,6 +9,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Ctx, json};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::BasePath;
 use crate::schema::{BackendDown, Health, Welcome};
 use crate::state::Limits;
 
@@ -16,17 +17,16 @@ use crate::state::Limits;
 #[utoipa::path(
     get, path = "/", tag = "service",
     responses(
-        (status = 200, description = "The visit was recorded", body = Welcome),
+        (status = 200, description = "The visit was recorded (when the service keeps a visits log)", body = Welcome),
         (status = 500, description = "The visits log cannot be written", body = ErrorBody),
     )
 )]
-pub(crate) async fn index(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
+pub(crate) async fn index(State(ctx): State<Ctx>, base: BasePath) -> Result<Response, ApiError> {
     let line = format!(
         "{}\n",
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     );
-    let path = &ctx.app.visits_log;
-    {
+    if let Some(path) = &ctx.app.visits_log {
         let _serialized = ctx.visits.lock().await;
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
@@ -46,8 +46,8 @@ pub(crate) async fn index(State(ctx): State<Ctx>) -> Result<Response, ApiError> 
         &Welcome {
             name: "holidapp",
             version: env!("CARGO_PKG_VERSION"),
-            help: "/help",
-            openapi: "/openapi.json",
+            help: format!("{}/help", base.0),
+            openapi: format!("{}/openapi.json", base.0),
         },
     )
 }
@@ -56,12 +56,14 @@ pub(crate) async fn index(State(ctx): State<Ctx>) -> Result<Response, ApiError> 
 #[utoipa::path(
     get, path = "/visits", tag = "service",
     responses(
-        (status = 200, description = "The log (empty when nobody visited yet)", content_type = "text/plain", body = String),
+        (status = 200, description = "The log (empty when nobody visited yet, or when the service keeps none)", content_type = "text/plain", body = String),
         (status = 500, description = "The visits log cannot be read", body = ErrorBody),
     )
 )]
 pub(crate) async fn visits(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
-    let path = &ctx.app.visits_log;
+    let Some(path) = &ctx.app.visits_log else {
+        return Ok(text(Vec::new()));
+    };
     let log = match tokio::fs::read(path).await {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),

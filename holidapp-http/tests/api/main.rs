@@ -1,8 +1,9 @@
-//! In-process tests of the router: every route, hostile requests, failures only a mock can
-//! produce, the OpenAPI document, and serving on a real socket.
+//! In-process tests of the router: every route, jobs of kinds of their own, hostile requests,
+//! failures only a mock can produce, the OpenAPI document, and serving on a real socket.
 
 mod failures;
 mod hostile;
+mod kinds;
 mod openapi;
 mod routes;
 mod serve;

@@ -323,6 +323,8 @@ fn help_lists_every_variable_of_the_configuration_table() {
         "REDIS_PORT",
         "REDIS_DB",
         "HOLIDAPP_PREFIX",
+        "REDIS_IMAGE_DB",
+        "HOLIDAPP_QUEUES",
         "WORKER_IP",
         "HOLIDAPP_WORKER_CONCURRENCY",
         "HOLIDAPP_LEASE_SECONDS",
