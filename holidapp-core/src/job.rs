@@ -1,7 +1,9 @@
 //! Jobs: their identifiers, queues, parameters, and where they are in their life.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -95,10 +97,12 @@ fn check_name(what: &str, name: &str) -> Result<()> {
 }
 
 /// The name of a queue: 1 to 64 ASCII letters, digits, `-`, `_` or `.` (`default` unless a job
-/// names another).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct QueueName(String);
+/// names another). Cheap to clone: clones share the text.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueName(Arc<str>);
+
+/// The `default` queue's name, allocated once.
+static DEFAULT_QUEUE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(QueueName::DEFAULT));
 
 impl QueueName {
     /// The queue jobs go to when they name none.
@@ -108,12 +112,12 @@ impl QueueName {
     pub fn new(name: impl Into<String>) -> Result<Self> {
         let name = name.into();
         check_name("queue", &name)?;
-        Ok(QueueName(name))
+        Ok(QueueName(Arc::from(name)))
     }
 
     /// The `default` queue.
     pub fn default_queue() -> Self {
-        QueueName(Self::DEFAULT.to_owned())
+        QueueName(Arc::clone(&DEFAULT_QUEUE))
     }
 
     /// The name.
@@ -160,6 +164,12 @@ impl FromStr for QueueName {
     }
 }
 
+impl Serialize for QueueName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 impl<'de> Deserialize<'de> for QueueName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let name = String::deserialize(d)?;
@@ -177,9 +187,20 @@ pub fn check_kind_name(name: &str) -> Result<()> {
 /// The engine never looks inside: the job's kind ([`Renderer`](crate::Renderer)) decodes them
 /// into its own `Params` type. They are stored as one field (`params` in a Redis job hash),
 /// readable with `HGETALL`.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone)]
 pub struct Params(Box<RawValue>);
+
+impl Serialize for Params {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(d).map(Params)
+    }
+}
 
 /// Parameters are equal when their JSON text is.
 impl PartialEq for Params {
@@ -255,7 +276,7 @@ pub struct Job {
     pub error: Option<String>,
     /// The content type of its result, once it is `complete`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result_type: Option<String>,
+    pub result_type: Option<Cow<'static, str>>,
 }
 
 impl Job {

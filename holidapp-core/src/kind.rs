@@ -1,6 +1,7 @@
 //! Job kinds: the [`Renderer`] trait (a kind's handler), what a render answers ([`Output`]), and
 //! the registry that maps kind names to renderers ([`Kinds`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -68,7 +69,9 @@ pub trait Renderer: Send + Sync + 'static {
     /// `start` and `end`; `false` unless overridden.
     const PARAMS_AT_TOP_LEVEL: bool = false;
 
-    /// The parameters a job of this kind carries.
+    /// The parameters a job of this kind carries. A kind that wants them as raw JSON, unparsed,
+    /// takes [`Params`]: a job's parameters then reach [`render`](Renderer::render) as they are
+    /// stored, without a parse or a copy.
     type Params: Serialize + DeserializeOwned + Send + Sync + 'static;
 
     /// What a render answers; stored as the job's result with its content type.
@@ -89,14 +92,14 @@ pub trait Renderer: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct Context {
     id: JobId,
-    kind: String,
+    kind: Arc<str>,
     queue: QueueName,
     attempt: u32,
 }
 
 impl Context {
     /// The context of attempt `attempt` (from 1) of job `id`.
-    pub fn new(id: JobId, kind: impl Into<String>, queue: QueueName, attempt: u32) -> Self {
+    pub fn new(id: JobId, kind: impl Into<Arc<str>>, queue: QueueName, attempt: u32) -> Self {
         Context {
             id,
             kind: kind.into(),
@@ -129,13 +132,13 @@ impl Context {
 /// A job's result: bytes and their content type.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Output {
-    content_type: String,
+    content_type: Cow<'static, str>,
     bytes: Bytes,
 }
 
 impl Output {
     /// A result of `content_type` (`image/png`, `application/json`, ...).
-    pub fn new(content_type: impl Into<String>, bytes: impl Into<Bytes>) -> Self {
+    pub fn new(content_type: impl Into<Cow<'static, str>>, bytes: impl Into<Bytes>) -> Self {
         Output {
             content_type: content_type.into(),
             bytes: bytes.into(),
@@ -145,6 +148,11 @@ impl Output {
     /// Its content type.
     pub fn content_type(&self) -> &str {
         &self.content_type
+    }
+
+    /// The content type, shared: a built-in one (`image/png`, ...) costs no allocation.
+    pub(crate) fn content_type_shared(&self) -> Cow<'static, str> {
+        self.content_type.clone()
     }
 
     /// Its bytes.
@@ -272,7 +280,8 @@ impl<R: Renderer> ErasedKind for Typed<R> {
     }
 
     async fn run(&self, params: &Params, ctx: &Context) -> Result<Output> {
-        let typed: R::Params = params.decode()?;
+        let typed: R::Params =
+            pass_through::<R::Params>(params).map_or_else(|| params.decode(), Ok)?;
         self.0.validate(&typed)?;
         self.0.render(typed, ctx).await?.into_output()
     }
@@ -282,13 +291,22 @@ impl<R: Renderer> ErasedKind for Typed<R> {
     }
 }
 
+/// `params` itself when `P` is [`Params`] (a kind that takes its parameters as raw JSON gets
+/// them without a parse and a copy), else `None`.
+fn pass_through<P: 'static>(params: &Params) -> Option<P> {
+    let mut slot = Some(params.clone());
+    (&mut slot as &mut dyn std::any::Any)
+        .downcast_mut::<Option<P>>()
+        .and_then(Option::take)
+}
+
 /// The registry of job kinds: kind name → renderer. One process serves every kind it registers;
 /// a job of a kind not registered is refused at submit time with [`Error::UnknownKind`].
 ///
 /// Cheap to clone: clones share the renderers.
 #[derive(Clone, Default)]
 pub struct Kinds {
-    by_name: BTreeMap<String, Arc<dyn ErasedKind>>,
+    by_name: BTreeMap<Arc<str>, Arc<dyn ErasedKind>>,
 }
 
 impl Kinds {
@@ -320,13 +338,13 @@ impl Kinds {
             panic!("cannot register job kind: {e}");
         }
         self.by_name
-            .insert(name.to_owned(), Arc::new(Typed(renderer)));
+            .insert(Arc::from(name), Arc::new(Typed(renderer)));
         self
     }
 
     /// The registered kind names, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.by_name.keys().cloned().collect()
+        self.by_name.keys().map(|k| k.to_string()).collect()
     }
 
     /// Whether a renderer is registered for `kind`.
@@ -351,6 +369,15 @@ impl Kinds {
     /// Runs one attempt of a job of `kind` with `params`.
     pub async fn run(&self, kind: &str, params: &Params, ctx: &Context) -> Result<Output> {
         self.get(kind)?.run(params, ctx).await
+    }
+
+    /// The name `kind` as a shared string: the registry's own copy when the kind is registered
+    /// (no allocation per job), else a new one.
+    pub(crate) fn shared_name(&self, kind: &str) -> Arc<str> {
+        match self.by_name.get_key_value(kind) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(kind),
+        }
     }
 
     fn get(&self, kind: &str) -> Result<&Arc<dyn ErasedKind>> {
@@ -433,6 +460,30 @@ mod tests {
             kinds.run("add", &bad, &ctx()).await,
             Err(Error::InvalidParams(_))
         ));
+    }
+
+    /// Echoes its parameters' text: a kind that takes them raw.
+    struct Echo;
+
+    #[async_trait]
+    impl Renderer for Echo {
+        const KIND: &'static str = "echo";
+        type Params = Params;
+        type Output = String;
+
+        async fn render(&self, params: Params, _ctx: &Context) -> Result<String> {
+            Ok(params.as_json().to_owned())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kind_taking_raw_parameters_gets_the_stored_text_unparsed() {
+        let kinds = Kinds::new().with(Echo);
+        // Key order and spacing survive: the text is passed through, never parsed into a map.
+        let stored = Params::from_json(r#"{"z": 1,  "a": [2]}"#).unwrap();
+        let out = kinds.run("echo", &stored, &ctx()).await.unwrap();
+        assert_eq!(String::from_output(out).unwrap(), r#"{"z": 1,  "a": [2]}"#);
+        assert!(kinds.check("echo", serde_json::json!([1, "x"])).is_ok());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rustc_hash::FxBuildHasher;
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
@@ -92,7 +93,10 @@ struct State {
     /// Boxed, so that growing the map moves pointers, not whole jobs: with hundreds of thousands
     /// of jobs kept for their retention period, a rehash of inline entries would hold the lock
     /// for tens of milliseconds.
-    jobs: HashMap<JobId, Box<Entry>>,
+    ///
+    /// Hashed with FxHash rather than SipHash: ids are random UUIDs the engine makes itself, so
+    /// no client can choose keys that collide, and hashing was a sixth of a job's cost.
+    jobs: HashMap<JobId, Box<Entry>, FxBuildHasher>,
     next_seq: u64,
     next_token: u64,
     queues: BTreeMap<QueueName, QueueState>,
@@ -408,7 +412,7 @@ impl Consumer for MemoryBackend {
         state.apply(lease.id(), mv, now, self.settings.result_ttl)?;
         let entry = state.jobs.get_mut(&lease.id()).ok_or(Error::LeaseLost)?;
         entry.job.error = None;
-        entry.job.result_type = Some(output.content_type().to_owned());
+        entry.job.result_type = Some(output.content_type_shared());
         entry.result = Some(output);
         Ok(entry.job.clone())
     }

@@ -169,7 +169,12 @@ impl Processor {
     pub async fn execute(&self, lease: &Lease) -> Result<Processed> {
         let started = Instant::now();
         let job = &lease.job;
-        let ctx = Context::new(job.id, job.kind.clone(), job.queue.clone(), lease.attempt());
+        let ctx = Context::new(
+            job.id,
+            self.kinds.shared_name(&job.kind),
+            job.queue.clone(),
+            lease.attempt(),
+        );
         let result = match self.kinds.run(&job.kind, &job.params, &ctx).await {
             Ok(output) => match self.consumer.complete(lease, output).await {
                 Ok(_) => JobOutcome::Complete,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use holidapp_core::plot::PlotRenderer;
-use holidapp_core::{Jobs, Processor, Renderer};
+use holidapp_core::{Jobs, Kinds, Processor, Renderer};
 use holidapp_worker::Worker;
 use holidapp_worker::config::{BackendArgs, LogArgs, QueueArgs, WorkerArgs, init_logging};
 use tokio::sync::watch;
@@ -102,6 +102,9 @@ async fn run(config: Config) -> Result<(), String> {
 
     let services = config.backend.connect(&config.queue).await?;
     let plots = services.plots.clone().with_source(config.data_source);
+    // The API checks and shows jobs with the real kinds; only the embedded workers may run a
+    // stand-in renderer (`HOLIDAPP_RENDERER`).
+    let product_kinds = Kinds::new().with(plots.renderer());
     let kinds = config.worker.renderer.kinds(&plots);
     match &services.redis {
         Some(backend) => {
@@ -142,7 +145,7 @@ async fn run(config: Config) -> Result<(), String> {
         }
     }
 
-    let jobs = Jobs::new(&services.backends, kinds)
+    let jobs = Jobs::new(&services.backends, product_kinds)
         .with_default_kind(<PlotRenderer as Renderer>::KIND)
         .with_max_attempts(config.queue.max_attempts);
     let state = holidapp_http::AppState::new(jobs)

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use holidapp_core::plot::{PlotRenderer, Plots};
-use holidapp_core::{Context, Kinds, Png, Renderer, Result};
+use holidapp_core::{Context, Kinds, Params, Png, Renderer, Result};
 
 /// The renderer a worker is configured with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,18 +89,18 @@ pub const BLANK_PNG: &[u8] = &[
     0xae, 0x42, 0x60, 0x82,
 ];
 
-/// Finishes every job at once with [`BLANK_PNG`], whatever its parameters. Measures the queue,
-/// not the drawing.
+/// Finishes every job at once with [`BLANK_PNG`], whatever its parameters (any JSON, taken as
+/// [`Params`], so never parsed when a job runs). Measures the queue, not the drawing.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoopRenderer;
 
 #[async_trait]
 impl Renderer for NoopRenderer {
     const KIND: &'static str = "noop";
-    type Params = serde_json::Value;
+    type Params = Params;
     type Output = Png;
 
-    async fn render(&self, _params: serde_json::Value, _ctx: &Context) -> Result<Png> {
+    async fn render(&self, _params: Params, _ctx: &Context) -> Result<Png> {
         Ok(Png(Bytes::from_static(BLANK_PNG)))
     }
 }
@@ -114,10 +114,10 @@ pub struct SleepRenderer(pub Duration);
 #[async_trait]
 impl Renderer for SleepRenderer {
     const KIND: &'static str = "sleep";
-    type Params = serde_json::Value;
+    type Params = Params;
     type Output = Png;
 
-    async fn render(&self, _params: serde_json::Value, _ctx: &Context) -> Result<Png> {
+    async fn render(&self, _params: Params, _ctx: &Context) -> Result<Png> {
         tokio::time::sleep(self.0).await;
         Ok(Png(Bytes::from_static(BLANK_PNG)))
     }
@@ -156,7 +156,7 @@ mod tests {
         let queue = holidapp_core::QueueName::default_queue();
         let ctx = Context::new(holidapp_core::JobId::new_in(&queue), "plot", queue, 1);
         let png = SleepRenderer(Duration::from_secs(3))
-            .render(serde_json::json!({"start": "1"}), &ctx)
+            .render(Params::from_json(r#"{"start": "1"}"#).unwrap(), &ctx)
             .await
             .unwrap();
         assert_eq!(started.elapsed(), Duration::from_secs(3));

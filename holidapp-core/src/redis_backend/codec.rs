@@ -1,6 +1,7 @@
 //! Conversions between jobs and their Redis hashes, times and script arguments, and the shapes
 //! of script replies.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -32,9 +33,10 @@ pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-/// A new job as the enqueue script takes it: id, kind, params, creation time and attempt limit,
-/// then the number of optional field/value strings and those strings ([`optional_fields`]). The
-/// script adds the field names, the queue, the status and the submission number.
+/// A new job as the enqueue script takes it: id (which names its key, not a field), kind,
+/// params, creation time and attempt limit, then the number of optional field/value strings and
+/// those strings ([`optional_fields`]). The script adds the field names, the queue, the status
+/// and the submission number.
 pub(super) fn enqueue_args(job: &Job) -> Vec<String> {
     let optional = optional_fields(job);
     let mut args = Vec::with_capacity(6 + optional.len());
@@ -48,17 +50,23 @@ pub(super) fn enqueue_args(job: &Job) -> Vec<String> {
     args
 }
 
-/// The fields of a job beyond the ones every job has, as field/value strings: worker, times,
-/// error, result type and a non-zero attempt count. Unset ones are left out, so `HGETALL` shows
-/// only what the job has (no `attempts` field reads as 0).
+/// The fields of a job beyond the ones every job has, as field/value strings: its queue unless
+/// it is `default`, worker, times, error, result type and a non-zero attempt count. Unset ones
+/// are left out, so `HGETALL` shows only what the job has (no `attempts` field reads as 0, no
+/// `queue` field as `default`): each field of a new hash costs the enqueue a scan of those
+/// before it.
 pub(super) fn optional_fields(job: &Job) -> Vec<String> {
     let mut fields = Vec::new();
     let optional = [
+        (
+            "queue",
+            (job.queue.as_str() != QueueName::DEFAULT).then(|| job.queue.to_string()),
+        ),
         ("worker", job.worker.clone()),
         ("started_at", job.started_at.map(rfc3339)),
         ("finished_at", job.finished_at.map(rfc3339)),
         ("error", job.error.clone()),
-        ("result_type", job.result_type.clone()),
+        ("result_type", job.result_type.as_deref().map(str::to_owned)),
         (
             "attempts",
             (job.attempts > 0).then(|| job.attempts.to_string()),
@@ -73,16 +81,16 @@ pub(super) fn optional_fields(job: &Job) -> Vec<String> {
     fields
 }
 
-/// A job from its hash fields (as `HGETALL` returns them).
-pub(super) fn job_from_fields(fields: &HashMap<String, String>) -> Result<Job> {
-    job_from_lookup(|name| fields.get(name).map(String::as_str))
+/// The job `id` from its hash fields (as `HGETALL` returns them). The id is not a field: the
+/// key names it.
+pub(super) fn job_from_fields(id: JobId, fields: &HashMap<String, String>) -> Result<Job> {
+    job_from_lookup(id, |name| fields.get(name).map(String::as_str))
 }
 
 /// The fields a lease reads of each job it takes, in the order the lease script answers their
 /// values: what [`job_from_lookup`] needs of a `submitted` job besides its queue (the caller
 /// knows it; the lease sets the rest).
-pub(super) const LEASE_FIELDS: [&str; 8] = [
-    "id",
+pub(super) const LEASE_FIELDS: [&str; 7] = [
     "status",
     "kind",
     "params",
@@ -92,9 +100,9 @@ pub(super) const LEASE_FIELDS: [&str; 8] = [
     "error",
 ];
 
-/// A job of `queue` from the values of [`LEASE_FIELDS`], in that order (`Nil` for a field the
-/// hash lacks), as the lease script answers them.
-pub(super) fn job_from_lease_values(value: Value, queue: &QueueName) -> Result<Job> {
+/// The job `id` of `queue` from the values of [`LEASE_FIELDS`], in that order (`Nil` for a field
+/// the hash lacks), as the lease script answers them.
+pub(super) fn job_from_lease_values(id: JobId, value: Value, queue: &QueueName) -> Result<Job> {
     let values = array(value)?
         .into_iter()
         .map(|v| match v {
@@ -109,7 +117,7 @@ pub(super) fn job_from_lease_values(value: Value, queue: &QueueName) -> Result<J
             LEASE_FIELDS.len()
         )));
     }
-    job_from_lookup(|name| {
+    job_from_lookup(id, |name| {
         if name == "queue" {
             return Some(queue.as_str());
         }
@@ -119,7 +127,7 @@ pub(super) fn job_from_lease_values(value: Value, queue: &QueueName) -> Result<J
 }
 
 /// A job from its stored fields, each looked up by name (`None` when the hash lacks it).
-fn job_from_lookup<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Result<Job> {
+fn job_from_lookup<'a>(id: JobId, field: impl Fn(&str) -> Option<&'a str>) -> Result<Job> {
     let required = |name: &str| {
         field(name).ok_or_else(|| Error::Internal(format!("stored job has no '{name}' field")))
     };
@@ -136,9 +144,11 @@ fn job_from_lookup<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Result<Job> {
         None => Ok(default),
         Some(n) => n.parse::<u32>().map_err(|e| bad(name, &e)),
     };
-    let id: JobId = required("id")?.parse().map_err(|e| bad("id", &e))?;
     let status: JobStatus = required("status")?.parse().map_err(|e| bad("status", &e))?;
-    let queue = QueueName::new(required("queue")?).map_err(|e| bad("queue", &e))?;
+    let queue = match field("queue") {
+        None => QueueName::default_queue(),
+        Some(name) => QueueName::new(name).map_err(|e| bad("queue", &e))?,
+    };
     Ok(Job {
         id,
         kind: required("kind")?.to_owned(),
@@ -152,7 +162,7 @@ fn job_from_lookup<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Result<Job> {
         started_at: optional_time("started_at")?,
         finished_at: optional_time("finished_at")?,
         error: field("error").map(str::to_owned),
-        result_type: field("result_type").map(str::to_owned),
+        result_type: field("result_type").map(|t| Cow::Owned(t.to_owned())),
     })
 }
 
@@ -236,14 +246,14 @@ mod tests {
     /// The hash the enqueue script writes for `job` (`seq` aside).
     fn stored_fields(job: &Job) -> HashMap<String, String> {
         let args = enqueue_args(job);
-        let names = ["id", "kind", "params", "created_at", "max_attempts"];
+        assert_eq!(args[0], job.id.to_string());
+        let names = ["kind", "params", "created_at", "max_attempts"];
         let mut fields: HashMap<String, String> = names
             .iter()
-            .zip(&args)
+            .zip(&args[1..])
             .map(|(name, value)| ((*name).to_owned(), value.clone()))
             .collect();
         fields.insert("status".into(), job.status.as_str().into());
-        fields.insert("queue".into(), job.queue.to_string());
         assert_eq!(args[5], (args.len() - 6).to_string());
         for pair in args[6..].chunks(2) {
             fields.insert(pair[0].clone(), pair[1].clone());
@@ -265,14 +275,21 @@ mod tests {
     fn jobs_survive_their_hash_exactly() {
         let now = Utc::now();
         let mut job = a_job();
-        assert_eq!(job_from_fields(&stored_fields(&job)).unwrap(), job);
+        assert_eq!(job_from_fields(job.id, &stored_fields(&job)).unwrap(), job);
         job.worker = Some("10.1.2.3".into());
         job.started_at = Some(now);
         job.finished_at = Some(now);
         job.error = Some("boom".into());
         job.result_type = Some("image/png".into());
         job.attempts = 2;
-        assert_eq!(job_from_fields(&stored_fields(&job)).unwrap(), job);
+        assert_eq!(job_from_fields(job.id, &stored_fields(&job)).unwrap(), job);
+        job.queue = QueueName::default_queue();
+        let fields = stored_fields(&job);
+        assert!(
+            !fields.contains_key("queue"),
+            "no field means the default queue"
+        );
+        assert_eq!(job_from_fields(job.id, &fields).unwrap(), job);
     }
 
     #[test]
@@ -290,11 +307,11 @@ mod tests {
             })
             .collect();
         assert_eq!(
-            job_from_lease_values(Value::Array(values), &job.queue).unwrap(),
+            job_from_lease_values(job.id, Value::Array(values), &job.queue).unwrap(),
             job
         );
         assert!(matches!(
-            job_from_lease_values(Value::Array(vec![Value::Nil]), &job.queue),
+            job_from_lease_values(job.id, Value::Array(vec![Value::Nil]), &job.queue),
             Err(Error::Internal(_))
         ));
     }
@@ -302,7 +319,11 @@ mod tests {
     #[test]
     fn broken_hashes_are_internal_errors_not_panics() {
         let mut fields: HashMap<String, String> = HashMap::new();
-        assert!(matches!(job_from_fields(&fields), Err(Error::Internal(_))));
+        let id = a_job().id;
+        assert!(matches!(
+            job_from_fields(id, &fields),
+            Err(Error::Internal(_))
+        ));
         fields.extend(stored_fields(&a_job()));
         for (field, bad) in [
             ("status", "running"),
@@ -311,12 +332,11 @@ mod tests {
             ("max_attempts", "x"),
             ("params", "[1"),
             ("queue", "no queue"),
-            ("id", "x"),
         ] {
             let mut broken = fields.clone();
             broken.insert(field.into(), bad.into());
             assert!(
-                matches!(job_from_fields(&broken), Err(Error::Internal(_))),
+                matches!(job_from_fields(id, &broken), Err(Error::Internal(_))),
                 "{field}"
             );
         }

@@ -106,21 +106,25 @@ impl RedisBackend {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let ids: Vec<JobId> = ids
+            .iter()
+            .map(|id| {
+                id.parse()
+                    .map_err(|_| Error::Internal(format!("an index holds '{id}', not a job id")))
+            })
+            .collect::<Result<_>>()?;
         let mut pipe = redis::pipe();
-        for id in ids {
-            let id: JobId = id
-                .parse()
-                .map_err(|_| Error::Internal(format!("an index holds '{id}', not a job id")))?;
+        for &id in &ids {
             pipe.hgetall(self.keys.job(id));
         }
         let replies: Vec<Value> = self.conn.query_bulk(&pipe).await?;
         let now = millis(self.clock.now());
         let mut jobs = Vec::with_capacity(replies.len());
-        for reply in replies {
+        for (id, reply) in ids.into_iter().zip(replies) {
             if let Some(fields) = fields_from_reply(reply)?
                 && !expired(&fields, now)
             {
-                jobs.push(job_from_fields(&fields)?);
+                jobs.push(job_from_fields(id, &fields)?);
             }
         }
         Ok(jobs)
@@ -142,7 +146,7 @@ impl JobStore for RedisBackend {
     async fn get(&self, id: JobId) -> Result<Option<Job>> {
         self.live_fields(id)
             .await?
-            .map(|fields| job_from_fields(&fields))
+            .map(|fields| job_from_fields(id, &fields))
             .transpose()
     }
 
@@ -239,12 +243,25 @@ impl JobStore for RedisBackend {
     }
 
     async fn delete(&self, id: JobId) -> Result<bool> {
-        let queue: Option<String> = self
+        let (status, queue): (Option<String>, Option<String>) = self
             .conn
-            .query(redis::cmd("HGET").arg(self.keys.job(id)).arg("queue"))
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.keys.job(id))
+                    .arg("status")
+                    .arg("queue"),
+            )
             .await?;
-        let Some(queue) = queue.and_then(|q| QueueName::new(q).ok()) else {
+        if status.is_none() {
             return Ok(false);
+        }
+        // No `queue` field means the default queue.
+        let queue = match queue {
+            None => QueueName::default_queue(),
+            Some(name) => match QueueName::new(name) {
+                Ok(queue) => queue,
+                Err(_) => return Ok(false),
+            },
         };
         let k = self.queue_keys(&queue);
         let deleted: i64 = self

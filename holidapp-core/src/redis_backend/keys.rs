@@ -18,8 +18,6 @@ pub(super) struct Keys {
 /// The keys of one queue, and of the jobs of its tag.
 #[derive(Debug, Clone)]
 pub(super) struct QueueKeys {
-    /// The queue.
-    pub(super) name: QueueName,
     /// `{prefix}:{xx}:job:`: prefix of job hashes.
     pub(super) job_prefix: String,
     /// `{prefix}:{xx}:result:`: prefix of result strings.
@@ -59,7 +57,6 @@ impl Keys {
         let tagged = self.tagged(queue.tag());
         let key = |rest: &str| format!("{tagged}:q:{queue}:{rest}");
         QueueKeys {
-            name: queue.clone(),
             job_prefix: format!("{tagged}:job:"),
             result_prefix: format!("{tagged}:result:"),
             seq: format!("{tagged}:seq"),

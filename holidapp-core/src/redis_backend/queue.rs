@@ -117,7 +117,7 @@ impl RedisBackend {
             .into_iter()
             .map(|item| {
                 let mut parts = array(item)?.into_iter();
-                let (Some(_id), Some(token), Some(values)) =
+                let (Some(id), Some(token), Some(values)) =
                     (parts.next(), parts.next(), parts.next())
                 else {
                     return Err(Error::Internal(
@@ -126,7 +126,10 @@ impl RedisBackend {
                 };
                 let token = u64::try_from(int(token)?)
                     .map_err(|_| Error::Internal("negative lease token".into()))?;
-                let mut job = job_from_lease_values(values, queue)?;
+                let id = string(id)?
+                    .parse()
+                    .map_err(|_| Error::Internal("lease script answered a bad job id".into()))?;
+                let mut job = job_from_lease_values(id, values, queue)?;
                 let mv = decide(machine_state(&job), Event::Lease, &self.settings.retry)?;
                 // What the script changed, as it changed it: the lease's move, the worker, the
                 // start time.
@@ -234,7 +237,7 @@ impl RedisBackend {
                 .arg(lease.token.0)
                 .arg(output.bytes().as_ref())
                 .arg(output.content_type());
-            leases.push((lease, output.content_type().to_owned()));
+            leases.push((lease, output.content_type_shared()));
         }
         let changed: Vec<i64> = self
             .conn
@@ -352,8 +355,7 @@ impl RedisBackend {
             .arg(jobs.len())
             .arg(mode)
             .arg(JobStatus::Submitted.as_str())
-            .arg(millis(self.clock.now()))
-            .arg(k.name.as_str());
+            .arg(millis(self.clock.now()));
         for job in jobs {
             invocation.arg(enqueue_args(job));
         }

@@ -527,17 +527,25 @@ fn write_job(out: &mut Vec<u8>, ctx: &Ctx, base: &BasePath, job: &Job) -> Result
         )));
     }
     out.pop();
-    if ctx.app.jobs.kinds().params_at_top_level(&job.kind)
-        && let Ok(fields) =
-            serde_json::from_str::<BTreeMap<String, &RawValue>>(job.params.as_json())
-    {
-        for (name, value) in fields {
-            if !JOB_FIELDS.contains(&name.as_str()) {
-                out.push(b',');
-                serde_json::to_writer(&mut *out, &name).map_err(internal)?;
-                out.push(b':');
-                out.extend_from_slice(value.get().as_bytes());
+    if ctx.app.jobs.kinds().params_at_top_level(&job.kind) {
+        // Keys borrowed from the parameters' text when they hold no escape (the usual case),
+        // else owned.
+        let mut write_fields = |fields: &mut dyn Iterator<Item = (&str, &RawValue)>| {
+            for (name, value) in fields {
+                if !JOB_FIELDS.contains(&name) {
+                    out.push(b',');
+                    serde_json::to_writer(&mut *out, name).map_err(internal)?;
+                    out.push(b':');
+                    out.extend_from_slice(value.get().as_bytes());
+                }
             }
+            Ok::<(), ApiError>(())
+        };
+        let text = job.params.as_json();
+        if let Ok(fields) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(text) {
+            write_fields(&mut fields.into_iter())?;
+        } else if let Ok(fields) = serde_json::from_str::<BTreeMap<String, &RawValue>>(text) {
+            write_fields(&mut fields.iter().map(|(k, v)| (k.as_str(), *v)))?;
         }
     }
     let _ = write!(out, ",\"result\":\"{}/jobs/{}/result\"}}", base.0, job.id);

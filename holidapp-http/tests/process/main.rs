@@ -227,6 +227,34 @@ async fn the_readme_quick_start_runs_on_the_binary_without_redis() {
     assert!(api.terminate(Duration::from_secs(30)), "a clean exit");
 }
 
+/// A stand-in renderer for the embedded workers changes how jobs run, never what the API
+/// accepts or how it shows a plot job.
+#[tokio::test]
+async fn a_stand_in_renderer_keeps_the_product_checks_and_job_shape() {
+    let mut api = Api::start(&[("HOLIDAPP_RENDERER", "noop")]);
+    let http = client(Duration::from_secs(30));
+    let submit = |body: Value| http.post(api.url("/jobs")).json(&body).send();
+
+    let (status, refused) = json_of(
+        submit(json!({"start": "2000", "end": "1990"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    let (status, refused) = json_of(submit(json!({"start": "1990"})).await.unwrap()).await;
+    assert_eq!(status, 400, "{refused}");
+
+    let (status, job) = json_of(submit(json!({"start": 1990, "end": "2000"})).await.unwrap()).await;
+    assert_eq!(status, 201, "{job}");
+    assert_eq!(
+        (job["start"].clone(), job["end"].clone()),
+        (json!("1990"), json!("2000"))
+    );
+    assert_eq!(job["kind"], "plot");
+    assert!(api.terminate(Duration::from_secs(30)), "a clean exit");
+}
+
 #[tokio::test]
 async fn the_api_answers_503_while_redis_is_down_and_recovers_by_itself() {
     let mut redis = RedisServer::start_with_aof();

@@ -17,11 +17,12 @@
 -- ARGV[4]  'stop' or 'skip': what a taken id does to the jobs after it
 -- ARGV[5]  the status of a new job ('submitted')
 -- ARGV[6]  now (ms since the epoch)
--- ARGV[7]  the queue's name
 -- then, N times: job id, kind, params (JSON), created_at, max_attempts, the number F of optional
---   field/value strings, then those F strings (field, value, ...)
--- Values travel without their field names and the submission number is formatted as an integer:
--- a bulk enqueue spends most of its time in this script.
+--   field/value strings, then those F strings (field, value, ...; they include the queue's name
+--   unless it is `default`)
+-- Values travel without their field names, the job's id is not a field (its key names it), and
+-- the submission number is formatted as an integer: a bulk enqueue spends most of its time in
+-- this script, and every field of a new hash costs a scan of those before it.
 -- Returns {'ok', p1, p2, ...}: the positions (from 1) of the jobs refused because their id was
 -- taken (none when all were stored), or, in mode 'stop', {'exists', id} for the first one.
 
@@ -30,7 +31,6 @@ local wake_cap = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local stop = ARGV[4] == 'stop'
 local status = ARGV[5]
-local queue = ARGV[7]
 local FIXED = 6
 
 local seq = math.max(tonumber(ARGV[6]) * 1024, tonumber(redis.call('GET', KEYS[1]) or '0') + 1) - 1
@@ -53,7 +53,7 @@ end
 
 -- One EXISTS for all the keys: when none exists (the usual case) no job needs its own check.
 local keys = {}
-local at = 8
+local at = 7
 for i = 1, n do
   keys[i] = job_prefix .. ARGV[at]
   at = at + FIXED + tonumber(ARGV[at + 5])
@@ -61,7 +61,7 @@ end
 local check_each = redis.call('EXISTS', unpack(keys)) > 0
 
 local refused = {'ok'}
-at = 8
+at = 7
 for i = 1, n do
   local id = ARGV[at]
   local extra = tonumber(ARGV[at + 5])
@@ -77,11 +77,11 @@ for i = 1, n do
     -- '%d' formats an integer; a bare number would go through '%.14g', several times slower.
     local s = string.format('%d', seq)
     if extra == 0 then
-      redis.call('HSET', key, 'id', id, 'kind', ARGV[at + 1], 'queue', queue, 'status', status,
+      redis.call('HSET', key, 'kind', ARGV[at + 1], 'status', status,
         'params', ARGV[at + 2], 'created_at', ARGV[at + 3], 'max_attempts', ARGV[at + 4],
         'seq', s)
     else
-      redis.call('HSET', key, 'id', id, 'kind', ARGV[at + 1], 'queue', queue, 'status', status,
+      redis.call('HSET', key, 'kind', ARGV[at + 1], 'status', status,
         'params', ARGV[at + 2], 'created_at', ARGV[at + 3], 'max_attempts', ARGV[at + 4],
         'seq', s, unpack(ARGV, at + FIXED, at + FIXED - 1 + extra))
     end
