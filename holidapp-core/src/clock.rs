@@ -41,9 +41,11 @@ impl ManualClock {
         }
     }
 
-    /// A clock standing at the current wall-clock time.
+    /// A clock standing at the current wall-clock time, to the millisecond (the precision of
+    /// the times a backend stores).
     pub fn starting_now() -> Self {
-        Self::new(Utc::now())
+        let now = Utc::now();
+        Self::new(DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now))
     }
 
     /// Moves the clock forward by `by`.

@@ -39,7 +39,7 @@ use crate::error::Error;
 use crate::job::{Job, JobId, Params, QueueName};
 use crate::kind::Output;
 use crate::machine::{FailureKind, JobStatus, RetryPolicy};
-use crate::queue::{Consumer, Lease, Maintenance, Producer, QueueSettings};
+use crate::queue::{Consumer, Enqueued, Lease, Maintenance, Producer, QueueSettings};
 use crate::store::{
     Cursor, JobStore, ListQuery, MAX_PAGE_SIZE, QueueStats, ResultState, Statuses, total_counts,
 };
@@ -86,6 +86,7 @@ pub fn settings() -> QueueSettings {
             max_delay: Duration::from_secs(8),
         },
         result_ttl: Duration::from_secs(3600),
+        ..QueueSettings::default()
     }
 }
 
@@ -223,11 +224,26 @@ pub async fn enqueue_refuses_a_duplicate_id_or_a_moved_job<M: MakeBackend>(make:
     assert_eq!(default_stats(&*b).await.ready, 1);
 }
 
-/// `enqueue_many` stores every job, leasable in the order given.
+/// `enqueue_many` stores every job, leasable in the order given, and answers for each on its
+/// own: a refused job does not stop the ones after it.
 pub async fn enqueue_many_keeps_order<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
-    let jobs: Vec<Job> = (0..25).map(|_| job(&clock)).collect();
-    b.enqueue_many(&jobs).await.unwrap();
+    let first = job(&clock);
+    b.enqueue(&first).await.unwrap();
+    let mut jobs: Vec<Job> = (0..25).map(|_| job(&clock)).collect();
+    jobs.insert(10, first.clone());
+    let answers = b.enqueue_many(&jobs).await.unwrap();
+    assert_eq!(answers.len(), 26);
+    for (i, answer) in answers.iter().enumerate() {
+        match (i, answer) {
+            (10, Err(Error::Conflict(_))) => {}
+            (10, other) => panic!("a taken id was not refused: {other:?}"),
+            (_, Ok(Enqueued::Stored)) => {}
+            (i, other) => panic!("job {i}: {other:?}"),
+        }
+    }
+    jobs.remove(10);
+    assert_eq!(lease(&*b, "w").await.id(), first.id);
     assert_eq!(default_stats(&*b).await.ready, 25);
     for expected in &jobs {
         assert_eq!(lease(&*b, "w").await.id(), expected.id);
@@ -284,7 +300,7 @@ pub async fn queues_are_apart<M: MakeBackend>(make: &M) {
     let (fast, slow) = (queue("fast"), queue("slow"));
     let a = job_in(&clock, &fast, "1");
     let c = job_in(&clock, &slow, "2");
-    b.enqueue_many(&[a.clone(), c.clone()]).await.unwrap();
+    b.enqueue_all(&[a.clone(), c.clone()]).await.unwrap();
     assert!(nothing_ready(&*b).await, "nothing in the default queue");
     assert_eq!(stats_of(&*b, &fast).await.ready, 1);
     assert_eq!(stats_of(&*b, &slow).await.ready, 1);
@@ -715,7 +731,7 @@ pub async fn concurrent_requeue_handles_each_lease_once<M: MakeBackend>(make: &M
 pub async fn concurrent_lessees_get_each_job_once<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
     let jobs: Vec<Job> = (0..200).map(|_| job(&clock)).collect();
-    b.enqueue_many(&jobs).await.unwrap();
+    b.enqueue_all(&jobs).await.unwrap();
     let workers = (0..4).map(|w| {
         let b = Arc::clone(&b);
         tokio::spawn(async move {
@@ -985,7 +1001,7 @@ pub async fn cursors_page_through_every_job_once<M: MakeBackend>(make: &M) {
 pub async fn list_caps_the_page_size<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
     let jobs: Vec<Job> = (0..MAX_PAGE_SIZE + 5).map(|_| job(&clock)).collect();
-    b.enqueue_many(&jobs).await.unwrap();
+    b.enqueue_all(&jobs).await.unwrap();
     let huge = ListQuery {
         limit: MAX_PAGE_SIZE * 10,
         ..ListQuery::default()

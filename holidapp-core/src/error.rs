@@ -40,6 +40,13 @@ pub enum Error {
     /// The request conflicts with the current state (e.g. deleting a job that is running).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A quota is full (a queue's waiting jobs, its results' bytes): nothing was stored. Trying
+    /// again later, once workers have drained the queue or retention has freed results, may work.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
+    /// The loaded data set is larger than this process may hold (`HOLIDAPP_DATA_MAX_RECORDS`).
+    #[error("the data set is too large: {0}")]
+    DataTooLarge(String),
     /// An event the status machine does not allow in the job's status.
     #[error("a job that is '{from}' cannot take the event {event}")]
     IllegalTransition {

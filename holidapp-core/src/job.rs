@@ -277,6 +277,14 @@ pub struct Job {
     /// The content type of its result, once it is `complete`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_type: Option<Cow<'static, str>>,
+    /// Its unique key (an idempotency key): a second submit with the same key, while this job is
+    /// kept, answers this job instead of storing another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<String>,
+    /// The longest one attempt may run, in seconds, when the job asks for less than the worker's
+    /// limit (`HOLIDAPP_JOB_TIMEOUT_SECONDS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u32>,
 }
 
 impl Job {
@@ -304,8 +312,29 @@ impl Job {
             finished_at: None,
             error: None,
             result_type: None,
+            unique_key: None,
+            timeout: None,
         }
     }
+}
+
+/// The longest unique key, in characters.
+pub const MAX_UNIQUE_KEY_LEN: usize = 256;
+
+/// Checks a unique (idempotency) key: 1 to [`MAX_UNIQUE_KEY_LEN`] characters, none of them a
+/// control character.
+pub fn check_unique_key(key: &str) -> Result<()> {
+    if key.is_empty()
+        || key.chars().count() > MAX_UNIQUE_KEY_LEN
+        || key.chars().any(char::is_control)
+    {
+        return Err(Error::InvalidParams(format!(
+            "a unique key must be 1 to {MAX_UNIQUE_KEY_LEN} characters, none of them a control \
+             character; got '{}'",
+            truncate(key, 40).escape_debug()
+        )));
+    }
+    Ok(())
 }
 
 /// Shortens `s` to at most `max` characters for an error message, so hostile input cannot make

@@ -11,14 +11,17 @@ use serde_json::Value;
 use crate::backends::Backends;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, QueueName};
+use crate::job::{Job, JobId, QueueName, check_unique_key};
 use crate::kind::{JobOutput, Kinds, Output, Renderer};
 use crate::machine::JobStatus;
-use crate::queue::Producer;
+use crate::queue::{Enqueued, Producer};
 use crate::store::{JobStore, ListQuery, Page, QueueStats, ResultState, Statuses};
 
 /// The most attempts a job may ask for.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
+
+/// The longest per-attempt timeout a job may ask for, in seconds (one day).
+pub const MAX_TIMEOUT_SECONDS: u32 = 86_400;
 
 /// A job to submit: its kind, its parameters as JSON, and where and how it runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +34,14 @@ pub struct Submit {
     pub queue: Option<QueueName>,
     /// Attempts allowed; the service's default (`HOLIDAPP_MAX_ATTEMPTS`) when `None`.
     pub max_attempts: Option<u32>,
+    /// A unique (idempotency) key: while a job submitted with it to the same queue is kept (and
+    /// for at most the backend's [`unique_ttl`](crate::QueueSettings::unique_ttl)), a submit with
+    /// the same key stores nothing and answers that job. 1 to 256 characters, no control
+    /// characters.
+    pub unique_key: Option<String>,
+    /// The longest one attempt may run, in seconds (1 to 86,400); workers stop an attempt at
+    /// the shorter of this and their own limit.
+    pub timeout: Option<u32>,
 }
 
 impl Submit {
@@ -41,6 +52,8 @@ impl Submit {
             params,
             queue: None,
             max_attempts: None,
+            unique_key: None,
+            timeout: None,
         }
     }
 
@@ -62,7 +75,54 @@ impl Submit {
         self.max_attempts = Some(attempts);
         self
     }
+
+    /// The same job, with a unique (idempotency) key.
+    pub fn with_unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+
+    /// The same job, each attempt stopped after `seconds`.
+    pub fn with_timeout(mut self, seconds: u32) -> Self {
+        self.timeout = Some(seconds);
+        self
+    }
 }
+
+/// What a submit did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Submitted {
+    /// The job was stored and queued.
+    Created(Job),
+    /// A kept job already holds the submit's unique key: nothing was stored, and this is that
+    /// job (a retried request finds the job its first try made).
+    Existing(Job),
+}
+
+impl Submitted {
+    /// The job, new or existing.
+    pub fn job(&self) -> &Job {
+        match self {
+            Submitted::Created(job) | Submitted::Existing(job) => job,
+        }
+    }
+
+    /// The job, new or existing.
+    pub fn into_job(self) -> Job {
+        match self {
+            Submitted::Created(job) | Submitted::Existing(job) => job,
+        }
+    }
+
+    /// Whether this submit stored the job.
+    pub fn is_created(&self) -> bool {
+        matches!(self, Submitted::Created(_))
+    }
+}
+
+/// How many times a submit tries again when the job holding its unique key is gone by the time
+/// it is read (deleted or purged in between).
+const UNIQUE_RACE_TRIES: usize = 3;
 
 /// The use cases of a job service over a store, a producer and the registered kinds.
 ///
@@ -146,11 +206,30 @@ impl Jobs {
 
     /// Submits a job: its kind checks the parameters ([`Error::UnknownKind`],
     /// [`Error::ParamsShape`] or [`Error::InvalidParams`] when it refuses them, and nothing is
-    /// stored), then the job is stored and queued in one step. Answers the job as stored.
+    /// stored), then the job is stored and queued in one step. Answers the job as stored, or,
+    /// when its unique key is held, the job holding it (see [`submit_or_find`](Self::submit_or_find)
+    /// to tell which). A full queue answers [`Error::QuotaExceeded`].
     pub async fn submit(&self, request: Submit) -> Result<Job> {
+        Ok(self.submit_or_find(request).await?.into_job())
+    }
+
+    /// [`submit`](Self::submit), saying whether the job was stored or already existed under its
+    /// unique key.
+    pub async fn submit_or_find(&self, request: Submit) -> Result<Submitted> {
         let job = self.prepare(request)?;
-        self.producer.enqueue(&job).await?;
-        Ok(job)
+        for _ in 0..UNIQUE_RACE_TRIES {
+            match self.producer.enqueue(&job).await? {
+                Enqueued::Stored => return Ok(Submitted::Created(job)),
+                Enqueued::Duplicate(holder) => {
+                    if let Some(existing) = self.store.get(holder).await? {
+                        return Ok(Submitted::Existing(existing));
+                    }
+                }
+            }
+        }
+        Err(Error::Conflict(
+            "the job holding this unique key keeps being deleted; try again".into(),
+        ))
     }
 
     /// Submits a job of the kind `R` serves, with typed parameters.
@@ -174,14 +253,21 @@ impl Jobs {
                 )));
             }
         };
+        if let Some(key) = &request.unique_key {
+            check_unique_key(key)?;
+        }
+        if let Some(seconds) = request.timeout
+            && !(1..=MAX_TIMEOUT_SECONDS).contains(&seconds)
+        {
+            return Err(Error::InvalidParams(format!(
+                "timeout must be between 1 and {MAX_TIMEOUT_SECONDS} seconds, got {seconds}"
+            )));
+        }
         let queue = request.queue.unwrap_or_else(|| self.default_queue.clone());
-        Ok(Job::new(
-            kind,
-            queue,
-            params,
-            max_attempts,
-            self.clock.now(),
-        ))
+        let mut job = Job::new(kind, queue, params, max_attempts, self.clock.now());
+        job.unique_key = request.unique_key;
+        job.timeout = request.timeout;
+        Ok(job)
     }
 
     /// The job with this id, if it exists.

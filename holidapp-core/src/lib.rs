@@ -56,8 +56,9 @@
 //!   processes sharing one Redis. Every status change and queue move is one Lua script touching
 //!   keys of one hash tag; keys are human-readable (see `docs/redis-layout.md`).
 //!
-//! All backends read time from a [`Clock`], so tests drive lease expiry and retry delays with a
-//! [`ManualClock`] instead of sleeping.
+//! The in-memory backend reads time from a [`Clock`]; the Redis backend reads Redis's own clock,
+//! one clock for every process, or a [`Clock`] given for tests. So tests drive lease expiry and
+//! retry delays with a [`ManualClock`] instead of sleeping.
 //!
 //! ## The plot kind
 //!
@@ -139,12 +140,15 @@ pub use backends::{Backend, Backends};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use job::{Job, JobId, Params, QueueName};
-pub use jobs::{Jobs, Submit};
+pub use jobs::{Jobs, Submit, Submitted};
 pub use kind::{Context, JobOutput, Json, Kinds, Output, Png, Renderer};
 pub use machine::{FailureKind, JobStatus, RetryPolicy};
 pub use memory::MemoryBackend;
 pub use process::{JobOutcome, Outcome, Processed, Processor};
-pub use queue::{Consumer, Lease, LeaseToken, Maintenance, Producer, QueueSettings, RequeueReport};
+pub use queue::{
+    Consumer, Enqueued, Lease, LeaseToken, Maintenance, Producer, QueueSettings, Quotas,
+    RequeueReport,
+};
 pub use stats::{Counter, StatsSnapshot, WorkerStats};
 pub use store::{
     Cursor, JobStore, ListQuery, Page, QueueStats, ResultState, StatusCounts, Statuses,

@@ -28,7 +28,8 @@ use crate::machine::{
     Attempts, Event, FailureKind, JobState, JobStatus, Move, Requeue, decide, expiry_reason,
 };
 use crate::queue::{
-    Consumer, Lease, LeaseToken, Maintenance, Producer, QueueSettings, RequeueReport,
+    Consumer, Enqueued, Lease, LeaseToken, Maintenance, Producer, QueueSettings, Quota,
+    RequeueReport,
 };
 use crate::store::{Cursor, JobStore, ListQuery, Page, QueueStats, ResultState, StatusCounts};
 
@@ -70,9 +71,13 @@ impl Entry {
 /// One queue's waiting jobs and counts.
 #[derive(Debug, Default)]
 struct QueueState {
-    /// Ready jobs never leased yet, oldest first. Every one of them was submitted after every
-    /// job in `returned`.
-    ready: VecDeque<JobId>,
+    /// Ready jobs never leased yet, oldest first, with their submission numbers. Every one of
+    /// them was submitted after every job in `returned`. A deleted job stays until a lease pops
+    /// it and finds it gone (its number no longer that of a `submitted` job), so a delete costs
+    /// no scan; `stale` counts such entries.
+    ready: VecDeque<(u64, JobId)>,
+    /// Entries of `ready` whose job was deleted.
+    stale: u64,
     /// Ready jobs back from a lease (released, expired or retried), by submission number:
     /// leased before `ready`, so the queue runs oldest submission first.
     returned: BTreeSet<(u64, JobId)>,
@@ -80,11 +85,20 @@ struct QueueState {
     delayed: BTreeSet<(DateTime<Utc>, u64, JobId)>,
     /// Jobs per status (index = `status_slot`).
     counts: [u64; 4],
+    /// The bytes of the results the queue holds.
+    result_bytes: u64,
+    /// Unique keys, each with the job holding it and when it stops holding it.
+    unique: HashMap<String, (JobId, DateTime<Utc>)>,
 }
 
 impl QueueState {
     fn has_ready(&self) -> bool {
-        !self.ready.is_empty() || !self.returned.is_empty()
+        self.ready_count() > 0
+    }
+
+    /// Jobs ready to lease (not counting remains of deleted ones).
+    fn ready_count(&self) -> u64 {
+        self.ready.len() as u64 - self.stale + self.returned.len() as u64
     }
 }
 
@@ -221,10 +235,19 @@ impl State {
     /// the oldest of those never leased.
     fn next_ready(&mut self, queue: &QueueName) -> Option<JobId> {
         let q = self.queues.get_mut(queue)?;
-        match q.returned.pop_first() {
-            Some((_, id)) => Some(id),
-            None => q.ready.pop_front(),
+        if let Some((_, id)) = q.returned.pop_first() {
+            return Some(id);
         }
+        while let Some((seq, id)) = q.ready.pop_front() {
+            match self.jobs.get(&id) {
+                Some(entry) if entry.seq == seq && entry.job.status == JobStatus::Submitted => {
+                    return Some(id);
+                }
+                // What a delete left behind.
+                _ => q.stale = q.stale.saturating_sub(1),
+            }
+        }
+        None
     }
 
     /// A job that exists and has not outlived its retention.
@@ -250,12 +273,28 @@ impl State {
         if let Some(at) = entry.ready_at {
             q.delayed.remove(&(at, entry.seq, id));
         } else if status == JobStatus::Submitted && !q.returned.remove(&(entry.seq, id)) {
-            q.ready.retain(|queued| *queued != id);
+            // Left in `ready` for the lease that pops it.
+            q.stale += 1;
+        }
+        if let Some(result) = &entry.result {
+            q.result_bytes = q.result_bytes.saturating_sub(result.bytes().len() as u64);
+        }
+        if let Some(key) = &entry.job.unique_key
+            && q.unique.get(key).is_some_and(|(holder, _)| *holder == id)
+        {
+            q.unique.remove(key);
         }
         Some(entry)
     }
 
-    fn insert(&mut self, job: &Job) -> Result<()> {
+    /// Stores and queues a new job, or answers why not (as the Redis enqueue script does, in
+    /// the same order: a taken id, a held unique key, a full quota).
+    fn insert(
+        &mut self,
+        job: &Job,
+        now: DateTime<Utc>,
+        settings: &QueueSettings,
+    ) -> Result<Enqueued> {
         if job.status != JobStatus::Submitted {
             return Err(Error::IllegalTransition {
                 from: job.status,
@@ -265,12 +304,40 @@ impl State {
         if self.jobs.contains_key(&job.id) {
             return Err(Error::Conflict(format!("job {} already exists", job.id)));
         }
+        let holder = self
+            .queues
+            .get(&job.queue)
+            .zip(job.unique_key.as_ref())
+            .and_then(|(q, key)| q.unique.get(key))
+            .filter(|(holder, until)| *until > now && self.live(*holder, now).is_some())
+            .map(|(holder, _)| *holder);
+        if let Some(holder) = holder {
+            return Ok(Enqueued::Duplicate(holder));
+        }
+        let quotas = settings.quotas;
+        let q = self.queue(&job.queue);
+        if quotas
+            .max_result_bytes
+            .is_some_and(|max| q.result_bytes >= max)
+        {
+            return Err(quotas.refusal(&job.queue, Quota::ResultBytes));
+        }
+        if quotas
+            .max_waiting
+            .is_some_and(|max| q.counts[status_slot(JobStatus::Submitted)] >= max)
+        {
+            return Err(quotas.refusal(&job.queue, Quota::Waiting));
+        }
         self.next_seq += 1;
         let seq = self.next_seq;
-        self.by_status[status_slot(JobStatus::Submitted)].insert((seq, job.id));
         let q = self.queue(&job.queue);
-        q.ready.push_back(job.id);
+        q.ready.push_back((seq, job.id));
         q.counts[status_slot(JobStatus::Submitted)] += 1;
+        if let Some(key) = &job.unique_key {
+            q.unique
+                .insert(key.clone(), (job.id, after(now, settings.unique_ttl)));
+        }
+        self.by_status[status_slot(JobStatus::Submitted)].insert((seq, job.id));
         self.jobs.insert(
             job.id,
             Box::new(Entry {
@@ -282,7 +349,7 @@ impl State {
                 expires_at: None,
             }),
         );
-        Ok(())
+        Ok(Enqueued::Stored)
     }
 }
 
@@ -337,19 +404,23 @@ impl MemoryBackend {
 
 #[async_trait]
 impl Producer for MemoryBackend {
-    async fn enqueue(&self, job: &Job) -> Result<()> {
-        self.state().insert(job)?;
+    async fn enqueue(&self, job: &Job) -> Result<Enqueued> {
+        let now = self.clock.now();
+        let answer = self.state().insert(job, now, &self.settings)?;
         self.work.notify_waiters();
-        Ok(())
+        Ok(answer)
     }
 
-    async fn enqueue_many(&self, jobs: &[Job]) -> Result<()> {
-        let stored = {
+    async fn enqueue_many(&self, jobs: &[Job]) -> Result<Vec<Result<Enqueued>>> {
+        let now = self.clock.now();
+        let answers = {
             let mut state = self.state();
-            jobs.iter().try_for_each(|job| state.insert(job))
+            jobs.iter()
+                .map(|job| state.insert(job, now, &self.settings))
+                .collect()
         };
         self.work.notify_waiters();
-        stored
+        Ok(answers)
     }
 }
 
@@ -410,11 +481,14 @@ impl Consumer for MemoryBackend {
             &self.settings.retry,
         )?;
         state.apply(lease.id(), mv, now, self.settings.result_ttl)?;
+        let bytes = output.bytes().len() as u64;
         let entry = state.jobs.get_mut(&lease.id()).ok_or(Error::LeaseLost)?;
         entry.job.error = None;
         entry.job.result_type = Some(output.content_type_shared());
         entry.result = Some(output);
-        Ok(entry.job.clone())
+        let job = entry.job.clone();
+        state.queue(&job.queue).result_bytes += bytes;
+        Ok(job)
     }
 
     async fn fail(&self, lease: &Lease, reason: &str, kind: FailureKind) -> Result<Job> {
@@ -616,7 +690,7 @@ impl JobStore for MemoryBackend {
                     complete: q.counts[2],
                     failed: q.counts[3],
                 },
-                ready: (q.ready.len() + q.returned.len()) as u64,
+                ready: q.ready_count(),
                 delayed: q.delayed.len() as u64,
             })
             .collect())

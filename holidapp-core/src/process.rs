@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::job::{JobId, QueueName};
 use crate::kind::{Context, Kinds};
-use crate::machine::{FailureKind, JobStatus};
+use crate::machine::{FailureKind, JobStatus, RetryPolicy};
 use crate::queue::{Consumer, Lease};
 
 /// What one call of [`Processor::process_one`] did.
@@ -70,6 +70,8 @@ pub struct Processor {
     kinds: Kinds,
     queues: Vec<QueueName>,
     lease_for: Duration,
+    /// The longest one attempt may run (`HOLIDAPP_JOB_TIMEOUT_SECONDS`); `None` for no limit.
+    timeout: Option<Duration>,
     /// Counts lease calls, to rotate which queue is asked first.
     rounds: AtomicU64,
 }
@@ -80,6 +82,7 @@ impl std::fmt::Debug for Processor {
             .field("kinds", &self.kinds)
             .field("queues", &self.queues)
             .field("lease_for", &self.lease_for)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -92,7 +95,25 @@ impl Processor {
             kinds,
             queues: vec![QueueName::default_queue()],
             lease_for,
+            timeout: None,
             rounds: AtomicU64::new(0),
+        }
+    }
+
+    /// The same processor stopping every attempt that runs longer than `timeout` (or than the
+    /// job's own [`timeout`](crate::Job::timeout), when shorter): the attempt fails as transient,
+    /// so the job is retried while it has attempts left.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The longest an attempt of a job asking for `job_timeout` seconds may run here.
+    fn attempt_limit(&self, job_timeout: Option<u32>) -> Option<Duration> {
+        let asked = job_timeout.map(|s| Duration::from_secs(u64::from(s)));
+        match (self.timeout, asked) {
+            (Some(mine), Some(asked)) => Some(mine.min(asked)),
+            (mine, asked) => mine.or(asked),
         }
     }
 
@@ -162,10 +183,14 @@ impl Processor {
     /// Runs a leased job with its kind's renderer and stores the outcome: the result and
     /// `complete` on success; on error a retry or `failed`, as the status machine decides for the
     /// error's kind. A job of a kind this processor does not know fails as transient, so that a
-    /// worker that knows it can take it on a retry.
+    /// worker that knows it can take it on a retry; so does an attempt that runs past its time
+    /// limit (see [`with_timeout`](Self::with_timeout)).
     ///
-    /// Answers `Err` only when the outcome itself could not be stored (the backend is down); the
-    /// lease then runs out and the job is retried by whoever requeues expired leases.
+    /// While the backend is unreachable, storing the outcome is tried again with backoff for up
+    /// to one lease length: a short outage does not throw finished work away (the fencing token
+    /// still refuses it if the job was taken over meanwhile). Answers `Err` only when the outcome
+    /// could not be stored by then; the lease then runs out and the job is retried by whoever
+    /// requeues expired leases.
     pub async fn execute(&self, lease: &Lease) -> Result<Processed> {
         let started = Instant::now();
         let job = &lease.job;
@@ -175,12 +200,28 @@ impl Processor {
             job.queue.clone(),
             lease.attempt(),
         );
-        let result = match self.kinds.run(&job.kind, &job.params, &ctx).await {
-            Ok(output) => match self.consumer.complete(lease, output).await {
-                Ok(_) => JobOutcome::Complete,
-                Err(Error::LeaseLost) => JobOutcome::LeaseLost,
-                Err(e) => return Err(e),
+        let run = self.kinds.run(&job.kind, &job.params, &ctx);
+        let ran = match self.attempt_limit(job.timeout) {
+            None => run.await,
+            Some(limit) => match tokio::time::timeout(limit, run).await {
+                Ok(ran) => ran,
+                Err(_) => Err(Error::Transient(format!(
+                    "the attempt ran longer than its time limit of {} s",
+                    limit.as_secs_f64()
+                ))),
             },
+        };
+        let result = match ran {
+            Ok(output) => {
+                let stored = self
+                    .retrying_outage(|| self.consumer.complete(lease, output.clone()))
+                    .await;
+                match stored {
+                    Ok(_) => JobOutcome::Complete,
+                    Err(Error::LeaseLost) => JobOutcome::LeaseLost,
+                    Err(e) => return Err(e),
+                }
+            }
             Err(error) => {
                 let kind = match &error {
                     Error::UnknownKind { .. } => FailureKind::Transient,
@@ -194,7 +235,10 @@ impl Processor {
                     ),
                     other => other.to_string(),
                 };
-                match self.consumer.fail(lease, &reason, kind).await {
+                match self
+                    .retrying_outage(|| self.consumer.fail(lease, &reason, kind))
+                    .await
+                {
                     Ok(job) if job.status == JobStatus::Failed => JobOutcome::Failed { reason },
                     Ok(_) => JobOutcome::Retrying { reason },
                     Err(Error::LeaseLost) => JobOutcome::LeaseLost,
@@ -208,6 +252,38 @@ impl Processor {
             result,
             duration: started.elapsed(),
         })
+    }
+}
+
+impl Processor {
+    /// Runs `call` and, while it answers [`Error::Unavailable`], runs it again after a backoff
+    /// (100 ms doubling up to 2 s), for up to one lease length in all.
+    async fn retrying_outage<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let backoff = RetryPolicy {
+            max_attempts: u32::MAX,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+        };
+        let until = Instant::now() + self.lease_for;
+        let mut failures = 0;
+        loop {
+            match call().await {
+                Err(Error::Unavailable(message)) => {
+                    failures += 1;
+                    let delay = backoff.backoff(failures);
+                    if Instant::now() + delay >= until {
+                        return Err(Error::Unavailable(message));
+                    }
+                    tracing::debug!(%message, failures, "could not store an outcome; trying again");
+                    tokio::time::sleep(delay).await;
+                }
+                answer => return answer,
+            }
+        }
     }
 }
 

@@ -59,6 +59,11 @@ pub struct QueueSettings {
     pub retry: RetryPolicy,
     /// How long finished jobs and their results are kept (`HOLIDAPP_RESULT_TTL_SECONDS`).
     pub result_ttl: Duration,
+    /// How long a unique key holds its job, from its submit
+    /// (`HOLIDAPP_UNIQUE_TTL_SECONDS`, default one day).
+    pub unique_ttl: Duration,
+    /// The quotas of every queue.
+    pub quotas: Quotas,
 }
 
 impl Default for QueueSettings {
@@ -66,8 +71,59 @@ impl Default for QueueSettings {
         QueueSettings {
             retry: RetryPolicy::default(),
             result_ttl: Duration::from_secs(604_800),
+            unique_ttl: Duration::from_secs(86_400),
+            quotas: Quotas::default(),
         }
     }
+}
+
+/// Per-queue quotas; past one, a submit is refused with
+/// [`Error::QuotaExceeded`](crate::Error::QuotaExceeded) and nothing is stored. `None` is no
+/// limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Quotas {
+    /// Most jobs a queue holds waiting (`submitted`: ready or delayed)
+    /// (`HOLIDAPP_QUEUE_MAX_WAITING`).
+    pub max_waiting: Option<u64>,
+    /// Most bytes of results a queue holds (`HOLIDAPP_QUEUE_MAX_RESULT_BYTES`); a queue at or
+    /// past it takes no new job until retention or deletes free some.
+    pub max_result_bytes: Option<u64>,
+}
+
+/// One of the [`Quotas`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Quota {
+    /// [`Quotas::max_waiting`].
+    Waiting,
+    /// [`Quotas::max_result_bytes`].
+    ResultBytes,
+}
+
+impl Quotas {
+    /// The error for a job that the quota `which` of `queue` refused.
+    pub(crate) fn refusal(&self, queue: &QueueName, which: Quota) -> crate::Error {
+        crate::Error::QuotaExceeded(match which {
+            Quota::Waiting => format!(
+                "queue '{queue}' already holds its most waiting jobs ({}); try again once \
+                 workers have drained it",
+                self.max_waiting.unwrap_or(0)
+            ),
+            Quota::ResultBytes => format!(
+                "the results of queue '{queue}' already take its most bytes ({}); try again \
+                 once retention or deletes have freed some",
+                self.max_result_bytes.unwrap_or(0)
+            ),
+        })
+    }
+}
+
+/// What a submitted job became.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enqueued {
+    /// It was stored and queued.
+    Stored,
+    /// Its unique key is held by this job, which is kept; nothing was stored.
+    Duplicate(JobId),
 }
 
 /// What one [`Maintenance::requeue_expired`] pass did.
@@ -84,23 +140,38 @@ pub struct RequeueReport {
 /// # Contract
 ///
 /// - **Atomicity.** A job is stored and queued in one step: no job is ever stored but unqueued,
-///   or queued but not readable.
+///   or queued but not readable. A refused job writes nothing.
 /// - **Refusals.** A job whose id is taken is refused with
 ///   [`Error::Conflict`](crate::Error::Conflict); a job not in `submitted`, with
-///   [`Error::IllegalTransition`](crate::Error::IllegalTransition).
+///   [`Error::IllegalTransition`](crate::Error::IllegalTransition); a job past its queue's
+///   [`Quotas`], with [`Error::QuotaExceeded`](crate::Error::QuotaExceeded).
+/// - **Unique keys.** A job whose [`unique_key`](Job::unique_key) is held by a job still kept
+///   (not deleted, not purged), submitted to the same queue within
+///   [`QueueSettings::unique_ttl`], is not stored: the answer names the job that holds the key.
 #[async_trait]
 pub trait Producer: Send + Sync {
     /// Stores `job` (status `submitted`) and queues it in its queue, as one step.
-    async fn enqueue(&self, job: &Job) -> Result<()>;
+    async fn enqueue(&self, job: &Job) -> Result<Enqueued>;
 
-    /// Enqueues many jobs in as few round trips as the backend allows, stopping at the first
-    /// refused one (those before it stay stored). Jobs of one queue are leased in the order
-    /// given. The default calls [`enqueue`](Producer::enqueue) for each.
-    async fn enqueue_many(&self, jobs: &[Job]) -> Result<()> {
+    /// Enqueues many jobs in as few round trips as the backend allows, each stored or refused on
+    /// its own: one answer per job, in order. Jobs of one queue are leased in the order given.
+    /// The outer `Err` is for a failure of the whole call (the backend is down). The default calls
+    /// [`enqueue`](Producer::enqueue) for each.
+    async fn enqueue_many(&self, jobs: &[Job]) -> Result<Vec<Result<Enqueued>>> {
+        let mut answers = Vec::with_capacity(jobs.len());
         for job in jobs {
-            self.enqueue(job).await?;
+            match self.enqueue(job).await {
+                Err(e @ crate::Error::Unavailable(_)) => return Err(e),
+                answer => answers.push(answer),
+            }
         }
-        Ok(())
+        Ok(answers)
+    }
+
+    /// [`enqueue_many`](Producer::enqueue_many), answering the first refusal as an error (the
+    /// other jobs stay stored): for callers that treat any refusal as a failure.
+    async fn enqueue_all(&self, jobs: &[Job]) -> Result<Vec<Enqueued>> {
+        self.enqueue_many(jobs).await?.into_iter().collect()
     }
 }
 

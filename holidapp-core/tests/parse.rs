@@ -3,7 +3,8 @@
 use holidapp_core::Error;
 use holidapp_core::plot::DataSet;
 use holidapp_core::plot::parse::{
-    BUNDLED_HGNC, BUNDLED_METEORITES, MAX_ID_LEN, bundled, load_source, parse, parse_value,
+    BUNDLED_HGNC, BUNDLED_METEORITES, DataLimits, MAX_FIELDS, MAX_ID_LEN, MAX_LINE_BYTES, bundled,
+    parse, parse_json, parse_with,
 };
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -143,13 +144,83 @@ fn tsv_without_hgnc_id_uses_id_or_the_position() {
 }
 
 #[test]
-fn parse_value_takes_an_already_parsed_body() {
-    let data = parse_value(json!({"meteorite_landings": [{"id": 1, "recclass": "L6"}]})).unwrap();
+fn json_declared_as_json_tells_bad_syntax_from_a_bad_shape() {
+    let limits = DataLimits::default();
+    let body = json!({"meteorite_landings": [{"id": 1, "recclass": "L6"}]}).to_string();
+    let data = parse_json(body.as_bytes(), &limits).unwrap();
     assert_eq!(data.records[0].id, "1");
     assert!(matches!(
-        parse_value(json!(null)),
+        parse_json(b"null", &limits),
         Err(Error::InvalidData(msg)) if msg.contains("null")
     ));
+    assert!(matches!(
+        parse_json(b"[{\"id\": 1}", &limits),
+        Err(Error::MalformedJson(_))
+    ));
+    // Both layouts in one document: the HGNC one wins, in either order.
+    let both =
+        br#"{"meteorite_landings": [{"id": 1}], "response": {"docs": [{"hgnc_id": "H:1"}]}}"#;
+    assert_eq!(parse_json(both, &limits).unwrap().records[0].id, "H:1");
+}
+
+fn too_large(result: holidapp_core::Result<DataSet>) -> String {
+    match result {
+        Err(Error::DataTooLarge(msg)) => msg,
+        Err(other) => panic!("expected DataTooLarge, got {other:?}"),
+        Ok(data) => panic!("expected DataTooLarge, got {} records", data.len()),
+    }
+}
+
+#[test]
+fn data_sets_past_their_limits_are_refused_whatever_the_format() {
+    let limits = DataLimits {
+        max_bytes: 1 << 20,
+        max_records: 3,
+        max_memory: 64 * 1024,
+    };
+    // Size, before any parsing.
+    let big = vec![b' '; (1 << 20) + 1];
+    assert!(too_large(parse_with(&big, &limits)).contains("larger than 1 MiB"));
+    // Records, in both formats.
+    let four = br#"[{"id": 1}, {"id": 2}, {"id": 3}, {"id": 4}]"#;
+    assert!(too_large(parse_json(four, &limits)).contains("more than 3 records"));
+    let tsv = b"id\tv\n1\ta\n2\tb\n3\tc\n4\td\n";
+    assert!(too_large(parse_with(tsv, &limits)).contains("more than 3 records"));
+    assert_eq!(parse_with(&tsv[..tsv.len() - 4], &limits).unwrap().len(), 3);
+    // Memory: 100 KB of small numbers would take over a megabyte as JSON values.
+    let numbers = format!(r#"[{{"id": 1, "n": [{}1]}}]"#, "1,".repeat(50_000));
+    assert!(too_large(parse_json(numbers.as_bytes(), &limits)).contains("MiB of memory"));
+    let cells = format!("id\tv\n1\t{}\n", "x".repeat(100_000));
+    assert!(too_large(parse_with(cells.as_bytes(), &limits)).contains("MiB of memory"));
+    // Fields of one record.
+    let fields: Vec<String> = (0..=MAX_FIELDS).map(|i| format!(r#""f{i}": 1"#)).collect();
+    let wide = format!(r#"[{{"id": 1, {}}}]"#, fields.join(", "));
+    let generous = DataLimits::default();
+    assert!(too_large(parse_json(wide.as_bytes(), &generous)).contains("more than 1024 fields"));
+}
+
+#[test]
+fn tsv_lines_and_columns_are_capped_and_checked_in_linear_time() {
+    let limits = DataLimits::default();
+    // A 5 MB header line: refused at once, not scanned column by column.
+    let mut header = "c\t".repeat(5 * 1024 * 1024 / 2).into_bytes();
+    header.extend_from_slice(b"\n1\t2\n");
+    assert!(too_large(parse_with(&header, &limits)).contains("line 1 is longer than"));
+    // As many columns as allowed, all distinct: accepted.
+    let names: Vec<String> = (0..MAX_FIELDS).map(|i| format!("c{i}")).collect();
+    let row: Vec<String> = (0..MAX_FIELDS).map(|i| i.to_string()).collect();
+    let widest = format!("{}\n{}\n", names.join("\t"), row.join("\t"));
+    assert_eq!(parse_with(widest.as_bytes(), &limits).unwrap().len(), 1);
+    // One more in the header, or in a row: refused.
+    let more = format!("{}\tc_last\n1\t2\n", names.join("\t"));
+    assert!(too_large(parse_with(more.as_bytes(), &limits)).contains("more than 1024 columns"));
+    let long_row = format!("a\tb\n{}\n", vec!["x"; MAX_FIELDS + 1].join("\t"));
+    assert!(too_large(parse_with(long_row.as_bytes(), &limits)).contains("line 2 has more"));
+    let long_line = format!("a\tb\n1\t{}\n", "y".repeat(MAX_LINE_BYTES));
+    assert!(too_large(parse_with(long_line.as_bytes(), &limits)).contains("line 2 is longer"));
+    // A repeated name late in a wide header is still found.
+    let repeated = format!("{}\tc7\n", names[..1000].join("\t"));
+    assert!(invalid_message(parse_with(repeated.as_bytes(), &limits)).contains("'c7' twice"));
 }
 
 /// Input that must be refused, and a fragment of the message that says why.
@@ -301,14 +372,14 @@ fn hostile_inputs() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ),
         ("binary garbage", random, "unrecognised format"),
         (
-            "100 MB without a tab",
-            vec![b'x'; 100 * 1024 * 1024],
+            "30 MB without a tab",
+            vec![b'x'; 30 * 1024 * 1024],
             "unrecognised format",
         ),
         (
-            "100 MB of garbage after a bracket",
+            "30 MB of garbage after a bracket",
             {
-                let mut v = vec![b'#'; 100 * 1024 * 1024];
+                let mut v = vec![b'#'; 30 * 1024 * 1024];
                 v[0] = b'[';
                 v
             },
@@ -317,6 +388,11 @@ fn hostile_inputs() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         (
             "nested 100,000 deep",
             "[".repeat(100_000).into_bytes(),
+            "[0] is an array; every record must be a JSON object",
+        ),
+        (
+            "a field nested 100,000 deep",
+            format!(r#"[{{"id": 1, "a": {}"#, "[".repeat(100_000)).into_bytes(),
             "recursion limit exceeded",
         ),
     ]
@@ -332,6 +408,10 @@ fn hostile_input_is_refused_with_a_short_message_that_says_why() {
         );
         assert!(msg.len() <= 300, "{name}: message is too long: {msg:?}");
     }
+}
+
+async fn load_source(source: &str) -> holidapp_core::Result<DataSet> {
+    holidapp_core::plot::parse::load_source(source, &DataLimits::default()).await
 }
 
 fn write_temp(bytes: &[u8]) -> tempfile::NamedTempFile {
@@ -405,6 +485,79 @@ async fn serve_once(answer: Vec<u8>) -> String {
     format!("http://{addr}/data.json")
 }
 
+/// Serves canned answers by path, on as many connections as come, on a fresh local port.
+/// Returns the server's base URL and how many requests it has had.
+async fn serve_paths(
+    routes: Vec<(&'static str, Vec<u8>)>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            counted.fetch_add(1, Ordering::SeqCst);
+            let line = String::from_utf8_lossy(&request)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            let answer = routes
+                .iter()
+                .find(|(path, _)| line.starts_with(&format!("GET {path} ")))
+                .map(|(_, answer)| answer.clone())
+                .unwrap_or_else(|| http_answer("404 Not Found", "", b""));
+            let _ = socket.write_all(&answer).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    (format!("http://{addr}"), hits)
+}
+
+#[tokio::test]
+async fn redirects_are_followed_within_the_origin_only() {
+    use std::sync::atomic::Ordering;
+    let (base, _) = serve_paths(vec![
+        (
+            "/data.json",
+            http_answer("302 Found", "Location: /moved.json\r\n", b""),
+        ),
+        ("/moved.json", http_answer("200 OK", "", METEORITES_JSON)),
+    ])
+    .await;
+    assert_eq!(
+        load_source(&format!("{base}/data.json"))
+            .await
+            .unwrap()
+            .len(),
+        300
+    );
+
+    // Another origin (another port of the same host) is never asked.
+    let (elsewhere, asked) =
+        serve_paths(vec![("/x", http_answer("200 OK", "", METEORITES_JSON))]).await;
+    let away = format!("Location: {elsewhere}/x\r\n");
+    let (base, _) = serve_paths(vec![("/data.json", http_answer("302 Found", &away, b""))]).await;
+    match load_source(&format!("{base}/data.json")).await {
+        Err(Error::Source(msg)) => assert!(msg.contains("another origin"), "{msg}"),
+        other => panic!("expected a source error, got {other:?}"),
+    }
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        0,
+        "the other origin was contacted"
+    );
+}
+
 fn http_answer(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
     let mut answer = format!(
         "HTTP/1.1 {status}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n",
@@ -438,8 +591,8 @@ async fn load_source_reports_http_errors() {
     let huge = b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n[".to_vec();
     let url = serve_once(huge).await;
     match load_source(&url).await {
-        Err(Error::Source(msg)) => assert!(msg.contains("larger than 512 MiB"), "{msg}"),
-        other => panic!("expected a source error, got {other:?}"),
+        Err(Error::DataTooLarge(msg)) => assert!(msg.contains("larger than 32 MiB"), "{msg}"),
+        other => panic!("expected a size error, got {other:?}"),
     }
 
     // A body cut short is a source error, not half a data set.

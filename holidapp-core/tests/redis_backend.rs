@@ -11,8 +11,8 @@ use holidapp_core::contract::job_in;
 use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
 use holidapp_core::testing::{RedisServer, RedisServerOptions};
 use holidapp_core::{
-    Consumer, Cursor, Error, FailureKind, Job, JobStatus, JobStore, ListQuery, Maintenance,
-    ManualClock, Output, Producer, QueueName, QueueSettings, ResultState, Statuses,
+    Consumer, Cursor, Enqueued, Error, FailureKind, Job, JobStatus, JobStore, ListQuery,
+    Maintenance, ManualClock, Output, Producer, QueueName, QueueSettings, ResultState, Statuses,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -148,7 +148,7 @@ async fn finished_jobs_leave_redis_through_the_purge() {
     for job in &mut jobs {
         job.max_attempts = 1;
     }
-    backend.enqueue_many(&jobs).await.unwrap();
+    backend.enqueue_all(&jobs).await.unwrap();
     // One job finished each way a job can finish, and one still waiting.
     let lease = backend
         .lease(&default(), "w", LEASE)
@@ -342,7 +342,7 @@ async fn batch_leases_and_completions_fence_each_job_on_its_own() {
     let server = RedisServer::shared();
     let (backend, _) = connect(server, "batch").await;
     let jobs = numbered_jobs(5);
-    backend.enqueue_many(&jobs).await.unwrap();
+    backend.enqueue_all(&jobs).await.unwrap();
     let leases = backend.lease_many(&default(), "w", LEASE, 3).await.unwrap();
     let leased: Vec<_> = leases.iter().map(|l| l.id()).collect();
     assert_eq!(leased, jobs[..3].iter().map(|j| j.id).collect::<Vec<_>>());
@@ -398,7 +398,7 @@ async fn running_jobs_list_by_submission_not_by_lease_order() {
         .await
         .unwrap();
     let jobs = numbered_jobs(7);
-    backend.enqueue_many(&jobs).await.unwrap();
+    backend.enqueue_all(&jobs).await.unwrap();
     let first = backend
         .lease(&default(), "w", LEASE)
         .await
@@ -440,7 +440,7 @@ async fn concurrent_calls_sharing_one_backend_each_get_their_own_answer() {
     let (backend, _) = connect(server, "coalesced").await;
     let backend = Arc::new(backend);
     let jobs = numbered_jobs(400);
-    backend.enqueue_many(&jobs).await.unwrap();
+    backend.enqueue_all(&jobs).await.unwrap();
     // Sixteen tasks of one process, half of them naming one worker and half their own, with
     // two lease lengths: calls made at the same moment travel together but keep their own
     // worker, deadline and token.
@@ -529,7 +529,7 @@ async fn concurrent_enqueues_are_each_stored_or_refused_on_their_own() {
     let (backend, _) = connect(server, "enqueue_batch").await;
     let backend = Arc::new(backend);
     let earlier = numbered_jobs(20);
-    backend.enqueue_many(&earlier).await.unwrap();
+    backend.enqueue_all(&earlier).await.unwrap();
     // Calls to two queues at once: each batch splits them by queue.
     let clock = ManualClock::starting_now();
     let queues = [QueueName::new("other").unwrap(), default()];
@@ -550,10 +550,10 @@ async fn concurrent_enqueues_are_each_stored_or_refused_on_their_own() {
     let mut stored = 0;
     for (i, answer) in answers.into_iter().enumerate() {
         match answer.unwrap() {
-            Ok(()) => stored += 1,
+            Ok(Enqueued::Stored) => stored += 1,
             Err(Error::Conflict(_)) => assert_eq!(i % 10, 0, "call {i} refused"),
             Err(Error::IllegalTransition { .. }) => assert_eq!(i, 5),
-            Err(e) => panic!("call {i}: {e}"),
+            other => panic!("call {i}: {other:?}"),
         }
     }
     assert_eq!(stored, 179);

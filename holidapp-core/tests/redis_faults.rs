@@ -156,7 +156,7 @@ async fn acknowledged_jobs_survive_a_kill_and_restart_with_aof() {
     for job in &all[..300] {
         backend.enqueue(job).await.unwrap();
     }
-    backend.enqueue_many(&all[300..]).await.unwrap();
+    backend.enqueue_all(&all[300..]).await.unwrap();
     let leases = backend
         .lease_many(&default(), "10.0.0.1", LEASE, 100)
         .await
@@ -304,7 +304,7 @@ async fn eight_lessees_racing_for_1000_jobs_complete_each_exactly_once() {
         .await
         .unwrap();
     let all = jobs(1000);
-    producer.enqueue_many(&all).await.unwrap();
+    producer.enqueue_all(&all).await.unwrap();
 
     let lessees = (0..8).map(|n| {
         let config: RedisConfig = config.clone();
@@ -420,7 +420,7 @@ async fn many_processes_requeueing_handle_each_expired_lease_once() {
     let backend = RedisBackend::with_clock(&config, settings, clock.clone())
         .await
         .unwrap();
-    backend.enqueue_many(&jobs_of(600, 2)).await.unwrap();
+    backend.enqueue_all(&jobs_of(600, 2)).await.unwrap();
 
     let first = backend
         .lease_many(&default(), "w", LEASE, 600)

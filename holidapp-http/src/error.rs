@@ -126,6 +126,8 @@ impl ApiError {
                 Error::NoData => StatusCode::CONFLICT,
                 Error::NotFound(_) => StatusCode::NOT_FOUND,
                 Error::Conflict(_) | Error::IllegalTransition { .. } => StatusCode::CONFLICT,
+                Error::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+                Error::DataTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 Error::Render(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 Error::Unavailable(_) | Error::Transient(_) => StatusCode::SERVICE_UNAVAILABLE,
                 Error::Source(_) => StatusCode::BAD_GATEWAY,
@@ -159,6 +161,8 @@ impl ApiError {
                 Error::NotFound(_) => "not_found",
                 Error::Conflict(_) => "conflict",
                 Error::IllegalTransition { .. } => "illegal_transition",
+                Error::QuotaExceeded(_) => "quota_exceeded",
+                Error::DataTooLarge(_) => "data_too_large",
                 Error::Render(_) => "render_failed",
                 Error::Unavailable(_) | Error::Transient(_) => "backend_unavailable",
                 Error::Source(_) => "data_source_failed",
@@ -188,8 +192,13 @@ impl ApiError {
             ApiError::Core(Error::Unavailable(_) | Error::Transient(_)) => {
                 "the backend is unavailable; try again in a few seconds".to_owned()
             }
-            // Both name only what the operator configured or the request's own duration.
-            ApiError::Core(Error::Source(_)) | ApiError::Timeout(_) => truncate(&self.to_string()),
+            // The source's own error may name hosts and paths of the server's network: it is
+            // logged, never sent.
+            ApiError::Core(Error::Source(_)) => "the configured data source (DATA_SOURCE) could \
+                 not be read; the server log has the details under this answer's x-request-id"
+                .to_owned(),
+            // It names only the request's own duration.
+            ApiError::Timeout(_) => truncate(&self.to_string()),
             _ if self.status().is_server_error() => "internal server error; the server log has \
                  the details under this answer's x-request-id"
                 .to_owned(),
@@ -288,6 +297,9 @@ mod tests {
             )),
             ApiError::Panic("index out of bounds in secret.rs".into()),
             ApiError::Internal("/var/lib/secret: permission denied".into()),
+            ApiError::Core(Error::Source(
+                "cannot GET http://10.0.0.7/secret: connection refused".into(),
+            )),
         ] {
             assert!(e.status().is_server_error());
             let message = e.public_message();
@@ -327,6 +339,8 @@ mod tests {
                 409,
             ),
             (Error::Render(String::new()), 422),
+            (Error::QuotaExceeded(String::new()), 429),
+            (Error::DataTooLarge(String::new()), 413),
             (Error::Unavailable(String::new()), 503),
             (Error::Transient(String::new()), 503),
             (Error::Source(String::new()), 502),

@@ -63,7 +63,9 @@
 //!   panic into a generic 500. Body limits are per route: small for `/jobs`, large for `/data`.
 //!   The hot path takes no lock: counters are atomics in a table built with the router.
 //! - **[`serve`]** runs a router on a listener the caller bound, until a shutdown future the
-//!   caller owns completes; in-flight requests then finish, as mini-redis's `server::run` does.
+//!   caller owns completes; in-flight requests then finish within a grace period. Slow clients
+//!   cannot hold it up: headers must arrive within a time limit and connections are capped
+//!   ([`ServeOptions`]).
 //!
 //! ## Example
 //!
@@ -86,9 +88,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub mod error;
@@ -98,6 +100,7 @@ pub mod middleware;
 mod routes;
 mod schema;
 pub mod state;
+mod visits;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
@@ -128,12 +131,31 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests
-/// finish and returns.
-///
-/// The caller binds the listener (port 0 in tests) and owns the shutdown signal; the binary
-/// passes a future that completes on SIGTERM or SIGINT. Connections get `TCP_NODELAY`, so small
-/// answers are not held back by Nagle's algorithm.
+/// How [`serve_with`] treats connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// How long a client may take to send a request's headers (a slow client cannot hold a
+    /// connection open by trickling them). Default 10 s.
+    pub header_read_timeout: Duration,
+    /// The most connections served at once; past it, new ones wait in the listen queue until
+    /// one closes. Default 4,096.
+    pub max_connections: usize,
+    /// After shutdown begins, how long in-flight requests may take before their connections are
+    /// dropped (a slow client cannot hold up a shutdown). Default 10 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// [`serve_with`] with the default [`ServeOptions`].
 pub async fn serve<F>(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -142,12 +164,84 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
+    serve_with(listener, router, shutdown, ServeOptions::default()).await
+}
+
+/// Serves `router` on `listener` (HTTP/1.1, and HTTP/2 for clients that speak it) until
+/// `shutdown` completes, then stops accepting, lets in-flight requests finish within the
+/// grace period, and returns.
+///
+/// The caller binds the listener (port 0 in tests) and owns the shutdown signal; the binary
+/// passes a future that completes on SIGTERM or SIGINT. Connections get `TCP_NODELAY`, so small
+/// answers are not held back by Nagle's algorithm.
+pub async fn serve_with<F>(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: F,
+    options: ServeOptions,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let shutdown = std::pin::pin!(shutdown);
+    let mut shutdown = shutdown;
+    loop {
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was accepted:
+                    // wait a moment rather than spin, then go on.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+        let service = TowerToHyperService::new(router.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection ended with an error: {e}");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
         .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_ms = options.shutdown_grace.as_millis() as u64,
+            "connections still open after the shutdown grace period were dropped"
+        );
+    }
+    Ok(())
 }

@@ -12,12 +12,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use holidapp_core::plot::PlotRenderer;
 use holidapp_core::{Jobs, Kinds, Processor, Renderer};
 use holidapp_worker::Worker;
-use holidapp_worker::config::{BackendArgs, LogArgs, QueueArgs, WorkerArgs, init_logging};
+use holidapp_worker::config::{
+    BackendArgs, DataArgs, LogArgs, QueueArgs, WorkerArgs, init_logging,
+};
 use tokio::sync::watch;
 
 /// The Holidapp HTTP API: submit analysis jobs, follow them, fetch their results.
@@ -46,7 +49,28 @@ struct Config {
     )]
     data_source: String,
 
-    /// The visits log: `GET /` appends a line, `GET /visits` returns it.
+    /// How long a client may take to send a request's headers, in seconds.
+    #[arg(
+        long = "header-timeout-seconds",
+        env = "HOLIDAPP_HEADER_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    header_timeout_seconds: u64,
+
+    /// The most client connections served at once; more wait in the listen queue.
+    #[arg(
+        long = "max-connections",
+        env = "HOLIDAPP_MAX_CONNECTIONS",
+        default_value_t = 4096,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    max_connections: u64,
+
+    /// The visits log: `GET /` appends a line (rotated past 1 MiB), `GET /visits` returns its
+    /// newest lines.
     #[arg(
         long = "visits-log",
         env = "VISITS_LOG",
@@ -68,6 +92,9 @@ struct Config {
     /// kind `plot` (which also checks parameters at submit time).
     #[command(flatten)]
     worker: WorkerArgs,
+
+    #[command(flatten)]
+    data: DataArgs,
 }
 
 fn main() -> ExitCode {
@@ -100,7 +127,7 @@ async fn run(config: Config) -> Result<(), String> {
     let mut embedded_pool = None;
     let mut metrics = holidapp_http::Metrics::new();
 
-    let services = config.backend.connect(&config.queue).await?;
+    let services = config.backend.connect(&config.queue, &config.data).await?;
     let plots = services.plots.clone().with_source(config.data_source);
     // The API checks and shows jobs with the real kinds; only the embedded workers may run a
     // stand-in renderer (`HOLIDAPP_RENDERER`).
@@ -127,7 +154,8 @@ async fn run(config: Config) -> Result<(), String> {
                 kinds.clone(),
                 config.queue.lease(),
             )
-            .with_queues(config.worker.queues.0.clone());
+            .with_queues(config.worker.queues.0.clone())
+            .with_timeout(config.worker.job_timeout());
             let worker = Worker::new(
                 Arc::new(processor),
                 services.backends.maintenance.clone(),
@@ -148,7 +176,12 @@ async fn run(config: Config) -> Result<(), String> {
     let jobs = Jobs::new(&services.backends, product_kinds)
         .with_default_kind(<PlotRenderer as Renderer>::KIND)
         .with_max_attempts(config.queue.max_attempts);
+    let limits = holidapp_http::Limits {
+        data_body: usize::try_from(config.data.data_max_bytes).unwrap_or(usize::MAX),
+        ..holidapp_http::Limits::default()
+    };
     let state = holidapp_http::AppState::new(jobs)
+        .with_limits(limits)
         .with_plots(plots)
         .with_metrics(Arc::new(metrics))
         .with_visits_log(config.visits_log);
@@ -165,10 +198,16 @@ async fn run(config: Config) -> Result<(), String> {
         tracing::info!("shutting down: finishing in-flight requests and jobs");
         let _ = stop_tx.send(true);
     });
-    let served = holidapp_http::serve(
+    let options = holidapp_http::ServeOptions {
+        header_read_timeout: Duration::from_secs(config.header_timeout_seconds),
+        max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+        ..holidapp_http::ServeOptions::default()
+    };
+    let served = holidapp_http::serve_with(
         listener,
         holidapp_http::router(state),
         stopped(stop_rx.clone()),
+        options,
     )
     .await;
     if let Some(pool) = embedded_pool {

@@ -84,7 +84,8 @@ impl std::fmt::Debug for AppState {
 pub struct Limits {
     /// Largest body of `POST /jobs` (default 16 KiB: parameters are small).
     pub jobs_body: usize,
-    /// Largest body of `POST /data` (default 256 MiB: a whole data set).
+    /// Largest body of `POST /data` (default 32 MiB, the default of `HOLIDAPP_DATA_MAX_BYTES`:
+    /// a whole data set).
     pub data_body: usize,
     /// Largest body of every other route (default 64 KiB).
     pub other_body: usize,
@@ -100,7 +101,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             jobs_body: 16 * 1024,
-            data_body: 256 * 1024 * 1024,
+            data_body: 32 * 1024 * 1024,
             other_body: 64 * 1024,
             request_timeout: Duration::from_secs(30),
             data_page_default: 1_000,

@@ -17,9 +17,10 @@ use std::sync::Arc;
 
 use clap::Args;
 use holidapp_core::plot::Plots;
+use holidapp_core::plot::parse::DataLimits;
 use holidapp_core::plot::redis::{RedisDataStore, RedisImageStore};
 use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
-use holidapp_core::{Backends, MemoryBackend, QueueName, QueueSettings, RetryPolicy};
+use holidapp_core::{Backends, MemoryBackend, QueueName, QueueSettings, Quotas, RetryPolicy};
 
 use crate::renderers::RendererChoice;
 use crate::settings::WorkerConfig;
@@ -28,8 +29,9 @@ use crate::settings::WorkerConfig;
 #[derive(Args, Clone, Debug, PartialEq, Eq)]
 pub struct BackendArgs {
     /// Redis URL: `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS. Wins over
-    /// REDIS_IP. Unset (and REDIS_IP unset): no Redis.
-    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    /// REDIS_IP. Unset (and REDIS_IP unset): no Redis. Its value is never shown in `--help`: it
+    /// may hold a password.
+    #[arg(long, env = "REDIS_URL", value_name = "URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
     /// Redis host name or address, the course's way to point at Redis (used with REDIS_PORT and
@@ -95,12 +97,12 @@ impl BackendArgs {
     /// Connects what the configuration names: Redis (the engine's backend, the data set beside
     /// it, the image in `REDIS_IMAGE_DB` or beside it) when one is configured, else everything in
     /// this process's memory. Nothing is sent to Redis yet: the connection is made on first use.
-    pub async fn connect(&self, queue: &QueueArgs) -> Result<Services, String> {
+    pub async fn connect(&self, queue: &QueueArgs, data: &DataArgs) -> Result<Services, String> {
         let Some(redis) = self.redis_config() else {
             let backend = Arc::new(MemoryBackend::new(queue.queue_settings()));
             return Ok(Services {
                 backends: Backends::single(backend),
-                plots: Plots::in_memory(),
+                plots: Plots::in_memory().with_limits(data.limits()),
                 redis: None,
             });
         };
@@ -116,7 +118,8 @@ impl BackendArgs {
         let plots = Plots::new(
             Arc::new(RedisDataStore::new(backend.conn().clone(), &redis.prefix)),
             Arc::new(RedisImageStore::new(images, &redis.prefix)),
-        );
+        )
+        .with_limits(data.limits());
         let backend = Arc::new(backend);
         Ok(Services {
             backends: Backends::single(Arc::clone(&backend)),
@@ -160,6 +163,82 @@ pub struct QueueArgs {
         value_parser = clap::value_parser!(u64).range(1..=315_360_000)
     )]
     pub result_ttl_seconds: u64,
+
+    /// How long a unique key (a submit's `Idempotency-Key`) holds its job, in seconds: a submit
+    /// with the same key within this time, while the job is kept, answers that job.
+    #[arg(
+        long = "unique-ttl-seconds",
+        env = "HOLIDAPP_UNIQUE_TTL_SECONDS",
+        default_value_t = 86_400,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=315_360_000)
+    )]
+    pub unique_ttl_seconds: u64,
+
+    /// Most jobs a queue holds waiting (submitted, not yet running); past it, a submit is
+    /// refused with 429 and nothing is stored. Unset: no limit.
+    #[arg(
+        long = "queue-max-waiting",
+        env = "HOLIDAPP_QUEUE_MAX_WAITING",
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub queue_max_waiting: Option<u64>,
+
+    /// Most bytes of results a queue holds; at or past it, a submit is refused with 429 until
+    /// retention or deletes free some. Unset: no limit.
+    #[arg(
+        long = "queue-max-result-bytes",
+        env = "HOLIDAPP_QUEUE_MAX_RESULT_BYTES",
+        value_name = "BYTES",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub queue_max_result_bytes: Option<u64>,
+}
+
+/// Limits on the data set a process loads and holds.
+#[derive(Args, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataArgs {
+    /// Largest data set body or source, in bytes (`POST /data`, `DATA_SOURCE`).
+    #[arg(
+        long = "data-max-bytes",
+        env = "HOLIDAPP_DATA_MAX_BYTES",
+        default_value_t = DataLimits::default().max_bytes,
+        value_name = "BYTES",
+        value_parser = clap::value_parser!(u64).range(1..=(1 << 40))
+    )]
+    pub data_max_bytes: u64,
+
+    /// Most records of a data set, loaded or held for rendering.
+    #[arg(
+        long = "data-max-records",
+        env = "HOLIDAPP_DATA_MAX_RECORDS",
+        default_value_t = DataLimits::default().max_records,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub data_max_records: u64,
+
+    /// Most memory a loaded data set may take once parsed, in bytes (estimated while parsing).
+    #[arg(
+        long = "data-max-memory",
+        env = "HOLIDAPP_DATA_MAX_MEMORY",
+        default_value_t = DataLimits::default().max_memory,
+        value_name = "BYTES",
+        value_parser = clap::value_parser!(u64).range(1..=(1 << 40))
+    )]
+    pub data_max_memory: u64,
+}
+
+impl DataArgs {
+    /// The limits these settings make.
+    pub fn limits(&self) -> DataLimits {
+        DataLimits {
+            max_bytes: self.data_max_bytes,
+            max_records: self.data_max_records,
+            max_memory: self.data_max_memory,
+        }
+    }
 }
 
 impl QueueArgs {
@@ -177,6 +256,11 @@ impl QueueArgs {
                 ..RetryPolicy::default()
             },
             result_ttl: Duration::from_secs(self.result_ttl_seconds),
+            unique_ttl: Duration::from_secs(self.unique_ttl_seconds),
+            quotas: Quotas {
+                max_waiting: self.queue_max_waiting,
+                max_result_bytes: self.queue_max_result_bytes,
+            },
         }
     }
 }
@@ -188,6 +272,17 @@ pub struct WorkerArgs {
     /// Default: the host's own address.
     #[arg(long = "worker-ip", env = "WORKER_IP", value_name = "IP", value_parser = parse_identity)]
     pub worker_ip: Option<String>,
+
+    /// The longest one attempt of a job may run, in seconds (a job may ask for less); past it
+    /// the attempt fails as transient, so the job is retried while it has attempts left.
+    #[arg(
+        long = "job-timeout-seconds",
+        env = "HOLIDAPP_JOB_TIMEOUT_SECONDS",
+        default_value_t = 600,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub job_timeout_seconds: u64,
 
     /// Jobs run at once. Default: the number of CPU cores.
     #[arg(
@@ -207,6 +302,16 @@ pub struct WorkerArgs {
         value_parser = clap::value_parser!(u64).range(0..=3600)
     )]
     pub shutdown_grace_seconds: u64,
+
+    /// How often this process purges finished jobs past retention, in seconds.
+    #[arg(
+        long = "purge-interval-seconds",
+        env = "HOLIDAPP_PURGE_INTERVAL_SECONDS",
+        default_value_t = 60,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub purge_interval_seconds: u64,
 
     /// Queues this worker serves, comma-separated, in order of preference: the first is asked
     /// first, and one lease in four goes to the later ones in turn so they are never starved.
@@ -270,6 +375,11 @@ impl WorkerArgs {
         }
     }
 
+    /// The per-attempt time limit.
+    pub fn job_timeout(&self) -> Duration {
+        Duration::from_secs(self.job_timeout_seconds)
+    }
+
     /// The shutdown grace period.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_seconds)
@@ -279,6 +389,7 @@ impl WorkerArgs {
     pub fn worker_config(&self) -> WorkerConfig {
         WorkerConfig {
             shutdown_grace: self.shutdown_grace(),
+            purge_interval: Duration::from_secs(self.purge_interval_seconds),
             ..WorkerConfig::new(self.identity(), self.concurrency())
         }
     }

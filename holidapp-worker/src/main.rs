@@ -15,7 +15,9 @@ use std::time::Duration;
 use clap::Parser;
 use holidapp_core::Processor;
 use holidapp_core::redis_backend::RedisConfig;
-use holidapp_worker::config::{BackendArgs, LogArgs, QueueArgs, WorkerArgs, init_logging};
+use holidapp_worker::config::{
+    BackendArgs, DataArgs, LogArgs, QueueArgs, WorkerArgs, init_logging,
+};
 use holidapp_worker::{Worker, run_with_force};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
@@ -37,6 +39,9 @@ struct Cli {
 
     #[command(flatten)]
     worker: WorkerArgs,
+
+    #[command(flatten)]
+    data: DataArgs,
 
     #[command(flatten)]
     log: LogArgs,
@@ -74,7 +79,7 @@ fn main() -> ExitCode {
 }
 
 async fn work(cli: Cli, redis: RedisConfig) -> ExitCode {
-    let services = match cli.backend.connect(&cli.queue).await {
+    let services = match cli.backend.connect(&cli.queue, &cli.data).await {
         Ok(services) => services,
         Err(e) => {
             error!("{e}");
@@ -105,7 +110,8 @@ async fn work(cli: Cli, redis: RedisConfig) -> ExitCode {
         cli.worker.renderer.kinds(&services.plots),
         cli.queue.lease(),
     )
-    .with_queues(cli.worker.queues.0.clone());
+    .with_queues(cli.worker.queues.0.clone())
+    .with_timeout(cli.worker.job_timeout());
     let worker = Worker::new(
         Arc::new(processor),
         services.backends.maintenance.clone(),

@@ -562,6 +562,8 @@ async fn recovery_loop(shared: &Shared) -> Infallible {
                         failed = report.failed,
                         "recovered jobs whose lease had run out"
                     );
+                } else {
+                    debug!("recovery pass: no lease had run out");
                 }
             }
             Err(e) => {
@@ -579,7 +581,7 @@ async fn purge_loop(shared: &Shared) -> Infallible {
     loop {
         tokio::time::sleep(jittered(every)).await;
         match with_timeout(CALL_TIMEOUT, shared.maintenance.purge_expired()).await {
-            Ok(0) => {}
+            Ok(0) => debug!("purge pass: no finished job was past retention"),
             Ok(purged) => {
                 shared.stats.add(Counter::Purged, purged);
                 info!(purged, "purged finished jobs past retention");

@@ -58,7 +58,7 @@ impl Rig {
                 Job::new("plot", queue, params.expect("JSON"), 3, Utc::now())
             })
             .collect();
-        self.backend.enqueue_many(&jobs).await.expect("enqueue");
+        self.backend.enqueue_all(&jobs).await.expect("enqueue");
         jobs.iter().map(|j| j.id).collect()
     }
 
@@ -489,4 +489,171 @@ async fn a_second_sigterm_cuts_the_grace_period_short() {
     assert!(worker.log().contains("ending=Forced"), "{}", worker.log());
     assert_eq!(worker.summary()["released"], 1);
     assert_eq!(rig.job(id).await.status, JobStatus::Submitted);
+}
+
+#[test]
+fn help_never_shows_the_redis_password() {
+    let output = Command::new(env!("CARGO_BIN_EXE_holidapp-worker"))
+        .arg("--help")
+        .env("REDIS_URL", "redis://:s3cret-Pa55@redis.internal:6379/0")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    assert!(help.contains("[env: REDIS_URL]"), "{help}");
+    assert!(
+        !help.contains("s3cret"),
+        "--help shows the password:\n{help}"
+    );
+    assert!(
+        !help.contains("redis.internal"),
+        "--help shows the URL:\n{help}"
+    );
+}
+
+/// libfaketime's multi-threaded library, which shifts the clock of the process it is preloaded
+/// into (Debian package `faketime`, which the test command installs).
+fn libfaketime() -> PathBuf {
+    let arch = std::env::consts::ARCH;
+    let candidates = [
+        format!("/usr/lib/{arch}-linux-gnu/faketime/libfaketimeMT.so.1"),
+        "/usr/lib/faketime/libfaketimeMT.so.1".to_owned(),
+        "/usr/local/lib/faketime/libfaketimeMT.so.1".to_owned(),
+    ];
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .unwrap_or_else(|| {
+            panic!("libfaketime not found in {candidates:?}: apt-get install faketime")
+        })
+}
+
+/// A worker whose clock runs five hours ahead (libfaketime) runs its recovery and purge passes
+/// against the same Redis as a healthy lease and a fresh result: Redis's clock decides, so it
+/// neither takes the lease away nor purges the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_clock_runs_ahead_expires_nothing_early() {
+    use holidapp_core::{Consumer, Output};
+    let server = RedisServer::start();
+    let config = server.config("clock-skew");
+    let settings = QueueSettings {
+        result_ttl: Duration::from_secs(3600),
+        ..QueueSettings::default()
+    };
+    let backend = RedisBackend::connect(&config, settings).await.unwrap();
+    let rig = Rig {
+        server,
+        config,
+        backend,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let queue = QueueName::default_queue();
+    let [running, done] = rig.submit(2).await[..] else {
+        unreachable!()
+    };
+    let lease_for = Duration::from_secs(120);
+    let healthy = rig
+        .backend
+        .lease(&queue, "10.0.0.9", lease_for)
+        .await
+        .unwrap()
+        .unwrap();
+    let finished = rig
+        .backend
+        .lease(&queue, "10.0.0.9", lease_for)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((healthy.id(), finished.id()), (running, done));
+    rig.backend
+        .complete(&finished, Output::new("text/plain", "kept"))
+        .await
+        .unwrap();
+
+    // Its own queue is another one: it only runs the passes that span every queue.
+    let log = rig.dir.path().join("worker-ahead.log");
+    let mut worker = WorkerProcess {
+        child: Command::new(env!("CARGO_BIN_EXE_holidapp-worker"))
+            .env_clear()
+            .env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", "+5h")
+            .env("REDIS_URL", &rig.config.url)
+            .env("HOLIDAPP_PREFIX", &rig.config.prefix)
+            .env("WORKER_IP", "10.0.0.5")
+            .env("HOLIDAPP_QUEUES", "elsewhere")
+            .env("HOLIDAPP_LEASE_SECONDS", "1")
+            .env("HOLIDAPP_PURGE_INTERVAL_SECONDS", "1")
+            .env("HOLIDAPP_RESULT_TTL_SECONDS", "3600")
+            .env("LOG_LEVEL", "info,holidapp_worker=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .expect("start holidapp-worker"),
+        ip: "10.0.0.5".into(),
+        log,
+    };
+    eventually(
+        Duration::from_secs(30),
+        "two passes of each kind",
+        || async {
+            let log = worker.log();
+            log.matches("recovery pass").count() >= 2 && log.matches("purge pass").count() >= 2
+        },
+    )
+    .await;
+    let log = worker.log();
+    assert!(!log.contains("recovered jobs"), "{log}");
+    assert!(!log.contains("purged finished jobs"), "{log}");
+
+    let still = rig.job(running).await;
+    assert_eq!(still.status, JobStatus::InProgress);
+    assert_eq!(still.worker.as_deref(), Some("10.0.0.9"));
+    rig.backend
+        .renew(&healthy, lease_for)
+        .await
+        .expect("the lease is still held");
+    match rig.backend.result(done).await.unwrap() {
+        Some(holidapp_core::ResultState::Ready(output)) => assert_eq!(output.bytes(), "kept"),
+        other => panic!("the result is gone: {other:?}"),
+    }
+    worker.stop().await;
+}
+
+/// Redis goes down while a job renders and comes back before the lease runs out: the worker
+/// stores the finished job's result once Redis answers again, so the job completes on its first
+/// attempt instead of running again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_survives_a_redis_outage_before_its_completion() {
+    let mut rig = Rig::new("outage-completion", RedisServer::start_with_aof()).await;
+    let mut worker = rig.worker_with(
+        "10.0.0.1",
+        "sleep:1500",
+        1,
+        &[
+            ("HOLIDAPP_LEASE_SECONDS", "30"),
+            ("LOG_LEVEL", "info,holidapp_core=debug"),
+        ],
+    );
+    let [id] = rig.submit_and_hold(1).await[..] else {
+        unreachable!()
+    };
+    rig.server.stop();
+    worker
+        .wait_for_log("could not store an outcome; trying again")
+        .await;
+    rig.server.restart();
+    eventually(Duration::from_secs(30), "the job complete", || async {
+        rig.backend
+            .get(id)
+            .await
+            .is_ok_and(|job| job.is_some_and(|j| j.status == JobStatus::Complete))
+    })
+    .await;
+    let job = rig.job(id).await;
+    assert_eq!(job.attempts, 1, "the job ran again: {job:?}");
+    let summary = worker.stop().await;
+    assert_eq!(summary["completed"], 1, "{summary:?}");
+    assert_eq!(summary["unrecorded"], 0, "{summary:?}");
 }

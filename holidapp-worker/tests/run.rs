@@ -181,7 +181,7 @@ impl Rig {
                 Job::new(KIND, QueueName::default_queue(), params, 3, Utc::now())
             })
             .collect();
-        self.backend.enqueue_many(&jobs).await.unwrap();
+        self.backend.enqueue_all(&jobs).await.unwrap();
         jobs.iter().map(|j| j.id).collect()
     }
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use holidapp_core::{
     Backends, Context, Error, JobOutcome, Jobs, Json, Kinds, ManualClock, MemoryBackend, Outcome,
-    Processor, QueueSettings, Renderer, Result, ResultState, RetryPolicy, async_trait,
+    Processor, QueueSettings, Quotas, Renderer, Result, ResultState, RetryPolicy, async_trait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -129,6 +129,11 @@ pub const SETTINGS: QueueSettings = QueueSettings {
         max_delay: Duration::from_secs(60),
     },
     result_ttl: Duration::from_secs(3600),
+    unique_ttl: Duration::from_secs(86_400),
+    quotas: Quotas {
+        max_waiting: None,
+        max_result_bytes: None,
+    },
 };
 
 /// How long a worker holds a job before another may take it over.

@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
         let jobs: Vec<Job> = (0..args.jobs)
             .map(|_| plot_job("1990", "2000", now))
             .collect();
-        backend.enqueue_many(&jobs).await?;
+        backend.enqueue_all(&jobs).await?;
         let processor = Arc::new(Processor::new(
             backend.clone(),
             noop_plot_kinds(),

@@ -262,7 +262,7 @@ async fn enqueue_bulk(server: &RedisServer, n: usize) -> anyhow::Result<Measurem
     let backend = fresh(server, "bulk").await?;
     let all = jobs(n);
     let timer = Timer::start(server);
-    backend.enqueue_many(&all).await?;
+    backend.enqueue_all(&all).await?;
     Ok(timer.finish(n))
 }
 
@@ -282,7 +282,7 @@ where
     let backend = fresh(server, name).await?;
     let mut spent = Span::default();
     for _ in 0..rounds {
-        backend.enqueue_many(&jobs(backlog)).await?;
+        backend.enqueue_all(&jobs(backlog)).await?;
         let timer = Timer::start(server);
         let done = drain(backend.clone()).await?;
         spent += timer.stop();
@@ -367,7 +367,7 @@ async fn purge(
     let retention = settings.result_ttl;
     let backend =
         Arc::new(RedisBackend::with_clock(&server.config("purge"), settings, clock.clone()).await?);
-    backend.enqueue_many(&jobs(n)).await?;
+    backend.enqueue_all(&jobs(n)).await?;
     let done = drain_batched(backend.clone(), batch, loops).await?;
     anyhow::ensure!(done == n, "drained {done} of {n} jobs");
     clock.advance(retention + Duration::from_secs(1));

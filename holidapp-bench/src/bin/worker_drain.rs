@@ -199,7 +199,7 @@ async fn drain(
             break;
         }
         let warm = processes * workload.concurrency as usize;
-        backend.enqueue_many(&jobs(warm)).await?;
+        backend.enqueue_all(&jobs(warm)).await?;
         submitted += warm;
         all_complete(&backend, submitted).await?;
     }
@@ -210,7 +210,7 @@ async fn drain(
 
     let jobs = jobs(workload.jobs);
     let started = Instant::now();
-    backend.enqueue_many(&jobs).await?;
+    backend.enqueue_all(&jobs).await?;
     all_complete(&backend, submitted + jobs.len()).await?;
     let rate = per_second(jobs.len(), started.elapsed());
     for worker in &mut workers {

@@ -59,6 +59,7 @@
 //! help.
 
 mod aggregate;
+mod bounded;
 mod columns;
 pub mod dataset;
 mod draw;
@@ -104,12 +105,17 @@ pub struct Plots {
     renderer: PlotRenderer,
     images: Arc<dyn ImageStore>,
     source: String,
+    limits: parse::DataLimits,
+    /// Held while a data set loads: one load at a time, so two large bodies never sit in memory
+    /// together.
+    loading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Plots {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plots")
             .field("source", &self.source)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -122,7 +128,23 @@ impl Plots {
             renderer: PlotRenderer::new(data),
             images,
             source: parse::BUNDLED_HGNC.to_owned(),
+            limits: parse::DataLimits::default(),
+            loading: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// The same product loading and rendering data sets within `limits` (the renderer refuses
+    /// to hold a data set of more records than they allow).
+    pub fn with_limits(mut self, limits: parse::DataLimits) -> Self {
+        self.renderer =
+            PlotRenderer::new(Arc::clone(self.data())).with_max_records(limits.max_records);
+        self.limits = limits;
+        self
+    }
+
+    /// The limits data sets are loaded within.
+    pub fn limits(&self) -> &parse::DataLimits {
+        &self.limits
     }
 
     /// The product with both stores in this process's memory.
@@ -162,20 +184,25 @@ impl Plots {
     /// Parses a data set and makes it the loaded one; answers how many records it holds.
     ///
     /// JSON that does not parse is [`Error::MalformedJson`]; anything else that is not a data
-    /// set of a known format is [`Error::InvalidData`]; a source that cannot be read is
-    /// [`Error::Source`]. Parsing runs on a blocking thread.
+    /// set of a known format is [`Error::InvalidData`]; a data set over the limits is
+    /// [`Error::DataTooLarge`]; a source that cannot be read is [`Error::Source`]. One load runs
+    /// at a time: another one meanwhile is [`Error::Conflict`]. Parsing runs on a blocking
+    /// thread.
     pub async fn load(&self, body: DataBody) -> Result<u64> {
+        let Ok(_loading) = self.loading.try_lock() else {
+            return Err(Error::Conflict(
+                "a data set is being loaded; try again once that load has finished".into(),
+            ));
+        };
+        let limits = self.limits;
         let data = match body {
-            DataBody::Source => parse::load_source(&self.source).await?,
+            DataBody::Source => parse::load_source(&self.source, &limits).await?,
             DataBody::Json(bytes) => {
-                off_runtime(move || {
-                    let value: serde_json::Value = serde_json::from_slice(&bytes)
-                        .map_err(|e| Error::MalformedJson(e.to_string()))?;
-                    parse::parse_value(value)
-                })
-                .await?
+                off_runtime(move || parse::parse_json(&bytes, &limits)).await?
             }
-            DataBody::Text(bytes) => off_runtime(move || parse::parse(&bytes)).await?,
+            DataBody::Text(bytes) => {
+                off_runtime(move || parse::parse_with(&bytes, &limits)).await?
+            }
         };
         self.data().replace(data).await
     }

@@ -18,6 +18,14 @@
 //! [`MAX_ID_LEN`] characters, and unique within the data set: `GET /data/{id}` must name one record.
 //! A data set with no records is refused.
 //!
+//! # Limits
+//!
+//! A data set is parsed within [`DataLimits`]: its size in bytes, its record count, and the
+//! memory its parsed records would take (estimated while reading, so a hostile document stops
+//! early). JSON is read straight into records, without a tree of the whole document. A record
+//! holds at most [`MAX_FIELDS`] fields, a TSV line at most [`MAX_LINE_BYTES`] bytes; every check
+//! is linear in the input. Past a limit the answer is [`Error::DataTooLarge`].
+//!
 //! TSV cells are strings. An empty cell means the field is absent, and the double quotes the HGNC
 //! export puts around multi-value cells (`"FLJ11506|p34"`) are removed. The HGNC export also
 //! drops trailing empty cells, so a row may be shorter than the header (its missing cells are
@@ -37,15 +45,17 @@
 //! - `bundled:meteorites` ([`BUNDLED_METEORITES`]): the meteorite-landings sample that ships
 //!   inside the binary (300 records, JSON);
 //! - an `http://` or `https://` URL, fetched with a GET ([`SOURCE_TIMEOUT`] in all, bodies up to
-//!   [`MAX_SOURCE_BYTES`]; an answer that is not 2xx is an error);
-//! - anything else: a path to a file (up to [`MAX_SOURCE_BYTES`]).
+//!   the limits' size; an answer that is not 2xx is an error; redirects are followed only within
+//!   the URL's own origin, at most five);
+//! - anything else: a path to a file (up to the limits' size).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::io::AsyncReadExt;
 
+use super::bounded::{Budget, Document, read_document};
 use super::dataset::{DataSet, Record};
 use crate::error::{Error, Result};
 use crate::job::truncate;
@@ -59,17 +69,67 @@ pub const BUNDLED_METEORITES: &str = "bundled:meteorites";
 /// The longest record id accepted, in characters.
 pub const MAX_ID_LEN: usize = 256;
 
-/// The largest body [`load_source`] reads from a file or a URL: 512 MiB.
-pub const MAX_SOURCE_BYTES: u64 = 512 * 1024 * 1024;
+/// The most fields one record holds, and the most columns of a TSV line.
+pub const MAX_FIELDS: usize = 1024;
+
+/// The longest TSV line, in bytes.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// The limits a data set is parsed within. The defaults fit a process with a 512 MiB memory
+/// limit that holds two data sets at once (the one in use and the one being loaded) with room to
+/// spare; raise them together with the memory limit to load the complete HGNC set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataLimits {
+    /// The largest body or source, in bytes (`HOLIDAPP_DATA_MAX_BYTES`, default 32 MiB).
+    pub max_bytes: u64,
+    /// The most records (`HOLIDAPP_DATA_MAX_RECORDS`, default 100,000).
+    pub max_records: u64,
+    /// The most memory the parsed records may take, estimated while reading, in bytes
+    /// (`HOLIDAPP_DATA_MAX_MEMORY`, default 128 MiB).
+    pub max_memory: u64,
+}
+
+impl Default for DataLimits {
+    fn default() -> Self {
+        DataLimits {
+            max_bytes: 32 * 1024 * 1024,
+            max_records: 100_000,
+            max_memory: 128 * 1024 * 1024,
+        }
+    }
+}
+
+impl DataLimits {
+    fn budget(&self) -> Budget {
+        Budget::new(self.max_records, MAX_FIELDS, self.max_memory)
+    }
+
+    /// [`Error::DataTooLarge`] when `len` bytes are over the size limit.
+    pub fn check_size(&self, len: u64) -> Result<()> {
+        if len > self.max_bytes {
+            return Err(Error::DataTooLarge(format!(
+                "the data set is larger than {} (HOLIDAPP_DATA_MAX_BYTES)",
+                bytes_text(self.max_bytes)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A byte count for messages: in MiB when whole, else in bytes.
+fn bytes_text(n: u64) -> String {
+    if n >= 1024 * 1024 && n.is_multiple_of(1024 * 1024) {
+        format!("{} MiB", n / (1024 * 1024))
+    } else {
+        format!("{n} bytes")
+    }
+}
 
 /// How long [`load_source`] waits for a URL to answer in full.
 pub const SOURCE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long [`load_source`] waits for a connection to a URL's host.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The longest header line the TSV detector looks at.
-const MAX_HEADER_BYTES: usize = 1024 * 1024;
 
 /// How much of a piece of input an error message quotes, in characters.
 const QUOTE_LEN: usize = 60;
@@ -90,17 +150,24 @@ pub fn bundled(name: &str) -> Option<DataSet> {
     parse(bytes).ok()
 }
 
-/// Parses a data set in any supported format (see the [module docs](self)).
+/// Parses a data set in any supported format (see the [module docs](self)) within the default
+/// [`DataLimits`].
 pub fn parse(bytes: &[u8]) -> Result<DataSet> {
+    parse_with(bytes, &DataLimits::default())
+}
+
+/// Parses a data set in any supported format within `limits`. JSON that does not parse is
+/// [`Error::InvalidData`] here (the input was not declared JSON).
+pub fn parse_with(bytes: &[u8], limits: &DataLimits) -> Result<DataSet> {
+    limits.check_size(bytes.len() as u64)?;
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => Err(invalid("the input is empty")),
-        Some(b'{' | b'[') => {
-            let value: Value = serde_json::from_slice(bytes)
-                .map_err(|e| invalid(format!("not valid JSON: {e}")))?;
-            parse_value(value)
-        }
-        Some(_) if looks_like_tsv(bytes) => parse_tsv(bytes),
+        Some(b'{' | b'[') => parse_json(bytes, limits).map_err(|e| match e {
+            Error::MalformedJson(message) => invalid(format!("not valid JSON: {message}")),
+            other => other,
+        }),
+        Some(_) if looks_like_tsv(bytes) => parse_tsv(bytes, limits),
         Some(_) => Err(invalid(
             "unrecognised format: expected JSON (an object or an array) or tab-separated values \
              with a header line",
@@ -108,65 +175,30 @@ pub fn parse(bytes: &[u8]) -> Result<DataSet> {
     }
 }
 
-/// Interprets an already-parsed JSON document as a data set (the JSON formats of [`parse`]).
-pub fn parse_value(value: Value) -> Result<DataSet> {
-    match value {
-        Value::Array(items) => {
+/// Parses a JSON data set (the JSON formats of [`parse`]) within `limits`, straight into
+/// records. JSON that does not parse is [`Error::MalformedJson`].
+pub fn parse_json(bytes: &[u8], limits: &DataLimits) -> Result<DataSet> {
+    limits.check_size(bytes.len() as u64)?;
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match read_document(bytes, &limits.budget())? {
+        Document::Array(items) => {
             let id_field = array_id_field(&items);
             records_from_json(items, "", id_field)
         }
-        Value::Object(mut top) => {
-            if let Some(response) = top.remove("response") {
-                let Value::Object(mut response) = response else {
-                    return Err(invalid(format!(
-                        "'response' is {}; the HGNC format is {{\"response\": {{\"docs\": [...]}}}}",
-                        describe(&response)
-                    )));
-                };
-                match response.remove("docs") {
-                    Some(Value::Array(docs)) => {
-                        records_from_json(docs, "response.docs", IdField::Named("hgnc_id"))
-                    }
-                    Some(other) => Err(invalid(format!(
-                        "'response.docs' is {}; expected an array of gene records",
-                        describe(&other)
-                    ))),
-                    None => Err(invalid(
-                        "'response' has no 'docs'; the HGNC format is {\"response\": {\"docs\": [...]}}",
-                    )),
-                }
-            } else if let Some(landings) = top.remove("meteorite_landings") {
-                match landings {
-                    Value::Array(items) => {
-                        records_from_json(items, "meteorite_landings", IdField::Named("id"))
-                    }
-                    other => Err(invalid(format!(
-                        "'meteorite_landings' is {}; expected an array of records",
-                        describe(&other)
-                    ))),
-                }
-            } else {
-                let keys: Vec<&str> = top.keys().take(5).map(String::as_str).collect();
-                Err(invalid(format!(
-                    "unrecognised JSON object (keys: {}); expected {{\"response\": {{\"docs\": \
-                     [...]}}}}, {{\"meteorite_landings\": [...]}} or an array of objects",
-                    truncate(&keys.join(", "), QUOTE_LEN)
-                )))
-            }
+        Document::Hgnc(docs) => records_from_json(docs, "response.docs", IdField::Named("hgnc_id")),
+        Document::Meteorites(items) => {
+            records_from_json(items, "meteorite_landings", IdField::Named("id"))
         }
-        other => Err(invalid(format!(
-            "the JSON document is {}; expected an object or an array of objects",
-            describe(&other)
-        ))),
     }
 }
 
 /// Loads a data set from a source: `bundled:<name>`, an http(s) URL or a file path (see the
-/// [module docs](self)).
+/// [module docs](self)), within `limits`.
 ///
 /// Failing to reach or read the source is [`Error::Source`]; content that does not parse is
-/// [`Error::InvalidData`], its message prefixed with the source.
-pub async fn load_source(source: &str) -> Result<DataSet> {
+/// [`Error::InvalidData`], its message prefixed with the source; a source over the limits is
+/// [`Error::DataTooLarge`].
+pub async fn load_source(source: &str, limits: &DataLimits) -> Result<DataSet> {
     let source = source.trim();
     if let Some(name) = source.strip_prefix("bundled:") {
         return bundled(name).ok_or_else(|| {
@@ -178,14 +210,15 @@ pub async fn load_source(source: &str) -> Result<DataSet> {
     }
     let (shown, bytes) = if source.starts_with("http://") || source.starts_with("https://") {
         let shown = redact_url(source);
-        let bytes = fetch_url(source, &shown).await?;
+        let bytes = fetch_url(source, &shown, limits).await?;
         (shown, bytes)
     } else {
         let shown = truncate(source, 200);
-        let bytes = read_file(source, &shown).await?;
+        let bytes = read_file(source, &shown, limits).await?;
         (shown, bytes)
     };
-    let parsed = tokio::task::spawn_blocking(move || parse(&bytes))
+    let limits = *limits;
+    let parsed = tokio::task::spawn_blocking(move || parse_with(&bytes, &limits))
         .await
         .map_err(|e| Error::Internal(format!("parsing task failed: {e}")))?;
     parsed.map_err(|e| match e {
@@ -194,7 +227,7 @@ pub async fn load_source(source: &str) -> Result<DataSet> {
     })
 }
 
-async fn read_file(path: &str, shown: &str) -> Result<Vec<u8>> {
+async fn read_file(path: &str, shown: &str, limits: &DataLimits) -> Result<Vec<u8>> {
     if path.is_empty() {
         return Err(Error::Source(
             "the data source is empty; give a file path, an http(s) URL or bundled:hgnc".into(),
@@ -205,17 +238,33 @@ async fn read_file(path: &str, shown: &str) -> Result<Vec<u8>> {
         .map_err(|e| Error::Source(format!("cannot open '{shown}': {e}")))?;
     let mut bytes = Vec::new();
     // `take` rather than the file's length: special files (pipes, /dev/zero) report none.
-    file.take(MAX_SOURCE_BYTES + 1)
+    file.take(limits.max_bytes + 1)
         .read_to_end(&mut bytes)
         .await
         .map_err(|e| Error::Source(format!("cannot read '{shown}': {e}")))?;
-    if bytes.len() as u64 > MAX_SOURCE_BYTES {
-        return Err(too_large(shown));
-    }
+    limits.check_size(bytes.len() as u64)?;
     Ok(bytes)
 }
 
-async fn fetch_url(url: &str, shown: &str) -> Result<Vec<u8>> {
+/// The most redirects [`load_source`] follows.
+const MAX_REDIRECTS: usize = 5;
+
+/// Follows a redirect only to the origin (scheme, host and port) of the URL first asked for:
+/// a data source must not send the server to another host of its network.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(reqwest::Url::origin);
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error("too many redirects")
+        } else if first.as_ref() == Some(&attempt.url().origin()) {
+            attempt.follow()
+        } else {
+            attempt.error("a redirect to another origin")
+        }
+    })
+}
+
+async fn fetch_url(url: &str, shown: &str, limits: &DataLimits) -> Result<Vec<u8>> {
     let fail = |what: &str, e: reqwest::Error| {
         Error::Source(truncate(
             &format!("{what} {shown}: {}", error_chain(&e.without_url())),
@@ -225,6 +274,7 @@ async fn fetch_url(url: &str, shown: &str) -> Result<Vec<u8>> {
     let client = reqwest::Client::builder()
         .timeout(SOURCE_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(same_origin_redirects())
         .build()
         .map_err(|e| fail("cannot set up a client for", e))?;
     let mut response = client
@@ -236,11 +286,8 @@ async fn fetch_url(url: &str, shown: &str) -> Result<Vec<u8>> {
     if !status.is_success() {
         return Err(Error::Source(format!("GET {shown} answered {status}")));
     }
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_SOURCE_BYTES)
-    {
-        return Err(too_large(shown));
+    if let Some(len) = response.content_length() {
+        limits.check_size(len)?;
     }
     let mut bytes = Vec::new();
     while let Some(chunk) = response
@@ -248,19 +295,10 @@ async fn fetch_url(url: &str, shown: &str) -> Result<Vec<u8>> {
         .await
         .map_err(|e| fail("cannot read the body of", e))?
     {
-        if (bytes.len() + chunk.len()) as u64 > MAX_SOURCE_BYTES {
-            return Err(too_large(shown));
-        }
+        limits.check_size((bytes.len() + chunk.len()) as u64)?;
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
-}
-
-fn too_large(shown: &str) -> Error {
-    Error::Source(format!(
-        "{shown} is larger than {} MiB",
-        MAX_SOURCE_BYTES / (1024 * 1024)
-    ))
 }
 
 /// The URL as it may appear in messages and logs: without its password, and not too long.
@@ -320,12 +358,8 @@ enum IdField {
 
 /// The id rule for a plain array: `id` if the objects have it, else `hgnc_id`, else positions.
 /// Whether *every* record has the chosen field is checked while building the records.
-fn array_id_field(items: &[Value]) -> IdField {
-    let any_has = |field: &str| {
-        items
-            .iter()
-            .any(|item| item.as_object().is_some_and(|o| o.contains_key(field)))
-    };
+fn array_id_field(items: &[Map<String, Value>]) -> IdField {
+    let any_has = |field: &str| items.iter().any(|item| item.contains_key(field));
     if any_has("id") {
         IdField::Named("id")
     } else if any_has("hgnc_id") {
@@ -335,18 +369,15 @@ fn array_id_field(items: &[Value]) -> IdField {
     }
 }
 
-fn records_from_json(items: Vec<Value>, path: &str, id_field: IdField) -> Result<DataSet> {
+fn records_from_json(
+    items: Vec<Map<String, Value>>,
+    path: &str,
+    id_field: IdField,
+) -> Result<DataSet> {
     let mut records = Vec::with_capacity(items.len());
     let mut seen = Ids::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
+    for (index, fields) in items.into_iter().enumerate() {
         let at = || format!("{path}[{index}]");
-        let Value::Object(fields) = item else {
-            return Err(invalid(format!(
-                "{} is {}; every record must be a JSON object",
-                at(),
-                describe(&item)
-            )));
-        };
         let id = match id_field {
             IdField::Position => index.to_string(),
             IdField::Named(name) => match fields.get(name) {
@@ -422,14 +453,40 @@ fn finish(records: Vec<Record>) -> Result<DataSet> {
     }
 }
 
-/// Whether the first line holds a tab: the sign of a TSV header.
+/// Whether the first line holds a tab: the sign of a TSV header. Looks at no more than
+/// [`MAX_LINE_BYTES`].
 fn looks_like_tsv(bytes: &[u8]) -> bool {
-    let head = &bytes[..bytes.len().min(MAX_HEADER_BYTES)];
+    let head = &bytes[..bytes.len().min(MAX_LINE_BYTES)];
     let first_line = head.split(|&b| b == b'\n').next().unwrap_or(head);
     first_line.contains(&b'\t')
 }
 
-fn parse_tsv(bytes: &[u8]) -> Result<DataSet> {
+/// [`Error::DataTooLarge`] for a line longer than [`MAX_LINE_BYTES`].
+fn check_line(line: &str, line_no: usize) -> Result<()> {
+    if line.len() > MAX_LINE_BYTES {
+        return Err(Error::DataTooLarge(format!(
+            "line {line_no} is longer than {} bytes",
+            MAX_LINE_BYTES
+        )));
+    }
+    Ok(())
+}
+
+/// The cells of a TSV line, at most [`MAX_FIELDS`].
+fn tsv_cells(line: &str, line_no: usize) -> Result<Vec<&str>> {
+    let mut cells = Vec::new();
+    for cell in line.split('\t') {
+        if cells.len() == MAX_FIELDS {
+            return Err(Error::DataTooLarge(format!(
+                "line {line_no} has more than {MAX_FIELDS} columns"
+            )));
+        }
+        cells.push(cell);
+    }
+    Ok(cells)
+}
+
+fn parse_tsv(bytes: &[u8], limits: &DataLimits) -> Result<DataSet> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let line = 1 + bytes[..e.valid_up_to()]
             .iter()
@@ -439,27 +496,35 @@ fn parse_tsv(bytes: &[u8]) -> Result<DataSet> {
             "line {line} is not valid UTF-8; tab-separated data must be UTF-8 text"
         ))
     })?;
+    let budget = limits.budget();
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let header_line = lines.next().unwrap_or_default();
+    check_line(header_line, 1)?;
     let header = tsv_header(header_line)?;
+    let names: HashSet<&str> = header.iter().map(String::as_str).collect();
     let id_column = ["hgnc_id", "id"]
         .iter()
         .find_map(|name| header.iter().position(|h| h == name));
 
     let mut records = Vec::new();
-    let mut seen = Ids::with_capacity(text.len() / 256);
+    let mut seen = Ids::with_capacity(1024);
     for (index, line) in lines.enumerate() {
         let line_no = index + 2;
+        check_line(line, line_no)?;
         if line.trim().is_empty() {
             continue;
         }
-        let cells: Vec<&str> = line.split('\t').collect();
+        let cells = tsv_cells(line, line_no)?;
         if cells.len() == 1 {
             return Err(invalid(format!(
                 "line {line_no} has 1 column but the header has {}; expected tab-separated values",
                 header.len()
             )));
         }
+        if budget.records_full(records.len()) {
+            return Err(budget.too_many_records_error());
+        }
+        budget.charge_record()?;
         let mut fields = Map::new();
         for (column, cell) in cells.iter().enumerate() {
             let value = unquote(cell);
@@ -470,7 +535,7 @@ fn parse_tsv(bytes: &[u8]) -> Result<DataSet> {
                 Some(name) => name.clone(),
                 None => {
                     let name = format!("column_{}", column + 1);
-                    if header.contains(&name) {
+                    if names.contains(name.as_str()) {
                         return Err(invalid(format!(
                             "line {line_no} has {} columns but the header has {}, and the name \
                              for the extra column, {name}, is taken by the header",
@@ -481,6 +546,7 @@ fn parse_tsv(bytes: &[u8]) -> Result<DataSet> {
                     name
                 }
             };
+            budget.charge_text_field(name.len(), value.len())?;
             fields.insert(name, Value::String(value.to_owned()));
         }
         let id = match id_column {
@@ -501,10 +567,12 @@ fn parse_tsv(bytes: &[u8]) -> Result<DataSet> {
     finish(records)
 }
 
-/// The column names of a TSV header; blank or repeated names are refused.
+/// The column names of a TSV header, at most [`MAX_FIELDS`]; blank or repeated names are
+/// refused.
 fn tsv_header(line: &str) -> Result<Vec<String>> {
     let mut names: Vec<String> = Vec::new();
-    for (column, cell) in line.split('\t').enumerate() {
+    let mut seen: HashSet<&str> = HashSet::new();
+    for (column, cell) in tsv_cells(line, 1)?.into_iter().enumerate() {
         let name = unquote(cell.trim());
         if name.is_empty() {
             return Err(invalid(format!(
@@ -512,7 +580,7 @@ fn tsv_header(line: &str) -> Result<Vec<String>> {
                 column + 1
             )));
         }
-        if names.iter().any(|n| n == name) {
+        if !seen.insert(name) {
             return Err(invalid(format!(
                 "the header names column '{}' twice",
                 truncate(name, QUOTE_LEN)

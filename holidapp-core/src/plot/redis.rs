@@ -120,7 +120,9 @@ const STAGING_TTL: Duration = Duration::from_secs(3600);
 
 /// The pipelined writes that store `data` under the staging keys `[records, ids, index]`:
 /// `RPUSH`es of the records' JSON and ids and `HSET`s of their positions, a thousand records per
-/// command, and an expiry on each key in case the load dies half way. Refuses duplicate ids.
+/// command. Each key gets its expiry right after the command that creates it, before the rest of
+/// the data, so a load that dies half way (a dropped connection, a killed process) leaves
+/// nothing that outlives the expiry. Refuses duplicate ids.
 /// Records are encoded on as many threads as there are cores.
 fn staging_writes(data: &DataSet, staging: &[String; 3]) -> Result<redis::Pipeline> {
     let mut positions: HashMap<&str, usize> = HashMap::with_capacity(data.len());
@@ -154,6 +156,7 @@ fn staging_writes(data: &DataSet, staging: &[String; 3]) -> Result<redis::Pipeli
         Ok::<_, Error>(encoded)
     })?;
     let [records_key, ids_key, index_key] = staging;
+    let ttl = i64::try_from(STAGING_TTL.as_millis()).unwrap_or(i64::MAX);
     let mut pipe = redis::pipe();
     for (chunk_no, (chunk, json)) in chunks.iter().zip(encoded).enumerate() {
         let first = chunk_no * LOAD_CHUNK;
@@ -169,10 +172,11 @@ fn staging_writes(data: &DataSet, staging: &[String; 3]) -> Result<redis::Pipeli
             .ignore()
             .hset_multiple(index_key, &index)
             .ignore();
-    }
-    let ttl = STAGING_TTL.as_millis() as i64;
-    for key in staging {
-        pipe.pexpire(key, ttl).ignore();
+        if chunk_no == 0 {
+            for key in staging {
+                pipe.pexpire(key, ttl).ignore();
+            }
+        }
     }
     Ok(pipe)
 }

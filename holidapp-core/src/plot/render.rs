@@ -62,6 +62,8 @@ use crate::kind::{Context, Png, Renderer};
 /// `POST /image`) do not re-read 45,000 records each.
 pub struct DataCache {
     store: Arc<dyn DataStore>,
+    /// The most records this process holds (`HOLIDAPP_DATA_MAX_RECORDS`); `None`: no limit.
+    max_records: Option<u64>,
     // A tokio mutex: held across the await that loads the data set, so concurrent renders that
     // find the cache stale load it once, not once each.
     cached: tokio::sync::Mutex<Option<(u64, Arc<DataSet>)>>,
@@ -78,8 +80,16 @@ impl DataCache {
     pub fn new(store: Arc<dyn DataStore>) -> Self {
         DataCache {
             store,
+            max_records: None,
             cached: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// A cache that refuses to hold a data set of more than `max` records: reading a larger one
+    /// is [`Error::DataTooLarge`], before any record is read.
+    pub fn with_max_records(mut self, max: u64) -> Self {
+        self.max_records = Some(max);
+        self
     }
 
     /// The store it reads.
@@ -88,7 +98,8 @@ impl DataCache {
     }
 
     /// The current data set, from the cache when the store's version is unchanged;
-    /// [`Error::NoData`] when none (or an empty one) is loaded.
+    /// [`Error::NoData`] when none (or an empty one) is loaded, [`Error::DataTooLarge`] when it
+    /// holds more records than this cache may.
     pub async fn current(&self) -> Result<Arc<DataSet>> {
         let version = self.store.version().await?;
         if version == 0 {
@@ -97,6 +108,17 @@ impl DataCache {
         let mut cached = self.cached.lock().await;
         if let Some((_, data)) = cached.as_ref().filter(|(v, _)| *v == version) {
             return Ok(Arc::clone(data));
+        }
+        if let Some(max) = self.max_records {
+            let len = self.store.len().await?;
+            if len > max {
+                // The old set is no longer the current one: let it go.
+                *cached = None;
+                return Err(Error::DataTooLarge(format!(
+                    "the loaded data set has {len} records; this process holds at most {max} \
+                     (HOLIDAPP_DATA_MAX_RECORDS)"
+                )));
+            }
         }
         let (version, data) = self.store.load().await?;
         if data.is_empty() {
@@ -117,14 +139,29 @@ impl DataCache {
 pub struct PlotRenderer {
     data: Arc<DataCache>,
     columns: Arc<ColumnCache>,
+    /// One permit per render that may run at once on the blocking threads (one per CPU core):
+    /// a render that never ends cannot be stopped, only kept from piling up.
+    renders: Arc<tokio::sync::Semaphore>,
 }
 
 impl PlotRenderer {
     /// A plot renderer drawing the data set of `store`.
     pub fn new(store: Arc<dyn DataStore>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         PlotRenderer {
             data: Arc::new(DataCache::new(store)),
             columns: Arc::new(ColumnCache::default()),
+            renders: Arc::new(tokio::sync::Semaphore::new(cores)),
+        }
+    }
+
+    /// The same renderer refusing data sets of more than `max` records (see
+    /// [`DataCache::with_max_records`]).
+    pub fn with_max_records(self, max: u64) -> Self {
+        let store = Arc::clone(self.data.store());
+        PlotRenderer {
+            data: Arc::new(DataCache::new(store).with_max_records(max)),
+            ..self
         }
     }
 
@@ -140,14 +177,22 @@ impl PlotRenderer {
         render_columns(&Columns::cached(data, &self.columns), spec)
     }
 
-    /// Draws `params` over the current data set, on a blocking thread.
+    /// Draws `params` over the current data set, on a blocking thread: at most one render per
+    /// CPU core at once, the others waiting their turn (a wait a time limit can end).
     pub async fn draw(&self, params: &PlotParams) -> Result<Png> {
         let spec = PlotSpec::from_params(params)?;
         let data = self.data.current().await?;
-        let renderer = self.clone();
-        let png = tokio::task::spawn_blocking(move || renderer.render_blocking(&data, &spec))
+        let permit = Arc::clone(&self.renders)
+            .acquire_owned()
             .await
-            .map_err(|e| Error::Internal(format!("the rendering task failed: {e}")))??;
+            .map_err(|_| Error::Internal("the render slots are closed".into()))?;
+        let renderer = self.clone();
+        let png = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            renderer.render_blocking(&data, &spec)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("the rendering task failed: {e}")))??;
         Ok(Png(png.into()))
     }
 

@@ -18,6 +18,16 @@ const IN_FLIGHT: usize = 2;
 
 use crate::error::{Error, Result};
 
+/// What a batch does with a call whose caller stopped waiting before the batch ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Abandoned {
+    /// Leaves it out: nobody is waiting for what it would do (a lease, a submit that the client
+    /// already got an error for).
+    Skip,
+    /// Runs it all the same: what it does matters whoever waits (a finished job's result).
+    Run,
+}
+
 /// One waiting call: its request and where its answer goes.
 struct Pending<Req, Resp> {
     request: Req,
@@ -39,9 +49,10 @@ impl<Req, Resp> Clone for Coalescer<Req, Resp> {
 
 impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
     /// Starts the batching task on the current tokio runtime. `run` gets up to `max` requests
-    /// and must answer each, in order. `unclaimed` gets every successful answer whose caller
-    /// stopped waiting (its future was dropped), so nothing it got is left dangling.
-    pub(super) fn spawn<F, Fut, U>(max: usize, run: F, unclaimed: U) -> Self
+    /// and must answer each, in order. `abandoned` says whether calls whose caller left before
+    /// their batch ran are made. `unclaimed` gets every successful answer whose caller stopped
+    /// waiting while its batch ran (its future was dropped), so nothing it got is left dangling.
+    pub(super) fn spawn<F, Fut, U>(max: usize, run: F, abandoned: Abandoned, unclaimed: U) -> Self
     where
         F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Result<Resp>>> + Send + 'static,
@@ -59,12 +70,21 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
                 let Some(first) = rx.recv().await else {
                     return;
                 };
-                let mut batch = vec![first];
+                let wanted =
+                    |p: &Pending<Req, Resp>| abandoned == Abandoned::Run || !p.reply.is_closed();
+                let mut batch = Vec::new();
+                if wanted(&first) {
+                    batch.push(first);
+                }
                 while batch.len() < max {
                     match rx.try_recv() {
-                        Ok(next) => batch.push(next),
+                        Ok(next) if wanted(&next) => batch.push(next),
+                        Ok(_) => {}
                         Err(_) => break,
                     }
+                }
+                if batch.is_empty() {
+                    continue;
                 }
                 let (requests, replies): (Vec<Req>, Vec<_>) =
                     batch.into_iter().map(|p| (p.request, p.reply)).unzip();

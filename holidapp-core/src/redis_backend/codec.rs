@@ -22,10 +22,26 @@ pub(super) fn duration_millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
-/// `now + d`, saturating.
-pub(super) fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+/// The time `ms` milliseconds after the epoch, as the scripts answer it.
+pub(super) fn from_millis(ms: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| Error::Internal(format!("a script answered the time {ms}, out of range")))
 }
+
+/// The time of a `TIME` reply (`[seconds, microseconds]`), in ms since the epoch.
+pub(super) fn time_reply(value: Value) -> Result<i64> {
+    let parts = array(value)?;
+    let [secs, micros] = &parts[..] else {
+        return Err(Error::Internal(
+            "Redis answered TIME without two parts".into(),
+        ));
+    };
+    Ok(int(secs.clone())?.saturating_mul(1000) + int(micros.clone())? / 1000)
+}
+
+/// The status of what is left of a deleted job that was still in its queue's ready list: every
+/// read treats it as gone, and the lease that pops it drops it (see `delete.lua`).
+pub(super) const TOMBSTONE: &str = "deleted";
 
 /// RFC 3339 with as many fraction digits as needed, in UTC (`2026-11-22T02:46:17.123456Z`):
 /// readable in `HGETALL` and exact on the way back.
@@ -34,27 +50,28 @@ pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// A new job as the enqueue script takes it: id (which names its key, not a field), kind,
-/// params, creation time and attempt limit, then the number of optional field/value strings and
-/// those strings ([`optional_fields`]). The script adds the field names, the queue, the status
-/// and the submission number.
+/// params, creation time, attempt limit and unique key (empty for none), then the number of
+/// optional field/value strings and those strings ([`optional_fields`], which hold the unique key
+/// as well). The script adds the field names, the status and the submission number.
 pub(super) fn enqueue_args(job: &Job) -> Vec<String> {
     let optional = optional_fields(job);
-    let mut args = Vec::with_capacity(6 + optional.len());
+    let mut args = Vec::with_capacity(7 + optional.len());
     args.push(job.id.to_string());
     args.push(job.kind.clone());
     args.push(job.params.as_json().to_owned());
     args.push(rfc3339(job.created_at));
     args.push(job.max_attempts.to_string());
+    args.push(job.unique_key.clone().unwrap_or_default());
     args.push(optional.len().to_string());
     args.extend(optional);
     args
 }
 
 /// The fields of a job beyond the ones every job has, as field/value strings: its queue unless
-/// it is `default`, worker, times, error, result type and a non-zero attempt count. Unset ones
-/// are left out, so `HGETALL` shows only what the job has (no `attempts` field reads as 0, no
-/// `queue` field as `default`): each field of a new hash costs the enqueue a scan of those
-/// before it.
+/// it is `default`, worker, times, error, result type, a non-zero attempt count, unique key and
+/// timeout. Unset ones are left out, so `HGETALL` shows only what the job has (no `attempts`
+/// field reads as 0, no `queue` field as `default`): each field of a new hash costs the enqueue a
+/// scan of those before it.
 pub(super) fn optional_fields(job: &Job) -> Vec<String> {
     let mut fields = Vec::new();
     let optional = [
@@ -71,6 +88,8 @@ pub(super) fn optional_fields(job: &Job) -> Vec<String> {
             "attempts",
             (job.attempts > 0).then(|| job.attempts.to_string()),
         ),
+        ("unique_key", job.unique_key.clone()),
+        ("timeout", job.timeout.map(|t| t.to_string())),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -90,7 +109,7 @@ pub(super) fn job_from_fields(id: JobId, fields: &HashMap<String, String>) -> Re
 /// The fields a lease reads of each job it takes, in the order the lease script answers their
 /// values: what [`job_from_lookup`] needs of a `submitted` job besides its queue (the caller
 /// knows it; the lease sets the rest).
-pub(super) const LEASE_FIELDS: [&str; 7] = [
+pub(super) const LEASE_FIELDS: [&str; 9] = [
     "status",
     "kind",
     "params",
@@ -98,6 +117,8 @@ pub(super) const LEASE_FIELDS: [&str; 7] = [
     "max_attempts",
     "attempts",
     "error",
+    "unique_key",
+    "timeout",
 ];
 
 /// The job `id` of `queue` from the values of [`LEASE_FIELDS`], in that order (`Nil` for a field
@@ -163,15 +184,21 @@ fn job_from_lookup<'a>(id: JobId, field: impl Fn(&str) -> Option<&'a str>) -> Re
         finished_at: optional_time("finished_at")?,
         error: field("error").map(str::to_owned),
         result_type: field("result_type").map(|t| Cow::Owned(t.to_owned())),
+        unique_key: field("unique_key").map(str::to_owned),
+        timeout: field("timeout")
+            .map(|t| t.parse::<u32>().map_err(|e| bad("timeout", &e)))
+            .transpose()?,
     })
 }
 
-/// Whether a job hash's `expires_at` (ms) has passed at `now_ms`.
-pub(super) fn expired(fields: &HashMap<String, String>, now_ms: i64) -> bool {
-    fields
-        .get("expires_at")
-        .and_then(|at| at.parse::<i64>().ok())
-        .is_some_and(|at| at <= now_ms)
+/// Whether a job hash counts as gone at `now_ms`: its `expires_at` (ms) has passed, or it is
+/// the remains of a deleted job ([`TOMBSTONE`]).
+pub(super) fn gone(fields: &HashMap<String, String>, now_ms: i64) -> bool {
+    fields.get("status").is_some_and(|s| s == TOMBSTONE)
+        || fields
+            .get("expires_at")
+            .and_then(|at| at.parse::<i64>().ok())
+            .is_some_and(|at| at <= now_ms)
 }
 
 /// The fields of a flat `{field, value, ...}` reply; `None` for an empty one (no such hash).
@@ -221,15 +248,6 @@ pub(super) fn int(value: Value) -> Result<i64> {
     }
 }
 
-/// A script's `{'ok', ...}` / `{'lost'}` style reply: its status word and the rest.
-pub(super) fn tagged(value: Value) -> Result<(String, Vec<Value>)> {
-    let mut items = array(value)?.into_iter();
-    let tag = items
-        .next()
-        .ok_or_else(|| Error::Internal("a script answered an empty reply".to_owned()))?;
-    Ok((string(tag)?, items.collect()))
-}
-
 /// The error for a reply of the wrong shape.
 pub(super) fn unexpected(expected: &str, got: &Value) -> Error {
     let mut shown = format!("{got:?}");
@@ -248,14 +266,15 @@ mod tests {
         let args = enqueue_args(job);
         assert_eq!(args[0], job.id.to_string());
         let names = ["kind", "params", "created_at", "max_attempts"];
+        assert_eq!(args[5], job.unique_key.clone().unwrap_or_default());
         let mut fields: HashMap<String, String> = names
             .iter()
             .zip(&args[1..])
             .map(|(name, value)| ((*name).to_owned(), value.clone()))
             .collect();
         fields.insert("status".into(), job.status.as_str().into());
-        assert_eq!(args[5], (args.len() - 6).to_string());
-        for pair in args[6..].chunks(2) {
+        assert_eq!(args[6], (args.len() - 7).to_string());
+        for pair in args[7..].chunks(2) {
             fields.insert(pair[0].clone(), pair[1].clone());
         }
         fields
@@ -282,6 +301,8 @@ mod tests {
         job.error = Some("boom".into());
         job.result_type = Some("image/png".into());
         job.attempts = 2;
+        job.unique_key = Some("order-17".into());
+        job.timeout = Some(30);
         assert_eq!(job_from_fields(job.id, &stored_fields(&job)).unwrap(), job);
         job.queue = QueueName::default_queue();
         let fields = stored_fields(&job);
@@ -297,6 +318,7 @@ mod tests {
         let mut job = a_job();
         job.attempts = 1;
         job.error = Some("lease expired".into());
+        job.timeout = Some(5);
         let fields = stored_fields(&job);
         let values = LEASE_FIELDS
             .iter()
@@ -332,6 +354,7 @@ mod tests {
             ("max_attempts", "x"),
             ("params", "[1"),
             ("queue", "no queue"),
+            ("timeout", "-3"),
         ] {
             let mut broken = fields.clone();
             broken.insert(field.into(), bad.into());
@@ -348,18 +371,28 @@ mod tests {
             string(Value::BulkString(vec![0xff])),
             Err(Error::Internal(_))
         ));
-        assert!(matches!(
-            tagged(Value::Array(vec![])),
-            Err(Error::Internal(_))
-        ));
     }
 
     #[test]
-    fn expiry_is_read_from_the_hash() {
+    fn expiry_and_remains_are_read_from_the_hash() {
         let mut fields = stored_fields(&a_job());
-        assert!(!expired(&fields, 1_000));
+        assert!(!gone(&fields, 1_000));
         fields.insert("expires_at".into(), "1000".into());
-        assert!(expired(&fields, 1_000));
-        assert!(!expired(&fields, 999));
+        assert!(gone(&fields, 1_000));
+        assert!(!gone(&fields, 999));
+        let remains = HashMap::from([("status".to_owned(), TOMBSTONE.to_owned())]);
+        assert!(gone(&remains, 0));
+    }
+
+    #[test]
+    fn times_are_read_from_time_replies() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply = Value::Array(vec![bulk("1764547200"), bulk("123456")]);
+        assert_eq!(time_reply(reply).unwrap(), 1_764_547_200_123);
+        assert!(time_reply(Value::Array(vec![bulk("1")])).is_err());
+        assert_eq!(
+            from_millis(1_764_547_200_123).unwrap().to_rfc3339(),
+            "2025-12-01T00:00:00.123+00:00"
+        );
     }
 }

@@ -90,6 +90,12 @@ impl RedisConn {
         self.run(cmd.query_async(&mut conn)).await
     }
 
+    /// Runs a short pipeline (a command or two) with the default deadline.
+    pub async fn query_pipeline<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        let mut conn = self.manager.clone();
+        self.run(pipe.query_async(&mut conn)).await
+    }
+
     /// Runs a pipeline with the bulk deadline.
     pub async fn query_bulk<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
         let mut conn = self.manager.clone();
@@ -136,9 +142,14 @@ pub(super) async fn run_raw<T>(
         .map_err(|_| Error::Unavailable(format!("Redis did not answer within {timeout:?}")))
 }
 
-/// Whether a Redis error means the server cannot be reached or cannot serve right now.
+/// Whether a Redis error means the server cannot be reached or cannot serve right now: down,
+/// loading, read-only, at its `maxmemory` (`OOM`, which a script's error may carry inside), or
+/// busy running a long script (`BUSY`).
 pub(super) fn is_outage(e: &RedisError) -> bool {
-    e.is_io_error()
+    matches!(e.code(), Some("OOM" | "BUSY"))
+        || e.detail()
+            .is_some_and(|d| d.contains("OOM command not allowed"))
+        || e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use redis::Value;
 
 use super::RedisBackend;
-use super::codec::{array, expired, fields_from_reply, int, job_from_fields, millis, string};
+use super::codec::{TOMBSTONE, array, fields_from_reply, gone, int, job_from_fields, string};
 use super::scripts::SCRIPTS;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId, QueueName};
@@ -72,13 +72,14 @@ impl RedisBackend {
                     .key(&k.complete)
                     .key(&k.failed)
                     .arg(&k.job_prefix)
-                    .arg(millis(self.clock.now()))
+                    .arg(self.time.arg())
                     .arg(bound)
                     .arg(if inclusive { "1" } else { "0" })
                     .arg(want)
                     .arg(LIST_BUDGET)
                     .arg(flags)
-                    .arg(query.kind.as_deref().unwrap_or("")),
+                    .arg(query.kind.as_deref().unwrap_or(""))
+                    .arg(TOMBSTONE),
             )
             .await?;
         let mut items = array(reply)?.into_iter();
@@ -100,8 +101,8 @@ impl RedisBackend {
         Ok(Candidates { found, frontier })
     }
 
-    /// The jobs with these ids, in order, read in one round trip; ids whose job is gone or past
-    /// retention are left out.
+    /// The jobs with these ids, in order, read in one round trip; ids whose job is gone (deleted
+    /// or past retention) are left out.
     async fn read_jobs(&self, ids: &[String]) -> Result<Vec<Job>> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -117,12 +118,13 @@ impl RedisBackend {
         for &id in &ids {
             pipe.hgetall(self.keys.job(id));
         }
-        let replies: Vec<Value> = self.conn.query_bulk(&pipe).await?;
-        let now = millis(self.clock.now());
+        self.ask_time(&mut pipe);
+        let mut replies: Vec<Value> = self.conn.query_bulk(&pipe).await?;
+        let now = self.time_of(&mut replies)?;
         let mut jobs = Vec::with_capacity(replies.len());
         for (id, reply) in ids.into_iter().zip(replies) {
             if let Some(fields) = fields_from_reply(reply)?
-                && !expired(&fields, now)
+                && !gone(&fields, now)
             {
                 jobs.push(job_from_fields(id, &fields)?);
             }
@@ -130,14 +132,17 @@ impl RedisBackend {
         Ok(jobs)
     }
 
-    /// A job's hash fields, or `None` when it does not exist or is past retention.
+    /// A job's hash fields, or `None` when it is gone (never was, deleted, past retention).
     async fn live_fields(&self, id: JobId) -> Result<Option<HashMap<String, String>>> {
-        let reply: Value = self
-            .conn
-            .query(redis::cmd("HGETALL").arg(self.keys.job(id)))
-            .await?;
-        let now = millis(self.clock.now());
-        Ok(fields_from_reply(reply)?.filter(|fields| !expired(fields, now)))
+        let mut pipe = redis::pipe();
+        pipe.hgetall(self.keys.job(id));
+        self.ask_time(&mut pipe);
+        let mut replies: Vec<Value> = self.conn.query_pipeline(&pipe).await?;
+        let now = self.time_of(&mut replies)?;
+        let reply = replies
+            .pop()
+            .ok_or_else(|| Error::Internal("Redis answered no HGETALL".into()))?;
+        Ok(fields_from_reply(reply)?.filter(|fields| !gone(fields, now)))
     }
 }
 
@@ -212,16 +217,20 @@ impl JobStore for RedisBackend {
                 &["status", "error", "result_type", "expires_at"],
             )
             .get(self.keys.result(id));
+        self.ask_time(&mut pipe);
+        let mut replies: Vec<Value> = self.conn.query_bulk(&pipe).await?;
+        let now = self.time_of(&mut replies)?;
         let (fields, result): (Vec<Option<String>>, Option<Vec<u8>>) =
-            self.conn.query_bulk(&pipe).await?;
+            redis::from_redis_value(Value::Array(replies))
+                .map_err(|e| Error::Internal(format!("Redis answered a bad result read: {e}")))?;
         let field = |i: usize| fields.get(i).cloned().flatten();
         let Some(status) = field(0) else {
             return Ok(None);
         };
         let expired = field(3)
             .and_then(|at| at.parse::<i64>().ok())
-            .is_some_and(|at| at <= millis(self.clock.now()));
-        if expired {
+            .is_some_and(|at| at <= now);
+        if expired || status == TOMBSTONE {
             return Ok(None);
         }
         let status: JobStatus = status
@@ -252,7 +261,7 @@ impl JobStore for RedisBackend {
                     .arg("queue"),
             )
             .await?;
-        if status.is_none() {
+        if status.is_none_or(|s| s == TOMBSTONE) {
             return Ok(false);
         }
         // No `queue` field means the default queue.
@@ -271,16 +280,17 @@ impl JobStore for RedisBackend {
                     .delete
                     .key(self.keys.job(id))
                     .key(self.keys.result(id))
-                    .key(&k.ready)
                     .key(&k.delayed)
                     .key(&k.returned)
                     .key(&k.expiry)
                     .key(&k.complete)
                     .key(&k.failed)
+                    .key(&k.counters)
                     .arg(id.to_string())
-                    .arg(millis(self.clock.now()))
+                    .arg(self.time.arg())
                     .arg(JobStatus::InProgress.as_str())
-                    .arg(JobStatus::Submitted.as_str()),
+                    .arg(JobStatus::Submitted.as_str())
+                    .arg(TOMBSTONE),
             )
             .await?;
         match deleted {
@@ -305,15 +315,17 @@ impl JobStore for RedisBackend {
                 .zcard(&k.delayed)
                 .zcard(&k.leased)
                 .zcard(&k.complete)
-                .zcard(&k.failed);
+                .zcard(&k.failed)
+                .hget(&k.counters, "deleted");
         }
-        let sizes: Vec<u64> = self.conn.query_bulk(&pipe).await?;
+        let sizes: Vec<Option<u64>> = self.conn.query_bulk(&pipe).await?;
         Ok(queues
             .into_iter()
-            .zip(sizes.chunks(6))
+            .zip(sizes.chunks(7))
             .map(|(queue, n)| {
-                let at = |i: usize| n.get(i).copied().unwrap_or(0);
-                let (ready, delayed) = (at(0) + at(1), at(2));
+                let at = |i: usize| n.get(i).copied().flatten().unwrap_or(0);
+                // The remains of deleted jobs still in the ready list are not waiting.
+                let (ready, delayed) = ((at(0) + at(1)).saturating_sub(at(6)), at(2));
                 QueueStats {
                     queue,
                     counts: StatusCounts {

@@ -42,6 +42,12 @@ pub(super) struct QueueKeys {
     pub(super) failed: String,
     /// `...:expiry`: finished jobs, by the time their retention ends (ZSET).
     pub(super) expiry: String,
+    /// `...:counters`: `deleted` (remains of deleted jobs left in `ready`) and `result_bytes`
+    /// (the bytes of the queue's results) (HASH).
+    pub(super) counters: String,
+    /// `...:unique:`: prefix of unique keys, each naming the job that holds it (STRING, with a
+    /// TTL).
+    pub(super) unique_prefix: String,
 }
 
 impl Keys {
@@ -69,6 +75,8 @@ impl Keys {
             complete: key("complete"),
             failed: key("failed"),
             expiry: key("expiry"),
+            counters: key("counters"),
+            unique_prefix: key("unique:"),
         }
     }
 
@@ -108,6 +116,7 @@ mod tests {
         let q = keys.queue(&queue);
         assert_eq!(q.ready, "holidapp:{2d}:q:default:ready");
         assert_eq!(q.expiry, "holidapp:{2d}:q:default:expiry");
+        assert_eq!(q.unique_prefix, "holidapp:{2d}:q:default:unique:");
         assert_eq!(q.job_prefix, "holidapp:{2d}:job:");
         assert_eq!(keys.queues, "holidapp:queues");
         for key in [
@@ -116,6 +125,7 @@ mod tests {
             &q.leased,
             &q.seq,
             &q.token,
+            &q.counters,
             &keys.job(id),
         ] {
             assert!(key.contains("{2d}"), "{key}");

@@ -13,9 +13,12 @@
 //! - **One hash tag per script.** A queue's keys and its jobs' keys share the tag `{xx}`, the
 //!   queue's slot tag, which is also the first byte of its job ids: a script touches one Redis
 //!   Cluster slot, and a job is found from its id alone.
-//! - **Time comes from the backend's [`Clock`]** and is passed to the scripts, so tests drive
-//!   lease expiry, retry delays and retention with a [`ManualClock`](crate::ManualClock) exactly
-//!   as they do on the in-memory backend.
+//! - **One clock: Redis's.** Lease deadlines, retry delays and retention are read from Redis's
+//!   own clock (`TIME`, inside the scripts), never from the clock of the process that calls: a
+//!   worker whose clock runs ahead cannot expire healthy leases or purge live results. Tests
+//!   that want to drive time build the backend [`with_clock`](RedisBackend::with_clock) and pass
+//!   a [`ManualClock`](crate::ManualClock), whose time the scripts then take instead, exactly as
+//!   on the in-memory backend.
 //! - **The layout is readable**: a job is a hash (`HGETALL holidapp:{2d}:job:{id}` shows its
 //!   fields), and every key is listed in `docs/redis-layout.md`. Nothing uses `KEYS`; listings
 //!   read the indexes the scripts keep, and the queue itself serves as the index of waiting jobs.
@@ -65,13 +68,13 @@ use redis::IntoConnectionInfo;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::job::{Job, QueueName};
 use crate::kind::Output;
-use crate::queue::{Lease, QueueSettings};
+use crate::queue::{Enqueued, Lease, QueueSettings};
 
-use coalesce::Coalescer;
+use coalesce::{Abandoned, Coalescer};
 pub use conn::{BULK_TIMEOUT, DEFAULT_TIMEOUT, RedisConn, map_error};
 use conn::{is_outage, run_raw};
 use keys::{Keys, QueueKeys};
@@ -183,7 +186,7 @@ pub struct RedisBackend {
     waiters: Arc<Mutex<Vec<MultiplexedConnection>>>,
     keys: Arc<Keys>,
     settings: QueueSettings,
-    clock: Arc<dyn Clock>,
+    time: Time,
     /// Queues this process has added to the queue registry (`{prefix}:queues`), so it adds each
     /// once. A std mutex: held for a lookup or an insert, never across an await.
     registered: Arc<Mutex<HashSet<QueueName>>>,
@@ -193,7 +196,26 @@ pub struct RedisBackend {
     /// Gathers concurrent `complete` calls into `complete_many` calls.
     completions: Option<Coalescer<(Lease, Output), Job>>,
     /// Gathers concurrent `enqueue` calls into one script call per queue.
-    enqueues: Option<Coalescer<Job, ()>>,
+    enqueues: Option<Coalescer<Job, Enqueued>>,
+}
+
+/// Where the scripts read the time.
+#[derive(Clone)]
+enum Time {
+    /// Redis's own clock (`TIME` inside each script): one clock for every process.
+    Server,
+    /// A clock the caller gave (tests drive expiry with a [`ManualClock`](crate::ManualClock)).
+    Given(Arc<dyn Clock>),
+}
+
+impl Time {
+    /// The time argument of a script: empty for Redis's clock, else the given clock's time in ms.
+    fn arg(&self) -> String {
+        match self {
+            Time::Server => String::new(),
+            Time::Given(clock) => codec::millis(clock.now()).to_string(),
+        }
+    }
 }
 
 /// One `lease` call waiting for its batch.
@@ -220,22 +242,27 @@ impl fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
-    /// A backend on `config`, reading time from the system clock.
+    /// A backend on `config`, reading time from Redis's clock.
     ///
     /// Does not fail when Redis is down: the connection is made on first use and remade after
     /// every outage, and calls answer [`Error::Unavailable`] meanwhile (see
     /// [`ping`](crate::JobStore::ping)). Fails only for a URL that cannot be used.
     pub async fn connect(config: &RedisConfig, settings: QueueSettings) -> Result<Self> {
-        Self::with_clock(config, settings, Arc::new(SystemClock)).await
+        Self::open(config, settings, Time::Server)
     }
 
-    /// A backend on `config` reading time from `clock` (tests pass a
-    /// [`ManualClock`](crate::ManualClock)).
+    /// A backend on `config` reading time from `clock` instead of Redis's clock: tests pass a
+    /// [`ManualClock`](crate::ManualClock) to drive lease expiry, retry delays and retention.
+    /// Every process sharing the Redis must then share the clock too.
     pub async fn with_clock(
         config: &RedisConfig,
         settings: QueueSettings,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
+        Self::open(config, settings, Time::Given(clock))
+    }
+
+    fn open(config: &RedisConfig, settings: QueueSettings, time: Time) -> Result<Self> {
         let client = redis::Client::open(config.url.as_str()).map_err(|e| {
             Error::Internal(format!(
                 "invalid Redis URL '{}': {e}",
@@ -248,7 +275,7 @@ impl RedisBackend {
             waiters: Arc::new(Mutex::new(Vec::new())),
             keys: Arc::new(Keys::new(&config.prefix)),
             settings,
-            clock,
+            time,
             registered: Arc::new(Mutex::new(HashSet::new())),
             leases: None,
             completions: None,
@@ -278,11 +305,6 @@ impl RedisBackend {
         &self.keys.prefix
     }
 
-    /// The clock this backend reads.
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
-    }
-
     /// Starts the tasks that gather concurrent `lease`, `complete` and `enqueue` calls into
     /// batches (see `coalesce`), replacing any started before. Outside a tokio runtime there are
     /// no tasks and every call runs on its own.
@@ -304,8 +326,10 @@ impl RedisBackend {
                 async move { backend.enqueue_batch(jobs).await }
             },
             // A job stored for a caller that stopped waiting stays stored: the call may not
-            // have been answered, but it happened.
-            |()| {},
+            // have been answered, but it happened. (A call whose caller had left before its
+            // batch ran is not made at all.)
+            Abandoned::Skip,
+            |_: Enqueued| {},
         ));
         let for_leases = direct.clone();
         let for_orphans = direct.clone();
@@ -315,6 +339,7 @@ impl RedisBackend {
                 let backend = for_leases.clone();
                 async move { backend.lease_batch(requests).await }
             },
+            Abandoned::Skip,
             // A caller that stopped waiting (a worker shutting down) never gets its job: give
             // it back at once rather than leave it leased until the lease runs out.
             move |lease: Option<Lease>| {
@@ -335,10 +360,33 @@ impl RedisBackend {
                 let backend = direct.clone();
                 async move { backend.complete_batch(done).await }
             },
+            // A finished job is stored even when its worker stopped waiting: the work is done.
+            Abandoned::Run,
             // A completed job whose caller stopped waiting is complete all the same.
             |_: Job| {},
         ));
         self
+    }
+
+    /// Adds a `TIME` to the end of `pipe` when time is Redis's, so a read learns the time in
+    /// the same round trip; [`time_of`](Self::time_of) takes its answer.
+    fn ask_time(&self, pipe: &mut redis::Pipeline) {
+        if let Time::Server = self.time {
+            pipe.cmd("TIME");
+        }
+    }
+
+    /// The time of a read, in ms since the epoch: the answer to the `TIME` that
+    /// [`ask_time`](Self::ask_time) added (taken off the end of `replies`), or the given clock's.
+    fn time_of(&self, replies: &mut Vec<redis::Value>) -> Result<i64> {
+        match &self.time {
+            Time::Given(clock) => Ok(codec::millis(clock.now())),
+            Time::Server => codec::time_reply(
+                replies
+                    .pop()
+                    .ok_or_else(|| Error::Internal("Redis answered no TIME".into()))?,
+            ),
+        }
     }
 
     /// The keys of `queue`.

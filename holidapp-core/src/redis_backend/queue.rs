@@ -11,19 +11,21 @@ use redis::Value;
 
 use super::coalesce;
 use super::codec::{
-    LEASE_FIELDS, after, array, duration_millis, enqueue_args, int, job_from_lease_values, millis,
-    rfc3339, string, tagged,
+    LEASE_FIELDS, TOMBSTONE, array, duration_millis, enqueue_args, from_millis, int,
+    job_from_lease_values, string,
 };
 use super::keys::QueueKeys;
 use super::scripts::SCRIPTS;
 use super::{LeaseRequest, MAX_LEASE_BATCH, RedisBackend, is_outage, map_error};
 use crate::error::{Error, Result};
-use crate::job::{Job, QueueName};
+use crate::job::{Job, JobId, QueueName};
 use crate::kind::Output;
 use crate::machine::{
     Attempts, Event, FailureKind, JobState, JobStatus, Move, Requeue, decide, expiry_reason,
 };
-use crate::queue::{Consumer, Lease, LeaseToken, Maintenance, Producer, RequeueReport};
+use crate::queue::{
+    Consumer, Enqueued, Lease, LeaseToken, Maintenance, Producer, Quota, RequeueReport,
+};
 
 /// Most jobs one enqueue script call stores (Lua's `unpack` has a stack limit).
 const ENQUEUE_CHUNK: usize = 1000;
@@ -86,9 +88,8 @@ impl RedisBackend {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let now = self.clock.now();
-        let deadline = after(now, lease_for);
         let k = self.queue_keys(queue);
+        let lease_ms = duration_millis(lease_for);
         let reply: Value = self
             .conn
             .invoke(
@@ -100,21 +101,26 @@ impl RedisBackend {
                     .key(&k.leased)
                     .key(&k.token)
                     .key(&k.wake)
+                    .key(&k.counters)
                     .arg(&k.job_prefix)
-                    .arg(millis(now))
-                    .arg(millis(deadline))
+                    .arg(self.time.arg())
+                    .arg(lease_ms)
                     .arg(worker)
-                    .arg(rfc3339(now))
-                    .arg(rfc3339(deadline))
                     .arg(max)
                     .arg(JobStatus::Submitted.as_str())
                     .arg(JobStatus::InProgress.as_str())
                     .arg(PROMOTE_LIMIT)
+                    .arg(TOMBSTONE)
                     .arg(&LEASE_FIELDS[..]),
             )
             .await?;
-        array(reply)?
-            .into_iter()
+        let mut items = array(reply)?.into_iter();
+        let now_ms = int(items
+            .next()
+            .ok_or_else(|| Error::Internal("lease script answered no time".into()))?)?;
+        let now = from_millis(now_ms)?;
+        let deadline = from_millis(now_ms.saturating_add(lease_ms))?;
+        items
             .map(|item| {
                 let mut parts = array(item)?.into_iter();
                 let (Some(id), Some(token), Some(values)) =
@@ -216,20 +222,19 @@ impl RedisBackend {
         if done.is_empty() {
             return Ok(Vec::new());
         }
-        let now = self.clock.now();
-        let expires_at = millis(now).saturating_add(duration_millis(self.settings.result_ttl));
         let k = self.queue_keys(queue);
         let mut invocation = SCRIPTS.complete.prepare_invoke();
         invocation
             .key(&k.leased)
             .key(&k.complete)
             .key(&k.expiry)
+            .key(&k.counters)
             .arg(&k.job_prefix)
             .arg(&k.result_prefix)
             .arg(JobStatus::InProgress.as_str())
             .arg(JobStatus::Complete.as_str())
-            .arg(rfc3339(now))
-            .arg(expires_at);
+            .arg(self.time.arg())
+            .arg(duration_millis(self.settings.result_ttl));
         let mut leases = Vec::with_capacity(done.len());
         for (lease, output) in done {
             invocation
@@ -239,13 +244,17 @@ impl RedisBackend {
                 .arg(output.content_type());
             leases.push((lease, output.content_type_shared()));
         }
-        let changed: Vec<i64> = self
+        let answer: Vec<i64> = self
             .conn
             .run_bulk({
                 let mut conn = self.conn.manager();
                 async move { invocation.invoke_async(&mut conn).await }
             })
             .await?;
+        let Some((&now_ms, changed)) = answer.split_first() else {
+            return Err(Error::Internal("complete script answered no time".into()));
+        };
+        let now = from_millis(now_ms)?;
         if changed.len() != leases.len() {
             return Err(Error::Internal(format!(
                 "complete script answered {} flags for {} leases",
@@ -255,7 +264,7 @@ impl RedisBackend {
         }
         Ok(leases
             .into_iter()
-            .zip(changed)
+            .zip(changed.iter().copied())
             .map(|((lease, content_type), changed)| {
                 self.after_fenced_change(&lease, changed, Event::Complete, |job| {
                     job.finished_at = Some(now);
@@ -266,69 +275,48 @@ impl RedisBackend {
             .collect())
     }
 
-    /// Runs one enqueue script call for up to [`ENQUEUE_CHUNK`] jobs of one queue, stopping at
-    /// the first refused one (as [`Producer::enqueue_many`] does).
-    async fn enqueue_chunk(&self, k: &QueueKeys, jobs: &[Job]) -> Result<()> {
-        for job in jobs {
-            check_new(job)?;
+    /// Runs one enqueue script call for up to [`ENQUEUE_CHUNK`] jobs of one queue: one answer
+    /// per job.
+    async fn enqueue_chunk(
+        &self,
+        queue: &QueueName,
+        jobs: &[Job],
+    ) -> Result<Vec<Result<Enqueued>>> {
+        let mut answers: Vec<Result<Enqueued>> = jobs
+            .iter()
+            .map(|job| check_new(job).map(|()| Enqueued::Stored))
+            .collect();
+        let valid: Vec<usize> = (0..jobs.len()).filter(|&i| answers[i].is_ok()).collect();
+        if valid.is_empty() {
+            return Ok(answers);
         }
-        let reply = self.run_enqueue(k, jobs.iter(), "stop").await?;
-        match tagged(reply)? {
-            (tag, _) if tag == "ok" => Ok(()),
-            (tag, rest) if tag == "exists" => {
-                let id = rest
-                    .into_iter()
-                    .next()
-                    .map(string)
-                    .transpose()?
-                    .unwrap_or_default();
-                Err(Error::Conflict(format!("job {id} already exists")))
-            }
-            (tag, _) => Err(Error::Internal(format!("enqueue script answered '{tag}'"))),
+        let stored = self
+            .run_enqueue(queue, valid.iter().map(|&i| &jobs[i]))
+            .await?;
+        for (i, answer) in valid.into_iter().zip(stored) {
+            answers[i] = answer;
         }
+        Ok(answers)
     }
 
     /// Enqueues jobs of separate callers in one script call per queue, each refused or stored on
     /// its own.
-    pub(super) async fn enqueue_batch(&self, jobs: Vec<Job>) -> Vec<Result<()>> {
-        let mut answers: Vec<Result<()>> = jobs.iter().map(check_new).collect();
-        let valid: Vec<usize> = (0..jobs.len()).filter(|&i| answers[i].is_ok()).collect();
-        if valid.is_empty() {
-            return answers;
+    pub(super) async fn enqueue_batch(&self, jobs: Vec<Job>) -> Vec<Result<Enqueued>> {
+        if let Err(e) = self.register(jobs.iter().map(|j| &j.queue)).await {
+            return coalesce::for_each(&e, jobs.len());
         }
-        if let Err(e) = self.register(valid.iter().map(|&i| &jobs[i].queue)).await {
-            for i in valid {
-                answers[i] = Err(e.duplicate());
-            }
-            return answers;
-        }
-        for (queue, members) in grouped(&valid, |&i| jobs[i].queue.clone()) {
-            let positions: Vec<usize> = members.iter().map(|&m| valid[m]).collect();
-            let k = self.queue_keys(&queue);
-            let refused = self
-                .run_enqueue(&k, positions.iter().map(|&i| &jobs[i]), "skip")
-                .await
-                .and_then(tagged)
-                .and_then(|(tag, rest)| match tag.as_str() {
-                    "ok" => rest.into_iter().map(int).collect::<Result<Vec<i64>>>(),
-                    _ => Err(Error::Internal(format!("enqueue script answered '{tag}'"))),
-                });
-            match refused {
-                Ok(refused) => {
-                    for position in refused {
-                        let i = usize::try_from(position - 1)
-                            .ok()
-                            .and_then(|p| positions.get(p).copied());
-                        if let Some(i) = i {
-                            answers[i] = Err(Error::Conflict(format!(
-                                "job {} already exists",
-                                jobs[i].id
-                            )));
-                        }
+        let mut answers: Vec<Result<Enqueued>> =
+            jobs.iter().map(|_| Ok(Enqueued::Stored)).collect();
+        for (queue, members) in grouped(&jobs, |job| job.queue.clone()) {
+            let group: Vec<Job> = members.iter().map(|&i| jobs[i].clone()).collect();
+            match self.enqueue_chunk(&queue, &group).await {
+                Ok(stored) => {
+                    for (i, answer) in members.into_iter().zip(stored) {
+                        answers[i] = answer;
                     }
                 }
                 Err(e) => {
-                    for i in positions {
+                    for i in members {
                         answers[i] = Err(e.duplicate());
                     }
                 }
@@ -337,37 +325,69 @@ impl RedisBackend {
         answers
     }
 
-    /// One enqueue script call for `jobs` of the queue of `k`, in `mode` `stop` or `skip`.
+    /// One enqueue script call for `jobs` of `queue`: one answer per job, in order.
     async fn run_enqueue<'a>(
         &self,
-        k: &QueueKeys,
+        queue: &QueueName,
         jobs: impl ExactSizeIterator<Item = &'a Job>,
-        mode: &str,
-    ) -> Result<Value> {
+    ) -> Result<Vec<Result<Enqueued>>> {
+        let k = self.queue_keys(queue);
+        let quotas = self.settings.quotas;
         let single = jobs.len() <= 1;
         let mut invocation = SCRIPTS.enqueue.prepare_invoke();
         invocation
             .key(&k.seq)
             .key(&k.ready)
             .key(&k.wake)
+            .key(&k.returned)
+            .key(&k.delayed)
+            .key(&k.counters)
             .arg(&k.job_prefix)
             .arg(WAKE_CAP)
             .arg(jobs.len())
-            .arg(mode)
             .arg(JobStatus::Submitted.as_str())
-            .arg(millis(self.clock.now()));
-        for job in jobs {
-            invocation.arg(enqueue_args(job));
-        }
+            .arg(self.time.arg())
+            .arg(quotas.max_waiting.unwrap_or(0))
+            .arg(quotas.max_result_bytes.unwrap_or(0))
+            .arg(&k.unique_prefix)
+            .arg(duration_millis(self.settings.unique_ttl))
+            .arg(TOMBSTONE);
+        let ids: Vec<JobId> = jobs
+            .map(|job| {
+                invocation.arg(enqueue_args(job));
+                job.id
+            })
+            .collect();
         let mut conn = self.conn.manager();
-        let call = async move { invocation.invoke_async(&mut conn).await };
+        let call = async move { invocation.invoke_async::<Vec<String>>(&mut conn).await };
         // One job answers within the default deadline, so a client submitting to a hung Redis
         // gets its 503 in about a second; only real batches get the bulk deadline.
-        if single {
-            self.conn.run(call).await
+        let answers = if single {
+            self.conn.run(call).await?
         } else {
-            self.conn.run_bulk(call).await
+            self.conn.run_bulk(call).await?
+        };
+        if answers.len() != ids.len() {
+            return Err(Error::Internal(format!(
+                "enqueue script answered {} times for {} jobs",
+                answers.len(),
+                ids.len()
+            )));
         }
+        Ok(ids
+            .into_iter()
+            .zip(answers)
+            .map(|(id, answer)| match answer.as_str() {
+                "ok" => Ok(Enqueued::Stored),
+                "exists" => Err(Error::Conflict(format!("job {id} already exists"))),
+                "full:waiting" => Err(quotas.refusal(queue, Quota::Waiting)),
+                "full:results" => Err(quotas.refusal(queue, Quota::ResultBytes)),
+                holder => holder
+                    .parse()
+                    .map(Enqueued::Duplicate)
+                    .map_err(|_| Error::Internal(format!("enqueue script answered '{holder}'"))),
+            })
+            .collect())
     }
 
     /// The job as a script that passed the fencing check (`changed == 1`) left it: the job as
@@ -391,28 +411,29 @@ impl RedisBackend {
         Ok(job)
     }
 
-    /// Renews `leases` of one queue (one script call) to `deadline`; one flag per lease.
+    /// Renews `leases` of one queue (one script call) for `lease_for` from now; the new
+    /// deadline, and one flag per lease.
     async fn renew_in(
         &self,
         queue: &QueueName,
         leases: &[&Lease],
-        deadline: DateTime<Utc>,
-    ) -> Result<Vec<bool>> {
-        if leases.is_empty() {
-            return Ok(Vec::new());
-        }
+        lease_for: Duration,
+    ) -> Result<(DateTime<Utc>, Vec<bool>)> {
         let k = self.queue_keys(queue);
         let mut invocation = SCRIPTS.renew.prepare_invoke();
         invocation
             .key(&k.leased)
             .arg(&k.job_prefix)
-            .arg(millis(deadline))
-            .arg(rfc3339(deadline))
+            .arg(self.time.arg())
+            .arg(duration_millis(lease_for))
             .arg(JobStatus::InProgress.as_str());
         for lease in leases {
             invocation.arg(lease.id().to_string()).arg(lease.token.0);
         }
-        let held: Vec<i64> = self.conn.invoke(&invocation).await?;
+        let answer: Vec<i64> = self.conn.invoke(&invocation).await?;
+        let Some((&deadline, held)) = answer.split_first() else {
+            return Err(Error::Internal("renew script answered no deadline".into()));
+        };
         if held.len() != leases.len() {
             return Err(Error::Internal(format!(
                 "renew script answered {} flags for {} leases",
@@ -420,17 +441,20 @@ impl RedisBackend {
                 leases.len()
             )));
         }
-        Ok(held.into_iter().map(|h| h == 1).collect())
+        Ok((
+            from_millis(deadline)?,
+            held.iter().map(|&h| h == 1).collect(),
+        ))
     }
 
-    /// Renews `leases` to `deadline`: one script call per queue and chunk; one flag per lease,
+    /// Renews `leases` for `lease_for`: one script call per queue and chunk; one flag per lease,
     /// in order.
-    async fn renew_until(&self, leases: &[Lease], deadline: DateTime<Utc>) -> Result<Vec<bool>> {
+    async fn renew_for(&self, leases: &[Lease], lease_for: Duration) -> Result<Vec<bool>> {
         let mut held = vec![false; leases.len()];
         for (queue, members) in grouped(leases, |l| l.job.queue.clone()) {
             for chunk in members.chunks(RENEW_CHUNK) {
                 let batch: Vec<&Lease> = chunk.iter().map(|&i| &leases[i]).collect();
-                let flags = self.renew_in(&queue, &batch, deadline).await?;
+                let (_, flags) = self.renew_in(&queue, &batch, lease_for).await?;
                 for (&i, flag) in chunk.iter().zip(flags) {
                     held[i] = flag;
                 }
@@ -443,7 +467,6 @@ impl RedisBackend {
     /// status machine what each one's expiry does, and carries the decisions out. Answers the
     /// report and how many expired leases were found.
     async fn requeue_round(&self, queue: &QueueName) -> Result<(RequeueReport, usize)> {
-        let now = self.clock.now();
         let k = self.queue_keys(queue);
         let found: Value = self
             .conn
@@ -452,7 +475,7 @@ impl RedisBackend {
                     .expired
                     .key(&k.leased)
                     .arg(&k.job_prefix)
-                    .arg(millis(now))
+                    .arg(self.time.arg())
                     .arg(REQUEUE_CHUNK),
             )
             .await?;
@@ -469,9 +492,8 @@ impl RedisBackend {
             .key(&k.expiry)
             .key(&k.wake)
             .arg(&k.job_prefix)
-            .arg(millis(now))
-            .arg(rfc3339(now))
-            .arg(millis(now).saturating_add(duration_millis(self.settings.result_ttl)))
+            .arg(self.time.arg())
+            .arg(duration_millis(self.settings.result_ttl))
             .arg(JobStatus::InProgress.as_str())
             .arg(JobStatus::Submitted.as_str())
             .arg(JobStatus::Failed.as_str())
@@ -517,24 +539,34 @@ impl RedisBackend {
         for k in &keys {
             pipe.llen(&k.ready)
                 .zcard(&k.returned)
-                .zrange_withscores(&k.delayed, 0, 0);
+                .zrange_withscores(&k.delayed, 0, 0)
+                .hget(&k.counters, "deleted");
         }
-        let answers: Vec<Value> = {
+        self.ask_time(&mut pipe);
+        let mut answers: Vec<Value> = {
             let mut conn = self.conn.manager();
             self.conn.run(pipe.query_async(&mut conn)).await?
         };
+        let now = self.time_of(&mut answers)?;
         let mut wait = timeout;
         let mut answers = answers.into_iter();
-        while let (Some(never_leased), Some(returned), Some(delayed)) =
-            (answers.next(), answers.next(), answers.next())
-        {
-            if int(never_leased)? + int(returned)? > 0 {
+        while let (Some(never_leased), Some(returned), Some(delayed), Some(deleted)) = (
+            answers.next(),
+            answers.next(),
+            answers.next(),
+            answers.next(),
+        ) {
+            let deleted = match deleted {
+                Value::Nil => 0,
+                other => int(other)?,
+            };
+            if int(never_leased)? + int(returned)? - deleted > 0 {
                 return Ok(());
             }
             let next_delayed: Vec<(String, f64)> = redis::from_redis_value(delayed)
                 .map_err(|e| Error::Internal(format!("Redis answered a bad ZRANGE: {e}")))?;
             if let Some((_, due_ms)) = next_delayed.first() {
-                let until_due = (*due_ms as i64).saturating_sub(millis(self.clock.now()));
+                let until_due = (*due_ms as i64).saturating_sub(now);
                 if until_due <= 0 {
                     return Ok(());
                 }
@@ -607,7 +639,7 @@ fn check_new(job: &Job) -> Result<()> {
 impl Producer for RedisBackend {
     /// Concurrent calls from one process (an API under load) are gathered into one script call
     /// per queue, each job still stored or refused on its own.
-    async fn enqueue(&self, job: &Job) -> Result<()> {
+    async fn enqueue(&self, job: &Job) -> Result<Enqueued> {
         match &self.enqueues {
             Some(batch) => {
                 let call = batch.call(job.clone());
@@ -616,21 +648,23 @@ impl Producer for RedisBackend {
             None => {
                 check_new(job)?;
                 self.register(std::iter::once(&job.queue)).await?;
-                self.enqueue_chunk(&self.queue_keys(&job.queue), std::slice::from_ref(job))
-                    .await
+                self.run_enqueue(&job.queue, std::iter::once(job))
+                    .await?
+                    .pop()
+                    .unwrap_or_else(|| Err(Error::Internal("enqueue answered nothing".into())))
             }
         }
     }
 
     /// Stores the jobs in chunks of up to 1,000 per script call, several calls in flight at
-    /// once on the shared connection; each queue's jobs are queued in the order given. On a
-    /// refusal, the jobs of the chunks sent before it are stored, and so may be those of chunks
-    /// in flight beside it.
-    async fn enqueue_many(&self, jobs: &[Job]) -> Result<()> {
+    /// once on the shared connection; each queue's jobs are queued in the order given. An outer
+    /// error (Redis went away part way) leaves the jobs of chunks answered before it stored.
+    async fn enqueue_many(&self, jobs: &[Job]) -> Result<Vec<Result<Enqueued>>> {
         if jobs.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.register(jobs.iter().map(|j| &j.queue)).await?;
+        let mut answers = Vec::with_capacity(jobs.len());
         let mut start = 0;
         while start < jobs.len() {
             // The longest run of jobs of one queue from `start`.
@@ -639,21 +673,23 @@ impl Producer for RedisBackend {
                 .iter()
                 .position(|j| j.queue != *queue)
                 .map_or(jobs.len(), |n| start + n);
-            let k = self.queue_keys(queue);
             let mut chunks = jobs[start..end].chunks(ENQUEUE_CHUNK);
             // The first call alone: it loads the script if the server does not have it yet, so
             // the calls sent together below cannot overtake each other through a reload.
             if let Some(first) = chunks.next() {
-                self.enqueue_chunk(&k, first).await?;
+                answers.extend(self.enqueue_chunk(queue, first).await?);
             }
-            let calls: Vec<_> = chunks.map(|chunk| self.enqueue_chunk(&k, chunk)).collect();
-            futures::stream::iter(calls)
+            let calls: Vec<_> = chunks
+                .map(|chunk| self.enqueue_chunk(queue, chunk))
+                .collect();
+            let rest: Vec<Vec<Result<Enqueued>>> = futures::stream::iter(calls)
                 .buffered(ENQUEUE_IN_FLIGHT)
-                .try_collect::<()>()
+                .try_collect()
                 .await?;
+            answers.extend(rest.into_iter().flatten());
             start = end;
         }
-        Ok(())
+        Ok(answers)
     }
 }
 
@@ -682,19 +718,14 @@ impl Consumer for RedisBackend {
     }
 
     async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<DateTime<Utc>> {
-        let deadline = after(self.clock.now(), lease_for);
-        match self
-            .renew_until(std::slice::from_ref(lease), deadline)
-            .await?[..]
-        {
-            [true] => Ok(deadline),
+        match self.renew_in(&lease.job.queue, &[lease], lease_for).await? {
+            (deadline, held) if held == [true] => Ok(deadline),
             _ => Err(Error::LeaseLost),
         }
     }
 
     async fn renew_many(&self, leases: &[Lease], lease_for: Duration) -> Result<Vec<bool>> {
-        let deadline = after(self.clock.now(), lease_for);
-        self.renew_until(leases, deadline).await
+        self.renew_for(leases, lease_for).await
     }
 
     /// Concurrent calls from one process are gathered into one `complete_many` call.
@@ -715,23 +746,19 @@ impl Consumer for RedisBackend {
     }
 
     async fn fail(&self, lease: &Lease, reason: &str, kind: FailureKind) -> Result<Job> {
-        let now = self.clock.now();
         let mv = decide(
             machine_state(&lease.job),
             Event::Fail(kind),
             &self.settings.retry,
         )?;
-        let (mode, at) = match mv.requeue {
-            Some(Requeue::After(delay)) => ("retry", millis(after(now, delay))),
-            Some(Requeue::Now) => ("retry", millis(now)),
-            None => (
-                "give_up",
-                millis(now).saturating_add(duration_millis(self.settings.result_ttl)),
-            ),
+        let (mode, wait) = match mv.requeue {
+            Some(Requeue::After(delay)) => ("retry", duration_millis(delay)),
+            Some(Requeue::Now) => ("retry", 0),
+            None => ("give_up", duration_millis(self.settings.result_ttl)),
         };
         let id = lease.id();
         let k = self.queue_keys(&lease.job.queue);
-        let changed: i64 = self
+        let changed: Vec<i64> = self
             .conn
             .invoke(
                 SCRIPTS
@@ -747,13 +774,14 @@ impl Consumer for RedisBackend {
                     .arg(mv.to.as_str())
                     .arg(mode)
                     .arg(reason)
-                    .arg(at)
-                    .arg(rfc3339(now)),
+                    .arg(wait)
+                    .arg(self.time.arg()),
             )
             .await?;
-        if changed != 1 {
-            return Err(Error::LeaseLost);
-        }
+        let now = match changed[..] {
+            [1, now] => from_millis(now)?,
+            _ => return Err(Error::LeaseLost),
+        };
         let mut job = lease.job.clone();
         apply_to(&mut job, mv);
         job.error = Some(reason.to_owned());
@@ -832,7 +860,7 @@ impl Maintenance for RedisBackend {
     }
 
     async fn purge_expired(&self) -> Result<u64> {
-        let now = millis(self.clock.now());
+        let now = self.time.arg();
         let mut purged = 0;
         for queue in self.known_queues().await? {
             let k = self.queue_keys(&queue);
@@ -845,9 +873,10 @@ impl Maintenance for RedisBackend {
                             .key(&k.expiry)
                             .key(&k.complete)
                             .key(&k.failed)
+                            .key(&k.counters)
                             .arg(&k.job_prefix)
                             .arg(&k.result_prefix)
-                            .arg(now)
+                            .arg(&now)
                             .arg(PURGE_CHUNK),
                     )
                     .await?;

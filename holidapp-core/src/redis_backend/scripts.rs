@@ -2,7 +2,8 @@
 //!
 //! Each file opens with a comment stating its `KEYS` and `ARGV`. [`redis::Script`] runs a script
 //! by its SHA (`EVALSHA`) and loads it when the server does not know it yet (first use, or after
-//! a server restart emptied its script cache).
+//! a server restart emptied its script cache). Every script opens with `lua/clock.lua`, the time
+//! helpers they share.
 
 use std::sync::LazyLock;
 
@@ -23,17 +24,27 @@ pub(super) struct Scripts {
     pub(super) purge_expired: Script,
 }
 
+/// A script from its `.lua` file, with the shared time helpers before it.
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/clock.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+}
+
 /// The scripts, hashed on first use.
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    enqueue: Script::new(include_str!("lua/enqueue.lua")),
-    lease: Script::new(include_str!("lua/lease.lua")),
-    renew: Script::new(include_str!("lua/renew.lua")),
-    complete: Script::new(include_str!("lua/complete.lua")),
-    fail: Script::new(include_str!("lua/fail.lua")),
-    release: Script::new(include_str!("lua/release.lua")),
-    expired: Script::new(include_str!("lua/expired.lua")),
-    expire: Script::new(include_str!("lua/expire.lua")),
-    delete: Script::new(include_str!("lua/delete.lua")),
-    list: Script::new(include_str!("lua/list.lua")),
-    purge_expired: Script::new(include_str!("lua/purge_expired.lua")),
+    enqueue: script!("enqueue.lua"),
+    lease: script!("lease.lua"),
+    renew: script!("renew.lua"),
+    complete: script!("complete.lua"),
+    fail: script!("fail.lua"),
+    release: script!("release.lua"),
+    expired: script!("expired.lua"),
+    expire: script!("expire.lua"),
+    delete: script!("delete.lua"),
+    list: script!("list.lua"),
+    purge_expired: script!("purge_expired.lua"),
 });

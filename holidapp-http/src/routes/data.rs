@@ -41,7 +41,8 @@ pub(crate) struct DataQuery {
     responses(
         (status = 200, description = "How many records were loaded", body = Loaded),
         (status = 400, description = "Malformed JSON, or not a data set of a known format", body = ErrorBody),
-        (status = 413, description = "The body is over the route's limit (256 MiB by default)", body = ErrorBody),
+        (status = 413, description = "The body is over the route's limit (HOLIDAPP_DATA_MAX_BYTES, 32 MiB by default), or the data set over its record or memory limits (HOLIDAPP_DATA_MAX_RECORDS, HOLIDAPP_DATA_MAX_MEMORY; code data_too_large)", body = ErrorBody),
+        (status = 409, description = "Another load is running: one at a time (code conflict)", body = ErrorBody),
         (status = 415, description = "A body of another content type", body = ErrorBody),
         (status = 502, description = "The configured data source could not be read", body = ErrorBody),
         BackendDown,

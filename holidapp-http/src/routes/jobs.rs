@@ -84,12 +84,46 @@ struct GeneralBody {
     params: serde_json::Value,
     queue: Option<QueueName>,
     max_attempts: Option<u32>,
+    unique_key: Option<String>,
+    timeout: Option<u32>,
 }
 
-/// Reads a `POST /jobs` body: `{"kind", "params", "queue"?, "max_attempts"?}`, or, without
-/// `kind`, the parameters of the service's default kind (the course's `{"start", "end"}`),
-/// beside which `queue` and `max_attempts` may be given.
-fn submit_request(body: serde_json::Value) -> Result<Submit, ApiError> {
+/// The header whose value a retried submit repeats so that it finds the job its first try made.
+pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// Reads a `POST /jobs` request: the body `{"kind", "params", "queue"?, "max_attempts"?,
+/// "timeout"?, "unique_key"?}`, or, without `kind`, the parameters of the service's default kind
+/// (the course's `{"start", "end"}`), beside which `queue`, `max_attempts` and `timeout` may be
+/// given; and the `Idempotency-Key` header, the job's unique key.
+fn submit_request(headers: &HeaderMap, body: serde_json::Value) -> Result<Submit, ApiError> {
+    let header_key = match headers.get(&IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| {
+                    ApiError::InvalidBody(
+                        "the Idempotency-Key header must be visible ASCII text".to_owned(),
+                    )
+                })?
+                .to_owned(),
+        ),
+    };
+    let mut submit = submit_body(body)?;
+    match (&submit.unique_key, header_key) {
+        (Some(body_key), Some(header_key)) if *body_key != header_key => {
+            return Err(ApiError::InvalidBody(
+                "the Idempotency-Key header and the body's unique_key differ; send one".to_owned(),
+            ));
+        }
+        (None, header_key) => submit.unique_key = header_key,
+        _ => {}
+    }
+    Ok(submit)
+}
+
+/// Reads a `POST /jobs` body (see [`submit_request`]).
+fn submit_body(body: serde_json::Value) -> Result<Submit, ApiError> {
     let serde_json::Value::Object(mut fields) = body else {
         return Err(ApiError::InvalidBody(
             "the body must be a JSON object: {\"kind\": ..., \"params\": {...}}, or the \
@@ -110,6 +144,8 @@ fn submit_request(body: serde_json::Value) -> Result<Submit, ApiError> {
             params: body.params,
             queue: body.queue,
             max_attempts: body.max_attempts,
+            unique_key: body.unique_key,
+            timeout: body.timeout,
         });
     }
     let queue = fields
@@ -117,16 +153,22 @@ fn submit_request(body: serde_json::Value) -> Result<Submit, ApiError> {
         .map(serde_json::from_value::<QueueName>)
         .transpose()
         .map_err(shape)?;
-    let max_attempts = fields
-        .remove("max_attempts")
-        .map(serde_json::from_value::<u32>)
-        .transpose()
-        .map_err(shape)?;
+    let mut number = |name: &str| {
+        fields
+            .remove(name)
+            .map(serde_json::from_value::<u32>)
+            .transpose()
+            .map_err(shape)
+    };
+    let max_attempts = number("max_attempts")?;
+    let timeout = number("timeout")?;
     Ok(Submit {
         kind: None,
         params: serde_json::Value::Object(fields),
         queue,
         max_attempts,
+        unique_key: None,
+        timeout,
     })
 }
 
@@ -137,31 +179,54 @@ fn submit_request(body: serde_json::Value) -> Result<Submit, ApiError> {
 /// `{"start": "1990", "end": "2020"}`. Parameters the kind refuses get a 400 that says what is
 /// wrong (a kind nobody registered: code `unknown_kind`, naming the known ones), and nothing is
 /// queued.
+///
+/// A client that may send the same submit twice (a retry after a timeout or a 503) sends an
+/// `Idempotency-Key` header (1 to 256 characters): while the job its first try made is kept (and
+/// for at most a day, `HOLIDAPP_UNIQUE_TTL_SECONDS`), a submit with the same key in the same
+/// queue answers that job with 200 instead of queueing another.
 #[utoipa::path(
     post, path = "/jobs", tag = "jobs",
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 256, min_length = 1,
+        description = "The job's unique key: a retried submit with the same key finds the job its first try made")),
     request_body = SubmitDoc,
     responses(
         (status = 201, description = "The job, queued", body = JobDoc,
          headers(("location" = String, description = "The job's URL, /jobs/{id}"))),
+        (status = 200, description = "A job submitted before with the same Idempotency-Key (or unique_key) is still kept: nothing was queued, and this is that job", body = JobDoc,
+         headers(("location" = String, description = "The job's URL, /jobs/{id}"))),
         (status = 400, description = "Malformed JSON, wrong types, missing or unknown fields, an unknown kind (code unknown_kind), or parameters the kind refuses", body = ErrorBody),
         (status = 413, description = "The body is over the route's limit (16 KiB by default)", body = ErrorBody),
         (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 429, description = "The queue is full (its most waiting jobs, or its most bytes of results); nothing was queued (code quota_exceeded)", body = ErrorBody),
         BackendDown,
     )
 )]
 pub(crate) async fn submit_job(
     State(ctx): State<Ctx>,
     base: BasePath,
+    headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let job = ctx.app.jobs.submit(submit_request(body)?).await?;
-    ctx.app.metrics.record_job_submitted(&job.kind);
+    let submitted = ctx
+        .app
+        .jobs
+        .submit_or_find(submit_request(&headers, body)?)
+        .await?;
+    let status = if submitted.is_created() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let job = submitted.into_job();
+    if status == StatusCode::CREATED {
+        ctx.app.metrics.record_job_submitted(&job.kind);
+    }
     let mut location = Vec::with_capacity(48);
     // Writing to a Vec cannot fail.
     let _ = write!(location, "{}/jobs/{}", base.0, job.id);
     let location = HeaderValue::from_maybe_shared(bytes::Bytes::from(location))
         .map_err(|e| ApiError::Internal(format!("job location header: {e}")))?;
-    let mut response = json_bytes(StatusCode::CREATED, job_json(&ctx, &base, &job)?);
+    let mut response = json_bytes(status, job_json(&ctx, &base, &job)?);
     response.headers_mut().insert(header::LOCATION, location);
     Ok(response)
 }
@@ -477,7 +542,7 @@ fn job_not_found(id: JobId) -> ApiError {
 }
 
 /// The fields of a job's JSON; parameters shown at the top level never take these names.
-const JOB_FIELDS: [&str; 14] = [
+const JOB_FIELDS: [&str; 16] = [
     "id",
     "kind",
     "queue",
@@ -491,6 +556,8 @@ const JOB_FIELDS: [&str; 14] = [
     "finished_at",
     "error",
     "result_type",
+    "unique_key",
+    "timeout",
     "result",
 ];
 
@@ -575,18 +642,30 @@ mod tests {
 
     #[test]
     fn bodies_name_a_kind_or_are_the_default_kinds_parameters() {
-        let general = submit_request(serde_json::json!({
-            "kind": "thumb", "params": {"w": 1}, "queue": "img", "max_attempts": 2
-        }))
+        let none = HeaderMap::new();
+        let general = submit_request(
+            &none,
+            serde_json::json!({
+                "kind": "thumb", "params": {"w": 1}, "queue": "img", "max_attempts": 2,
+                "timeout": 30, "unique_key": "order-7"
+            }),
+        )
         .unwrap();
+        assert_eq!(general.timeout, Some(30));
+        assert_eq!(general.unique_key.as_deref(), Some("order-7"));
         assert_eq!(general.kind.as_deref(), Some("thumb"));
         assert_eq!(general.params, serde_json::json!({"w": 1}));
         assert_eq!(general.queue.unwrap().as_str(), "img");
         assert_eq!(general.max_attempts, Some(2));
-        let course = submit_request(serde_json::json!({
-            "start": "1990", "end": 2000, "queue": "plots"
-        }))
+        let mut keyed = HeaderMap::new();
+        keyed.insert(IDEMPOTENCY_KEY, HeaderValue::from_static("retry-1"));
+        let course = submit_request(
+            &keyed,
+            serde_json::json!({"start": "1990", "end": 2000, "queue": "plots", "timeout": 5}),
+        )
         .unwrap();
+        assert_eq!(course.unique_key.as_deref(), Some("retry-1"));
+        assert_eq!(course.timeout, Some(5));
         assert_eq!(course.kind, None);
         assert_eq!(
             course.params,
@@ -599,7 +678,15 @@ mod tests {
             serde_json::json!({"kind": 3}),
             serde_json::json!({"start": 1, "queue": "no way"}),
         ] {
-            assert_eq!(submit_request(bad).unwrap_err().code(), "invalid_body");
+            assert_eq!(
+                submit_request(&none, bad).unwrap_err().code(),
+                "invalid_body"
+            );
         }
+        let differing = serde_json::json!({"kind": "k", "unique_key": "other"});
+        assert_eq!(
+            submit_request(&keyed, differing).unwrap_err().code(),
+            "invalid_body"
+        );
     }
 }

@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::io::AsyncWriteExt;
 
 use super::{Ctx, json};
 use crate::error::{ApiError, ErrorBody};
@@ -28,18 +27,7 @@ pub(crate) async fn index(State(ctx): State<Ctx>, base: BasePath) -> Result<Resp
     );
     if let Some(path) = &ctx.app.visits_log {
         let _serialized = ctx.visits.lock().await;
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await
-            .map_err(|e| ApiError::Internal(format!("opening {}: {e}", path.display())))?;
-        file.write_all(line.as_bytes())
-            .await
-            .map_err(|e| ApiError::Internal(format!("writing {}: {e}", path.display())))?;
-        file.flush()
-            .await
-            .map_err(|e| ApiError::Internal(format!("writing {}: {e}", path.display())))?;
+        crate::visits::append(path, &line).await?;
     }
     json(
         StatusCode::OK,
@@ -52,11 +40,12 @@ pub(crate) async fn index(State(ctx): State<Ctx>, base: BasePath) -> Result<Resp
     )
 }
 
-/// This pod's visits log: one line per `GET /`, oldest first.
+/// This pod's newest visits: one line per `GET /`, oldest first, at most the last 64 KiB (the
+/// log itself is rotated at 1 MiB).
 #[utoipa::path(
     get, path = "/visits", tag = "service",
     responses(
-        (status = 200, description = "The log (empty when nobody visited yet, or when the service keeps none)", content_type = "text/plain", body = String),
+        (status = 200, description = "The newest lines of the log (empty when nobody visited yet, or when the service keeps none)", content_type = "text/plain", body = String),
         (status = 500, description = "The visits log cannot be read", body = ErrorBody),
     )
 )]
@@ -64,17 +53,7 @@ pub(crate) async fn visits(State(ctx): State<Ctx>) -> Result<Response, ApiError>
     let Some(path) = &ctx.app.visits_log else {
         return Ok(text(Vec::new()));
     };
-    let log = match tokio::fs::read(path).await {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            return Err(ApiError::Internal(format!(
-                "reading {}: {e}",
-                path.display()
-            )));
-        }
-    };
-    Ok(text(log))
+    Ok(text(crate::visits::tail(path).await?))
 }
 
 /// Every route with a one-line description.

@@ -9,8 +9,8 @@ use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use holidapp_core::plot::{DataSet, DataStore, ImageStore, Plots, Record};
 use holidapp_core::{
-    Backends, Error, Job, JobId, JobStore, ListQuery, MemoryBackend, Page, Producer, QueueSettings,
-    QueueStats, Result, ResultState,
+    Backends, Enqueued, Error, Job, JobId, JobStore, ListQuery, MemoryBackend, Page, Producer,
+    QueueSettings, QueueStats, Result, ResultState,
 };
 use holidapp_http::{AppState, Limits};
 
@@ -33,7 +33,7 @@ mockall::mock! {
     pub Jobproducer {}
     #[async_trait]
     impl Producer for Jobproducer {
-        async fn enqueue(&self, job: &Job) -> Result<()>;
+        async fn enqueue(&self, job: &Job) -> Result<Enqueued>;
     }
 }
 

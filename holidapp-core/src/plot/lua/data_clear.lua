@@ -11,6 +11,6 @@
 if redis.call('EXISTS', KEYS[4]) == 0 then
   return 0
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('INCR', KEYS[5])
 return 1

@@ -16,10 +16,10 @@
 local count = tonumber(ARGV[1])
 if redis.call('LLEN', KEYS[6]) ~= count or redis.call('LLEN', KEYS[7]) ~= count
     or redis.call('HLEN', KEYS[8]) ~= count then
-  redis.call('DEL', KEYS[6], KEYS[7], KEYS[8])
+  redis.call('UNLINK', KEYS[6], KEYS[7], KEYS[8])
   return redis.error_reply('staging copy of the data set is incomplete')
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3])
 if count > 0 then
   for i = 1, 3 do
     redis.call('RENAME', KEYS[5 + i], KEYS[i])

@@ -1,23 +1,30 @@
 -- complete: for each given lease of one queue, stores the job's result and its content type and
 -- marks it `complete`, as one step, only under the current fencing token (compare-and-set on
 -- status and token). The job is filed in the expiry index, from which a purge deletes its hash
--- and result once past retention (no Redis TTL: see docs/redis-layout.md). A lost lease changes
--- nothing and does not stop the others.
+-- and result once past retention (no Redis TTL: see docs/redis-layout.md), and the result's size
+-- is counted in the queue's result bytes. A lost lease changes nothing and does not stop the
+-- others.
 --
 -- KEYS[1]  {p}:{xx}:q:{queue}:leased     ZSET  job id -> lease deadline (ms)
 -- KEYS[2]  {p}:{xx}:q:{queue}:complete   ZSET  job id -> submission number
 -- KEYS[3]  {p}:{xx}:q:{queue}:expiry     ZSET  job id -> expires-at (ms)
+-- KEYS[4]  {p}:{xx}:q:{queue}:counters   HASH  result_bytes
 -- ARGV[1]  job key prefix ({p}:{xx}:job:)
 -- ARGV[2]  result key prefix ({p}:{xx}:result:)
 -- ARGV[3]  expected status ('in progress')
 -- ARGV[4]  new status ('complete')
--- ARGV[5]  now, RFC 3339 (finished_at)
--- ARGV[6]  expires-at (ms since the epoch)
+-- ARGV[5]  now (ms since the epoch), or '' for Redis's clock
+-- ARGV[6]  retention (ms)
 -- then quadruples: job id, fencing token of the caller's lease, result bytes, content type
--- Returns a list of 1 (completed) or 0 (lease lost), one per quadruple.
+-- Returns {now, done, ...}: the time of completion (ms), then 1 (completed) or 0 (lease lost)
+-- per quadruple.
 
-local done = {}
+local now = now_ms(ARGV[5])
+local finished_at = rfc3339(now)
+local expires_at = string.format('%d', now + tonumber(ARGV[6]))
+local done = {now}
 local ids, by_seq, expiring = {}, {}, {}
+local bytes = 0
 for i = 7, #ARGV, 4 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = ARGV[1] .. id
@@ -25,16 +32,17 @@ for i = 7, #ARGV, 4 do
     unpack(redis.call('HMGET', key, 'status', 'token', 'seq', 'error'))
   if status == ARGV[3] and current == token then
     redis.call('SET', ARGV[2] .. id, ARGV[i + 2])
+    bytes = bytes + string.len(ARGV[i + 2])
     -- The token and lease deadline stay, as those of the last lease.
-    redis.call('HSET', key, 'status', ARGV[4], 'finished_at', ARGV[5], 'expires_at', ARGV[6],
-      'result_type', ARGV[i + 3])
+    redis.call('HSET', key, 'status', ARGV[4], 'finished_at', finished_at, 'expires_at',
+      expires_at, 'result_type', ARGV[i + 3])
     if error then
       redis.call('HDEL', key, 'error')
     end
     ids[#ids + 1] = id
     by_seq[#by_seq + 1] = seq
     by_seq[#by_seq + 1] = id
-    expiring[#expiring + 1] = ARGV[6]
+    expiring[#expiring + 1] = expires_at
     expiring[#expiring + 1] = id
     done[#done + 1] = 1
   else
@@ -45,5 +53,8 @@ if #ids > 0 then
   redis.call('ZREM', KEYS[1], unpack(ids))
   redis.call('ZADD', KEYS[2], unpack(by_seq))
   redis.call('ZADD', KEYS[3], unpack(expiring))
+  if bytes > 0 then
+    redis.call('HINCRBY', KEYS[4], 'result_bytes', bytes)
+  end
 end
 return done

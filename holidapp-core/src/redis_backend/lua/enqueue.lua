@@ -1,77 +1,107 @@
 -- enqueue: stores jobs of one queue and queues them, each job as one step: its hash and its place
 -- at the back of the ready list (which is also the listing order of jobs never leased), and a
--- wake-up token for idle workers.
--- One job or a batch of many. A job whose id is taken is refused; in mode 'stop' the jobs after it
--- are not looked at (those before it stay stored), in mode 'skip' they are stored all the same.
+-- wake-up token for idle workers. One job or a batch of many, each stored or refused on its own:
+--
+-- - a job whose id is taken is refused ('exists');
+-- - a job with a unique key that a job still stored holds answers that job's id and is not
+--   stored (the first submit wins; the key is kept for a given time);
+-- - a job past the queue's quotas is refused: the bytes of results the queue holds
+--   ('full:results'), the number of its waiting jobs ('full:waiting'). A refused job writes
+--   nothing.
 --
 -- Submission numbers (`seq`) order the listings. They count up within the tag, and never run
 -- behind the clock: a job gets at least `now * 1024`, so numbers of different tags (queues)
 -- compare by submission time to the millisecond.
 --
--- KEYS[1]  {p}:{xx}:seq               STRING  submission counter of the tag
--- KEYS[2]  {p}:{xx}:q:{queue}:ready   LIST    job ids never leased, oldest first
--- KEYS[3]  {p}:{xx}:q:{queue}:wake    LIST    wake-up tokens
+-- KEYS[1]  {p}:{xx}:seq                  STRING  submission counter of the tag
+-- KEYS[2]  {p}:{xx}:q:{queue}:ready      LIST    job ids never leased, oldest first
+-- KEYS[3]  {p}:{xx}:q:{queue}:wake       LIST    wake-up tokens
+-- KEYS[4]  {p}:{xx}:q:{queue}:returned   ZSET    (counted for the quota)
+-- KEYS[5]  {p}:{xx}:q:{queue}:delayed    ZSET    (counted for the quota)
+-- KEYS[6]  {p}:{xx}:q:{queue}:counters   HASH    deleted (ids left in ready), result_bytes
 -- ARGV[1]  job key prefix ({p}:{xx}:job:)
 -- ARGV[2]  wake-up list cap
 -- ARGV[3]  number of jobs N
--- ARGV[4]  'stop' or 'skip': what a taken id does to the jobs after it
--- ARGV[5]  the status of a new job ('submitted')
--- ARGV[6]  now (ms since the epoch)
--- then, N times: job id, kind, params (JSON), created_at, max_attempts, the number F of optional
---   field/value strings, then those F strings (field, value, ...; they include the queue's name
---   unless it is `default`)
+-- ARGV[4]  the status of a new job ('submitted')
+-- ARGV[5]  now (ms since the epoch), or '' for Redis's clock
+-- ARGV[6]  most waiting jobs the queue may hold (0: no limit)
+-- ARGV[7]  most result bytes the queue may hold (0: no limit)
+-- ARGV[8]  unique key prefix ({p}:{xx}:q:{queue}:unique:)
+-- ARGV[9]  how long a unique key holds its job (ms); the key also expires then in Redis's time
+-- ARGV[10] the status of a deleted job's remains ('deleted')
+-- then, N times: job id, kind, params (JSON), created_at, max_attempts, unique key ('' for
+--   none), the number F of optional field/value strings, then those F strings (field, value, ...;
+--   they include the queue's name unless it is `default`, and the unique key)
 -- Values travel without their field names, the job's id is not a field (its key names it), and
 -- the submission number is formatted as an integer: a bulk enqueue spends most of its time in
 -- this script, and every field of a new hash costs a scan of those before it.
--- Returns {'ok', p1, p2, ...}: the positions (from 1) of the jobs refused because their id was
--- taken (none when all were stored), or, in mode 'stop', {'exists', id} for the first one.
+-- Returns one answer per job: 'ok', 'exists', 'full:results', 'full:waiting', or the id of the
+-- job holding its unique key.
 
 local job_prefix = ARGV[1]
 local wake_cap = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
-local stop = ARGV[4] == 'stop'
-local status = ARGV[5]
-local FIXED = 6
+local status = ARGV[4]
+local max_waiting = tonumber(ARGV[6])
+local max_result_bytes = tonumber(ARGV[7])
+local unique_prefix = ARGV[8]
+local unique_ttl = ARGV[9]
+local tombstone = ARGV[10]
+local FIXED = 7
 
-local seq = math.max(tonumber(ARGV[6]) * 1024, tonumber(redis.call('GET', KEYS[1]) or '0') + 1) - 1
+local now = now_ms(ARGV[5])
+local seq = math.max(now * 1024, tonumber(redis.call('GET', KEYS[1]) or '0') + 1) - 1
 
-local ids = {}
-
-local function flush()
-  if #ids == 0 then
-    return
-  end
-  redis.call('SET', KEYS[1], string.format('%d', seq))
-  redis.call('RPUSH', KEYS[2], unpack(ids))
-  local tokens = {}
-  for i = 1, math.min(#ids, wake_cap) do
-    tokens[i] = '1'
-  end
-  redis.call('RPUSH', KEYS[3], unpack(tokens))
-  redis.call('LTRIM', KEYS[3], 0, wake_cap - 1)
+local room = nil
+if max_waiting > 0 then
+  local deleted = tonumber(redis.call('HGET', KEYS[6], 'deleted') or '0')
+  room = max_waiting - (redis.call('LLEN', KEYS[2]) + redis.call('ZCARD', KEYS[4])
+    + redis.call('ZCARD', KEYS[5]) - deleted)
 end
+local results_full = max_result_bytes > 0
+  and tonumber(redis.call('HGET', KEYS[6], 'result_bytes') or '0') >= max_result_bytes
 
 -- One EXISTS for all the keys: when none exists (the usual case) no job needs its own check.
 local keys = {}
-local at = 7
+local at = 11
 for i = 1, n do
   keys[i] = job_prefix .. ARGV[at]
-  at = at + FIXED + tonumber(ARGV[at + 5])
+  at = at + FIXED + tonumber(ARGV[at + 6])
 end
 local check_each = redis.call('EXISTS', unpack(keys)) > 0
 
-local refused = {'ok'}
-at = 7
+local answers = {}
+local ids = {}
+at = 11
 for i = 1, n do
   local id = ARGV[at]
-  local extra = tonumber(ARGV[at + 5])
+  local unique = ARGV[at + 5]
+  local extra = tonumber(ARGV[at + 6])
   local key = keys[i]
-  if check_each and redis.call('EXISTS', key) == 1 then
-    if stop then
-      flush()
-      return {'exists', id}
+  local holder = nil
+  if unique ~= '' then
+    -- '<holder id> <held until (ms)>': held only until then by this script's clock, and only
+    -- while the holder is kept.
+    local held = redis.call('GET', unique_prefix .. unique)
+    if held then
+      local space = string.find(held, ' ', 1, true)
+      if space and tonumber(string.sub(held, space + 1)) > now then
+        holder = string.sub(held, 1, space - 1)
+        local held_by = redis.call('HGET', job_prefix .. holder, 'status')
+        if not held_by or held_by == tombstone then
+          holder = nil
+        end
+      end
     end
-    refused[#refused + 1] = i
+  end
+  if check_each and redis.call('EXISTS', key) == 1 then
+    answers[i] = 'exists'
+  elseif holder then
+    answers[i] = holder
+  elseif results_full then
+    answers[i] = 'full:results'
+  elseif room and room <= 0 then
+    answers[i] = 'full:waiting'
   else
     seq = seq + 1
     -- '%d' formats an integer; a bare number would go through '%.14g', several times slower.
@@ -85,9 +115,27 @@ for i = 1, n do
         'params', ARGV[at + 2], 'created_at', ARGV[at + 3], 'max_attempts', ARGV[at + 4],
         'seq', s, unpack(ARGV, at + FIXED, at + FIXED - 1 + extra))
     end
+    if unique ~= '' then
+      redis.call('SET', unique_prefix .. unique,
+        id .. ' ' .. string.format('%d', now + tonumber(unique_ttl)), 'PX', unique_ttl)
+    end
+    if room then
+      room = room - 1
+    end
     ids[#ids + 1] = id
+    answers[i] = 'ok'
   end
   at = at + FIXED + extra
 end
-flush()
-return refused
+
+if #ids > 0 then
+  redis.call('SET', KEYS[1], string.format('%d', seq))
+  redis.call('RPUSH', KEYS[2], unpack(ids))
+  local tokens = {}
+  for i = 1, math.min(#ids, wake_cap) do
+    tokens[i] = '1'
+  end
+  redis.call('RPUSH', KEYS[3], unpack(tokens))
+  redis.call('LTRIM', KEYS[3], 0, wake_cap - 1)
+end
+return answers

@@ -12,38 +12,39 @@
 -- KEYS[4]  {p}:{xx}:q:{queue}:expiry     ZSET  job id -> expires-at (ms)
 -- KEYS[5]  {p}:{xx}:q:{queue}:wake       LIST
 -- ARGV[1]  job key prefix ({p}:{xx}:job:)
--- ARGV[2]  now (ms since the epoch)
--- ARGV[3]  now, RFC 3339 (finished_at of jobs that fail)
--- ARGV[4]  expires-at of jobs that fail (ms)
--- ARGV[5]  status of a leased job ('in progress')
--- ARGV[6]  status to requeue to ('submitted')
--- ARGV[7]  status to fail to ('failed')
--- ARGV[8]  wake-up list cap
+-- ARGV[2]  now (ms since the epoch), or '' for Redis's clock
+-- ARGV[3]  retention of jobs that fail (ms)
+-- ARGV[4]  status of a leased job ('in progress')
+-- ARGV[5]  status to requeue to ('submitted')
+-- ARGV[6]  status to fail to ('failed')
+-- ARGV[7]  wake-up list cap
 -- then quadruples: job id, token it was leased under, 'requeue' or 'fail', the reason
 -- Returns {requeued, failed}.
 
-local now = tonumber(ARGV[2])
+local now = now_ms(ARGV[2])
+local finished_at = rfc3339(now)
+local expires_at = string.format('%d', now + tonumber(ARGV[3]))
 local requeued, failed = 0, 0
-for i = 9, #ARGV, 4 do
+for i = 8, #ARGV, 4 do
   local id, token, decision, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = ARGV[1] .. id
   local deadline = tonumber(redis.call('ZSCORE', KEYS[1], id))
   local status, current, seq = unpack(redis.call('HMGET', key, 'status', 'token', 'seq'))
   if not deadline or deadline > now then
     -- Renewed meanwhile, or already handled by another caller: nothing to do.
-  elseif status ~= ARGV[5] then
+  elseif status ~= ARGV[4] then
     -- An entry left behind by a change made outside these scripts: drop it.
     redis.call('ZREM', KEYS[1], id)
   elseif current == token then
     redis.call('ZREM', KEYS[1], id)
     if decision == 'fail' then
-      redis.call('HSET', key, 'status', ARGV[7], 'error', reason, 'finished_at', ARGV[3],
-        'expires_at', ARGV[4])
+      redis.call('HSET', key, 'status', ARGV[6], 'error', reason, 'finished_at', finished_at,
+        'expires_at', expires_at)
       redis.call('ZADD', KEYS[3], seq, id)
-      redis.call('ZADD', KEYS[4], ARGV[4], id)
+      redis.call('ZADD', KEYS[4], expires_at, id)
       failed = failed + 1
     else
-      redis.call('HSET', key, 'status', ARGV[6], 'error', reason)
+      redis.call('HSET', key, 'status', ARGV[5], 'error', reason)
       redis.call('ZADD', KEYS[2], seq, id)
       requeued = requeued + 1
     end
@@ -51,6 +52,6 @@ for i = 9, #ARGV, 4 do
 end
 if requeued > 0 then
   redis.call('RPUSH', KEYS[5], '1')
-  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[8]) - 1)
+  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[7]) - 1)
 end
 return {requeued, failed}

@@ -5,11 +5,11 @@
 --
 -- KEYS[1]  {p}:{xx}:q:{queue}:leased     ZSET  job id -> lease deadline (ms)
 -- ARGV[1]  job key prefix ({p}:{xx}:job:)
--- ARGV[2]  now (ms since the epoch)
+-- ARGV[2]  now (ms since the epoch), or '' for Redis's clock
 -- ARGV[3]  most leases to answer
 -- Returns a list of {id, token, status, attempts, max_attempts}, nil where the hash lacks one.
 
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0,
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(ARGV[2]), 'LIMIT', 0,
   tonumber(ARGV[3]))
 local answer = {}
 for _, id in ipairs(expired) do

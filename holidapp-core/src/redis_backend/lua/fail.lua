@@ -1,7 +1,7 @@
 -- fail: records a failed attempt under the current fencing token. The status machine (in the
 -- caller) has decided the move; this script carries it out: either back to `submitted`, leasable
--- again from a given time (the delayed set), or `failed` for good, finished and filed in the
--- expiry index like a complete job.
+-- again after a delay (the delayed set), or `failed` for good, finished and filed in the expiry
+-- index like a complete job.
 --
 -- KEYS[1]  {p}:{xx}:job:{id}               HASH
 -- KEYS[2]  {p}:{xx}:q:{queue}:leased       ZSET  (also the index of `in progress` jobs)
@@ -14,22 +14,24 @@
 -- ARGV[4]  new status ('submitted' to retry, 'failed' to give up)
 -- ARGV[5]  'retry' or 'give_up'
 -- ARGV[6]  the reason
--- ARGV[7]  retry: ready-at (ms); give up: expires-at (ms)
--- ARGV[8]  give up: now, RFC 3339 (finished_at); retry: unused
--- Returns 1, or 0 when the lease is lost (nothing changed).
+-- ARGV[7]  retry: the delay before it is leasable again (ms); give up: retention (ms)
+-- ARGV[8]  now (ms since the epoch), or '' for Redis's clock
+-- Returns {1, now}, or {0} when the lease is lost (nothing changed).
 
 local id = ARGV[1]
 local status, token, seq = unpack(redis.call('HMGET', KEYS[1], 'status', 'token', 'seq'))
 if status ~= ARGV[3] or token ~= ARGV[2] then
-  return 0
+  return {0}
 end
+local now = now_ms(ARGV[8])
+local at = string.format('%d', now + tonumber(ARGV[7]))
 redis.call('HSET', KEYS[1], 'status', ARGV[4], 'error', ARGV[6])
 redis.call('ZREM', KEYS[2], id)
 if ARGV[5] == 'retry' then
-  redis.call('ZADD', KEYS[4], ARGV[7], id)
+  redis.call('ZADD', KEYS[4], at, id)
 else
   redis.call('ZADD', KEYS[3], seq, id)
-  redis.call('HSET', KEYS[1], 'finished_at', ARGV[8], 'expires_at', ARGV[7])
-  redis.call('ZADD', KEYS[5], ARGV[7], id)
+  redis.call('HSET', KEYS[1], 'finished_at', rfc3339(now), 'expires_at', at)
+  redis.call('ZADD', KEYS[5], at, id)
 end
-return 1
+return {1, now}

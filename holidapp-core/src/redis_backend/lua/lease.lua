@@ -5,7 +5,8 @@
 -- each job taken: checks it is still `submitted` (compare-and-set), marks it `in progress` with
 -- the worker, start time, a fresh fencing token, the lease deadline and one more attempt (the
 -- move the status machine decides for a lease), and files it under its deadline (the leased set
--- is also the index of `in progress` jobs). When nothing is ready, the wake-up list is emptied
+-- is also the index of `in progress` jobs). Ids of deleted jobs left in the ready list are
+-- dropped with what is left of their hash. When nothing is ready, the wake-up list is emptied
 -- (its tokens would only wake workers for nothing).
 --
 -- KEYS[1]  {p}:{xx}:q:{queue}:ready      LIST  job ids never leased, oldest first
@@ -14,28 +15,30 @@
 -- KEYS[4]  {p}:{xx}:q:{queue}:leased     ZSET  job id -> lease deadline (ms)
 -- KEYS[5]  {p}:{xx}:token                STRING  fencing token counter
 -- KEYS[6]  {p}:{xx}:q:{queue}:wake       LIST
+-- KEYS[7]  {p}:{xx}:q:{queue}:counters   HASH  deleted: ids of deleted jobs left in ready
 -- ARGV[1]  job key prefix ({p}:{xx}:job:)
--- ARGV[2]  now (ms since the epoch)
--- ARGV[3]  lease deadline (ms)
+-- ARGV[2]  now (ms since the epoch), or '' for Redis's clock
+-- ARGV[3]  lease length (ms)
 -- ARGV[4]  worker identity
--- ARGV[5]  now, RFC 3339 (started_at)
--- ARGV[6]  lease deadline, RFC 3339
--- ARGV[7]  most jobs to lease
--- ARGV[8]  expected status ('submitted')
--- ARGV[9]  new status ('in progress')
--- ARGV[10] most delayed jobs to promote in this call
--- ARGV[11..] the job fields to answer (they include `status` and `attempts`)
--- Returns a list with, per leased job, {id, token, {value, ...}}: the values of those fields as
--- they were before this lease, nil where the hash lacks one (the caller knows what the lease
--- changed). Values only, in the caller's order: no field names to send, scan or parse.
+-- ARGV[5]  most jobs to lease
+-- ARGV[6]  expected status ('submitted')
+-- ARGV[7]  new status ('in progress')
+-- ARGV[8]  most delayed jobs to promote in this call
+-- ARGV[9]  the status of a deleted job's remains ('deleted')
+-- ARGV[10..] the job fields to answer (they include `status` and `attempts`)
+-- Returns {now, {id, token, {value, ...}}, ...}: the time of the lease (ms), then per leased job
+-- the values of those fields as they were before this lease, nil where the hash lacks one (the
+-- caller knows what the lease changed). Values only, in the caller's order: no field names to
+-- send, scan or parse.
 
 local job_prefix = ARGV[1]
-local now = ARGV[2]
-local deadline = ARGV[3]
-local max = tonumber(ARGV[7])
-local from, to = ARGV[8], ARGV[9]
+local now = now_ms(ARGV[2])
+local deadline = now + tonumber(ARGV[3])
+local max = tonumber(ARGV[5])
+local from, to = ARGV[6], ARGV[7]
+local tombstone = ARGV[9]
 local read, status_at, attempts_at = {}, nil, nil
-for i = 11, #ARGV do
+for i = 10, #ARGV do
   read[#read + 1] = ARGV[i]
   if ARGV[i] == 'status' then
     status_at = #read
@@ -44,7 +47,7 @@ for i = 11, #ARGV do
   end
 end
 
-local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[10]))
+local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[8]))
 if #due > 0 then
   redis.call('ZREM', KEYS[3], unpack(due))
   local scored = {}
@@ -60,45 +63,70 @@ if #due > 0 then
   end
 end
 
-local ids = {}
-local back = redis.call('ZPOPMIN', KEYS[2], max)
-for i = 1, #back, 2 do
-  ids[#ids + 1] = back[i]
-end
-if #ids < max then
-  local fresh = redis.call('LPOP', KEYS[1], max - #ids)
-  if fresh then
-    for _, id in ipairs(fresh) do
-      ids[#ids + 1] = id
+-- Takes up to `want` ids: those back from a lease first, then those never leased.
+local function take(want)
+  local ids = {}
+  local back = redis.call('ZPOPMIN', KEYS[2], want)
+  for i = 1, #back, 2 do
+    ids[#ids + 1] = back[i]
+  end
+  if #ids < want then
+    local fresh = redis.call('LPOP', KEYS[1], want - #ids)
+    if fresh then
+      for _, id in ipairs(fresh) do
+        ids[#ids + 1] = id
+      end
     end
   end
-end
-if #ids == 0 then
-  redis.call('DEL', KEYS[6])
-  return {}
+  return ids
 end
 
--- One counter step for the whole batch: each lease still gets a token never used before.
-local token = tonumber(redis.call('INCRBY', KEYS[5], #ids)) - #ids
-local leased, scored = {}, {}
-for _, id in ipairs(ids) do
-  local key = job_prefix .. id
-  local values = redis.call('HMGET', key, unpack(read))
-  local status = values[status_at]
-  local attempts = tonumber(values[attempts_at])
-  -- Anything else is an id left behind by a change made outside these scripts: drop it.
-  if status == from then
-    token = token + 1
-    -- Integers formatted with '%d': a bare number would go through the much slower '%.14g'.
-    redis.call('HSET', key, 'status', to, 'worker', ARGV[4], 'started_at', ARGV[5],
-      'token', string.format('%d', token), 'lease_deadline', ARGV[6],
-      'attempts', string.format('%d', (attempts or 0) + 1))
-    scored[#scored + 1] = deadline
-    scored[#scored + 1] = id
-    leased[#leased + 1] = {id, token, values}
+local ids = take(max)
+if #ids == 0 then
+  redis.call('DEL', KEYS[6])
+  return {now}
+end
+
+local started_at, lease_deadline = rfc3339(now), rfc3339(deadline)
+local worker = ARGV[4]
+local leased, scored = {now}, {}
+local dropped = 0
+while #ids > 0 do
+  -- One counter step for the whole batch: each lease still gets a token never used before.
+  local token = tonumber(redis.call('INCRBY', KEYS[5], #ids)) - #ids
+  local dropped_now = 0
+  for _, id in ipairs(ids) do
+    local key = job_prefix .. id
+    local values = redis.call('HMGET', key, unpack(read))
+    local status = values[status_at]
+    local attempts = tonumber(values[attempts_at])
+    if status == from then
+      token = token + 1
+      -- Integers formatted with '%d': a bare number would go through the much slower '%.14g'.
+      redis.call('HSET', key, 'status', to, 'worker', worker, 'started_at', started_at,
+        'token', string.format('%d', token), 'lease_deadline', lease_deadline,
+        'attempts', string.format('%d', (attempts or 0) + 1))
+      scored[#scored + 1] = deadline
+      scored[#scored + 1] = id
+      leased[#leased + 1] = {id, token, values}
+    elseif status == tombstone then
+      redis.call('DEL', key)
+      dropped_now = dropped_now + 1
+    end
+    -- Anything else is an id left behind by a change made outside these scripts: dropped.
+  end
+  dropped = dropped + dropped_now
+  -- Remains of deleted jobs took places in the batch: take more in their stead (each is
+  -- dropped once, so this costs no more than the deletes did).
+  ids = {}
+  if dropped_now > 0 and #leased - 1 < max then
+    ids = take(max - (#leased - 1))
   end
 end
-if #leased > 0 then
+if dropped > 0 then
+  redis.call('HINCRBY', KEYS[7], 'deleted', -dropped)
+end
+if #scored > 0 then
   redis.call('ZADD', KEYS[4], unpack(scored))
 end
 return leased

@@ -19,7 +19,7 @@
 -- KEYS[6]  {p}:{xx}:q:{queue}:complete   ZSET  job id -> submission number
 -- KEYS[7]  {p}:{xx}:q:{queue}:failed     ZSET  job id -> submission number
 -- ARGV[1]  job key prefix ({p}:{xx}:job:)
--- ARGV[2]  now (ms since the epoch)
+-- ARGV[2]  now (ms since the epoch), or '' for Redis's clock
 -- ARGV[3]  list only jobs with a lower submission number than this; '' for no bound
 -- ARGV[4]  '1' to list the job whose number equals the bound as well, '0' not to
 -- ARGV[5]  how many candidates to answer
@@ -27,17 +27,19 @@
 -- ARGV[7]  which statuses to list: four '1' or '0' flags, for submitted, in progress, complete
 --          and failed
 -- ARGV[8]  only jobs of this kind; '' for any
+-- ARGV[9]  the status of a deleted job's remains ('deleted'), which the ready list may hold
 -- Returns {exhausted, last, id1, seq1, id2, seq2, ...}: exhausted is 1 when every matching job
 -- before the bound was examined, else 0; last is the submission number of the last job examined
 -- ('' when none was).
 
 local job_prefix = ARGV[1]
-local now = tonumber(ARGV[2])
+local now = now_ms(ARGV[2])
 local bound = tonumber(ARGV[3])
 local inclusive = ARGV[4] == '1'
 local want = tonumber(ARGV[5])
 local budget = tonumber(ARGV[6])
 local kind = ARGV[8]
+local tombstone = ARGV[9]
 local function wanted(i)
   return string.sub(ARGV[7], i, i) == '1'
 end
@@ -110,10 +112,10 @@ local function queued_source()
       source.buffer = {}
       source.at = 1
       for i = #ids, 1, -1 do
-        local seq = seq_of(ids[i])
-        if seq then
+        local seq, status = unpack(redis.call('HMGET', job_prefix .. ids[i], 'seq', 'status'))
+        if seq and status ~= tombstone then
           source.buffer[#source.buffer + 1] = ids[i]
-          source.buffer[#source.buffer + 1] = seq
+          source.buffer[#source.buffer + 1] = tonumber(seq)
         end
       end
     end

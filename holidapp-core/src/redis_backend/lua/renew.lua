@@ -3,20 +3,23 @@
 --
 -- KEYS[1]  {p}:{xx}:q:{queue}:leased   ZSET  job id -> lease deadline (ms)
 -- ARGV[1]  job key prefix ({p}:{xx}:job:)
--- ARGV[2]  new deadline (ms since the epoch)
--- ARGV[3]  new deadline, RFC 3339
+-- ARGV[2]  now (ms since the epoch), or '' for Redis's clock
+-- ARGV[3]  lease length (ms): the new deadline is now plus this
 -- ARGV[4]  status a held lease has ('in progress')
 -- then pairs: job id, token
--- Returns a list of 1 (renewed) or 0 (lease lost), one per pair.
+-- Returns {deadline, held, ...}: the new deadline (ms), then 1 (renewed) or 0 (lease lost) per
+-- pair.
 
-local held = {}
+local deadline = now_ms(ARGV[2]) + tonumber(ARGV[3])
+local lease_deadline = rfc3339(deadline)
+local held = {deadline}
 for i = 5, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = ARGV[1] .. id
   local status, current = unpack(redis.call('HMGET', key, 'status', 'token'))
   if status == ARGV[4] and current == token then
-    redis.call('HSET', key, 'lease_deadline', ARGV[3])
-    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    redis.call('HSET', key, 'lease_deadline', lease_deadline)
+    redis.call('ZADD', KEYS[1], deadline, id)
     held[#held + 1] = 1
   else
     held[#held + 1] = 0
