@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, doing its own set-up: the Redis-backed tests start their own
-# `redis-server` processes, so the binary must be installed; it is, with apt-get, when missing.
+# `redis-server` processes, and a process test shifts a worker's clock with libfaketime, so both
+# must be installed; they are, with apt-get, when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
-    echo "scripts/test.sh: redis-server not found; installing it with apt-get" >&2
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "scripts/test.sh: installing ${missing[*]} with apt-get" >&2
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # The engine alone: with default features off, holidapp-core pulls in no plotting library, no
