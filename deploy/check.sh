@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Checks the deploy files without a cluster or a container engine:
 #
-#   1. `kubectl kustomize` renders the base and every overlay;
+#   1. `kubectl kustomize` renders the base and every overlay (from a copy of deploy/k8s with a
+#      throwaway Redis password file: the real one is never committed, and never read here);
 #   2. kubernetes-validate (strict: unknown fields are errors) validates every rendered object
 #      against the schemas of the newest Kubernetes version it ships;
-#   3. docker-compose validates deploy/compose.yaml against the compose schema;
+#   3. docker-compose validates deploy/compose.yaml against the compose schema (with a throwaway
+#      REDIS_PASSWORD, which compose requires);
 #   4. deploy/check_manifests.py checks what no schema can: every environment variable set in the
 #      manifests, ConfigMaps, compose file and Dockerfile is one the binaries accept (from their
-#      `--help`), references resolve, pods meet the restricted Pod Security Standard, and so on;
+#      `--help`), references resolve, pods meet the restricted Pod Security Standard, Redis
+#      requires a password from a Secret and only the API and the workers may reach it, and so on;
 #      then it breaks copies of the inputs on purpose to prove that each check catches its breakage.
 #
 # Usage: deploy/check.sh [API_BINARY WORKER_BINARY]
@@ -105,6 +108,13 @@ fi
 rendered="$(mktemp -d)"
 trap 'rm -rf "$rendered"' EXIT
 
+# The base generates the Redis password Secret from redis-password.env, which is git-ignored and
+# absent from a clean clone: render a copy of deploy/k8s with a random throwaway password instead
+# (a real password file, if there is one, stays out of the rendered files).
+throwaway_password="$("$python" -c 'import secrets; print(secrets.token_hex(24))')"
+cp -R deploy/k8s "$rendered/k8s"
+printf 'REDIS_PASSWORD=%s\n' "$throwaway_password" >"$rendered/k8s/base/redis-password.env"
+
 overlays=(deploy/k8s/base)
 for dir in deploy/k8s/overlays/*/; do
     overlays+=("${dir%/}")
@@ -113,7 +123,8 @@ files=()
 for dir in "${overlays[@]}"; do
     name="$(basename "$dir")"
     say "kubectl kustomize $dir"
-    "$kubectl" kustomize "$dir" >"$rendered/$name.yaml" || fail "kustomize could not render $dir"
+    "$kubectl" kustomize "$rendered/${dir#deploy/}" >"$rendered/$name.yaml" \
+        || fail "kustomize could not render $dir"
     files+=("$rendered/$name.yaml")
 done
 
@@ -129,7 +140,8 @@ done
 
 if [ -n "$compose_validator" ]; then
     say "docker-compose config (schema of deploy/compose.yaml)"
-    "$compose_validator" -f deploy/compose.yaml config --quiet || fail "deploy/compose.yaml is invalid"
+    REDIS_PASSWORD="$throwaway_password" "$compose_validator" -f deploy/compose.yaml config --quiet \
+        || fail "deploy/compose.yaml is invalid"
 else
     say "docker-compose unavailable: deploy/compose.yaml is only parsed, not validated against its schema"
 fi

@@ -6,14 +6,24 @@ the objects fit Holidapp and each other:
 
 * every environment variable a Kubernetes container, a ConfigMap, the compose file or the
   Dockerfile sets is one the binary that receives it accepts (read from `--help`, where clap
-  prints `[env: NAME=...]`), so renaming a variable breaks CI rather than a deployment;
-* references resolve: ConfigMap references, Service selectors and named ports, the
-  StatefulSet's headless Service, `REDIS_IP` naming a Service (never an IP address);
+  prints `[env: NAME=...]`), so renaming a variable breaks CI rather than a deployment; a
+  variable the binary does not read is allowed only when the container's own `$(NAME)`
+  references use it (Kubernetes expands them, as this script does before checking values);
+* references resolve: ConfigMap and Secret references, Service selectors and named ports, the
+  StatefulSet's headless Service, the Redis host naming a Service (never an IP address);
 * every pod meets the "restricted" Pod Security Standard, has resource requests and limits, and
   writes only to mounted volumes;
 * the API has its probes, the workers get `WORKER_IP` from the downward API and a termination
   grace period longer than their own shutdown grace;
-* Redis persists (AOF, `appendfsync everysec`, `noeviction`) in both Kubernetes and compose;
+* Redis persists (AOF, `appendfsync everysec`, `noeviction`) in both Kubernetes and compose, and
+  its volume holds an AOF rewrite: at least (2 + auto-aof-rewrite-percentage/100) x maxmemory;
+* Redis requires a password (`--requirepass`) from a Secret in Kubernetes and from a required
+  variable in compose; the API's and the workers' `REDIS_URL` carry that same password, and its
+  probes authenticate; no password is written in a manifest, a ConfigMap or the compose file,
+  and the Secret is generated from a git-ignored file, never from a committed value;
+* NetworkPolicies deny ingress by default, let only the API and the workers reach Redis, and
+  keep the API's port open;
+* the debug pod is only in the `debug` overlay;
 * the Dockerfile copies sources that exist and are not excluded by .dockerignore, builds
   packages of the workspace, and installs binaries by their Cargo `[[bin]]` names.
 
@@ -28,9 +38,12 @@ every check catches its breakage.
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import fnmatch
+import functools
 import ipaddress
+import json
 import os
 import re
 import shlex
@@ -154,9 +167,47 @@ def redis_host(env: dict[str, str]) -> str | None:
     return env.get("REDIS_IP")
 
 
+def url_password(url: str) -> str | None:
+    """The password of a `redis://[user:]password@host...` URL, None when it has none."""
+    match = re.match(r"^rediss?://([^@/]*)@", url)
+    if not match or ":" not in match.group(1):
+        return None
+    return match.group(1).split(":", 1)[1] or None
+
+
+# Kubernetes' dependent-variable syntax in env values, command and args: `$(NAME)`, with `$$` a
+# literal `$`.
+K8S_REFERENCE = re.compile(r"\$(\$|\(([^)]*)\))")
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """Expands `$(NAME)` as the kubelet does: a variable defined in `env` (the container's own,
+    defined before) is replaced by its value, an undefined one is left as written, `$$` is `$`."""
+    return K8S_REFERENCE.sub(lambda m: "$" if m.group(1) == "$" else env.get(m.group(2), m.group(0)), text)
+
+
+def references(text: str) -> set[str]:
+    """The variable names `$(NAME)` in a text refers to."""
+    return {m.group(2) for m in K8S_REFERENCE.finditer(text) if m.group(1) != "$"}
+
+
+def secret_value(name: str, key: str) -> str:
+    """What a value taken from a Secret stands as in an expanded environment."""
+    return f"<secret:{name}:{key}>"
+
+
+SECRET_VALUE = re.compile(r"<secret:[^:>]+:[^>]+>")
+# Names of variables that hold credentials; their values must come from a Secret.
+SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|(^|_)AUTH($|_)", re.IGNORECASE)
+# Command-line flags that take a password, in Redis and its tools.
+PASSWORD_FLAGS = {"--requirepass", "--masterauth", "--pass", "-a"}
+
+
 @dataclass
 class Container:
-    """One container of a rendered pod template, with what it receives resolved."""
+    """One container of a rendered pod template, with what it receives resolved: `env` holds
+    the values after `$(NAME)` expansion, a field reference as `<fieldPath>`, a Secret key as
+    `<secret:NAME:KEY>`; `command` is command then args, expanded."""
 
     doc: dict[str, Any]
     pod: dict[str, Any]
@@ -165,6 +216,9 @@ class Container:
     env: dict[str, str]
     env_names: list[str]
     field_refs: dict[str, str]
+    command: list[str]
+    # Variables named by `$(NAME)` in the container's env values, command or args.
+    referenced: set[str]
 
 
 class Manifests:
@@ -174,6 +228,7 @@ class Manifests:
         self.name = name
         self.docs = [d for d in docs if d]
         self.configmaps = {(ns(d), d["metadata"]["name"]): d for d in self.docs if d["kind"] == "ConfigMap"}
+        self.secrets = {(ns(d), d["metadata"]["name"]): d for d in self.docs if d["kind"] == "Secret"}
         self.services = [d for d in self.docs if d["kind"] == "Service"]
 
     def pods(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
@@ -207,10 +262,13 @@ class Manifests:
                     for key, value in (cm.get("data") or {}).items():
                         env[prefix + key] = str(value)
                         names.append(prefix + key)
+                referenced: set[str] = set()
                 for var in c.get("env", []):
                     names.append(var["name"])
                     if "value" in var:
-                        env[var["name"]] = str(var["value"])
+                        # Expanded with what is defined so far, as the kubelet does.
+                        referenced |= references(str(var["value"]))
+                        env[var["name"]] = expand(str(var["value"]), env)
                     elif "valueFrom" in var:
                         source = var["valueFrom"]
                         if "fieldRef" in source:
@@ -223,7 +281,19 @@ class Manifests:
                                 errors.append(f"{where}: {var['name']} refers to missing ConfigMap key {ref['name']}/{ref['key']}")
                             else:
                                 env[var["name"]] = str(cm["data"][ref["key"]])
-                yield Container(d, template, c, where, env, names, refs)
+                        elif "secretKeyRef" in source:
+                            ref = source["secretKeyRef"]
+                            secret = self.secrets.get((ns(d), ref["name"]))
+                            keys = set((secret or {}).get("data") or {}) | set((secret or {}).get("stringData") or {})
+                            if ref["key"] not in keys:
+                                errors.append(f"{where}: {var['name']} refers to missing Secret key {ref['name']}/{ref['key']}")
+                            else:
+                                env[var["name"]] = secret_value(ref["name"], ref["key"])
+                raw_command = [str(a) for a in c.get("command", []) + c.get("args", [])]
+                for arg in raw_command:
+                    referenced |= references(arg)
+                command = [expand(a, env) for a in raw_command]
+                yield Container(d, template, c, where, env, names, refs, command, referenced)
 
 
 def ns(doc: dict[str, Any]) -> str:
@@ -235,11 +305,14 @@ def check_manifests(m: Manifests, binaries: dict[str, Binary], report: Report) -
 
     errors: list[str] = []
     ours = []
-    for c in m.containers(errors):
+    containers = list(m.containers(errors))
+    for c in containers:
         if is_ours(c.spec["image"]):
             binary = binary_of(c.spec.get("command"), c.where, binaries, errors)
             if binary:
-                errors += unknown_env(c.env_names, binary, c.where)
+                # A variable the binary does not read may still serve the container's own
+                # `$(NAME)` expansion (REDIS_PASSWORD in REDIS_URL).
+                errors += unknown_env([n for n in c.env_names if n not in c.referenced], binary, c.where)
                 ours.append((c, binary))
     report.check(f"{m.name}: environment variables accepted by the binaries", errors)
 
@@ -253,7 +326,13 @@ def check_manifests(m: Manifests, binaries: dict[str, Binary], report: Report) -
     report.check(f"{m.name}: API probes and port", check_api(ours))
     report.check(f"{m.name}: workers get WORKER_IP and time to shut down", check_workers(ours))
     report.check(f"{m.name}: Services select pods and name their ports", check_services(m))
-    report.check(f"{m.name}: Redis persists", check_k8s_redis(m))
+    report.check(f"{m.name}: Redis persists, on a volume that holds an AOF rewrite", check_k8s_redis(m))
+    report.check(f"{m.name}: Redis requires the Secret's password, and the API and workers give it",
+                 check_redis_password(m, containers, ours))
+    report.check(f"{m.name}: no password written in a manifest", check_no_literal_passwords(m, containers))
+    report.check(f"{m.name}: NetworkPolicies let only the API and the workers reach Redis",
+                 check_network_policies(m, ours))
+    report.check(f"{m.name}: the debug pod only in the debug overlay", check_debug_pod(m))
     report.check(f"{m.name}: one API and one worker workload", [
         f"{m.name}: expected {b} in exactly one workload, found {n}"
         for b in (API, WORKER) for n in [sum(1 for _, x in ours if x.name == b)] if n != 1])
@@ -423,24 +502,253 @@ def redis_flag_errors(args: list[str], where: str) -> list[str]:
     return errors
 
 
+def is_redis(image: str) -> bool:
+    return image.rsplit("/", 1)[-1].split(":", 1)[0] == "redis"
+
+
+def redis_bytes(text: str) -> int:
+    """A Redis memory setting in bytes: `384mb`, `1gb`, `100m`, `1000` (Redis's units)."""
+    match = re.fullmatch(r"(\d+)\s*(k|kb|m|mb|g|gb)?", text.strip().lower())
+    if not match:
+        raise ValueError(f"not a Redis memory size: {text!r}")
+    units = {None: 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
+    return int(match.group(1)) * units[match.group(2)]
+
+
+def quantity_bytes(text: str) -> float:
+    """A Kubernetes storage quantity in bytes: `2Gi`, `1500M`, `1e9`."""
+    match = re.fullmatch(r"([0-9.]+(?:e[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?", str(text).strip())
+    if not match:
+        raise ValueError(f"not a storage quantity: {text!r}")
+    units = {None: 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+    return float(match.group(1)) * units[match.group(2)]
+
+
+def flag_value(args: list[str], flag: str) -> str | None:
+    if flag in args and args.index(flag) + 1 < len(args):
+        return args[args.index(flag) + 1]
+    return None
+
+
+def aof_volume_errors(m: Manifests, d: dict[str, Any], args: list[str], claim: str, where: str) -> list[str]:
+    """The claim holding /data must hold an AOF rewrite: Redis starts one when the append-only
+    file has grown by auto-aof-rewrite-percentage over its base (100% by default), so the old base
+    and its increments take up to (1 + percentage/100) x the data, and the new base, up to the
+    data again, is written before they are deleted: (2 + percentage/100) x maxmemory in all."""
+    maxmemory = flag_value(args, "--maxmemory")
+    if maxmemory is None:
+        return [f"{where}: redis-server has no --maxmemory, so no volume size can hold its AOF rewrites"]
+    percentage = int(flag_value(args, "--auto-aof-rewrite-percentage") or 100)
+    needed = (2 + percentage / 100) * redis_bytes(maxmemory)
+    pvc = next((p for p in m.docs if p["kind"] == "PersistentVolumeClaim" and ns(p) == ns(d)
+                and p["metadata"]["name"] == claim), None)
+    if pvc is None:
+        return [f"{where}: PersistentVolumeClaim {claim} does not exist"]
+    storage = pvc["spec"].get("resources", {}).get("requests", {}).get("storage", "0")
+    if quantity_bytes(storage) < needed:
+        return [f"{where}: PersistentVolumeClaim {claim} requests {storage}, less than the "
+                f"{needed / 2**20:.0f}Mi an AOF rewrite may need ((2 + {percentage}/100) x maxmemory {maxmemory})"]
+    return []
+
+
 def check_k8s_redis(m: Manifests) -> list[str]:
     errors = []
     found = False
     for d, t in m.pods():
         for c in t.get("spec", {}).get("containers", []):
-            image = c["image"].rsplit("/", 1)[-1].split(":", 1)[0]
-            if image != "redis":
+            if not is_redis(c["image"]):
                 continue
             found = True
             where = f"{m.name}: {d['kind']}/{d['metadata']['name']}"
-            errors += redis_flag_errors([str(a) for a in c.get("command", []) + c.get("args", [])], where)
-            claims = [v for v in t["spec"].get("volumes", []) if "persistentVolumeClaim" in v]
-            mounts = {vm["name"]: vm["mountPath"] for vm in c.get("volumeMounts", [])}
-            if not any(mounts.get(v["name"]) == "/data" for v in claims):
+            args = [str(a) for a in c.get("command", []) + c.get("args", [])]
+            errors += redis_flag_errors(args, where)
+            claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
+                      for v in t["spec"].get("volumes", []) if "persistentVolumeClaim" in v}
+            data = [vm["name"] for vm in c.get("volumeMounts", []) if vm["mountPath"] == "/data" and vm["name"] in claims]
+            if not data:
                 errors.append(f"{where}: /data is not on a PersistentVolumeClaim")
+            else:
+                errors += aof_volume_errors(m, d, args, claims[data[0]], where)
     if not found:
         errors.append(f"{m.name}: no Redis container")
     return errors
+
+
+def check_redis_password(m: Manifests, containers: list[Container], ours: list[tuple[Container, Binary]]) -> list[str]:
+    """Redis requires a password taken from a Secret; its redis-cli probes give it; the API and
+    the workers put the same Secret key in REDIS_URL."""
+    errors = []
+    required: set[str] = set()
+    for c in containers:
+        if not is_redis(c.spec["image"]):
+            continue
+        password = flag_value(c.command, "--requirepass")
+        if password is None:
+            errors.append(f"{c.where}: redis-server lacks `--requirepass`: any client that reaches it may use it")
+            continue
+        if not SECRET_VALUE.fullmatch(password):
+            errors.append(f"{c.where}: `--requirepass` is not from a Secret (it is {password!r}): "
+                          "give it as $(VAR), VAR an env entry with a secretKeyRef defined before it is used")
+            continue
+        required.add(password)
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            command = " ".join(str(a) for a in c.spec.get(probe, {}).get("exec", {}).get("command", []))
+            if "redis-cli" in command and c.env.get("REDISCLI_AUTH") != password:
+                errors.append(f"{c.where}: {probe} runs redis-cli, but REDISCLI_AUTH is not the password "
+                              "`--requirepass` takes, so it is refused")
+    if len(required) > 1:
+        errors.append(f"{m.name}: Redis containers require different passwords: {sorted(required)}")
+    for c, binary in ours:
+        url = c.env.get("REDIS_URL")
+        if not url:
+            errors.append(f"{c.where}: no REDIS_URL, so {binary.name} gives Redis no password")
+            continue
+        password = url_password(url)
+        if password is None:
+            errors.append(f"{c.where}: REDIS_URL carries no password")
+        elif password not in required:
+            errors.append(f"{c.where}: REDIS_URL's password is {password!r}, not the Secret key Redis requires "
+                          f"({', '.join(sorted(required)) or 'none'}): write it as $(VAR), VAR an env entry "
+                          "with that secretKeyRef, defined before REDIS_URL")
+    return errors
+
+
+def check_no_literal_passwords(m: Manifests, containers: list[Container]) -> list[str]:
+    """Credentials come from Secrets: no variable named like one has a written value, no
+    password flag or URL carries one, no ConfigMap holds one, and no Secret's value (a throwaway
+    one from deploy/check.sh) shows up in another object."""
+    errors = []
+    for c in containers:
+        for name, value in c.env.items():
+            written = SECRET_VALUE.sub("", value)
+            if SECRET_NAME.search(name) and written:
+                errors.append(f"{c.where}: {name} has a written value; take it from a Secret")
+            password = url_password(value)
+            if password and not SECRET_VALUE.fullmatch(password):
+                errors.append(f"{c.where}: {name} has a written password; take it from a Secret with $(VAR)")
+        for flag, value in zip(c.command, c.command[1:]):
+            if flag in PASSWORD_FLAGS and not SECRET_VALUE.fullmatch(value):
+                errors.append(f"{c.where}: {flag} has a written value; take it from a Secret with $(VAR)")
+    for (_, name), cm in m.configmaps.items():
+        for key, value in (cm.get("data") or {}).items():
+            if SECRET_NAME.search(key) or url_password(str(value)):
+                errors.append(f"{m.name}: ConfigMap {name} key {key} holds a password; a ConfigMap is no place for one")
+    for (_, name), secret in m.secrets.items():
+        for key, encoded in (secret.get("data") or {}).items():
+            value = base64.b64decode(encoded).decode(errors="replace")
+            if len(value) < 8:
+                continue
+            for d in m.docs:
+                if d is not secret and value in json.dumps(d):
+                    errors.append(f"{m.name}: the value of Secret {name} key {key} appears in "
+                                  f"{d['kind']}/{d['metadata']['name']}")
+    return errors
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions) selects a set of labels."""
+    if not (selector.get("matchLabels") or {}).items() <= labels.items():
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        if ((op == "In" and labels.get(key) not in values) or (op == "NotIn" and labels.get(key) in values)
+                or (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels)):
+            return False
+    return True
+
+
+def template_labels(template: dict[str, Any]) -> dict[str, str]:
+    return template.get("metadata", {}).get("labels") or {}
+
+
+def workload(d: dict[str, Any]) -> str:
+    return f"{d['kind']}/{d['metadata']['name']}"
+
+
+def port_allowed(rule: dict[str, Any], container: dict[str, Any]) -> bool:
+    """Whether an ingress rule's ports include one the container declares (no ports: all)."""
+    declared = {(p.get("name"), p["containerPort"]) for p in container.get("ports", [])}
+    ports = rule.get("ports")
+    return not ports or any(p.get("port") is None or any(p["port"] in pair for pair in declared) for p in ports)
+
+
+def check_network_policies(m: Manifests, ours: list[tuple[Container, Binary]]) -> list[str]:
+    """Ingress is denied by default; Redis admits the API and worker pods only, on its port, and
+    all of them; the API's port is open to any source."""
+    errors = []
+    policies = [d for d in m.docs if d["kind"] == "NetworkPolicy"]
+    templates = list(m.pods())
+
+    def ingress_policies(d: dict[str, Any], t: dict[str, Any]) -> list[dict[str, Any]]:
+        return [p for p in policies if ns(p) == ns(d) and selects(p["spec"].get("podSelector") or {}, template_labels(t))
+                and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])]
+
+    spaces = {ns(d) for d, _ in templates}
+    for space in sorted(spaces):
+        if not any(ns(p) == space and not (p["spec"].get("podSelector") or {}) and not p["spec"].get("ingress")
+                   and "Ingress" in p["spec"].get("policyTypes", ["Ingress"]) for p in policies):
+            errors.append(f"{m.name}: namespace {space} has no default-deny ingress NetworkPolicy "
+                          "(podSelector {}, policyTypes [Ingress], no rules)")
+
+    clients = {id(c.pod): (c, binary) for c, binary in ours}
+    for d, t in templates:
+        redis = [c for c in t.get("spec", {}).get("containers", []) if is_redis(c["image"])]
+        if not redis:
+            continue
+        where = f"{m.name}: {workload(d)}"
+        selecting = ingress_policies(d, t)
+        if not selecting:
+            errors.append(f"{where}: no NetworkPolicy restricts ingress to Redis")
+            continue
+        reached: set[int] = set()
+        for p in selecting:
+            pw = f"{m.name}: NetworkPolicy/{p['metadata']['name']}"
+            for rule in p["spec"].get("ingress") or []:
+                if not port_allowed(rule, redis[0]):
+                    continue
+                if not rule.get("ports"):
+                    errors.append(f"{pw}: a rule to Redis allows every port; name Redis's port")
+                peers = rule.get("from") or []
+                if not peers:
+                    errors.append(f"{pw}: a rule to Redis allows every source; name the API and worker pods")
+                for peer in peers:
+                    if "ipBlock" in peer or "namespaceSelector" in peer:
+                        errors.append(f"{pw}: a rule to Redis allows {sorted(peer)} sources; name the API and worker pods")
+                        continue
+                    matched = [(pd, pt) for pd, pt in templates if ns(pd) == ns(p)
+                               and selects(peer.get("podSelector") or {}, template_labels(pt))]
+                    if not matched:
+                        errors.append(f"{pw}: podSelector {peer.get('podSelector')} matches no pod template")
+                    for pd, pt in matched:
+                        if id(pt) not in clients:
+                            errors.append(f"{pw}: lets {workload(pd)} reach Redis; only the API and the workers may")
+                        reached.add(id(pt))
+        for key, (c, binary) in clients.items():
+            if key not in reached and ns(c.doc) == ns(d):
+                errors.append(f"{where}: {binary.name} ({workload(c.doc)}) cannot reach Redis: no NetworkPolicy "
+                              "rule lets its pods in")
+
+    for c, binary in ours:
+        if binary.name != API:
+            continue
+        # Pods no policy selects accept everything; the default-deny check covers those.
+        selecting = ingress_policies(c.doc, c.pod)
+        rules = [r for p in selecting for r in p["spec"].get("ingress") or []]
+        if selecting and not any(not r.get("from") and port_allowed(r, c.spec) for r in rules):
+            errors.append(f"{c.where}: the NetworkPolicies close the API's port: it must be open to any source")
+    return errors
+
+
+def check_debug_pod(m: Manifests) -> list[str]:
+    """The debug pod (the `holidapp-debug` image) is only in the overlay named `debug`."""
+    debug = [workload(d) for d, t in m.pods() for c in t.get("spec", {}).get("containers", [])
+             if c["image"].rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0] == "holidapp-debug"]
+    if m.name == "debug" and not debug:
+        return [f"{m.name}: the debug overlay has no debug pod (image holidapp-debug)"]
+    if m.name != "debug" and debug:
+        return [f"{m.name}: has the debug pod ({', '.join(debug)}); it belongs in the debug overlay only"]
+    return []
 
 
 # ---- compose --------------------------------------------------------------------------------------
@@ -451,6 +759,77 @@ def compose_env(service: dict[str, Any]) -> dict[str, str]:
     if isinstance(env, list):
         return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
     return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+# Compose's interpolation: `${NAME}`, `${NAME:-default}`, `${NAME:?error}`, ..., `$NAME`; `$$` is `$`.
+COMPOSE_VARIABLE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+VARIABLE_VALUE = re.compile(r"<var:[A-Za-z0-9_]+>")
+
+
+def interpolate(text: str) -> str:
+    """A compose value with each variable standing as `<var:NAME>` (its value is not known here)."""
+    return COMPOSE_VARIABLE.sub(lambda m: "$" if m.group(1) else f"<var:{m.group(2) or m.group(4)}>", text)
+
+
+def required_variables(text: str) -> set[str]:
+    """The variables a compose value requires: `${NAME:?error}` or `${NAME?error}`."""
+    return {m.group(2) for m in COMPOSE_VARIABLE.finditer(text)
+            if m.group(2) and m.group(3).lstrip(":").startswith("?")}
+
+
+def compose_command(service: dict[str, Any]) -> list[str] | None:
+    command = service.get("command")
+    if command is None:
+        return None
+    return shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+
+
+def check_compose_password(services: dict[str, Any], ours: list[tuple[str, dict[str, str]]]) -> list[str]:
+    """Redis requires a password from a variable compose requires (never a written one), its
+    health check gives it, and the API's and the workers' REDIS_URL carry the same variable."""
+    errors = []
+    required: set[str] = set()
+    for name, s in services.items():
+        where = f"compose: service {name}"
+        raw_env = compose_env(s)
+        env = {k: interpolate(v) for k, v in raw_env.items()}
+        command = compose_command(s) or []
+        for flag, value in zip(command, command[1:]):
+            if flag in PASSWORD_FLAGS and not VARIABLE_VALUE.fullmatch(interpolate(value)):
+                errors.append(f"{where}: {flag} has a written value; take it from a variable")
+        for key, value in env.items():
+            if SECRET_NAME.search(key) and VARIABLE_VALUE.sub("", value):
+                errors.append(f"{where}: {key} has a written value; take it from a variable")
+            password = url_password(value)
+            if password and not VARIABLE_VALUE.fullmatch(password):
+                errors.append(f"{where}: {key} has a written password; take it from a variable")
+        if not is_redis(str(s.get("image", ""))):
+            continue
+        raw = flag_value(command, "--requirepass")
+        if raw is None:
+            errors.append(f"{where}: redis-server lacks `--requirepass`: any container may use it")
+            continue
+        if not VARIABLE_VALUE.fullmatch(interpolate(raw)) or not required_variables(raw):
+            errors.append(f"{where}: `--requirepass` is {raw!r}, not a required variable such as "
+                          "${REDIS_PASSWORD:?message}")
+            continue
+        password = interpolate(raw)
+        required.add(password)
+        test = " ".join(str(a) for a in (s.get("healthcheck") or {}).get("test", []))
+        if "redis-cli" in test and env.get("REDISCLI_AUTH") != password:
+            errors.append(f"{where}: the health check runs redis-cli, but REDISCLI_AUTH is not {password}")
+    for where, raw_env in ours:
+        url = raw_env.get("REDIS_URL")
+        if not url:
+            errors.append(f"{where}: no REDIS_URL, so it gives Redis no password")
+            continue
+        password = url_password(interpolate(url))
+        if password not in required:
+            errors.append(f"{where}: REDIS_URL's password is {password!r}, not the variable Redis requires "
+                          f"({', '.join(sorted(required)) or 'none'})")
+        elif password[len("<var:"):-1] not in required_variables(url):
+            errors.append(f"{where}: REDIS_URL does not require its password variable (write ${{NAME:?message}})")
+    return errors
 
 
 def parse_duration(text: str) -> float:
@@ -465,26 +844,24 @@ def check_compose(compose: dict[str, Any], binaries: dict[str, Binary], report: 
     env_errors: list[str] = []
     other: list[str] = []
     counts = {API: 0, WORKER: 0}
+    ours: list[tuple[str, dict[str, str]]] = []
     for name, s in services.items():
         where = f"compose: service {name}"
         image = str(s.get("image", ""))
         if image.split(":", 1)[0].rsplit("/", 1)[-1] == "redis":
-            command = s.get("command") or []
-            command = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
-            other += redis_flag_errors(command, where)
+            other += redis_flag_errors(compose_command(s) or [], where)
             if not any(str(v).endswith(":/data") or ":/data:" in str(v) for v in s.get("volumes", [])):
                 other.append(f"{where}: /data is not on a volume")
             continue
         if not is_ours(image) and "build" not in s:
             continue
-        command = s.get("command")
-        command = shlex.split(command) if isinstance(command, str) else command
-        binary = binary_of(command, where, binaries, env_errors)
+        binary = binary_of(compose_command(s), where, binaries, env_errors)
         if binary is None:
             continue
         replicas = (s.get("deploy") or {}).get("replicas", 1)
         counts[binary.name] += replicas
-        env = compose_env(s)
+        ours.append((where, compose_env(s)))
+        env = {k: interpolate(v) for k, v in compose_env(s).items()}
         env_errors += unknown_env(list(env), binary, where)
         host = redis_host(env)
         if host not in services:
@@ -504,6 +881,8 @@ def check_compose(compose: dict[str, Any], binaries: dict[str, Binary], report: 
         other.append(f"compose: expected an API and two workers, found {counts}")
     report.check("compose: environment variables accepted by the binaries", env_errors)
     report.check("compose: Redis persistence, names and grace periods", other)
+    report.check("compose: Redis requires a password from a variable, and the API and workers give it",
+                 check_compose_password(services, ours))
 
 
 # ---- Dockerfile -----------------------------------------------------------------------------------
@@ -615,6 +994,39 @@ def check_dockerfile(dockerfile: str, dockerignore: str, repo: Path, binaries: d
     report.check("Dockerfile: sources, packages and binary names", errors)
 
 
+# ---- kustomizations -------------------------------------------------------------------------------
+
+
+@functools.cache
+def git_status(repo: Path, *args: str) -> int | None:
+    """The exit status of a git command in the repository; None when git cannot tell (no git, or
+    not a clone)."""
+    try:
+        out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return None if out.returncode > 1 else out.returncode
+
+
+def check_secret_generators(kustomizations: dict[str, dict[str, Any]], repo: Path, report: Report) -> None:
+    """Secrets are generated from files git ignores, never from values written in a committed
+    kustomization."""
+    errors = []
+    for folder, k in kustomizations.items():
+        for g in k.get("secretGenerator") or []:
+            where = f"{folder}/kustomization.yaml: secretGenerator {g.get('name')}"
+            if g.get("literals"):
+                errors.append(f"{where}: has literals, so its values are committed; generate it from a git-ignored file")
+            sources = (g.get("envs") or []) + (g.get("files") or []) + ([g["env"]] if g.get("env") else [])
+            for source in sources:
+                path = os.path.normpath(os.path.join(folder, str(source).split("=", 1)[-1]))
+                if git_status(repo, "check-ignore", "-q", "--no-index", path) == 1:
+                    errors.append(f"{where}: {path} is not git-ignored, so a password in it would be committed")
+                if git_status(repo, "ls-files", "--error-unmatch", path) == 0:
+                    errors.append(f"{where}: {path} is committed")
+    report.check("kustomizations: Secrets generated from git-ignored files", errors)
+
+
 # ---- main -----------------------------------------------------------------------------------------
 
 
@@ -624,6 +1036,8 @@ class Inputs:
     compose: dict[str, Any]
     dockerfile: str
     dockerignore: str
+    # Every kustomization.yaml under deploy/k8s, by its folder relative to the repository.
+    kustomizations: dict[str, dict[str, Any]]
 
 
 def run_checks(inputs: Inputs, repo: Path, binaries: dict[str, Binary]) -> Report:
@@ -631,6 +1045,7 @@ def run_checks(inputs: Inputs, repo: Path, binaries: dict[str, Binary]) -> Repor
     for name, docs in inputs.rendered.items():
         check_manifests(Manifests(name, docs), binaries, report)
     check_compose(inputs.compose, binaries, report)
+    check_secret_generators(inputs.kustomizations, repo, report)
     check_dockerfile(inputs.dockerfile, inputs.dockerignore, repo, binaries, report)
     return report
 
@@ -647,7 +1062,20 @@ def first_container(docs: list[dict[str, Any]], kind: str, name: str) -> dict[st
 Breakage = tuple[str, Callable[[Inputs], None], str]
 
 
-def breakages(base: str, binaries: dict[str, Binary]) -> list[Breakage]:
+def env_var(container: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(v for v in container.get("env", []) if v["name"] == name)
+
+
+def set_flag(args: list[Any], flag: str, value: str | None) -> None:
+    """Sets the value after `flag` in a command line, or removes both when `value` is None."""
+    at = args.index(flag)
+    if value is None:
+        del args[at:at + 2]
+    else:
+        args[at + 1] = value
+
+
+def breakages(base: str, binaries: dict[str, Binary], git_usable: bool) -> list[Breakage]:
     # A variable one binary reads and the other does not, given to the other one.
     api_only = min(binaries[API].env - binaries[WORKER].env, default=None)
     worker_only = min(binaries[WORKER].env - binaries[API].env, default=None)
@@ -658,6 +1086,38 @@ def breakages(base: str, binaries: dict[str, Binary]) -> list[Breakage]:
 
     def compose_worker(i: Inputs) -> dict[str, Any]:
         return i.compose["services"]["worker"]
+
+    def compose_redis(i: Inputs) -> dict[str, Any]:
+        return i.compose["services"]["redis"]
+
+    def redis(i: Inputs) -> dict[str, Any]:
+        return first_container(i.rendered[base], "Deployment", "holidapp-redis")
+
+    def ours(i: Inputs, name: str) -> dict[str, Any]:
+        return first_container(i.rendered[base], "Deployment", name)
+
+    def policy(i: Inputs, name: str) -> dict[str, Any]:
+        return find(i.rendered[base], "NetworkPolicy", name)
+
+    def redis_claim(i: Inputs) -> dict[str, Any]:
+        return find(i.rendered[base], "PersistentVolumeClaim", "holidapp-redis")
+
+    def redis_rule(i: Inputs) -> dict[str, Any]:
+        return find(i.rendered[base], "NetworkPolicy", "holidapp-redis")["spec"]["ingress"][0]
+
+    def generator(i: Inputs) -> dict[str, Any]:
+        return i.kustomizations["deploy/k8s/base"]["secretGenerator"][0]
+
+    def leak_secret(i: Inputs) -> None:
+        secret = find(i.rendered[base], "Secret", "holidapp-redis-password")
+        value = base64.b64decode(next(iter(secret["data"].values()))).decode()
+        find(i.rendered[base], "Deployment", API)["metadata"].setdefault("annotations", {})["note"] = value
+
+    def add_debug_pod(i: Inputs) -> None:
+        pod = copy.deepcopy(find(i.rendered[base], "Deployment", API))
+        pod["metadata"]["name"] = "holidapp-debug"
+        pod["spec"]["template"]["spec"]["containers"][0]["image"] = "holidapp-debug:0.1.0"
+        i.rendered[base].append(pod)
 
     return [
         ("unknown variable in compose", lambda i: compose_worker(i)["environment"].update(HOLIDAPP_NOT_A_VARIABLE="1"),
@@ -694,7 +1154,61 @@ def breakages(base: str, binaries: dict[str, Binary]) -> list[Breakage]:
          "ENV HOLIDAPP_LISTEN"),
         ("workspace excluded from the context", lambda i: setattr(i, "dockerignore", i.dockerignore + "\nholidapp-core\n"),
          "excludes holidapp-core"),
-    ]
+        # Redis's password.
+        ("Redis without a password", lambda i: set_flag(redis(i)["args"], "--requirepass", None),
+         "redis-server lacks `--requirepass`"),
+        ("Redis password written in the manifest", lambda i: set_flag(redis(i)["args"], "--requirepass", "hunter2hunter2"),
+         "`--requirepass` is not from a Secret"),
+        ("Redis probe without the password", lambda i: redis(i).update(env=[v for v in redis(i)["env"] if v["name"] != "REDISCLI_AUTH"]),
+         "readinessProbe runs redis-cli, but REDISCLI_AUTH"),
+        ("REDIS_URL without a password", lambda i: env_var(ours(i, API), "REDIS_URL").update(value="redis://$(REDIS_IP):$(REDIS_PORT)/$(REDIS_DB)"),
+         "REDIS_URL carries no password"),
+        ("REDIS_URL with a written password", lambda i: env_var(ours(i, WORKER), "REDIS_URL").update(value="redis://:hunter2@$(REDIS_IP)/0"),
+         "REDIS_URL has a written password"),
+        ("REDIS_URL before the variable it expands", lambda i: ours(i, API)["env"].sort(key=lambda v: v["name"] != "REDIS_URL"),
+         "REDIS_URL's password is '$(REDIS_PASSWORD)', not the Secret key Redis requires"),
+        ("Secret variable used by nothing", lambda i: ours(i, API)["env"].append(dict(env_var(redis(i), "REDIS_PASSWORD"), name="ADMIN_PASSWORD")),
+         f"{API} does not accept environment variable ADMIN_PASSWORD"),
+        ("password in a ConfigMap", lambda i: find(i.rendered[base], "ConfigMap", "holidapp-config")["data"].update(REDIS_PASSWORD="hunter2hunter2"),
+         "holds a password; a ConfigMap is no place for one"),
+        ("Secret value copied into another object", leak_secret,
+         f"appears in Deployment/{API}"),
+        ("Secret generated from a committed literal", lambda i: generator(i).update(literals=["REDIS_PASSWORD=hunter2hunter2"]),
+         "has literals"),
+        # The volume.
+        ("Redis volume too small for AOF rewrites", lambda i: redis_claim(i)["spec"]["resources"].update(requests={"storage": "1Gi"}),
+         "an AOF rewrite may need"),
+        # NetworkPolicies.
+        ("no default deny", lambda i: i.rendered[base].remove(policy(i, "holidapp-default-deny")),
+         "has no default-deny ingress NetworkPolicy"),
+        ("no Redis NetworkPolicy", lambda i: i.rendered[base].remove(policy(i, "holidapp-redis")),
+         f"{WORKER} (Deployment/{WORKER}) cannot reach Redis"),
+        ("Redis open to every source", lambda i: redis_rule(i).pop("from"),
+         "a rule to Redis allows every source"),
+        ("Redis open on every port", lambda i: redis_rule(i).pop("ports"),
+         "a rule to Redis allows every port"),
+        ("Redis open to every pod", lambda i: redis_rule(i)["from"].append({"podSelector": {}}),
+         "lets Deployment/holidapp-redis reach Redis"),
+        ("NetworkPolicy selector typo", lambda i: redis_rule(i)["from"][-1].update(podSelector={"matchLabels": {"app.kubernetes.io/name": "holidapp-workers"}}),
+         f"{WORKER} (Deployment/{WORKER}) cannot reach Redis"),
+        ("API port closed", lambda i: i.rendered[base].remove(policy(i, "holidapp-api")),
+         "close the API's port"),
+        # The debug pod.
+        ("debug pod in the base", add_debug_pod,
+         "it belongs in the debug overlay only"),
+        # Compose.
+        ("compose Redis without a password", lambda i: set_flag(compose_redis(i)["command"], "--requirepass", None),
+         "compose: service redis: redis-server lacks `--requirepass`"),
+        ("compose password not required", lambda i: set_flag(compose_redis(i)["command"], "--requirepass", "${REDIS_PASSWORD:-hunter2}"),
+         "not a required variable"),
+        ("compose REDIS_URL with a written password", lambda i: compose_worker(i)["environment"].update(REDIS_URL="redis://:hunter2@redis:6379/0"),
+         "compose: service worker: REDIS_URL has a written password"),
+        ("compose health check without the password", lambda i: compose_redis(i)["environment"].pop("REDISCLI_AUTH"),
+         "the health check runs redis-cli, but REDISCLI_AUTH"),
+    ] + ([
+        ("Secret generated from a file git does not ignore", lambda i: generator(i).update(envs=["namespace.yaml"]),
+         "is not git-ignored"),
+    ] if git_usable else [])
 
 
 def self_test(inputs: Inputs, repo: Path, binaries: dict[str, Binary]) -> int:
@@ -704,7 +1218,8 @@ def self_test(inputs: Inputs, repo: Path, binaries: dict[str, Binary]) -> int:
         return 1
     base = "base" if "base" in inputs.rendered else next(iter(inputs.rendered))
     passed = failed = 0
-    for title, breakage, expected in breakages(base, binaries):
+    git_usable = git_status(repo, "rev-parse", "--git-dir") == 0
+    for title, breakage, expected in breakages(base, binaries, git_usable):
         broken = copy.deepcopy(inputs)
         breakage(broken)
         failures = run_checks(broken, repo, binaries).failures
@@ -736,6 +1251,8 @@ def main() -> int:
         compose=yaml.safe_load((deploy / "compose.yaml").read_text()),
         dockerfile=(deploy / "Dockerfile").read_text(),
         dockerignore=(args.repo / ".dockerignore").read_text(),
+        kustomizations={str(k.parent.relative_to(args.repo)): yaml.safe_load(k.read_text())
+                        for k in sorted((deploy / "k8s").rglob("kustomization.yaml"))},
     )
     if args.self_test:
         return self_test(inputs, args.repo, binaries)

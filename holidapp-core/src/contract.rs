@@ -39,7 +39,7 @@ use crate::error::Error;
 use crate::job::{Job, JobId, Params, QueueName};
 use crate::kind::Output;
 use crate::machine::{FailureKind, JobStatus, RetryPolicy};
-use crate::queue::{Consumer, Enqueued, Lease, Maintenance, Producer, QueueSettings};
+use crate::queue::{Consumer, Enqueued, Lease, Maintenance, Producer, QueueSettings, Quotas};
 use crate::store::{
     Cursor, JobStore, ListQuery, MAX_PAGE_SIZE, QueueStats, ResultState, Statuses, total_counts,
 };
@@ -1090,6 +1090,142 @@ pub async fn finished_jobs_expire_after_retention<M: MakeBackend>(make: &M) {
     );
 }
 
+/// A job with a unique key holds it: while the job is kept (and within the unique key's time), a
+/// job with the same key in the same queue is not stored, and the answer names the holder. The
+/// key is per queue, one batch counts, and a deleted or expired holder lets the key go.
+pub async fn unique_keys_answer_the_job_that_holds_them<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let keyed = |key: &str| {
+        let mut job = job(&clock);
+        job.unique_key = Some(key.to_owned());
+        job
+    };
+    let first = keyed("order-1");
+    assert_eq!(b.enqueue(&first).await.unwrap(), Enqueued::Stored);
+    let again = keyed("order-1");
+    assert_eq!(
+        b.enqueue(&again).await.unwrap(),
+        Enqueued::Duplicate(first.id)
+    );
+    assert_eq!(b.get(again.id).await.unwrap(), None, "nothing stored");
+    assert_eq!(default_stats(&*b).await.counts.submitted, 1);
+
+    // Another queue has keys of its own; within one batch the first job wins.
+    let mut elsewhere = job_in(&clock, &queue("other"), "{}");
+    elsewhere.unique_key = Some("order-1".into());
+    let (x, y) = (keyed("order-2"), keyed("order-2"));
+    let answers = b
+        .enqueue_many(&[elsewhere.clone(), x.clone(), y.clone()])
+        .await
+        .unwrap();
+    assert!(matches!(answers[0], Ok(Enqueued::Stored)), "{answers:?}");
+    assert!(matches!(answers[1], Ok(Enqueued::Stored)), "{answers:?}");
+    assert!(
+        matches!(answers[2], Ok(Enqueued::Duplicate(id)) if id == x.id),
+        "{answers:?}"
+    );
+
+    // The holder's key is kept on it, and survives its life: it still holds once complete.
+    assert_eq!(
+        b.get(first.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .unique_key
+            .as_deref(),
+        Some("order-1")
+    );
+    let lease = lease(&*b, "w").await;
+    assert_eq!(lease.id(), first.id);
+    b.complete(&lease, png(b"1")).await.unwrap();
+    assert_eq!(
+        b.enqueue(&keyed("order-1")).await.unwrap(),
+        Enqueued::Duplicate(first.id)
+    );
+    // Deleted, it lets the key go.
+    assert!(b.delete(first.id).await.unwrap());
+    let after_delete = keyed("order-1");
+    assert_eq!(b.enqueue(&after_delete).await.unwrap(), Enqueued::Stored);
+    // And so it does once the key's time is up.
+    clock.advance(settings().unique_ttl + Duration::from_secs(1));
+    assert_eq!(
+        b.enqueue(&keyed("order-1")).await.unwrap(),
+        Enqueued::Stored
+    );
+}
+
+/// Past a queue's quota of waiting jobs, or at its quota of result bytes, a job is refused with
+/// `QuotaExceeded` and nothing is stored; room made by a lease or a delete lets jobs in again.
+/// Other queues have quotas of their own.
+pub async fn quotas_refuse_jobs_and_store_nothing<M: MakeBackend>(make: &M) {
+    let mut limited = settings();
+    limited.quotas = Quotas {
+        max_waiting: Some(2),
+        max_result_bytes: Some(10),
+    };
+    let (b, clock) = fixture_with(make, limited).await;
+    let (one, two, three) = (job(&clock), job(&clock), job(&clock));
+    b.enqueue(&one).await.unwrap();
+    b.enqueue(&two).await.unwrap();
+    assert!(matches!(
+        b.enqueue(&three).await,
+        Err(Error::QuotaExceeded(message)) if message.contains("waiting")
+    ));
+    assert_eq!(b.get(three.id).await.unwrap(), None);
+    assert_eq!(default_stats(&*b).await.counts.submitted, 2);
+    // A batch fills the room left and refuses the rest, each on its own.
+    let other = queue("other");
+    let batch: Vec<Job> = (0..3).map(|_| job_in(&clock, &other, "{}")).collect();
+    let answers = b.enqueue_many(&batch).await.unwrap();
+    assert!(
+        matches!(answers[..], [Ok(_), Ok(_), Err(Error::QuotaExceeded(_))]),
+        "{answers:?}"
+    );
+
+    // A lease makes room.
+    let leased = lease(&*b, "w").await;
+    b.enqueue(&three).await.unwrap();
+    // Results of 10 bytes fill the result quota: nothing new until they are gone.
+    b.complete(&leased, png(b"0123456789")).await.unwrap();
+    let four = job(&clock);
+    assert!(matches!(
+        b.enqueue(&four).await,
+        Err(Error::QuotaExceeded(message)) if message.contains("results")
+    ));
+    assert!(b.delete(leased.id()).await.unwrap());
+    // Still two waiting: the waiting quota refuses it now, until one is deleted.
+    assert!(matches!(
+        b.enqueue(&four).await,
+        Err(Error::QuotaExceeded(_))
+    ));
+    assert!(b.delete(two.id).await.unwrap());
+    assert_eq!(b.enqueue(&four).await.unwrap(), Enqueued::Stored);
+}
+
+/// A waiting job that is deleted leaves its queue at once: it is not counted, listed, read or
+/// leased, and the jobs around it are leased in order.
+pub async fn deleted_waiting_jobs_leave_the_queue<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let jobs: Vec<Job> = (0..5).map(|_| job(&clock)).collect();
+    b.enqueue_all(&jobs).await.unwrap();
+    for gone in [&jobs[0], &jobs[1], &jobs[3]] {
+        assert!(b.delete(gone.id).await.unwrap());
+        assert!(!b.delete(gone.id).await.unwrap(), "deleted twice");
+        assert_eq!(b.get(gone.id).await.unwrap(), None);
+        assert_eq!(b.result(gone.id).await.unwrap(), None);
+    }
+    let stats = default_stats(&*b).await;
+    assert_eq!((stats.ready, stats.counts.submitted), (2, 2));
+    assert_eq!(
+        listed_ids(&*b, ListQuery::default()).await,
+        vec![jobs[4].id, jobs[2].id]
+    );
+    assert_eq!(lease(&*b, "w").await.id(), jobs[2].id);
+    assert_eq!(lease(&*b, "w").await.id(), jobs[4].id);
+    assert!(nothing_ready(&*b).await);
+    assert_eq!(default_stats(&*b).await.ready, 0);
+}
+
 /// `ping` answers while the backend is up.
 pub async fn ping_answers<M: MakeBackend>(make: &M) {
     let (b, _) = fixture(make).await;
@@ -1134,6 +1270,9 @@ macro_rules! backend_contract_suite {
             list_caps_the_page_size,
             delete_removes_the_job_everywhere,
             finished_jobs_expire_after_retention,
+            unique_keys_answer_the_job_that_holds_them,
+            quotas_refuse_jobs_and_store_nothing,
+            deleted_waiting_jobs_leave_the_queue,
             ping_answers,
         );
     };

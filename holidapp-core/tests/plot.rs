@@ -575,3 +575,25 @@ async fn the_largest_image_renders() {
     let image = render_image(hgnc(), &p, 500_000).await;
     assert_eq!((image.width, image.height), (4000, 4000));
 }
+
+/// A process refuses to hold a data set with more records than it may: the render fails with
+/// a clear error before any record is read, and works again once a smaller set is loaded.
+#[tokio::test]
+async fn a_renderer_refuses_a_data_set_larger_than_it_may_hold() {
+    let store = Arc::new(MemoryPlotStore::new());
+    let renderer = PlotRenderer::new(store.clone()).with_max_records(100);
+    store.replace(hgnc()).await.unwrap();
+    match renderer.draw(&params(1980, 2010, json!({}))).await {
+        Err(Error::DataTooLarge(message)) => {
+            assert!(message.contains("266 records"), "{message}");
+            assert!(message.contains("at most 100"), "{message}");
+        }
+        other => panic!("expected DataTooLarge, got {other:?}"),
+    }
+    let small = DataSet::new(hgnc().records.into_iter().take(100).collect());
+    store.replace(small).await.unwrap();
+    renderer
+        .draw(&params(1900, 2030, json!({})))
+        .await
+        .expect("a data set within the limit renders");
+}

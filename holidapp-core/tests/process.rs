@@ -264,3 +264,71 @@ async fn the_first_queue_is_preferred_and_the_later_ones_are_not_starved() {
     }
     assert!(processor.lease("w").await.unwrap().is_none());
 }
+
+/// A kind whose renders never end.
+struct Hangs;
+
+#[async_trait]
+impl Renderer for Hangs {
+    const KIND: &'static str = "hangs";
+    type Params = serde_json::Value;
+    type Output = String;
+
+    async fn render(&self, _params: serde_json::Value, _ctx: &Context) -> Result<String> {
+        std::future::pending().await
+    }
+}
+
+/// An attempt that runs past its time limit (the processor's, or the job's own when shorter)
+/// is stopped and fails as transient: the job waits for a retry, and the worker's slot is free.
+#[tokio::test(start_paused = true)]
+async fn an_attempt_past_its_time_limit_fails_as_transient() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let backend = Arc::new(MemoryBackend::with_clock(settings(), clock.clone()));
+    let backends = Backends::single(backend.clone());
+    let kinds = Kinds::new().with(Hangs);
+    let jobs = Jobs::new(&backends, kinds.clone()).with_clock(clock.clone());
+    let processor = Processor::new(backend.clone(), kinds, Duration::from_secs(600))
+        .with_timeout(Duration::from_secs(60));
+
+    let plain = jobs
+        .submit(Submit::new("hangs", serde_json::json!({})))
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let Outcome::Processed(done) = processor.process_one("w").await.unwrap() else {
+        panic!("a job was ready");
+    };
+    assert_eq!(started.elapsed(), Duration::from_secs(60));
+    match done.result {
+        JobOutcome::Retrying { reason } => {
+            assert!(reason.contains("time limit of 60 s"), "{reason}")
+        }
+        other => panic!("expected a retry, got {other:?}"),
+    }
+    assert_eq!(
+        jobs.get(plain.id).await.unwrap().unwrap().status,
+        JobStatus::Submitted
+    );
+
+    // A job asking for less than the processor's limit gets its own.
+    let quick = jobs
+        .submit(Submit::new("hangs", serde_json::json!({})).with_timeout(5))
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let Outcome::Processed(done) = processor.process_one("w").await.unwrap() else {
+        panic!("a job was ready");
+    };
+    assert_eq!(done.id, quick.id);
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    assert!(matches!(done.result, JobOutcome::Retrying { .. }));
+    // Out-of-range limits are refused when submitted.
+    for bad in [0, 86_401] {
+        assert!(matches!(
+            jobs.submit(Submit::new("hangs", serde_json::json!({})).with_timeout(bad))
+                .await,
+            Err(Error::InvalidParams(_))
+        ));
+    }
+}

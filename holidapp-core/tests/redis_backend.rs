@@ -566,3 +566,78 @@ async fn concurrent_enqueues_are_each_stored_or_refused_on_their_own() {
         20 + 179
     );
 }
+
+/// A Redis at its `maxmemory` (with `noeviction`) refuses writes with `OOM`, and a Redis busy
+/// running a long script answers `BUSY`: both are outages (`Unavailable`: a 503, retried), not
+/// internal errors, and nothing is half-written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oom_and_busy_redis_are_outages() {
+    let server = RedisServer::start();
+    let (backend, _) = connect(&server, "oom-busy").await;
+    let mut redis = operator(&server).await;
+    let clock = ManualClock::starting_now();
+    let stored = job_in(&clock, &default(), "{}");
+    backend.enqueue(&stored).await.unwrap();
+
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let refused = job_in(&clock, &default(), "{}");
+    match backend.enqueue(&refused).await {
+        Err(Error::Unavailable(message)) => assert!(message.contains("OOM"), "{message}"),
+        other => panic!("expected an outage, got {other:?}"),
+    }
+    assert!(
+        backend.get(stored.id).await.unwrap().is_some(),
+        "reads go on"
+    );
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.get(refused.id).await.unwrap(),
+        None,
+        "nothing half-written"
+    );
+    backend.enqueue(&refused).await.unwrap();
+
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg("10")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut spinning = operator(&server).await;
+    let spin = tokio::spawn(async move {
+        redis::cmd("EVAL")
+            .arg("while true do end")
+            .arg(0)
+            .query_async::<redis::Value>(&mut spinning)
+            .await
+    });
+    // The script runs until killed; other clients get BUSY once it has run 10 ms.
+    let busy = loop {
+        match backend.get(stored.id).await {
+            Err(Error::Unavailable(message)) if message.contains("BUSY") => break message,
+            Err(Error::Unavailable(_)) | Ok(_) => tokio::task::yield_now().await,
+            Err(other) => panic!("expected an outage, got {other:?}"),
+        }
+    };
+    assert!(busy.contains("BUSY"), "{busy}");
+    let () = redis::cmd("SCRIPT")
+        .arg("KILL")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(spin.await.unwrap().is_err(), "the script was killed");
+    assert!(backend.get(stored.id).await.unwrap().is_some());
+}

@@ -3,17 +3,22 @@
 //! There is no cluster here, so this test does what the kubelet would do with the rendered base
 //! (`kubectl kustomize deploy/k8s/base`): it takes the API and worker containers' command and
 //! environment exactly as the manifests give them, on top of the image's own `ENV` lines from
-//! `deploy/Dockerfile`, and starts them as processes next to a real `redis-server`. Only what a
+//! `deploy/Dockerfile`, and starts them as processes next to a real `redis-server`. Like the
+//! kubelet, it resolves ConfigMap, Secret and downward-API references and expands `$(VAR)` in env
+//! values and args (a variable defined before, in the container's `envFrom` or `env`). Only what a
 //! cluster provides is translated:
 //!
+//! * the Redis password Secret is generated from a file that is never committed: the base is
+//!   rendered from a copy whose file holds a random password, which `redis-server` requires;
 //! * a Service's DNS name becomes `127.0.0.1`, and port numbers become free local ports (Redis's
-//!   port, the API's listen port);
+//!   port, in `REDIS_PORT` and `REDIS_URL`, and the API's listen port);
 //! * a volume's mount path becomes a temporary directory of that pod;
 //! * `status.podIP` (downward API) becomes a distinct loopback address per pod.
 //!
 //! Then it loads the bundled data, runs jobs through the two workers, and fetches a PNG. A
 //! variable renamed in a binary but not in the manifests, a wrong command, a missing volume for the
-//! visits log or a Redis host that is not a Service makes this test fail.
+//! visits log, a Redis host that is not a Service or a `REDIS_URL` without the Secret's password
+//! makes this test fail.
 //!
 //! Needs `kubectl` (with its built-in kustomize) on `PATH`, or its path in `KUBECTL`;
 //! `deploy/check.sh` installs one under the target directory when there is none, and this test
@@ -27,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use holidapp_core::testing::RedisServer;
+use holidapp_core::testing::{RedisServer, RedisServerOptions};
 use serde_json::{Value, json};
 
 /// How long the processes get to become ready, and the jobs to complete.
@@ -104,11 +109,27 @@ fn run(command: &mut Command, input: &[u8]) -> Vec<u8> {
 }
 
 /// Every object of the rendered base, as JSON (an empty merge patch applied offline turns
-/// kustomize's YAML into JSON without a YAML parser).
-fn render_base() -> Vec<Value> {
+/// kustomize's YAML into JSON without a YAML parser). The base generates the Redis password
+/// Secret from `redis-password.env`, which is never committed: this renders a copy of the base
+/// whose file holds `redis_password`.
+fn render_base(redis_password: &str) -> Vec<Value> {
     let kubectl = kubectl();
-    let base = repo_root().join("deploy/k8s/base");
-    let yaml = run(Command::new(&kubectl).arg("kustomize").arg(&base), b"");
+    let copy = tempfile::tempdir().expect("a temporary directory");
+    let base = copy.path();
+    let source = repo_root().join("deploy/k8s/base");
+    for entry in std::fs::read_dir(&source).expect("read the base") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_file() {
+            let name = path.file_name().expect("a file name");
+            std::fs::copy(&path, base.join(name)).expect("copy the base");
+        }
+    }
+    std::fs::write(
+        base.join("redis-password.env"),
+        format!("REDIS_PASSWORD={redis_password}\n"),
+    )
+    .expect("write the password file");
+    let yaml = run(Command::new(&kubectl).arg("kustomize").arg(base), b"");
     let json = run(
         Command::new(&kubectl).args([
             "patch", "--local", "-f", "-", "--type", "merge", "-p", "{}", "-o", "json",
@@ -145,6 +166,51 @@ fn image_env() -> BTreeMap<String, String> {
         }
     }
     env
+}
+
+/// Kubernetes' `$(VAR)` expansion: a variable defined in `vars` is replaced by its value, an
+/// undefined one is left as written, and `$$` is a literal `$`.
+fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + 1..];
+        if let Some(after) = rest.strip_prefix('$') {
+            out.push('$');
+            rest = after;
+        } else if let Some((name, after)) = rest.strip_prefix('(').and_then(|r| r.split_once(')')) {
+            match vars.get(name) {
+                Some(value) => out.push_str(value),
+                None => out.push_str(&format!("$({name})")),
+            }
+            rest = after;
+        } else {
+            out.push('$');
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A Secret's `data` value, decoded from standard base64.
+fn decode_base64(text: &str) -> String {
+    const DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bytes = Vec::new();
+    let (mut bits, mut width) = (0_usize, 0_u32);
+    for c in text.trim_end_matches('=').bytes() {
+        let digit = DIGITS
+            .iter()
+            .position(|&d| d == c)
+            .unwrap_or_else(|| panic!("{text:?} is not base64"));
+        bits = ((bits << 6) | digit) & 0xfff;
+        width += 6;
+        if width >= 8 {
+            width -= 8;
+            bytes.push((bits >> width) as u8);
+        }
+    }
+    String::from_utf8(bytes).expect("a UTF-8 Secret value")
 }
 
 /// The rendered objects, indexed the way the kubelet resolves references.
@@ -187,7 +253,8 @@ impl Cluster {
     }
 
     /// The container of a Deployment: its command (command then args) and its environment
-    /// (image, then envFrom, then env), with `status.podIP` given as `pod_ip`.
+    /// (image, then envFrom, then env), with `status.podIP` given as `pod_ip` and `$(VAR)`
+    /// expanded.
     fn container(
         &self,
         deployment: &str,
@@ -213,14 +280,16 @@ impl Cluster {
             "{deployment}: the manifest must name the binary it runs"
         );
 
-        let mut env = image_env();
+        // What the kubelet sets, in order: an env value's `$(VAR)` refers to a variable defined
+        // before it, the command's to any. The image's ENV lines lie beneath, unseen by both.
+        let mut defined = BTreeMap::new();
         for from in c["envFrom"].as_array().into_iter().flatten() {
             let name = from["configMapRef"]["name"]
                 .as_str()
                 .expect("envFrom is a ConfigMap");
             let prefix = from["prefix"].as_str().unwrap_or("");
             for (key, value) in self.configmap(name) {
-                env.insert(
+                defined.insert(
                     format!("{prefix}{key}"),
                     value.as_str().expect("string data").to_owned(),
                 );
@@ -229,7 +298,7 @@ impl Cluster {
         for var in c["env"].as_array().into_iter().flatten() {
             let name = var["name"].as_str().expect("env name").to_owned();
             let value = if let Some(v) = var["value"].as_str() {
-                v.to_owned()
+                expand(v, &defined)
             } else if let Some(field) = var["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
                 assert_eq!(
                     field, "status.podIP",
@@ -242,11 +311,21 @@ impl Cluster {
                     .as_str()
                     .expect("string")
                     .to_owned()
+            } else if let Some(key_ref) = var["valueFrom"]["secretKeyRef"].as_object() {
+                let secret = self.find("Secret", key_ref["name"].as_str().expect("name"));
+                let key = key_ref["key"].as_str().expect("key");
+                let encoded = secret["data"][key]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{deployment}: {name}: the Secret has no {key}"));
+                decode_base64(encoded)
             } else {
                 panic!("{deployment}: {name}: unsupported value source {var}");
             };
-            env.insert(name, value);
+            defined.insert(name, value);
         }
+        let command = command.iter().map(|arg| expand(arg, &defined)).collect();
+        let mut env = image_env();
+        env.extend(defined);
         let mounts = c["volumeMounts"]
             .as_array()
             .into_iter()
@@ -323,16 +402,26 @@ fn start_pod(
                 let (host, _) = value.rsplit_once(':').expect("HOLIDAPP_BIND is HOST:PORT");
                 *value = format!("{host}:{}", free_port());
             }
-            "REDIS_URL" => panic!(
-                "{}: REDIS_URL is not simulated; the base uses REDIS_IP",
-                pod.deployment
-            ),
+            "REDIS_URL" => {
+                // redis://[user:password@]HOST[:PORT][/DB]: HOST must be a Service; it and the
+                // port become the local server's.
+                let at = value.rfind('@').map_or("redis://".len(), |at| at + 1);
+                let (start, rest) = value.split_at(at);
+                let (host, db) = rest.split_once('/').unwrap_or((rest, ""));
+                let host = host.split_once(':').map_or(host, |(host, _)| host);
+                assert!(
+                    cluster.service_names.iter().any(|s| s == host),
+                    "{}: REDIS_URL's host {host:?} is not a Service",
+                    pod.deployment
+                );
+                *value = format!("{start}127.0.0.1:{redis_port}/{db}");
+            }
             _ => {}
         }
     }
     assert!(
-        env.contains_key("REDIS_IP"),
-        "{}: REDIS_IP is not set",
+        env.contains_key("REDIS_URL"),
+        "{}: REDIS_URL is not set, so Redis gets no password",
         pod.deployment
     );
     if !env.contains_key("REDIS_PORT") {
@@ -388,8 +477,13 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_base_manifests_run_jobs_through_two_workers() {
-    let cluster = Cluster::new(render_base());
-    let redis = RedisServer::start();
+    // The password of the base's Secret, which Redis requires as in the cluster.
+    let redis_password = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let cluster = Cluster::new(render_base(&redis_password));
+    let redis = RedisServer::start_with(RedisServerOptions {
+        password: Some(redis_password),
+        ..RedisServerOptions::default()
+    });
     let root = tempfile::tempdir().expect("a temporary directory");
 
     let worker_ips = ["127.0.0.2", "127.0.0.3"];

@@ -342,7 +342,44 @@ impl ImageStore for RedisImageStore {
     }
 
     async fn delete_image(&self) -> Result<bool> {
-        let removed: u64 = self.conn.query(redis::cmd("DEL").arg(&self.key)).await?;
+        let removed: u64 = self.conn.query(redis::cmd("UNLINK").arg(&self.key)).await?;
         Ok(removed > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Map;
+
+    use super::*;
+
+    fn names(pipe: &redis::Pipeline) -> Vec<String> {
+        pipe.cmd_iter()
+            .map(|cmd| match cmd.args_iter().next() {
+                Some(redis::Arg::Simple(name)) => String::from_utf8_lossy(name).into_owned(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    /// Each staging key gets its expiry right after the command that creates it, before the
+    /// rest of the data set: a load that dies half way leaves nothing behind for good.
+    #[test]
+    fn staging_keys_expire_from_their_first_write() {
+        let records = (0..2500)
+            .map(|i| Record {
+                id: i.to_string(),
+                fields: Map::new(),
+            })
+            .collect();
+        let staging = ["r".to_owned(), "i".to_owned(), "x".to_owned()];
+        let pipe = staging_writes(&DataSet::new(records), &staging).unwrap();
+        let commands = names(&pipe);
+        assert_eq!(
+            commands[..6],
+            ["RPUSH", "RPUSH", "HMSET", "PEXPIRE", "PEXPIRE", "PEXPIRE"]
+        );
+        assert_eq!(commands.iter().filter(|c| *c == "PEXPIRE").count(), 3);
+        assert_eq!(commands.len(), 3 * 3 + 3, "three chunks of three writes");
     }
 }

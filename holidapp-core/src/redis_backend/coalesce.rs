@@ -125,3 +125,94 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
 pub(super) fn for_each<T>(error: &Error, calls: usize) -> Vec<Result<T>> {
     (0..calls).map(|_| Err(error.duplicate())).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// Runs batches of numbers, recording each; the first two batches wait for `gate`.
+    struct Recorder {
+        batches: Mutex<Vec<Vec<u32>>>,
+        started: Notify,
+        gate: Notify,
+    }
+
+    async fn batches_run(abandoned: Abandoned) -> Vec<Vec<u32>> {
+        let recorder = Arc::new(Recorder {
+            batches: Mutex::new(Vec::new()),
+            started: Notify::new(),
+            gate: Notify::new(),
+        });
+        let run_recorder = Arc::clone(&recorder);
+        let coalescer: Coalescer<u32, u32> = Coalescer::spawn(
+            16,
+            move |requests: Vec<u32>| {
+                let recorder = Arc::clone(&run_recorder);
+                async move {
+                    let first_two = {
+                        let mut batches = recorder.batches.lock().unwrap();
+                        batches.push(requests.clone());
+                        batches.len() <= 2
+                    };
+                    if first_two {
+                        recorder.started.notify_one();
+                        recorder.gate.notified().await;
+                    }
+                    requests.into_iter().map(Ok).collect()
+                }
+            },
+            abandoned,
+            |_| {},
+        );
+        // Both batch slots busy: what comes next waits for a slot.
+        let one = tokio::spawn({
+            let c = coalescer.clone();
+            async move { c.call(1).await }
+        });
+        recorder.started.notified().await;
+        let two = tokio::spawn({
+            let c = coalescer.clone();
+            async move { c.call(2).await }
+        });
+        recorder.started.notified().await;
+        let gone = tokio::spawn({
+            let c = coalescer.clone();
+            async move { c.call(3).await }
+        });
+        let waiting = tokio::spawn({
+            let c = coalescer.clone();
+            async move { c.call(4).await }
+        });
+        // Let both calls reach the channel, then the caller of 3 leaves.
+        while recorder.batches.lock().unwrap().len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        gone.abort();
+        let _ = gone.await;
+        recorder.gate.notify_one();
+        recorder.gate.notify_one();
+        assert_eq!(one.await.unwrap().unwrap(), 1);
+        assert_eq!(two.await.unwrap().unwrap(), 2);
+        assert_eq!(waiting.await.unwrap().unwrap(), 4);
+        recorder.batches.lock().unwrap().clone()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn calls_whose_caller_left_are_skipped_or_run_as_asked() {
+        assert_eq!(
+            batches_run(Abandoned::Skip).await,
+            vec![vec![1], vec![2], vec![4]]
+        );
+        assert_eq!(
+            batches_run(Abandoned::Run).await,
+            vec![vec![1], vec![2], vec![3, 4]]
+        );
+    }
+}

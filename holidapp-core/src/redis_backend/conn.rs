@@ -146,9 +146,7 @@ pub(super) async fn run_raw<T>(
 /// loading, read-only, at its `maxmemory` (`OOM`, which a script's error may carry inside), or
 /// busy running a long script (`BUSY`).
 pub(super) fn is_outage(e: &RedisError) -> bool {
-    matches!(e.code(), Some("OOM" | "BUSY"))
-        || e.detail()
-            .is_some_and(|d| d.contains("OOM command not allowed"))
+    server_says_cannot_serve(e)
         || e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
@@ -164,6 +162,25 @@ pub(super) fn is_outage(e: &RedisError) -> bool {
                     | ServerErrorKind::ClusterDown
             ) | ErrorKind::AuthenticationFailed
         )
+}
+
+/// Whether the server refused for lack of memory (`OOM`, which a script's error may carry in its
+/// text) or because it is busy (`BUSY`), on its own or inside a pipeline's answers.
+fn server_says_cannot_serve(e: &RedisError) -> bool {
+    let refuses = |code: &str, detail: Option<&str>| {
+        matches!(code, "OOM" | "BUSY")
+            || detail.is_some_and(|d| d.contains("OOM command not allowed"))
+    };
+    if let Some(code) = e.code()
+        && refuses(code, e.detail())
+    {
+        return true;
+    }
+    e.clone().into_server_errors().is_some_and(|items| {
+        items
+            .iter()
+            .any(|(_, item)| refuses(item.code(), item.details()))
+    })
 }
 
 /// Maps a Redis error to the core error: outages are [`Error::Unavailable`] (transient), anything

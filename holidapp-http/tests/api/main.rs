@@ -4,6 +4,7 @@
 mod failures;
 mod hostile;
 mod kinds;
+mod limits;
 mod openapi;
 mod routes;
 mod serve;

@@ -40,7 +40,15 @@ impl TestApp {
 
     /// An app whose state is adjusted by `adjust` before the router is built.
     pub(crate) fn with(adjust: impl FnOnce(AppState) -> AppState) -> Self {
-        let backend = Arc::new(MemoryBackend::new(QueueSettings::default()));
+        Self::with_settings(QueueSettings::default(), adjust)
+    }
+
+    /// An app on a backend with `settings`, its state adjusted by `adjust`.
+    pub(crate) fn with_settings(
+        settings: QueueSettings,
+        adjust: impl FnOnce(AppState) -> AppState,
+    ) -> Self {
+        let backend = Arc::new(MemoryBackend::new(settings));
         let plots = Plots::in_memory();
         let dir = tempfile::tempdir().expect("temporary directory");
         let state = AppState::new(plot_jobs(&Backends::single(backend.clone()), &plots))

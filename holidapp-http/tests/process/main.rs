@@ -415,3 +415,158 @@ fn a_bad_setting_stops_the_binary_with_a_message_naming_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not-an-address"), "{stderr}");
 }
+
+/// Peak resident memory of a process so far (`VmHWM`), in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kib / 1024.0
+}
+
+/// The manifests give the API pod 512 MiB. Data sets as large as the default limits accept, and
+/// hostile ones built to cost the most memory per byte, are loaded (or refused) by a real
+/// `holidapp-api` whose peak memory stays well under that.
+#[tokio::test]
+async fn the_largest_data_sets_fit_the_pods_memory() {
+    let limit = 32 * 1024 * 1024;
+    // 100,000 records (the record limit) of one 300-byte field: accepted.
+    let accepted = {
+        let filler = "x".repeat(300);
+        let records: Vec<String> = (0..100_000)
+            .map(|i| format!(r#"{{"id":{i},"f":"{filler}"}}"#))
+            .collect();
+        format!("[{}]", records.join(","))
+    };
+    // Millions of tiny records (the issue's 8 MB of {"id":N}, grown to the size limit).
+    let tiny = {
+        let mut body = String::from("[");
+        let mut i = 0u64;
+        while body.len() < limit - 32 {
+            body.push_str(&format!(r#"{{"id":{i}}},"#));
+            i += 1;
+        }
+        body.pop();
+        body.push(']');
+        body
+    };
+    // A few records holding arrays of single digits: the most values per byte.
+    let digits = {
+        let per_record = (limit - 1024) / 16;
+        let array = "1,".repeat(per_record);
+        let records: Vec<String> = (0..8)
+            .map(|i| format!(r#"{{"id":{i},"a":[{array}1]}}"#))
+            .collect();
+        format!("[{}]", records.join(","))
+    };
+    let http = client(Duration::from_secs(120));
+    let mut peaks = Vec::new();
+    for (name, body, expected) in [
+        ("100,000 records of 300 bytes", accepted, 200),
+        ("tiny records", tiny, 413),
+        ("arrays of digits", digits, 413),
+    ] {
+        assert!(body.len() <= limit, "{name}: {} bytes", body.len());
+        let mut api = Api::start(&[]);
+        let response = http
+            .post(api.url("/data"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{name}");
+        let peak = peak_rss_mib(api.child.id());
+        eprintln!("peak RSS of holidapp-api loading {name}: {peak:.0} MiB");
+        peaks.push((name, peak));
+        assert!(api.terminate(Duration::from_secs(30)));
+    }
+    for (name, peak) in peaks {
+        assert!(
+            peak < 384.0,
+            "{name}: peak RSS {peak:.0} MiB, the pod has 512 MiB"
+        );
+    }
+}
+
+/// Sends `bytes` on a new connection to the API.
+async fn connect_and_send(api: &Api, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let address = api.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
+}
+
+/// Reads until the server closes the connection; answers what it sent.
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    answer
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_disconnected() {
+    let mut api = Api::start(&[("HOLIDAPP_HEADER_TIMEOUT_SECONDS", "1")]);
+    let mut slow = connect_and_send(&api, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+    let closed = tokio::time::timeout(Duration::from_secs(30), read_to_close(&mut slow)).await;
+    assert!(closed.is_ok(), "the server kept a half-sent request open");
+    // Others are served all along.
+    let http = client(Duration::from_secs(10));
+    assert_eq!(
+        http.get(api.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+    assert!(api.terminate(Duration::from_secs(30)));
+}
+
+#[tokio::test]
+async fn a_slow_client_does_not_hold_up_a_shutdown() {
+    let mut api = Api::start(&[("HOLIDAPP_HEADER_TIMEOUT_SECONDS", "600")]);
+    let _slow = connect_and_send(&api, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+    let http = client(Duration::from_secs(10));
+    assert_eq!(
+        http.get(api.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+    // The shutdown grace (10 s) bounds it; the header timeout (10 minutes) does not.
+    assert!(api.terminate(Duration::from_secs(30)), "a clean exit");
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let api = Api::start(&[("HOLIDAPP_MAX_CONNECTIONS", "1")]);
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut first = connect_and_send(&api, request).await;
+    let mut buf = [0u8; 512];
+    let n = tokio::io::AsyncReadExt::read(&mut first, &mut buf)
+        .await
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // The first connection stays open (keep-alive): the second waits in the listen queue.
+    let mut second = connect_and_send(&api, request).await;
+    let mut early = [0u8; 64];
+    let waited = tokio::time::timeout(
+        Duration::from_millis(300),
+        tokio::io::AsyncReadExt::read(&mut second, &mut early),
+    )
+    .await;
+    assert!(waited.is_err(), "a connection past the cap was served");
+    drop(first);
+    let n = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::AsyncReadExt::read(&mut second, &mut buf),
+    )
+    .await
+    .expect("served once the first closed")
+    .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+}
