@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, doing its own set-up: the Redis-backed tests start their own
 # `redis-server` processes, and a process test shifts a worker's clock with libfaketime, so both
-# must be installed; they are, with apt-get, when missing.
+# must be installed; they are, with apt-get, when missing. The API fuzzing harness
+# (scripts/fuzz_api.sh) needs python3 with its venv module.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,11 +37,16 @@ done
 
 # Process-level tests start the real binaries of both crates: build them all first.
 cargo build --workspace --bins
+target="${CARGO_TARGET_DIR:-target}"
+
+# The HTTP API against its own OpenAPI document, on the real binary: a client generated from the
+# document calls every route, and schemathesis fuzzes every operation with every check on. The
+# Python tools are installed into a virtualenv under the target directory the first time.
+bash scripts/fuzz_api.sh "$target/debug/holidapp-api"
 
 # The deployment manifests and compose file: rendered, validated against the Kubernetes schemas,
 # and checked against the variables the binaries accept. It installs the tools it needs (kubectl
 # included), which the manifest-driven test below uses too.
-target="${CARGO_TARGET_DIR:-target}"
 bash deploy/check.sh "$target/debug/holidapp-api" "$target/debug/holidapp-worker"
 
 cargo test --workspace "$@"

@@ -61,16 +61,25 @@ impl fmt::Debug for JobId {
     }
 }
 
+/// Reads an id in the form it is shown in: a UUID of 36 characters, hyphenated (`xxxxxxxx-xxxx-
+/// xxxx-xxxx-xxxxxxxxxxxx`; hex digits in either case). The other spellings of a UUID (32
+/// digits without hyphens, in braces, as a `urn:uuid:` URN) are refused, so that a job's id has
+/// one text.
 impl FromStr for JobId {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        Uuid::try_parse(s).map(JobId).map_err(|_| {
-            Error::InvalidParams(format!(
-                "'{}' is not a valid job id (a UUID)",
-                truncate(s, 64)
-            ))
-        })
+        // Of the spellings `Uuid` reads, only the hyphenated one has 36 characters.
+        (s.len() == 36)
+            .then(|| Uuid::try_parse(s).ok())
+            .flatten()
+            .map(JobId)
+            .ok_or_else(|| {
+                Error::InvalidParams(format!(
+                    "'{}' is not a valid job id (a hyphenated UUID)",
+                    truncate(s, 64)
+                ))
+            })
     }
 }
 
@@ -361,6 +370,18 @@ mod tests {
             assert_eq!(id.as_uuid().get_variant(), uuid::Variant::RFC4122);
         }
         assert!("not-a-uuid".parse::<JobId>().is_err());
+        let id = "2d6f2c39-3f0a-4d6e-9a4e-2d1c8a7f5e10";
+        assert_eq!(
+            id.to_uppercase().parse::<JobId>().unwrap(),
+            id.parse::<JobId>().unwrap()
+        );
+        for other_spelling in [
+            "2d6f2c393f0a4d6e9a4e2d1c8a7f5e10",
+            "{2d6f2c39-3f0a-4d6e-9a4e-2d1c8a7f5e10}",
+            "urn:uuid:2d6f2c39-3f0a-4d6e-9a4e-2d1c8a7f5e10",
+        ] {
+            assert!(other_spelling.parse::<JobId>().is_err(), "{other_spelling}");
+        }
         let long = "x".repeat(10_000);
         let msg = long.parse::<JobId>().unwrap_err().to_string();
         assert!(msg.len() < 200, "error text is bounded: {}", msg.len());

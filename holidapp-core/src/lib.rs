@@ -117,6 +117,7 @@ pub mod clock;
 #[cfg(any(feature = "test-util", doc))]
 pub mod contract;
 pub mod error;
+pub mod integer;
 pub mod job;
 pub mod jobs;
 pub mod kind;

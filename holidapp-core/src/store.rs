@@ -96,16 +96,23 @@ impl fmt::Display for Cursor {
     }
 }
 
+/// Reads a cursor as it is shown: decimal digits only (no sign, no spaces), at most
+/// `u64::MAX`.
 impl FromStr for Cursor {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        s.parse().map(Cursor).map_err(|_| {
-            Error::InvalidParams(format!(
-                "'{}' is not a listing cursor (the number a previous page gave)",
-                crate::job::truncate(s, 40)
-            ))
-        })
+        let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        digits
+            .then(|| s.parse().ok())
+            .flatten()
+            .map(Cursor)
+            .ok_or_else(|| {
+                Error::InvalidParams(format!(
+                    "'{}' is not a listing cursor (the number a previous page gave)",
+                    crate::job::truncate(s, 40)
+                ))
+            })
     }
 }
 
@@ -313,5 +320,12 @@ mod tests {
         assert_eq!((a.seq(), a.tag()), (1_000, 7));
         assert_eq!(a.to_string().parse::<Cursor>().unwrap(), a);
         assert!("x1".parse::<Cursor>().is_err());
+        assert_eq!(
+            u64::MAX.to_string().parse::<Cursor>().unwrap(),
+            Cursor(u64::MAX)
+        );
+        for other in ["", "+5", " 5", "-0", "5.0", "18446744073709551616"] {
+            assert!(other.parse::<Cursor>().is_err(), "{other:?}");
+        }
     }
 }

@@ -4,7 +4,7 @@ use holidapp_core::Error;
 use holidapp_core::plot::DataSet;
 use holidapp_core::plot::parse::{
     BUNDLED_HGNC, BUNDLED_METEORITES, DataLimits, MAX_FIELDS, MAX_ID_LEN, MAX_LINE_BYTES, bundled,
-    parse, parse_json, parse_with,
+    parse, parse_json, parse_json_object, parse_with,
 };
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -157,10 +157,75 @@ fn json_declared_as_json_tells_bad_syntax_from_a_bad_shape() {
         parse_json(b"[{\"id\": 1}", &limits),
         Err(Error::MalformedJson(_))
     ));
-    // Both layouts in one document: the HGNC one wins, in either order.
-    let both =
-        br#"{"meteorite_landings": [{"id": 1}], "response": {"docs": [{"hgnc_id": "H:1"}]}}"#;
-    assert_eq!(parse_json(both, &limits).unwrap().records[0].id, "H:1");
+    // Both layouts in one document: refused, in either order, valid or not.
+    for both in [
+        r#"{"meteorite_landings": [{"id": 1}], "response": {"docs": [{"hgnc_id": "H:1"}]}}"#,
+        r#"{"response": {"docs": [{"hgnc_id": "H:1"}]}, "meteorite_landings": [{"id": 1}]}"#,
+        r#"{"response": {"docs": [{"hgnc_id": "H:1"}]}, "meteorite_landings": 5}"#,
+    ] {
+        for parsed in [
+            parse_json(both.as_bytes(), &limits),
+            parse_json_object(both.as_bytes(), &limits),
+        ] {
+            assert!(
+                matches!(&parsed, Err(Error::InvalidData(msg)) if msg.contains("both layouts")),
+                "{both}: {parsed:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_json_document_sent_as_json_is_an_object_and_arrays_are_read_from_text() {
+    let limits = DataLimits::default();
+    let array = br#"[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]"#;
+    assert_eq!(parse_json(array, &limits).unwrap().len(), 2);
+    assert_eq!(parse_with(array, &limits).unwrap().len(), 2);
+    for refused in [&array[..], b"[]", b"  [1, 2", b"[{\"id\": 1}]"] {
+        let parsed = parse_json_object(refused, &limits);
+        assert!(
+            matches!(&parsed, Err(Error::InvalidData(msg)) if msg.contains("text/plain")),
+            "{parsed:?}"
+        );
+    }
+    let hgnc = br#"{"response": {"docs": [{"hgnc_id": "HGNC:5"}]}, "responseHeader": {}}"#;
+    assert_eq!(
+        parse_json_object(hgnc, &limits).unwrap().records[0].id,
+        "HGNC:5"
+    );
+}
+
+#[test]
+fn integer_ids_are_exact_and_may_carry_a_zero_fraction_or_an_exponent() {
+    let limits = DataLimits::default();
+    let body = br#"{"meteorite_landings": [{"id": 5.0}, {"id": 6e0}, {"id": -7.0},
+        {"id": 9007199254740991}, {"id": -9.007199254740991e15}]}"#;
+    let ids: Vec<String> = parse_json_object(body, &limits)
+        .unwrap()
+        .records
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        ids,
+        ["5", "6", "-7", "9007199254740991", "-9007199254740991"]
+    );
+    // Past 2^53 - 1 either side, an integer may have been rounded by the time it is read: the
+    // last one would read as -2^63.
+    for refused in [
+        &br#"{"meteorite_landings": [{"id": 5.5}]}"#[..],
+        br#"{"meteorite_landings": [{"id": 1e20}]}"#,
+        br#"{"meteorite_landings": [{"id": 9007199254740992}]}"#,
+        br#"{"meteorite_landings": [{"id": -9007199254740992}]}"#,
+        br#"{"meteorite_landings": [{"id": 18446744073709551615}]}"#,
+        br#"{"meteorite_landings": [{"id": -9223372036854775809}]}"#,
+        br#"{"meteorite_landings": [{"id": 5}, {"id": 5.0}]}"#,
+    ] {
+        assert!(matches!(
+            parse_json_object(refused, &limits),
+            Err(Error::InvalidData(_))
+        ));
+    }
 }
 
 fn too_large(result: holidapp_core::Result<DataSet>) -> String {
@@ -291,7 +356,7 @@ fn hostile_inputs() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         (
             "id is a fraction",
             br#"[{"id": 1.5}]"#.to_vec(),
-            "[0].id is a number; an id must be a string or an integer",
+            "[0].id is a number with a fraction; an id must be a string or an integer",
         ),
         ("blank id", br#"[{"id": " "}]"#.to_vec(), "[0].id is empty"),
         (

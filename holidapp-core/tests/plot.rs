@@ -371,7 +371,7 @@ fn validation_accepts_good_parameters() {
             2,
             json!({"width": 100, "height": 4000, "title": "t".repeat(200)}),
         ),
-        PlotParams::new(" 1990 ", "2000"),
+        PlotParams::new("-5000", "0"),
     ] {
         renderer
             .validate(&p)
@@ -386,6 +386,9 @@ fn validation_refuses_bad_parameters_and_says_why() {
         (PlotParams::new("abc", "2000"), "start must be a year"),
         (PlotParams::new("1990", ""), "end must be a year"),
         (PlotParams::new("1990.5", "2000"), "start must be a year"),
+        (PlotParams::new(" 1990 ", "2000"), "start must be a year"),
+        (PlotParams::new("+1990", "2000"), "no sign but '-'"),
+        (PlotParams::new("1990", "02000"), "end must be a year"),
         (PlotParams::new("-5001", "2000"), "between -5000 and 9999"),
         (PlotParams::new("1990", "10000"), "got '10000'"),
         (

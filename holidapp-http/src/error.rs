@@ -24,6 +24,35 @@ use serde::Serialize;
 /// input echoed in a parser's message cannot make answers large.
 const MAX_MESSAGE_CHARS: usize = 300;
 
+/// Every `code` an error body may carry ([`ApiError::code`]), as the OpenAPI document lists them.
+pub const ERROR_CODES: [&str; 25] = [
+    "invalid_params",
+    "invalid_body",
+    "unknown_kind",
+    "malformed_json",
+    "invalid_data",
+    "no_data",
+    "not_found",
+    "conflict",
+    "illegal_transition",
+    "quota_exceeded",
+    "data_too_large",
+    "render_failed",
+    "backend_unavailable",
+    "data_source_failed",
+    "internal",
+    "unsupported_media_type",
+    "payload_too_large",
+    "invalid_path",
+    "invalid_job_id",
+    "invalid_query",
+    "route_not_found",
+    "method_not_allowed",
+    "job_not_finished",
+    "job_failed",
+    "timeout",
+];
+
 /// Everything that can go wrong while answering a request.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -46,7 +75,10 @@ pub enum ApiError {
     #[error("{0}")]
     InvalidPath(String),
     /// A job id that is not a UUID.
-    #[error("'{0}' is not a valid job id (a UUID such as 0b6f2c39-3f0a-4d6e-9a4e-2d1c8a7f5e10)")]
+    #[error(
+        "'{0}' is not a valid job id (a hyphenated UUID such as \
+         0b6f2c39-3f0a-4d6e-9a4e-2d1c8a7f5e10)"
+    )]
     InvalidJobId(String),
     /// The query string cannot be read (wrong types, unknown parameters, out of range).
     #[error("{0}")]
@@ -98,14 +130,24 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorInfo {
     /// The HTTP status code, repeated for clients that only see the body.
-    #[schema(example = 400)]
+    #[schema(example = 400, minimum = 400, maximum = 599)]
     pub status: u16,
-    /// A stable machine-readable name of the error.
-    #[schema(example = "invalid_params")]
+    /// A stable machine-readable name of the error, one of [`ERROR_CODES`].
+    #[schema(schema_with = error_code_schema)]
     pub code: Cow<'static, str>,
     /// What went wrong and what to do, for a person.
     #[schema(example = "invalid job parameters: start must be a year, got 'abc'")]
     pub message: String,
+}
+
+/// The schema of [`ErrorInfo::code`]: one of [`ERROR_CODES`].
+fn error_code_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ERROR_CODES))
+        .description(Some("A stable machine-readable name of the error."))
+        .examples(["invalid_params"])
+        .build()
 }
 
 /// The real cause of a server-side error (5xx), carried in the response's extensions to the
@@ -350,5 +392,66 @@ mod tests {
         for (error, status) in cases {
             assert_eq!(ApiError::Core(error).status().as_u16(), status);
         }
+    }
+
+    #[test]
+    fn every_code_is_listed_once() {
+        let core = [
+            Error::InvalidParams(String::new()),
+            Error::ParamsShape(String::new()),
+            Error::UnknownKind {
+                kind: "x".into(),
+                known: vec![],
+            },
+            Error::MalformedJson(String::new()),
+            Error::InvalidData(String::new()),
+            Error::NoData,
+            Error::NotFound(String::new()),
+            Error::Conflict(String::new()),
+            Error::IllegalTransition {
+                from: JobStatus::Complete,
+                event: "Lease".into(),
+            },
+            Error::QuotaExceeded(String::new()),
+            Error::DataTooLarge(String::new()),
+            Error::Render(String::new()),
+            Error::Unavailable(String::new()),
+            Error::Transient(String::new()),
+            Error::Source(String::new()),
+            Error::LeaseLost,
+            Error::Internal(String::new()),
+        ];
+        let http = [
+            ApiError::MalformedJson(String::new()),
+            ApiError::InvalidBody(String::new()),
+            ApiError::UnsupportedMediaType(String::new()),
+            ApiError::PayloadTooLarge,
+            ApiError::InvalidPath(String::new()),
+            ApiError::InvalidJobId(String::new()),
+            ApiError::InvalidQuery(String::new()),
+            ApiError::RouteNotFound(String::new()),
+            ApiError::MethodNotAllowed(String::new()),
+            ApiError::NotFound(String::new()),
+            ApiError::JobNotFinished {
+                id: String::new(),
+                status: JobStatus::Submitted,
+            },
+            ApiError::JobFailed {
+                id: String::new(),
+                reason: String::new(),
+            },
+            ApiError::Timeout(std::time::Duration::from_secs(1)),
+            ApiError::Panic(String::new()),
+            ApiError::Internal(String::new()),
+        ];
+        let codes: std::collections::BTreeSet<&str> = core
+            .into_iter()
+            .map(ApiError::Core)
+            .chain(http)
+            .map(|e| e.code())
+            .collect();
+        let listed: std::collections::BTreeSet<&str> = ERROR_CODES.into_iter().collect();
+        assert_eq!(codes, listed);
+        assert_eq!(listed.len(), ERROR_CODES.len());
     }
 }

@@ -111,7 +111,7 @@ pub use state::{AppState, Limits};
 pub fn router(state: AppState) -> Router {
     let (routes, mut doc) =
         routes::api_routes(&state.limits, state.plots.is_some()).split_for_parts();
-    routes::document_aliases(&mut doc);
+    routes::finish_document(&mut doc, &routes::DocumentConfig::of(&state));
     routes::register_routes(&state.metrics, &doc);
     state.metrics.register_kinds(state.jobs.kinds().names());
     let shared = Arc::new(routes::shared(state, &doc));
@@ -123,11 +123,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(shared)
 }
 
-/// The OpenAPI 3 document of the routes [`router`] serves with the plot product (what
-/// `GET /openapi.json` answers).
+/// The OpenAPI 3 document of the routes [`router`] serves with the plot product, its kind
+/// `plot` the only kind and the default one, and the default [`Limits`] (what
+/// `GET /openapi.json` answers then).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = routes::api_routes(&Limits::default(), true).into_openapi();
-    routes::document_aliases(&mut doc);
+    let limits = Limits::default();
+    let mut doc = routes::api_routes(&limits, true).into_openapi();
+    let config = routes::DocumentConfig {
+        limits: &limits,
+        kinds: vec!["plot".to_owned()],
+        default_kind: Some("plot"),
+        plots: true,
+    };
+    routes::finish_document(&mut doc, &config);
     doc
 }
 

@@ -3,14 +3,297 @@
 //! The core types (`Job`, `PlotParams`) carry no OpenAPI derive, since the core knows nothing of
 //! HTTP; these mirrors describe them. The test suite serializes real core values and checks
 //! that every field they have is described here, so the mirrors cannot drift from the types.
+//!
+//! The schemas are exact: every bound the server enforces is stated (lengths, ranges, patterns,
+//! closed objects), and what they allow the server accepts; `scripts/fuzz_api.sh` checks both
+//! directions against the real binary. Most are derived; the few that derives cannot state (a
+//! `oneOf` of an integer and a pattern, Unicode patterns, bounds past `i64`) are written with
+//! utoipa's builders here, each a [`component!`] of its own. What depends on the router's
+//! configuration (the registered kinds, the page size of `GET /data`) is set by
+//! [`routes::finish_document`](crate::routes::finish_document).
 
 // The mirrors are never built: they exist for their derived schemas.
 #![allow(dead_code, clippy::large_enum_variant)]
 
 use serde::Serialize;
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat,
+    Type,
+};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{IntoResponses, ToSchema};
 
 use crate::error::ErrorBody;
+
+/// Text without control characters (Rust's `char::is_control`: Unicode's category Cc, which
+/// the server refuses in titles and unique keys).
+pub(crate) const NO_CONTROL: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+/// Text without control characters holding at least one character that is not white space (so
+/// that Rust's `str::trim` leaves something): field names and record ids.
+pub(crate) const VISIBLE: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*\
+    [^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]\
+    [^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+/// A queue or kind name: 1 to 64 ASCII letters, digits, `-`, `_` or `.`.
+pub(crate) const NAME: &str = "^[A-Za-z0-9._-]{1,64}$";
+
+/// The value of an `Idempotency-Key` header the server accepts: 1 to 256 visible ASCII
+/// characters or spaces, neither first nor last a space (HTTP strips those).
+pub(crate) const IDEMPOTENCY_KEY: &str = "^[\\x21-\\x7e]([\\x20-\\x7e]{0,254}[\\x21-\\x7e])?$";
+
+/// A year from [`YEAR_MIN`](holidapp_core::plot::YEAR_MIN) to
+/// [`YEAR_MAX`](holidapp_core::plot::YEAR_MAX) (-5000 to 9999) written as its digits, as the
+/// server reads a year given as a string: `-` before a negative one, no `+`, no leading zero, no
+/// space.
+pub(crate) const YEAR: &str = "^(0|-?[1-9][0-9]{0,2}|[1-9][0-9]{3}|-[1-4][0-9]{3}|-5000)$";
+
+/// Defines a component whose schema is built by hand: a unit struct with a `ToSchema` impl
+/// naming the component and a `PartialSchema` impl building it.
+macro_rules! component {
+    ($(#[$doc:meta])* $ty:ident = $name:literal, $schema:expr) => {
+        $(#[$doc])*
+        #[derive(Serialize)]
+        pub(crate) struct $ty;
+
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> {
+                $schema.into()
+            }
+        }
+
+        impl ToSchema for $ty {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed($name)
+            }
+        }
+    };
+}
+
+/// A reference to the component of `T`.
+fn reference<T: ToSchema>() -> RefOr<Schema> {
+    RefOr::Ref(utoipa::openapi::Ref::from_schema_name(T::name()))
+}
+
+/// A string schema with a pattern and length bounds.
+fn text(pattern: &str, min: usize, max: usize) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(pattern))
+        .min_length(Some(min))
+        .max_length(Some(max))
+}
+
+/// An integer schema from `min` to `max`, with no `format`: the bounds say it all, also past
+/// `i64`.
+pub(crate) fn integer(min: i128, max: i128) -> ObjectBuilder {
+    let number = |n: i128| match isize::try_from(n) {
+        Ok(n) => utoipa::Number::Int(n),
+        // Past isize::MAX: a u64 (usize on the 64-bit targets the server runs on).
+        Err(_) => utoipa::Number::UInt(usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(number(min)))
+        .maximum(Some(number(max)))
+}
+
+component!(
+    /// A year: an integer from -5000 to 9999, or a string holding one (`1990` or `"1990"`).
+    YearDoc = "Year",
+    OneOfBuilder::new()
+        .item(integer(
+            i128::from(holidapp_core::plot::YEAR_MIN),
+            i128::from(holidapp_core::plot::YEAR_MAX)
+        ))
+        .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(YEAR)))
+        .description(Some(
+            "A year from -5000 to 9999: an integer, or a string holding its digits (no `+`, no \
+             leading zero, no space)."
+        ))
+        .examples([serde_json::json!("1990")])
+);
+
+component!(
+    /// A field of the data set, named in plot options.
+    FieldNameDoc = "FieldName",
+    text(VISIBLE, 1, 100)
+        .description(Some(
+            "A field of the data set: 1 to 100 characters, no control character, not only white \
+             space."
+        ))
+        .examples([serde_json::json!("locus_group")])
+);
+
+component!(
+    /// A plot's title.
+    TitleDoc = "Title",
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(NO_CONTROL))
+        .max_length(Some(holidapp_core::plot::TITLE_MAX))
+        .description(Some(
+            "The plot's title: at most 200 characters, no control character."
+        ))
+);
+
+component!(
+    /// A queue's name.
+    QueueNameDoc = "QueueName",
+    text(NAME, 1, holidapp_core::job::MAX_NAME_LEN)
+        .description(Some(
+            "A queue's name: 1 to 64 ASCII letters, digits, `-`, `_` or `.`."
+        ))
+        .examples([serde_json::json!("default")])
+);
+
+component!(
+    /// A job's unique (idempotency) key.
+    UniqueKeyDoc = "UniqueKey",
+    text(NO_CONTROL, 1, holidapp_core::job::MAX_UNIQUE_KEY_LEN)
+        .description(Some(
+            "A unique (idempotency) key: 1 to 256 characters, no control character."
+        ))
+        .examples([serde_json::json!("order-7")])
+);
+
+component!(
+    /// A record's id in a JSON data set.
+    RecordIdDoc = "RecordId",
+    OneOfBuilder::new()
+        .item(text(VISIBLE, 1, holidapp_core::plot::parse::MAX_ID_LEN))
+        .item(integer(
+            -i128::from(holidapp_core::plot::parse::MAX_INTEGER_ID),
+            i128::from(holidapp_core::plot::parse::MAX_INTEGER_ID)
+        ))
+        .description(Some(
+            "A record's id, unique in its data set: a string of 1 to 256 characters (no control \
+             character, not only white space), or an integer from -(2^53-1) to 2^53-1 (its \
+             decimal text is the id; larger ids are sent as strings)."
+        ))
+        .examples([serde_json::json!("HGNC:5")])
+);
+
+component!(
+    /// A listing's cursor.
+    CursorDoc = "Cursor",
+    integer(0, i128::from(u64::MAX)).description(Some(
+        "A position in a listing: the `x-next-cursor` a page gave, for the page after it."
+    ))
+);
+
+component!(
+    /// Bytes of any content.
+    BinaryDoc = "Binary",
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+);
+
+component!(
+    /// The HGNC complete set.
+    HgncDataSetDoc = "HgncDataSet",
+    data_set(
+        "response",
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("docs", records::<HgncGeneDoc>())
+            .required("docs"),
+        "meteorite_landings",
+        "The HGNC complete set, as HGNC's REST service answers it: `{\"response\": {\"docs\": \
+         [...]}}`. Other fields are ignored; a document holding `meteorite_landings` as well is \
+         refused.",
+    )
+    .examples([serde_json::json!({"response": {"docs": [
+        {"hgnc_id": "HGNC:5", "symbol": "A1BG", "locus_group": "protein-coding gene",
+         "date_approved_reserved": "1989-06-30"},
+    ]}})])
+);
+
+component!(
+    /// The meteorite landings.
+    MeteoriteDataSetDoc = "MeteoriteDataSet",
+    data_set(
+        "meteorite_landings",
+        records::<MeteoriteLandingDoc>(),
+        "response",
+        "NASA's meteorite landings: `{\"meteorite_landings\": [...]}`. Other fields are ignored; a \
+         document holding `response` as well is refused.",
+    )
+    .examples([serde_json::json!({"meteorite_landings": [
+        {"id": "1", "name": "Aachen", "recclass": "L5", "year": "1880-01-01T00:00:00.000",
+         "reclat": "50.775000", "reclong": "6.083330"},
+    ]})])
+);
+
+/// A data set layout: an object with the required field `field` holding `value`, which must not
+/// also hold `other`, the other layout's field.
+fn data_set(
+    field: &str,
+    value: impl Into<RefOr<Schema>>,
+    other: &str,
+    description: &str,
+) -> ObjectBuilder {
+    // No builder of utoipa states `not`; an extension is serialized as any other keyword.
+    let not = serde_json::json!({"required": [other]});
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(field, value)
+        .required(field)
+        .description(Some(description))
+        .extensions(Some(utoipa::openapi::extensions::Extensions::from_iter([
+            ("not", not),
+        ])))
+}
+
+/// An array of at least one record of type `T`.
+fn records<T: ToSchema>() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(reference::<T>())
+        .min_items(Some(1))
+}
+
+/// An object whose field `id_field` is its id (a [`RecordIdDoc`]), of at most
+/// [`MAX_FIELDS`](holidapp_core::plot::parse::MAX_FIELDS) fields.
+fn record(id_field: &str, description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(id_field, reference::<RecordIdDoc>())
+        .required(id_field)
+        .max_properties(Some(holidapp_core::plot::parse::MAX_FIELDS))
+        .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+        .description(Some(description))
+}
+
+component!(
+    /// One gene of the HGNC complete set.
+    HgncGeneDoc = "HgncGene",
+    record(
+        "hgnc_id",
+        "One gene: its fields as HGNC gives them, `hgnc_id` its id (at most 1024 fields)."
+    )
+);
+
+component!(
+    /// One meteorite landing.
+    MeteoriteLandingDoc = "MeteoriteLanding",
+    record(
+        "id",
+        "One meteorite landing: its fields as NASA gives them, `id` its id (at most 1024 fields)."
+    )
+);
+
+/// A data set sent as a JSON document: the HGNC complete set or the meteorite landings (a plain
+/// array of records is sent as text or bytes).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = DataSet)]
+pub(crate) enum DataSetDoc {
+    /// The HGNC complete set.
+    Hgnc(HgncDataSetDoc),
+    /// The meteorite landings.
+    Meteorites(MeteoriteDataSetDoc),
+}
 
 /// A job's status, as the course's API spells it.
 #[derive(Serialize, ToSchema)]
@@ -30,64 +313,171 @@ pub(crate) enum StatusDoc {
     Failed,
 }
 
-/// The parameters of a plot job (the kind `plot`). Unknown fields are refused.
+/// `kind` of a histogram.
 #[derive(Serialize, ToSchema)]
-#[schema(as = PlotParams)]
+pub(crate) enum HistogramKind {
+    /// Records per year.
+    #[serde(rename = "histogram")]
+    Histogram,
+}
+
+/// `kind` of a categories plot.
+#[derive(Serialize, ToSchema)]
+pub(crate) enum CategoriesKind {
+    /// Records per value of a field.
+    #[serde(rename = "categories")]
+    Categories,
+}
+
+/// `kind` of a scatter plot.
+#[derive(Serialize, ToSchema)]
+pub(crate) enum ScatterKind {
+    /// One point per record.
+    #[serde(rename = "scatter")]
+    Scatter,
+}
+
+/// Options of a histogram (the default kind): records per year of a date field.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistogramOptions {
+    /// `histogram`, the default.
+    kind: Option<HistogramKind>,
+    /// The date field whose years are counted (the data set's year field unless given).
+    field: Option<FieldNameDoc>,
+    /// Image width in pixels (default 800).
+    #[schema(minimum = 100, maximum = 4000)]
+    width: Option<u32>,
+    /// Image height in pixels (default 600).
+    #[schema(minimum = 100, maximum = 4000)]
+    height: Option<u32>,
+    /// The title (one naming the fields and the range unless given).
+    title: Option<TitleDoc>,
+}
+
+/// Options of a categories plot: records per value of a field, largest first.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CategoriesOptions {
+    /// `categories`.
+    kind: CategoriesKind,
+    /// The field whose values are counted (`locus_group` if a record has a value in it, else
+    /// `recclass`).
+    field: Option<FieldNameDoc>,
+    /// The field whose year must be in the range (the data set's year field unless given).
+    year_field: Option<FieldNameDoc>,
+    /// How many categories are shown by name (default 20); the rest are summed in one bar.
+    #[schema(minimum = 1, maximum = 50)]
+    top: Option<u32>,
+    /// Image width in pixels (default 800).
+    #[schema(minimum = 100, maximum = 4000)]
+    width: Option<u32>,
+    /// Image height in pixels (default 600).
+    #[schema(minimum = 100, maximum = 4000)]
+    height: Option<u32>,
+    /// The title (one naming the fields and the range unless given).
+    title: Option<TitleDoc>,
+}
+
+/// Options of a scatter plot: one point per record at two numeric fields.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScatterOptions {
+    /// `scatter`.
+    kind: ScatterKind,
+    /// The field on the horizontal axis (default `reclong`).
+    x: Option<FieldNameDoc>,
+    /// The field on the vertical axis (default `reclat`).
+    y: Option<FieldNameDoc>,
+    /// The field whose year must be in the range (the data set's year field unless given).
+    year_field: Option<FieldNameDoc>,
+    /// Image width in pixels (default 800).
+    #[schema(minimum = 100, maximum = 4000)]
+    width: Option<u32>,
+    /// Image height in pixels (default 600).
+    #[schema(minimum = 100, maximum = 4000)]
+    height: Option<u32>,
+    /// The title (one naming the fields and the range unless given).
+    title: Option<TitleDoc>,
+}
+
+/// Plot options: `kind` (default `histogram`) decides which others apply; options of another
+/// kind, and unknown ones, are refused.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = PlotOptions)]
+pub(crate) enum PlotOptionsDoc {
+    /// A histogram.
+    Histogram(HistogramOptions),
+    /// A categories plot.
+    Categories(CategoriesOptions),
+    /// A scatter plot.
+    Scatter(ScatterOptions),
+}
+
+/// The parameters of a plot job (the kind `plot`): the range `[start, end]` (`start` not after
+/// `end`) and plot options. Unknown fields are refused.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PlotParams, example = json!({"start": "1990", "end": "2020", "plot": {"kind": "categories", "field": "locus_group"}}))]
 pub(crate) struct PlotParamsDoc {
-    /// Start of the range: a year, as a string or an integer.
-    #[schema(example = "1990")]
-    start: String,
-    /// End of the range, inclusive: a year, as a string or an integer.
-    #[schema(example = "2000")]
-    end: String,
-    /// Plot options, e.g. `{"kind": "categories", "field": "locus_group"}`.
-    #[schema(value_type = Option<Object>)]
-    plot: Option<serde_json::Value>,
+    /// Start of the range: a year.
+    start: YearDoc,
+    /// End of the range, inclusive: a year, not before `start`.
+    end: YearDoc,
+    /// Plot options; none (or `null`) for a histogram of the data set's year field.
+    plot: Option<PlotOptionsDoc>,
 }
 
 /// A job of any registered kind.
 #[derive(Serialize, ToSchema)]
-#[schema(as = Submit)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Submit, example = json!({"kind": "plot", "params": {"start": "1990", "end": "2020"}, "queue": "default", "max_attempts": 3}))]
 pub(crate) struct GeneralSubmitDoc {
-    /// The job's kind: the name a renderer is registered under (`plot`, or a kind of your own).
+    /// The job's kind: the name a renderer is registered under.
     #[schema(example = "plot")]
     kind: String,
     /// The kind's parameters.
-    #[schema(value_type = Object)]
-    params: serde_json::Value,
-    /// The queue the job waits in (`default` unless given): 1 to 64 ASCII letters, digits,
-    /// `-`, `_` or `.`.
-    #[schema(example = "default")]
-    queue: Option<String>,
-    /// Attempts allowed (1 to 1000; the service's `HOLIDAPP_MAX_ATTEMPTS` unless given).
+    params: PlotParamsDoc,
+    /// The queue the job waits in (`default` unless given).
+    queue: Option<QueueNameDoc>,
+    /// Attempts allowed (the service's `HOLIDAPP_MAX_ATTEMPTS` unless given).
     #[schema(minimum = 1, maximum = 1000)]
     max_attempts: Option<u32>,
+    /// The longest one attempt may run, in seconds (the worker's own limit unless shorter).
+    #[schema(minimum = 1, maximum = 86400)]
+    timeout: Option<u32>,
+    /// The job's unique key, as the `Idempotency-Key` header gives it (both, when given, must
+    /// be equal): while the job is kept, a submit with the same key finds it.
+    unique_key: Option<UniqueKeyDoc>,
 }
 
-/// The course's body: the parameters of a plot job, with the queue and attempt limit beside
-/// them.
+/// The course's body: the parameters of a plot job, with the queue, attempt limit and time limit
+/// beside them.
 #[derive(Serialize, ToSchema)]
-#[schema(as = PlotSubmit)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PlotSubmit, example = json!({"start": "1990", "end": "2000"}))]
 pub(crate) struct CourseSubmitDoc {
-    /// Start of the range: a year, as a string or an integer.
-    #[schema(example = "1990")]
-    start: String,
-    /// End of the range, inclusive: a year, as a string or an integer.
-    #[schema(example = "2000")]
-    end: String,
-    /// Plot options, e.g. `{"kind": "categories", "field": "locus_group"}`.
-    #[schema(value_type = Option<Object>)]
-    plot: Option<serde_json::Value>,
+    /// Start of the range: a year.
+    start: YearDoc,
+    /// End of the range, inclusive: a year, not before `start`.
+    end: YearDoc,
+    /// Plot options; none (or `null`) for a histogram of the data set's year field.
+    plot: Option<PlotOptionsDoc>,
     /// The queue the job waits in (`default` unless given).
-    queue: Option<String>,
-    /// Attempts allowed (1 to 1000).
+    queue: Option<QueueNameDoc>,
+    /// Attempts allowed (the service's `HOLIDAPP_MAX_ATTEMPTS` unless given).
     #[schema(minimum = 1, maximum = 1000)]
     max_attempts: Option<u32>,
+    /// The longest one attempt may run, in seconds (the worker's own limit unless shorter).
+    #[schema(minimum = 1, maximum = 86400)]
+    timeout: Option<u32>,
 }
 
 /// The body of `POST /jobs`: a job of any kind, or the course's plot parameters.
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
+#[schema(as = SubmitBody)]
 pub(crate) enum SubmitDoc {
     /// `{"kind": ..., "params": {...}}`.
     General(GeneralSubmitDoc),
@@ -115,6 +505,7 @@ pub(crate) struct JobDoc {
     #[schema(value_type = Object)]
     params: serde_json::Value,
     /// Attempts allowed before the job is `failed`.
+    #[schema(minimum = 1, maximum = 1000)]
     max_attempts: u32,
     /// How many times a worker has taken it.
     attempts: u32,
@@ -134,9 +525,23 @@ pub(crate) struct JobDoc {
     /// The content type of its result, once it is complete.
     #[schema(example = "image/png")]
     result_type: Option<String>,
+    /// Its unique key, when it was submitted with one.
+    #[schema(min_length = 1, max_length = 256)]
+    unique_key: Option<String>,
+    /// The longest one attempt may run, in seconds, when it was submitted with a limit.
+    #[schema(minimum = 1, maximum = 86400)]
+    timeout: Option<u32>,
     /// Where the result can be fetched once the job is complete.
     #[schema(example = "/jobs/2d6f2c39-3f0a-4d6e-9a4e-2d1c8a7f5e10/result")]
     result: String,
+    /// A plot job's `start`, as its digits.
+    #[schema(example = "1990")]
+    start: Option<String>,
+    /// A plot job's `end`, as its digits.
+    #[schema(example = "2000")]
+    end: Option<String>,
+    /// A plot job's options, when it has any.
+    plot: Option<PlotOptionsDoc>,
 }
 
 /// One record of the loaded data set: its fields as loaded.
@@ -162,11 +567,22 @@ pub(crate) struct ImageCreated {
     pub(crate) bytes: usize,
 }
 
+/// `ok` (alive) or `ready` (the backend answers).
+#[derive(Serialize, ToSchema)]
+pub(crate) enum HealthStatus {
+    /// The process answers (`GET /healthz`).
+    #[serde(rename = "ok")]
+    Ok,
+    /// The backend answers (`GET /readyz`).
+    #[serde(rename = "ready")]
+    Ready,
+}
+
 /// The answer of `GET /healthz` and `GET /readyz`.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Health {
     /// `ok` (alive) or `ready` (the backend answers).
-    #[schema(example = "ok")]
+    #[schema(value_type = HealthStatus, example = "ok")]
     pub(crate) status: &'static str,
 }
 
@@ -186,7 +602,8 @@ pub(crate) struct Welcome {
     pub(crate) openapi: String,
 }
 
-/// The backend is unavailable (code `backend_unavailable`); try again shortly.
+/// The backend is unavailable (code `backend_unavailable`), or the request took longer than the
+/// request timeout (code `timeout`); try again shortly.
 #[derive(IntoResponses)]
 #[response(status = 503)]
 pub(crate) struct BackendDown(ErrorBody);
@@ -197,7 +614,8 @@ pub(crate) enum ShowJob {
     /// The job.
     #[response(status = 200)]
     Found(JobDoc),
-    /// The id is missing or not a UUID (code `invalid_job_id`).
+    /// The id is not a UUID (code `invalid_job_id`), or the query string is not valid (code
+    /// `invalid_query`).
     #[response(status = 400)]
     BadId(ErrorBody),
     /// No job has this id: it never existed, was deleted, or expired.
@@ -205,35 +623,28 @@ pub(crate) enum ShowJob {
     NotFound(ErrorBody),
 }
 
-/// The answers of the routes that fetch a job's result.
-#[derive(IntoResponses)]
-pub(crate) enum JobResult {
-    /// The result, with the content type its kind gave it (`image/png` for plots).
-    #[response(status = 200, content_type = "application/octet-stream")]
-    Result(Vec<u8>),
-    /// The id is not a UUID (code `invalid_job_id`).
-    #[response(status = 400)]
-    BadId(ErrorBody),
-    /// No job has this id: it never existed, was deleted, or expired.
-    #[response(status = 404)]
-    NotFound(ErrorBody),
-    /// The job is not finished (code `job_not_finished`), or failed (code `job_failed`, with the
-    /// job's error in the message).
-    #[response(status = 409)]
-    NotReady(ErrorBody),
-}
-
-/// The answers of the routes that list jobs.
+/// The answers of the routes that list jobs by page.
 #[derive(IntoResponses)]
 pub(crate) enum JobPage {
     /// A page of jobs, newest first. When more follow, `x-next-cursor` holds their cursor and
     /// `link` the next page's URL.
     #[response(status = 200, headers(
-        ("x-next-cursor" = String, description = "The cursor of the next page, when one follows"),
-        ("link" = String, description = "The next page, when one follows"),
+        ("x-next-cursor" = CursorDoc, description = "The cursor of the next page, when one follows"),
+        ("link" = String, description = "The next page, when one follows: `<URL>; rel=\"next\"`"),
     ))]
     Page(Vec<JobDoc>),
     /// An unknown parameter, an unknown status, or a number out of range (code `invalid_query`).
+    #[response(status = 400)]
+    BadQuery(ErrorBody),
+}
+
+/// The answers of `/incomplete_jobs`, which has one page only.
+#[derive(IntoResponses)]
+pub(crate) enum JobList {
+    /// The newest unfinished jobs, newest first.
+    #[response(status = 200)]
+    Jobs(Vec<JobDoc>),
+    /// An unknown parameter, or a number out of range (code `invalid_query`).
     #[response(status = 400)]
     BadQuery(ErrorBody),
 }

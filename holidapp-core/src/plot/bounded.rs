@@ -124,8 +124,11 @@ pub(super) enum Document {
     Meteorites(Vec<Map<String, Value>>),
 }
 
-/// Reads the whole document.
-pub(super) struct DocumentSeed<'b>(pub(super) &'b Budget);
+/// Reads the whole document; a plain array of records only when `arrays` is set.
+pub(super) struct DocumentSeed<'b> {
+    pub(super) budget: &'b Budget,
+    pub(super) arrays: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for DocumentSeed<'_> {
     type Value = Document;
@@ -146,8 +149,18 @@ impl<'de> Visitor<'de> for DocumentSeed<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<Document, A::Error> {
+        if !self.arrays {
+            // Refused at its first byte: nothing of the array is read.
+            return Err(invalid(
+                self.budget,
+                "a JSON document is a data set in one of the JSON layouts, {\"response\": \
+                 {\"docs\": [...]}} or {\"meteorite_landings\": [...]}; send a plain array of \
+                 records as text (text/plain) or bytes (application/octet-stream)"
+                    .to_owned(),
+            ));
+        }
         RecordsSeed {
-            budget: self.0,
+            budget: self.budget,
             path: "",
         }
         .visit_seq(seq)
@@ -155,17 +168,25 @@ impl<'de> Visitor<'de> for DocumentSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Document, A::Error> {
-        let budget = self.0;
+        let budget = self.budget;
         let mut found: Option<Document> = None;
         let mut keys: Vec<String> = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
+            if matches!(key.as_str(), "response" | "meteorite_landings") && found.is_some() {
+                // Which one was meant cannot be told: refused, whatever the keys' order.
+                return Err(invalid(
+                    budget,
+                    "the document holds both layouts, 'response' (HGNC) and \
+                     'meteorite_landings'; send one data set"
+                        .to_owned(),
+                ));
+            }
             match key.as_str() {
                 "response" => {
                     let docs = map.next_value_seed(ResponseSeed(budget))?;
                     found = Some(Document::Hgnc(docs));
                 }
-                // The HGNC layout wins when a document has both.
-                "meteorite_landings" if !matches!(found, Some(Document::Hgnc(_))) => {
+                "meteorite_landings" => {
                     let records = map.next_value_seed(RecordsSeed {
                         budget,
                         path: "meteorite_landings",
@@ -184,47 +205,57 @@ impl<'de> Visitor<'de> for DocumentSeed<'_> {
             invalid(
                 budget,
                 format!(
-                    "unrecognised JSON object (keys: {}); expected {{\"response\": {{\"docs\": \
-                     [...]}}}}, {{\"meteorite_landings\": [...]}} or an array of objects",
-                    truncate(&keys.join(", "), 60)
+                    "unrecognised JSON object (keys: {}); expected {}",
+                    truncate(&keys.join(", "), 60),
+                    expected_document(self.arrays)
                 ),
             )
         })
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<Document, E> {
-        Err(not_a_document(self.0, Kind("a boolean")))
+        Err(not_a_document(self.budget, self.arrays, Kind("a boolean")))
     }
 
     fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<Document, E> {
-        Err(not_a_document(self.0, Kind("a number")))
+        Err(not_a_document(self.budget, self.arrays, Kind("a number")))
     }
 
     fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<Document, E> {
-        Err(not_a_document(self.0, Kind("a number")))
+        Err(not_a_document(self.budget, self.arrays, Kind("a number")))
     }
 
     fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<Document, E> {
-        Err(not_a_document(self.0, Kind("a number")))
+        Err(not_a_document(self.budget, self.arrays, Kind("a number")))
     }
 
     fn visit_str<E: de::Error>(self, _: &str) -> std::result::Result<Document, E> {
-        Err(not_a_document(self.0, Kind("a string")))
+        Err(not_a_document(self.budget, self.arrays, Kind("a string")))
     }
 
     fn visit_unit<E: de::Error>(self) -> std::result::Result<Document, E> {
-        Err(not_a_document(self.0, Kind("null")))
+        Err(not_a_document(self.budget, self.arrays, Kind("null")))
     }
 }
 
-fn not_a_document<E: de::Error>(budget: &Budget, kind: Kind) -> E {
+fn not_a_document<E: de::Error>(budget: &Budget, arrays: bool, kind: Kind) -> E {
     invalid(
         budget,
         format!(
-            "the JSON document is {}; expected an object or an array of objects",
-            kind.0
+            "the JSON document is {}; expected {}",
+            kind.0,
+            expected_document(arrays)
         ),
     )
+}
+
+/// The JSON documents that are data sets, for error messages.
+fn expected_document(arrays: bool) -> &'static str {
+    if arrays {
+        "{\"response\": {\"docs\": [...]}}, {\"meteorite_landings\": [...]} or an array of objects"
+    } else {
+        "{\"response\": {\"docs\": [...]}} or {\"meteorite_landings\": [...]}"
+    }
 }
 
 /// Reads `response` of the HGNC layout: an object whose `docs` is the array of records.
@@ -566,12 +597,13 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 }
 
-/// Reads `bytes` as a JSON data set document within `budget`. A syntax error is
+/// Reads `bytes` as a JSON data set document within `budget`, a plain array of records only when
+/// `arrays` is set. A syntax error is
 /// [`Error::MalformedJson`]; a shape the formats do not allow, or a limit reached, is the error
 /// the visitor recorded.
-pub(super) fn read_document(bytes: &[u8], budget: &Budget) -> Result<Document> {
+pub(super) fn read_document(bytes: &[u8], budget: &Budget, arrays: bool) -> Result<Document> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let read = DocumentSeed(budget)
+    let read = DocumentSeed { budget, arrays }
         .deserialize(&mut de)
         .and_then(|doc| de.end().map(|()| doc));
     match read {

@@ -17,9 +17,12 @@
 //!
 //! # Parameters
 //!
-//! `start` and `end` are years, integers from -5000 to 9999, with `start <= end`; every kind
-//! of plot keeps only what falls in `[start, end]`. `plot` holds the options below; an unknown
-//! option, or one that belongs to another kind, is refused with the list of valid ones.
+//! `start` and `end` are years, integers from -5000 to 9999 (given as JSON integers, also written
+//! `1990.0`, or as strings of their digits, `"1990"`: no `+`, no leading zero, no space), with
+//! `start <= end`; every kind of plot keeps only what falls in `[start, end]`. `plot` holds the
+//! options below (`null` for none); an unknown option, or one that belongs to another kind (even
+//! as `null`), is refused with the list of valid ones. An option of the kind itself may be `null`,
+//! which is its default.
 //!
 //! | option | kinds | default | meaning |
 //! |---|---|---|---|
@@ -90,7 +93,8 @@ pub use store::{DataStore, ImageStore, MemoryPlotStore};
 pub enum DataBody {
     /// None: load the configured source.
     Source,
-    /// A JSON document (HGNC complete set, meteorite landings, or an array of objects).
+    /// A JSON document: the HGNC complete set or the meteorite landings (an object; a plain
+    /// array of records is refused: it is loaded as text).
     Json(Bytes),
     /// Text in any supported format (HGNC TSV, or JSON sent as text).
     Text(Bytes),
@@ -198,7 +202,7 @@ impl Plots {
         let data = match body {
             DataBody::Source => parse::load_source(&self.source, &limits).await?,
             DataBody::Json(bytes) => {
-                off_runtime(move || parse::parse_json(&bytes, &limits)).await?
+                off_runtime(move || parse::parse_json_object(&bytes, &limits)).await?
             }
             DataBody::Text(bytes) => {
                 off_runtime(move || parse::parse_with(&bytes, &limits)).await?

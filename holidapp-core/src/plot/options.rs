@@ -12,8 +12,10 @@ use crate::job::truncate;
 /// What a plot job asks for: a year range and plot options, as the course's clients send them
 /// (`{"start": "1990", "end": "2020"}`).
 ///
-/// `start` and `end` are kept as the client sent them (integers are accepted and stored as their
-/// decimal text); [`PlotSpec::from_params`] decides what they mean. Unknown fields are refused.
+/// `start` and `end` are kept as the client sent them, strings or integers (integers, also when
+/// written with a zero fraction or an exponent, `1990.0`, are stored as their decimal text);
+/// [`PlotSpec::from_params`] decides what they mean. `"plot": null` is the same as no options.
+/// Unknown fields are refused.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlotParams {
@@ -24,7 +26,11 @@ pub struct PlotParams {
     #[serde(deserialize_with = "string_or_integer")]
     pub end: String,
     /// Plot options, e.g. `{"kind": "categories", "field": "locus_group"}`.
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "options_or_null",
+        skip_serializing_if = "serde_json::Map::is_empty"
+    )]
     pub plot: serde_json::Map<String, Value>,
 }
 
@@ -70,9 +76,22 @@ fn string_or_integer<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Str
         fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<String, E> {
             Ok(v.to_string())
         }
+
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<String, E> {
+            crate::integer::whole(v)
+                .map(|whole| whole.to_string())
+                .ok_or_else(|| E::invalid_type(serde::de::Unexpected::Float(v), &self))
+        }
     }
 
     d.deserialize_any(StringOrInteger)
+}
+
+/// The plot options, `null` being none.
+fn options_or_null<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<serde_json::Map<String, Value>, D::Error> {
+    Option::<serde_json::Map<String, Value>>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 /// The earliest year a plot range may start at.
@@ -149,8 +168,11 @@ struct RawOptions {
     year_field: Option<String>,
     x: Option<String>,
     y: Option<String>,
+    #[serde(default, deserialize_with = "crate::integer::option")]
     top: Option<usize>,
+    #[serde(default, deserialize_with = "crate::integer::option")]
     width: Option<u32>,
+    #[serde(default, deserialize_with = "crate::integer::option")]
     height: Option<u32>,
     title: Option<String>,
 }
@@ -200,14 +222,9 @@ impl PlotSpec {
         let raw = RawOptions::deserialize(Value::Object(params.plot.clone()))
             .map_err(|e| invalid(format!("plot options: {}", truncate(&e.to_string(), 240))))?;
         let kind_name = raw.kind.unwrap_or_default();
-        for (name, given) in [
-            ("field", raw.field.is_some()),
-            ("year_field", raw.year_field.is_some()),
-            ("x", raw.x.is_some()),
-            ("y", raw.y.is_some()),
-            ("top", raw.top.is_some()),
-        ] {
-            if given && !kind_name.options().contains(&name) {
+        // An option of another kind is refused even as `null`: it has no meaning here.
+        for name in ["field", "year_field", "x", "y", "top"] {
+            if params.plot.contains_key(name) && !kind_name.options().contains(&name) {
                 return Err(invalid(format!(
                     "plot option '{name}' does not apply to kind '{}'; its options are: kind, {}",
                     kind_name.as_str(),
@@ -253,14 +270,23 @@ impl PlotSpec {
     }
 }
 
+/// A year written as its decimal text, as an integer shows it: digits, `-` before a negative
+/// one, no leading zero, no `+`, no space.
 fn year(name: &str, text: &str) -> Result<i32> {
-    text.trim()
-        .parse::<i32>()
-        .ok()
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let canonical = !digits.is_empty()
+        && digits.len() <= 4
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (!digits.starts_with('0') || (digits == "0" && digits.len() == text.len()));
+    canonical
+        .then(|| text.parse::<i32>().ok())
+        .flatten()
         .filter(|y| (YEAR_MIN..=YEAR_MAX).contains(y))
         .ok_or_else(|| {
             invalid(format!(
-                "{name} must be a year, an integer between {YEAR_MIN} and {YEAR_MAX}; got '{}'",
+                "{name} must be a year, an integer between {YEAR_MIN} and {YEAR_MAX} written \
+                 as digits (1990 or \"1990\"; no sign but '-', no leading zero, no space); \
+                 got '{}'",
                 truncate(text, 40)
             ))
         })
@@ -328,5 +354,54 @@ mod tests {
                 .is_err()
         );
         assert!(serde_json::from_str::<PlotParams>(r#"{"start": "1"}"#).is_err());
+    }
+
+    #[test]
+    fn integers_may_carry_a_zero_fraction_and_null_options_are_none() {
+        let p: PlotParams =
+            serde_json::from_str(r#"{"start": 1990.0, "end": 2e3, "plot": null}"#).unwrap();
+        assert_eq!(p, PlotParams::new("1990", "2000"));
+        let p = PlotParams::new("1990", "2000")
+            .with_option("kind", "categories")
+            .with_option("top", 5.0)
+            .with_option("width", 800.0)
+            .with_option("height", serde_json::Value::Null);
+        let spec = PlotSpec::from_params(&p).unwrap();
+        assert_eq!((spec.width, spec.height), (800, 600));
+        assert!(matches!(spec.kind, PlotKind::Categories { top: 5, .. }));
+        let p = PlotParams::new("1990", "2000").with_option("width", 800.5);
+        assert!(PlotSpec::from_params(&p).is_err());
+        // An option of the kind itself may be null; one of another kind may not.
+        let p = PlotParams::new("1990", "2000")
+            .with_option("kind", serde_json::Value::Null)
+            .with_option("field", serde_json::Value::Null);
+        assert!(PlotSpec::from_params(&p).is_ok());
+        let p = PlotParams::new("1990", "2000").with_option("x", serde_json::Value::Null);
+        let refused = PlotSpec::from_params(&p).unwrap_err().to_string();
+        assert!(
+            refused.contains("'x' does not apply to kind 'histogram'"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn years_are_integers_written_as_digits() {
+        for (text, year) in [
+            ("0", 0),
+            ("7", 7),
+            ("-5000", -5000),
+            ("9999", 9999),
+            ("-42", -42),
+        ] {
+            let spec = PlotSpec::from_params(&PlotParams::new(text, "9999")).unwrap();
+            assert_eq!(spec.start, year, "{text}");
+        }
+        for text in [
+            "", " 1990", "1990 ", "+1990", "01990", "-0", "-05", "00", "10000", "-5001", "1e3",
+            "1990.0", "\u{663}",
+        ] {
+            let refused = PlotSpec::from_params(&PlotParams::new(text, "9999"));
+            assert!(refused.is_err(), "{text:?}");
+        }
     }
 }

@@ -14,9 +14,13 @@
 //!
 //! Input whose first non-blank byte is `{` or `[` is read as JSON; input whose first line holds
 //! a tab is read as TSV; anything else is refused at once, so a large file of garbage costs
-//! almost nothing. An id is a string or an integer (integers become their decimal text), at most
-//! [`MAX_ID_LEN`] characters, and unique within the data set: `GET /data/{id}` must name one record.
-//! A data set with no records is refused.
+//! almost nothing. A JSON document sent as such ([`parse_json_object`], an `application/json`
+//! body) must be one of the two object layouts, not both; a plain array is read from text.
+//!
+//! An id is a string of at most [`MAX_ID_LEN`] characters, or an integer of at most
+//! [`MAX_INTEGER_ID`] either side of zero (integers, also written with a zero fraction or an
+//! exponent, become their decimal text); ids are unique within the data set: `GET /data/{id}`
+//! must name one record. A data set with no records is refused.
 //!
 //! # Limits
 //!
@@ -68,6 +72,11 @@ pub const BUNDLED_METEORITES: &str = "bundled:meteorites";
 
 /// The longest record id accepted, in characters.
 pub const MAX_ID_LEN: usize = 256;
+
+/// The largest integer id either side of zero, 2^53 - 1: the integers every JSON reader holds
+/// exactly (a larger one may already have been rounded when it is read). Larger ids are sent as
+/// strings.
+pub const MAX_INTEGER_ID: u64 = (1 << 53) - 1;
 
 /// The most fields one record holds, and the most columns of a TSV line.
 pub const MAX_FIELDS: usize = 1024;
@@ -178,9 +187,21 @@ pub fn parse_with(bytes: &[u8], limits: &DataLimits) -> Result<DataSet> {
 /// Parses a JSON data set (the JSON formats of [`parse`]) within `limits`, straight into
 /// records. JSON that does not parse is [`Error::MalformedJson`].
 pub fn parse_json(bytes: &[u8], limits: &DataLimits) -> Result<DataSet> {
+    parse_json_document(bytes, limits, true)
+}
+
+/// Parses a data set sent as a JSON document (an `application/json` body) within `limits`: one
+/// of the two JSON layouts, `{"response": {"docs": [...]}}` or `{"meteorite_landings": [...]}`.
+/// A plain array of records is refused ([`Error::InvalidData`], before any of it is read): it is
+/// accepted as text ([`parse_with`]). JSON that does not parse is [`Error::MalformedJson`].
+pub fn parse_json_object(bytes: &[u8], limits: &DataLimits) -> Result<DataSet> {
+    parse_json_document(bytes, limits, false)
+}
+
+fn parse_json_document(bytes: &[u8], limits: &DataLimits, arrays: bool) -> Result<DataSet> {
     limits.check_size(bytes.len() as u64)?;
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    match read_document(bytes, &limits.budget())? {
+    match read_document(bytes, &limits.budget(), arrays)? {
         Document::Array(items) => {
             let id_field = array_id_field(&items);
             records_from_json(items, "", id_field)
@@ -398,11 +419,12 @@ fn records_from_json(
     finish(records)
 }
 
-/// A record id from a JSON value, or why it is not one.
+/// A record id from a JSON value, or why it is not one. An integer written with a zero
+/// fraction or an exponent (`5.0`, `5e0`) is that integer: its id is `5`.
 fn json_id(value: &Value) -> std::result::Result<String, String> {
     let id = match value {
         Value::String(s) => s.clone(),
-        Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        Value::Number(n) => integer_id(n)?,
         other => {
             return Err(format!(
                 "is {}; an id must be a string or an integer",
@@ -411,6 +433,35 @@ fn json_id(value: &Value) -> std::result::Result<String, String> {
         }
     };
     check_id(&id).map(|()| id)
+}
+
+/// The id of an integer, within [`MAX_INTEGER_ID`] either side of zero.
+fn integer_id(n: &serde_json::Number) -> std::result::Result<String, String> {
+    let exact = n.as_i64().map(i128::from).or(n.as_u64().map(i128::from));
+    let value = match exact {
+        Some(value) => value,
+        None => {
+            // A float: past the integers of i64 and u64, or written with a fraction or an
+            // exponent. Beyond MAX_INTEGER_ID it may have been rounded: refused below.
+            let float = n.as_f64().unwrap_or(f64::NAN);
+            if float.fract() != 0.0 {
+                return Err(
+                    "is a number with a fraction; an id must be a string or an integer".into(),
+                );
+            }
+            match crate::integer::whole(float) {
+                Some(crate::integer::Whole::Signed(v)) => i128::from(v),
+                Some(crate::integer::Whole::Unsigned(v)) => i128::from(v),
+                None => i128::MAX,
+            }
+        }
+    };
+    if value.unsigned_abs() > u128::from(MAX_INTEGER_ID) {
+        return Err(format!(
+            "is an integer beyond ±{MAX_INTEGER_ID} (2^53-1); send a larger id as a string"
+        ));
+    }
+    Ok(value.to_string())
 }
 
 fn check_id(id: &str) -> std::result::Result<(), String> {

@@ -12,35 +12,50 @@ use crate::error::ApiError;
 use crate::error::ErrorBody;
 use crate::extract::ApiBytes;
 use crate::routes::{BodyKind, body_kind};
-use crate::schema::{BackendDown, Loaded, RecordDoc, ShowRecord};
+use crate::schema::{BackendDown, BinaryDoc, DataSetDoc, Loaded, RecordDoc, ShowRecord};
 
 /// Query of `GET /data`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct DataQuery {
-    /// How many records to skip, in load order (default 0).
+    /// How many records to skip, in load order; past the last record, the page is empty.
+    #[param(schema_with = start_param)]
     start: Option<u64>,
-    /// Page size, from 1 to the server's maximum (10,000 unless configured otherwise); 1,000 when
-    /// absent (unless configured otherwise).
+    /// Page size, from 1 to the server's maximum (its schema states the maximum and the default,
+    /// both configured with the router's `Limits`).
     limit: Option<u64>,
+}
+
+/// The schema of `start`: any `u64`.
+fn start_param() -> utoipa::openapi::Object {
+    crate::schema::integer(0, i128::from(u64::MAX))
+        .default(Some(0.into()))
+        .description(Some(
+            "How many records to skip, in load order; past the last record, the page is empty.",
+        ))
+        .build()
 }
 
 /// Load a data set, replacing the current one.
 ///
 /// With no body, loads from the configured source (`DATA_SOURCE`; the bundled HGNC sample by
-/// default). With a body: JSON (`application/json`: the HGNC complete set, the meteorite
-/// landings, or an array of objects) or HGNC TSV (`text/tab-separated-values` or `text/plain`).
+/// default). With a body: a JSON document (`application/json`: the HGNC complete set or the
+/// meteorite landings), or text or bytes in any supported format, told apart by their first
+/// bytes (`text/tab-separated-values`, `text/plain` or `application/octet-stream`: HGNC TSV, or
+/// JSON, a plain array of records included). A plain JSON array sent as `application/json` is
+/// refused: send it as text or bytes. Record ids must be unique in the data set.
 #[utoipa::path(
     post, path = "/data", tag = "data",
     request_body(content(
-        (Object = "application/json"),
+        (inline(DataSetDoc) = "application/json"),
         (String = "text/tab-separated-values"),
         (String = "text/plain"),
+        (inline(BinaryDoc) = "application/octet-stream"),
     ), description = "Optional: the data set itself"),
     responses(
         (status = 200, description = "How many records were loaded", body = Loaded),
-        (status = 400, description = "Malformed JSON, or not a data set of a known format", body = ErrorBody),
+        (status = 400, description = "Malformed JSON (code malformed_json), or not a data set of a known format, a plain array sent as application/json included (code invalid_data)", body = ErrorBody),
         (status = 413, description = "The body is over the route's limit (HOLIDAPP_DATA_MAX_BYTES, 32 MiB by default), or the data set over its record or memory limits (HOLIDAPP_DATA_MAX_RECORDS, HOLIDAPP_DATA_MAX_MEMORY; code data_too_large)", body = ErrorBody),
         (status = 409, description = "Another load is running: one at a time (code conflict)", body = ErrorBody),
         (status = 415, description = "A body of another content type", body = ErrorBody),
@@ -58,11 +73,12 @@ pub(crate) async fn load_data(
     } else {
         match body_kind(&headers) {
             BodyKind::Json => DataBody::Json(body),
-            BodyKind::Text => DataBody::Text(body),
+            BodyKind::Text | BodyKind::Bytes => DataBody::Text(body),
             BodyKind::Other => {
                 return Err(ApiError::UnsupportedMediaType(
-                    "send the data set as application/json, text/tab-separated-values or \
-                     text/plain, or send no body to load the configured source"
+                    "send the data set as application/json, text/tab-separated-values, \
+                     text/plain or application/octet-stream, or send no body to load the \
+                     configured source"
                         .to_owned(),
                 ));
             }
@@ -150,7 +166,7 @@ pub(crate) async fn delete_data(State(ctx): State<Ctx>) -> Result<Response, ApiE
 /// Show one record by its id (`hgnc_id` for HGNC genes, `id` for meteorites).
 #[utoipa::path(
     get, path = "/data/{id}", tag = "data",
-    params(("id" = String, Path, description = "The record's id")),
+    params(("id" = String, Path, description = "The record's id", example = "HGNC:5")),
     responses(ShowRecord, BackendDown)
 )]
 pub(crate) async fn get_record(
@@ -176,7 +192,8 @@ pub(crate) async fn list_genes(State(ctx): State<Ctx>) -> Result<Response, ApiEr
 /// Show one gene by its HGNC id (e.g. `HGNC:5`).
 #[utoipa::path(
     get, path = "/genes/{hgnc_id}", tag = "data",
-    params(("hgnc_id" = String, Path, description = "The gene's HGNC id, e.g. HGNC:5")),
+    params(("hgnc_id" = String, Path, description = "The gene's HGNC id, e.g. HGNC:5",
+        example = "HGNC:5")),
     responses(ShowRecord, BackendDown)
 )]
 pub(crate) async fn get_gene(

@@ -9,21 +9,21 @@ use super::data::plots;
 use super::{Ctx, json, png};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiBytes, read_json};
-use crate::schema::{BackendDown, ImageCreated, PlotParamsDoc};
+use crate::schema::{BackendDown, BinaryDoc, ImageCreated, PlotParamsDoc};
 
 /// Render a plot of the loaded data set and store it, replacing the stored one.
 ///
-/// The optional JSON body holds the same parameters as a plot job; with no body, the plot
-/// covers the whole data set (a histogram of its years, or counts of its categories when it has
-/// no year field). Rendering happens in the request, not on a worker, over the same cached data
-/// set the plot jobs of this process use.
+/// The optional JSON body holds the same parameters as a plot job (`start` not after `end`); with
+/// no body, the plot covers the whole data set (a histogram of its years, or counts of its
+/// categories when it has no year field). Rendering happens in the request, not on a worker,
+/// over the same cached data set the plot jobs of this process use.
 #[utoipa::path(
     post, path = "/image", tag = "image",
-    request_body(content = Option<PlotParamsDoc>, content_type = "application/json",
+    request_body(content = PlotParamsDoc, content_type = "application/json",
                  description = "Optional plot parameters"),
     responses(
         (status = 201, description = "Rendered and stored", body = ImageCreated),
-        (status = 400, description = "Malformed JSON, wrong types, unknown fields, or parameters the renderer refuses", body = ErrorBody),
+        (status = 400, description = "Malformed JSON (code malformed_json), wrong types or unknown fields (code invalid_body), or parameters the renderer refuses, such as a start after the end (code invalid_params)", body = ErrorBody),
         (status = 409, description = "No data set is loaded (code no_data): POST /data first", body = ErrorBody),
         (status = 413, description = "The body is over the route's limit (64 KiB by default)", body = ErrorBody),
         (status = 415, description = "A body not sent as application/json", body = ErrorBody),
@@ -55,7 +55,8 @@ pub(crate) async fn create_image(
 #[utoipa::path(
     get, path = "/image", tag = "image",
     responses(
-        (status = 200, description = "The image", content_type = "image/png", body = Vec<u8>),
+        (status = 200, description = "The image, a PNG",
+         content((inline(BinaryDoc) = "image/png"), (inline(BinaryDoc) = "application/octet-stream"))),
         (status = 404, description = "No image is stored: POST /image first", body = ErrorBody),
         BackendDown,
     )

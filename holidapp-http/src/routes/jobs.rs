@@ -18,7 +18,9 @@ use utoipa::IntoParams;
 use super::{Ctx, json_bytes};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery, BasePath, JsonBody};
-use crate::schema::{BackendDown, JobDoc, JobPage, JobResult, ShowJob, SubmitDoc};
+use crate::schema::{
+    BackendDown, BinaryDoc, JobDoc, JobList, JobPage, ShowJob, StatusDoc, SubmitDoc,
+};
 
 /// The header carrying the cursor of the next page of a listing.
 pub(crate) const NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
@@ -28,19 +30,25 @@ pub(crate) const NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-curso
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct JobListQuery {
-    /// Only jobs in this status: `submitted`, `in progress` (or `in_progress`), `complete`,
-    /// `failed`.
-    status: Option<String>,
+    /// Only jobs in this status: `submitted`, `in progress`, `complete` or `failed`, spelled as
+    /// jobs show it.
+    #[param(value_type = Option<StatusDoc>)]
+    status: Option<JobStatus>,
     /// Only jobs of this kind.
+    #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]{1,64}$")]
     kind: Option<String>,
     /// Only jobs of this queue.
+    #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]{1,64}$")]
     queue: Option<String>,
     /// Only jobs older than this cursor: the `x-next-cursor` of the previous page.
+    #[param(schema_with = cursor_param)]
     before: Option<String>,
-    /// How many of the newest matching jobs to skip, at most 10,000 (default 0); deeper pages
-    /// follow the cursor.
+    /// How many of the newest matching jobs to skip, at most 10,000; deeper pages follow the
+    /// cursor.
+    #[param(schema_with = offset_param)]
     offset: Option<usize>,
-    /// Page size, 1 to 1000 (default 100).
+    /// Page size.
+    #[param(schema_with = limit_param)]
     limit: Option<usize>,
 }
 
@@ -50,10 +58,14 @@ pub(crate) struct JobListQuery {
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
     /// Only jobs older than this cursor: the `x-next-cursor` of the previous page.
+    #[param(schema_with = cursor_param)]
     before: Option<String>,
-    /// How many of the newest matching jobs to skip, at most 10,000 (default 0).
+    /// How many of the newest matching jobs to skip, at most 10,000; deeper pages follow the
+    /// cursor.
+    #[param(schema_with = offset_param)]
     offset: Option<usize>,
-    /// Page size, 1 to 1000 (default 100).
+    /// Page size.
+    #[param(schema_with = limit_param)]
     limit: Option<usize>,
 }
 
@@ -62,7 +74,8 @@ pub(crate) struct PageQuery {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct LimitQuery {
-    /// Page size, 1 to 1000 (default 100).
+    /// Page size.
+    #[param(schema_with = limit_param)]
     limit: Option<usize>,
 }
 
@@ -71,11 +84,40 @@ pub(crate) struct LimitQuery {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct JobIdQuery {
-    /// The job's id.
+    /// The job's id (a hyphenated UUID).
+    #[param(value_type = uuid::Uuid, example = "2d6f2c39-3f0a-4d6e-9a4e-2d1c8a7f5e10")]
     job_id: String,
 }
 
-/// The general body of `POST /jobs`.
+/// The schema of a listing's `before`: a cursor, 0 to 2^64-1.
+fn cursor_param() -> utoipa::openapi::Object {
+    crate::schema::integer(0, i128::from(u64::MAX))
+        .description(Some(
+            "Only jobs older than this cursor: the `x-next-cursor` of the previous page.",
+        ))
+        .build()
+}
+
+/// The schema of a listing's `offset`.
+fn offset_param() -> utoipa::openapi::Object {
+    crate::schema::integer(0, MAX_OFFSET as i128)
+        .default(Some(0.into()))
+        .description(Some(
+            "How many of the newest matching jobs to skip; deeper pages follow the cursor.",
+        ))
+        .build()
+}
+
+/// The schema of a listing's `limit`.
+fn limit_param() -> utoipa::openapi::Object {
+    crate::schema::integer(1, MAX_PAGE_SIZE as i128)
+        .default(Some(ListQuery::default().limit.into()))
+        .description(Some("Page size."))
+        .build()
+}
+
+/// The general body of `POST /jobs`. `null` is the same as an absent field; integers may be
+/// written with a zero fraction or an exponent (`3.0`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GeneralBody {
@@ -83,8 +125,21 @@ struct GeneralBody {
     #[serde(default)]
     params: serde_json::Value,
     queue: Option<QueueName>,
+    #[serde(default, deserialize_with = "holidapp_core::integer::option")]
     max_attempts: Option<u32>,
     unique_key: Option<String>,
+    #[serde(default, deserialize_with = "holidapp_core::integer::option")]
+    timeout: Option<u32>,
+}
+
+/// The fields the course's body (the default kind's parameters) may carry beside them, as
+/// [`GeneralBody`] reads them.
+#[derive(Debug, Default, Deserialize)]
+struct Beside {
+    queue: Option<QueueName>,
+    #[serde(default, deserialize_with = "holidapp_core::integer::option")]
+    max_attempts: Option<u32>,
+    #[serde(default, deserialize_with = "holidapp_core::integer::option")]
     timeout: Option<u32>,
 }
 
@@ -148,27 +203,21 @@ fn submit_body(body: serde_json::Value) -> Result<Submit, ApiError> {
             timeout: body.timeout,
         });
     }
-    let queue = fields
-        .remove("queue")
-        .map(serde_json::from_value::<QueueName>)
-        .transpose()
-        .map_err(shape)?;
-    let mut number = |name: &str| {
-        fields
-            .remove(name)
-            .map(serde_json::from_value::<u32>)
-            .transpose()
-            .map_err(shape)
-    };
-    let max_attempts = number("max_attempts")?;
-    let timeout = number("timeout")?;
+    let mut beside = serde_json::Map::new();
+    for name in ["queue", "max_attempts", "timeout"] {
+        if let Some(value) = fields.remove(name) {
+            beside.insert(name.to_owned(), value);
+        }
+    }
+    let beside: Beside =
+        serde_json::from_value(serde_json::Value::Object(beside)).map_err(shape)?;
     Ok(Submit {
         kind: None,
         params: serde_json::Value::Object(fields),
-        queue,
-        max_attempts,
+        queue: beside.queue,
+        max_attempts: beside.max_attempts,
         unique_key: None,
-        timeout,
+        timeout: beside.timeout,
     })
 }
 
@@ -181,12 +230,19 @@ fn submit_body(body: serde_json::Value) -> Result<Submit, ApiError> {
 /// queued.
 ///
 /// A client that may send the same submit twice (a retry after a timeout or a 503) sends an
-/// `Idempotency-Key` header (1 to 256 characters): while the job its first try made is kept (and
-/// for at most a day, `HOLIDAPP_UNIQUE_TTL_SECONDS`), a submit with the same key in the same
-/// queue answers that job with 200 instead of queueing another.
+/// `Idempotency-Key` header (1 to 256 visible ASCII characters; or `unique_key` in the general
+/// body, 1 to 256 characters but control characters): while the job its first try made is kept
+/// (and for at most a day, `HOLIDAPP_UNIQUE_TTL_SECONDS`), a submit with the same key in the
+/// same queue answers that job with 200 instead of queueing another.
+///
+/// `null` is the same as an absent field, and integers may be written with a zero fraction
+/// (`3.0`). Two rules no schema states: a plot's `start` must not be after its `end`, and the
+/// `Idempotency-Key` header and `unique_key`, when both are given, must be equal.
 #[utoipa::path(
     post, path = "/jobs", tag = "jobs",
-    params(("Idempotency-Key" = Option<String>, Header, max_length = 256, min_length = 1,
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1,
+        max_length = 256, pattern = "^[\\x21-\\x7e]([\\x20-\\x7e]{0,254}[\\x21-\\x7e])?$",
+        example = "order-7",
         description = "The job's unique key: a retried submit with the same key finds the job its first try made")),
     request_body = SubmitDoc,
     responses(
@@ -194,7 +250,7 @@ fn submit_body(body: serde_json::Value) -> Result<Submit, ApiError> {
          headers(("location" = String, description = "The job's URL, /jobs/{id}"))),
         (status = 200, description = "A job submitted before with the same Idempotency-Key (or unique_key) is still kept: nothing was queued, and this is that job", body = JobDoc,
          headers(("location" = String, description = "The job's URL, /jobs/{id}"))),
-        (status = 400, description = "Malformed JSON, wrong types, missing or unknown fields, an unknown kind (code unknown_kind), or parameters the kind refuses", body = ErrorBody),
+        (status = 400, description = "Malformed JSON (code malformed_json); wrong types, missing or unknown fields, or an Idempotency-Key that differs from unique_key (code invalid_body); an unknown kind (code unknown_kind); or parameters the kind refuses, such as a start after the end (code invalid_params)", body = ErrorBody),
         (status = 413, description = "The body is over the route's limit (16 KiB by default)", body = ErrorBody),
         (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
         (status = 429, description = "The queue is full (its most waiting jobs, or its most bytes of results); nothing was queued (code quota_exceeded)", body = ErrorBody),
@@ -247,9 +303,9 @@ pub(crate) async fn list_jobs(
     base: BasePath,
     ApiQuery(query): ApiQuery<JobListQuery>,
 ) -> Result<Response, ApiError> {
-    let statuses = match query.status.as_deref() {
+    let statuses = match query.status {
         None => Statuses::ALL,
-        Some(s) => Statuses::only(s.parse::<JobStatus>().map_err(query_error)?),
+        Some(status) => Statuses::only(status),
     };
     let kind = query
         .kind
@@ -272,7 +328,7 @@ pub(crate) async fn list_jobs(
     let page = ctx.app.jobs.list(&list).await?;
     let mut next = vec![("limit", list.limit.to_string())];
     if let Some(status) = query.status {
-        next.push(("status", status));
+        next.push(("status", status.as_str().to_owned()));
     }
     if let Some(kind) = &list.kind {
         next.push(("kind", kind.clone()));
@@ -286,7 +342,8 @@ pub(crate) async fn list_jobs(
 /// Show one job.
 #[utoipa::path(
     get, path = "/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id (a UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "The job's id (a hyphenated UUID)",
+        example = "2d6f2c39-3f0a-4d6e-9a4e-2d1c8a7f5e10")),
     responses(ShowJob, BackendDown)
 )]
 pub(crate) async fn get_job(
@@ -302,10 +359,11 @@ pub(crate) async fn get_job(
 /// A job a worker is running cannot be deleted.
 #[utoipa::path(
     delete, path = "/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id (a UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "The job's id (a hyphenated UUID)",
+        example = "2d6f2c39-3f0a-4d6e-9a4e-2d1c8a7f5e10")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 400, description = "The id is not a hyphenated UUID (code invalid_job_id)", body = ErrorBody),
         (status = 404, description = "No job has this id", body = ErrorBody),
         (status = 409, description = "The job is in progress", body = ErrorBody),
         BackendDown,
@@ -329,8 +387,16 @@ pub(crate) async fn delete_job(
 /// The course's `/results/{id}` and `/download/{id}` are this route.
 #[utoipa::path(
     get, path = "/jobs/{id}/result", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id (a UUID)")),
-    responses(JobResult, BackendDown)
+    params(("id" = uuid::Uuid, Path, description = "The job's id (a hyphenated UUID)",
+        example = "2d6f2c39-3f0a-4d6e-9a4e-2d1c8a7f5e10")),
+    responses(
+        (status = 200, description = "The result, with the content type its kind gave it: `image/png` for plots, `application/octet-stream` for bytes of no other type",
+         content((inline(BinaryDoc) = "image/png"), (inline(BinaryDoc) = "application/octet-stream"))),
+        (status = 400, description = "The id is not a hyphenated UUID (code invalid_job_id)", body = ErrorBody),
+        (status = 404, description = "No job has this id: it never existed, was deleted, or expired", body = ErrorBody),
+        (status = 409, description = "The job is not finished (code job_not_finished), or failed (code job_failed, with the job's error in the message)", body = ErrorBody),
+        BackendDown,
+    )
 )]
 pub(crate) async fn job_result(
     State(ctx): State<Ctx>,
@@ -417,7 +483,7 @@ pub(crate) struct Alias {
     path = "/incomplete_jobs",
     tag = "course aliases",
     params(LimitQuery),
-    responses(JobPage, BackendDown)
+    responses(JobList, BackendDown)
 )]
 pub(crate) async fn incomplete_jobs(
     State(ctx): State<Ctx>,
@@ -519,10 +585,9 @@ fn query_error(e: Error) -> ApiError {
     }
 }
 
-/// A job id from a path or query parameter.
+/// A job id from a path or query parameter: a hyphenated UUID (see [`JobId`]'s `FromStr`).
 pub(crate) fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
-    uuid::Uuid::try_parse(raw)
-        .map(JobId::from)
+    raw.parse::<JobId>()
         .map_err(|_| ApiError::InvalidJobId(truncate_id(raw)))
 }
 

@@ -24,9 +24,12 @@ use crate::middleware::RequestIds;
 use crate::state::{AppState, Limits};
 
 pub(crate) mod data;
+mod document;
 pub(crate) mod image;
 pub(crate) mod jobs;
 pub(crate) mod service;
+
+pub(crate) use document::{DocumentConfig, finish_document};
 
 /// What every handler reads: the caller's [`AppState`] plus what the router derives from it
 /// once. Handlers get it as one `Arc`, so a request clones one pointer, not every backend.
@@ -61,13 +64,28 @@ pub(crate) type Ctx = Arc<Shared>;
         (name = "image", description = "Render, fetch and delete the stored plot"),
         (name = "service", description = "Health, metrics, help and the visits log"),
     ),
-    components(schemas(crate::error::ErrorBody, crate::schema::JobDoc, crate::schema::RecordDoc))
+    components(schemas(
+        crate::error::ErrorBody,
+        crate::schema::JobDoc,
+        crate::schema::RecordDoc,
+        crate::schema::YearDoc,
+        crate::schema::FieldNameDoc,
+        crate::schema::TitleDoc,
+        crate::schema::QueueNameDoc,
+        crate::schema::UniqueKeyDoc,
+        crate::schema::CursorDoc,
+        crate::schema::RecordIdDoc,
+        crate::schema::HgncGeneDoc,
+        crate::schema::MeteoriteLandingDoc,
+        crate::schema::HgncDataSetDoc,
+        crate::schema::MeteoriteDataSetDoc,
+    ))
 )]
 struct ApiDoc;
 
 /// Every route, with its body limit, as an [`OpenApiRouter`]: the job routes and the service
 /// routes, and the plot product's routes when `plots` is set. The course's aliases of job routes
-/// are routed to the same handlers; [`document_aliases`] adds them to the document.
+/// are routed to the same handlers; [`finish_document`] adds them to the document.
 pub(crate) fn api_routes(limits: &Limits, plots: bool) -> OpenApiRouter<Ctx> {
     let small = limits.other_body;
     let alias = |path: &'static str, status| Extension(jobs::Alias { path, status });
@@ -127,54 +145,6 @@ pub(crate) fn api_routes(limits: &Limits, plots: bool) -> OpenApiRouter<Ctx> {
             ));
     }
     router
-}
-
-/// The course's aliases routed to the handler of another route: alias path, the documented
-/// route it stands for, and its summary.
-const ALIASES: [(&str, &str, &str); 4] = [
-    (
-        "/results/{id}",
-        "/jobs/{id}/result",
-        "Course alias of `GET /jobs/{id}/result`.",
-    ),
-    (
-        "/download/{id}",
-        "/jobs/{id}/result",
-        "Course alias of `GET /jobs/{id}/result`.",
-    ),
-    (
-        "/job_status",
-        "/jobs_status",
-        "Course alias of `GET /jobs/{id}`, the id in the query.",
-    ),
-    (
-        "/inprogress_jobs",
-        "/completed_jobs",
-        "Course alias of `GET /jobs?status=in progress`.",
-    ),
-];
-
-/// Adds the aliases to the document: each a copy of the route it stands for, under the course
-/// aliases tag with its own summary and operation id.
-pub(crate) fn document_aliases(doc: &mut utoipa::openapi::OpenApi) {
-    for (alias, route, summary) in ALIASES {
-        let Some(mut item) = doc.paths.paths.get(route).cloned() else {
-            continue;
-        };
-        if let Some(operation) = item.get.as_mut() {
-            operation.summary = Some(summary.to_owned());
-            operation.description = None;
-            operation.tags = Some(vec!["course aliases".to_owned()]);
-            operation.operation_id = Some(
-                alias
-                    .trim_start_matches('/')
-                    .replace(['/', '{', '}'], "_")
-                    .trim_end_matches('_')
-                    .to_owned(),
-            );
-        }
-        doc.paths.paths.insert(alias.to_owned(), item);
-    }
 }
 
 /// Adds `layer` to the method router of a documented route.
@@ -256,6 +226,8 @@ pub(crate) enum BodyKind {
     Json,
     /// `text/tab-separated-values` or `text/plain`.
     Text,
+    /// `application/octet-stream`: bytes of no declared format.
+    Bytes,
     /// Anything else, or no content type.
     Other,
 }
@@ -282,6 +254,8 @@ pub(crate) fn body_kind(headers: &axum::http::HeaderMap) -> BodyKind {
         BodyKind::Json
     } else if is("text/tab-separated-values") || is("text/plain") {
         BodyKind::Text
+    } else if is("application/octet-stream") {
+        BodyKind::Bytes
     } else {
         BodyKind::Other
     }
@@ -309,6 +283,7 @@ mod tests {
         assert_eq!(kind("text/plain"), BodyKind::Text);
         assert_eq!(kind("TEXT/TAB-SEPARATED-VALUES"), BodyKind::Text);
         assert_eq!(kind("text/csv"), BodyKind::Other);
+        assert_eq!(kind("Application/Octet-Stream"), BodyKind::Bytes);
         assert_eq!(kind("application/jsonx"), BodyKind::Other);
         assert_eq!(body_kind(&HeaderMap::new()), BodyKind::Other);
     }

@@ -237,9 +237,28 @@ fn cases() -> Vec<Case> {
         case(M::GET, "/jobs/%E2%80%AE", 400, "invalid_job_id"),
         case(M::GET, format!("/jobs/{unknown}"), 404, "not_found"),
         case(M::GET, format!("/jobs/{unknown}/result"), 404, "not_found"),
+        // A job id has one spelling: the hyphenated one.
         case(
             M::GET,
             format!("/jobs/{}", unknown.simple()),
+            400,
+            "invalid_job_id",
+        ),
+        case(
+            M::GET,
+            format!("/jobs/%7B{unknown}%7D"),
+            400,
+            "invalid_job_id",
+        ),
+        case(
+            M::GET,
+            format!("/jobs/urn:uuid:{unknown}"),
+            400,
+            "invalid_job_id",
+        ),
+        case(
+            M::GET,
+            format!("/jobs/{}", unknown.to_string().to_uppercase()),
             404,
             "not_found",
         ),

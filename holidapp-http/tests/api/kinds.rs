@@ -162,6 +162,19 @@ async fn a_router_without_the_plot_product_serves_no_data_or_image_routes() {
             .keys()
             .any(|p| p.starts_with("/data") || p == "/image")
     );
+    // Its jobs are of the kind it registers, with parameters this crate knows nothing of, and
+    // without a default kind every body names its kind.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["Submit"]["properties"]["kind"]["enum"],
+        json!(["sum"])
+    );
+    assert_eq!(schemas["Submit"]["properties"]["params"]["type"], "object");
+    assert_eq!(
+        schemas["SubmitBody"]["oneOf"],
+        json!([{"$ref": "#/components/schemas/Submit"}])
+    );
+    assert!(schemas.get("PlotSubmit").is_none());
     let help = send(&router, get("/help")).await.text();
     assert!(!help.contains("/data"), "{help}");
     // No visits log either, unless the embedding program asks for one.

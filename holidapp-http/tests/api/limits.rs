@@ -7,7 +7,7 @@ use holidapp_core::plot::parse::DataLimits;
 use holidapp_core::{QueueSettings, Quotas};
 use tokio::net::TcpListener;
 
-use crate::support::{TestApp, get, post_json, request};
+use crate::support::{TestApp, get, post_json, post_text, request};
 
 fn keyed_submit(key: &str) -> axum::http::Request<axum::body::Body> {
     let mut submit = post_json("/jobs", r#"{"start": "1990", "end": "2000"}"#);
@@ -75,12 +75,15 @@ async fn data_sets_past_the_limits_answer_413() {
         let plots = state.plots.clone().expect("plots").with_limits(limits);
         state.with_plots(plots)
     });
-    let three = r#"[{"id": 1}, {"id": 2}, {"id": 3}]"#;
+    let three = r#"{"meteorite_landings": [{"id": 1}, {"id": 2}, {"id": 3}]}"#;
     let refused = app.send(post_json("/data", three)).await;
     let message = refused.assert_error(413, "data_too_large");
     assert!(message.contains("more than 2 records"), "{message}");
+    let three = "id\tv\n1\ta\n2\tb\n3\tc\n";
+    let refused = app.send(post_text("/data", three)).await;
+    refused.assert_error(413, "data_too_large");
     let two = r#"[{"id": 1}, {"id": 2}]"#;
-    assert_eq!(app.send(post_json("/data", two)).await.json()["loaded"], 2);
+    assert_eq!(app.send(post_text("/data", two)).await.json()["loaded"], 2);
 }
 
 #[tokio::test]
@@ -97,13 +100,13 @@ async fn one_data_set_loads_at_a_time() {
         crate::support::send(&router, request(Method::POST, "/data", None, "")).await
     });
     let (_held, _) = listener.accept().await.unwrap();
-    let second = app.send(post_json("/data", r#"[{"id": 1}]"#)).await;
+    let second = app.send(post_text("/data", r#"[{"id": 1}]"#)).await;
     second.assert_error(409, "conflict");
     first.abort();
     let _ = first.await;
     // Once the first has gone, loads go on.
     assert_eq!(
-        app.send(post_json("/data", r#"[{"id": 1}]"#)).await.json()["loaded"],
+        app.send(post_text("/data", r#"[{"id": 1}]"#)).await.json()["loaded"],
         1
     );
 }

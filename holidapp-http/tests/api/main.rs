@@ -1,6 +1,8 @@
 //! In-process tests of the router: every route, jobs of kinds of their own, hostile requests,
-//! failures only a mock can produce, the OpenAPI document, and serving on a real socket.
+//! failures only a mock can produce, the OpenAPI document and what it states exactly, and
+//! serving on a real socket.
 
+mod exact;
 mod failures;
 mod hostile;
 mod kinds;

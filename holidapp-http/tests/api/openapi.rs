@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use axum::http::{Method, StatusCode};
 use holidapp_core::plot::PlotParams;
 use holidapp_core::{Job, JobStatus, Params, QueueName};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{TestApp, get, request};
 
@@ -144,6 +144,8 @@ fn the_job_schemas_describe_every_field_the_api_sends() {
         attempts: 3,
         error: Some("no records".into()),
         result_type: Some("image/png".into()),
+        unique_key: Some("order-7".into()),
+        timeout: Some(30),
         ..Job::new(
             "plot",
             QueueName::default_queue(),
@@ -153,9 +155,16 @@ fn the_job_schemas_describe_every_field_the_api_sends() {
         )
     };
     let mut sent = serde_json::to_value(&job).unwrap();
-    sent.as_object_mut()
-        .unwrap()
-        .insert("result".into(), "/jobs/x/result".into());
+    let fields = sent.as_object_mut().unwrap();
+    fields.insert("result".into(), "/jobs/x/result".into());
+    // A plot job shows its parameters at the top level too.
+    fields.extend(
+        serde_json::to_value(&params)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
     assert_eq!(properties(&doc, "Job"), keys(&sent));
     assert_eq!(
         properties(&doc, "PlotParams"),
@@ -163,8 +172,20 @@ fn the_job_schemas_describe_every_field_the_api_sends() {
     );
     let course: BTreeSet<String> = properties(&doc, "PlotSubmit");
     let mut expected = keys(&serde_json::to_value(&params).unwrap());
-    expected.extend(["queue".to_owned(), "max_attempts".to_owned()]);
+    expected.extend(["queue", "max_attempts", "timeout"].map(str::to_owned));
     assert_eq!(course, expected);
+    let general: BTreeSet<String> = properties(&doc, "Submit");
+    let expected: BTreeSet<String> = [
+        "kind",
+        "params",
+        "queue",
+        "max_attempts",
+        "timeout",
+        "unique_key",
+    ]
+    .map(str::to_owned)
+    .into();
+    assert_eq!(general, expected);
     let statuses: BTreeSet<String> = doc["components"]["schemas"]["JobStatus"]["enum"]
         .as_array()
         .unwrap()
@@ -202,4 +223,103 @@ fn every_operation_has_a_summary_and_documents_its_errors() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn the_document_states_the_configured_page_size_and_the_registered_kinds() {
+    let limits = holidapp_http::Limits {
+        data_page_default: 7,
+        data_page_max: 50,
+        ..holidapp_http::Limits::default()
+    };
+    let app = TestApp::with(|state| state.with_limits(limits));
+    let doc = app.send(get("/openapi.json")).await.json();
+    let parameters = doc["paths"]["/data"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let limit = parameters.iter().find(|p| p["name"] == "limit").unwrap();
+    assert_eq!(limit["schema"]["minimum"], 1, "{limit}");
+    assert_eq!(limit["schema"]["maximum"], 50, "{limit}");
+    assert_eq!(limit["schema"]["default"], 7, "{limit}");
+    app.send(get("/data?limit=50")).await;
+    app.send(get("/data?limit=51"))
+        .await
+        .assert_error(400, "invalid_query");
+
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["Submit"]["properties"]["kind"]["enum"],
+        json!(["plot"])
+    );
+    assert_eq!(
+        schemas["Submit"]["properties"]["params"]["$ref"],
+        "#/components/schemas/PlotParams"
+    );
+    let bodies: Vec<&str> = schemas["SubmitBody"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["$ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            "#/components/schemas/Submit",
+            "#/components/schemas/PlotSubmit"
+        ]
+    );
+}
+
+#[test]
+fn the_hand_written_year_pattern_covers_the_core_range() {
+    // The pattern of `Year` spells out this range: a change of the range must change it.
+    assert_eq!(
+        (holidapp_core::plot::YEAR_MIN, holidapp_core::plot::YEAR_MAX),
+        (-5000, 9999)
+    );
+    let doc = document();
+    let year = &doc["components"]["schemas"]["Year"]["oneOf"];
+    assert_eq!(year[0]["minimum"], -5000);
+    assert_eq!(year[0]["maximum"], 9999);
+    assert!(year[1]["pattern"].as_str().unwrap().ends_with("|-5000)$"));
+}
+
+#[test]
+fn optional_bodies_are_not_required_and_results_are_bytes() {
+    let doc = document();
+    for path in ["/data", "/image"] {
+        let body = &doc["paths"][path]["post"]["requestBody"];
+        assert_eq!(body["required"], false, "{path}");
+    }
+    let data = &doc["paths"]["/data"]["post"]["requestBody"]["content"];
+    assert_eq!(
+        keys(data),
+        [
+            "application/json",
+            "application/octet-stream",
+            "text/plain",
+            "text/tab-separated-values"
+        ]
+        .map(str::to_owned)
+        .into()
+    );
+    for path in [
+        "/jobs/{id}/result",
+        "/results/{id}",
+        "/download/{id}",
+        "/image",
+    ] {
+        let content = &doc["paths"][path]["get"]["responses"]["200"]["content"];
+        for media_type in ["image/png", "application/octet-stream"] {
+            assert_eq!(
+                content[media_type]["schema"],
+                json!({"type": "string", "format": "binary"}),
+                "{path} {media_type}"
+            );
+        }
+    }
+    let links = &doc["paths"]["/jobs"]["post"]["responses"]["201"]["links"];
+    assert_eq!(links["GetJob"]["operationId"], "get_job");
+    assert_eq!(links["Results"]["operationId"], "results_id");
+    assert_eq!(links["Results"]["parameters"]["id"], "$response.body#/id");
 }
