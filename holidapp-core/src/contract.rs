@@ -294,6 +294,46 @@ pub async fn lease_is_fifo_and_exclusive<M: MakeBackend>(make: &M) {
     assert!(nothing_ready(&*b).await);
 }
 
+/// `lease_many` hands out up to `max` of the oldest ready jobs at once, each with its own token,
+/// each as `get` reads it, none twice; an empty batch when nothing is ready.
+pub async fn lease_many_takes_the_oldest_jobs_each_once<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(submit(&*b, &clock).await.id);
+    }
+    let default = QueueName::default_queue();
+    assert!(
+        b.lease_many(&default, "w", LEASE, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let first = b.lease_many(&default, "w", LEASE, 3).await.unwrap();
+    assert_eq!(first.iter().map(Lease::id).collect::<Vec<_>>(), ids[..3]);
+    let rest = b.lease_many(&default, "v", LEASE, 10).await.unwrap();
+    assert_eq!(rest.iter().map(Lease::id).collect::<Vec<_>>(), ids[3..]);
+    assert!(
+        b.lease_many(&default, "w", LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut tokens: Vec<_> = first.iter().chain(&rest).map(|l| l.token).collect();
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 5, "each lease has its own token");
+    for lease in first.iter().chain(&rest) {
+        assert_eq!(lease.job.status, JobStatus::InProgress);
+        assert_eq!(stored(&*b, lease.id()).await, lease.job);
+    }
+    assert_eq!(default_stats(&*b).await.counts.in_progress, 5);
+    // Each lease of the batch finishes on its own.
+    b.complete(&first[1], png(b"x")).await.unwrap();
+    assert_eq!(status(&*b, ids[1]).await, JobStatus::Complete);
+    assert_eq!(status(&*b, ids[0]).await, JobStatus::InProgress);
+}
+
 /// Queues are apart: a job is leased only from its own queue, and counted there.
 pub async fn queues_are_apart<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
@@ -1243,6 +1283,7 @@ macro_rules! backend_contract_suite {
             lease_on_empty_queue_is_none,
             lease_marks_the_job_in_progress,
             lease_is_fifo_and_exclusive,
+            lease_many_takes_the_oldest_jobs_each_once,
             queues_are_apart,
             each_lease_has_a_fresh_token,
             renew_extends_the_lease,

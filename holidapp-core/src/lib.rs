@@ -145,7 +145,7 @@ pub use jobs::{Jobs, Submit, Submitted};
 pub use kind::{Context, JobOutput, Json, Kinds, Output, Png, Renderer};
 pub use machine::{FailureKind, JobStatus, RetryPolicy};
 pub use memory::MemoryBackend;
-pub use process::{JobOutcome, Outcome, Processed, Processor};
+pub use process::{JobOutcome, Outcome, Processed, Processor, Ran};
 pub use queue::{
     Consumer, Enqueued, Lease, LeaseToken, Maintenance, Producer, QueueSettings, Quotas,
     RequeueReport,

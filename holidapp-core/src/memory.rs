@@ -432,31 +432,46 @@ impl Consumer for MemoryBackend {
         worker: &str,
         lease_for: Duration,
     ) -> Result<Option<Lease>> {
+        Ok(self.lease_many(queue, worker, lease_for, 1).await?.pop())
+    }
+
+    /// The whole batch under one lock: one deadline, a fresh token each.
+    async fn lease_many(
+        &self,
+        queue: &QueueName,
+        worker: &str,
+        lease_for: Duration,
+        max: usize,
+    ) -> Result<Vec<Lease>> {
         let now = self.clock.now();
+        let deadline = after(now, lease_for);
         let mut state = self.state();
         state.promote_delayed(queue, now);
-        let Some(id) = state.next_ready(queue) else {
-            return Ok(None);
-        };
-        let mv = decide(state.machine_state(id)?, Event::Lease, &self.settings.retry)?;
-        state.apply(id, mv, now, self.settings.result_ttl)?;
-        state.next_token += 1;
-        let token = LeaseToken(state.next_token);
-        let deadline = after(now, lease_for);
-        state.leased.insert((deadline, id));
-        let entry = state
-            .jobs
-            .get_mut(&id)
-            .ok_or_else(|| Error::Internal("queued job vanished".into()))?;
-        entry.lease = Some((token, deadline));
-        entry.job.worker = Some(worker.to_owned());
-        entry.job.started_at = Some(now);
-        Ok(Some(Lease {
-            job: entry.job.clone(),
-            token,
-            worker: worker.to_owned(),
-            deadline,
-        }))
+        let mut leases = Vec::new();
+        while leases.len() < max {
+            let Some(id) = state.next_ready(queue) else {
+                break;
+            };
+            let mv = decide(state.machine_state(id)?, Event::Lease, &self.settings.retry)?;
+            state.apply(id, mv, now, self.settings.result_ttl)?;
+            state.next_token += 1;
+            let token = LeaseToken(state.next_token);
+            state.leased.insert((deadline, id));
+            let entry = state
+                .jobs
+                .get_mut(&id)
+                .ok_or_else(|| Error::Internal("queued job vanished".into()))?;
+            entry.lease = Some((token, deadline));
+            entry.job.worker = Some(worker.to_owned());
+            entry.job.started_at = Some(now);
+            leases.push(Lease {
+                job: entry.job.clone(),
+                token,
+                worker: worker.to_owned(),
+                deadline,
+            });
+        }
+        Ok(leases)
     }
 
     async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<DateTime<Utc>> {

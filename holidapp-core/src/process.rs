@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::job::{JobId, QueueName};
-use crate::kind::{Context, Kinds};
+use crate::kind::{Context, Kinds, Output};
 use crate::machine::{FailureKind, JobStatus, RetryPolicy};
 use crate::queue::{Consumer, Lease};
 
@@ -180,6 +180,34 @@ impl Processor {
         Ok(None)
     }
 
+    /// Leases up to `max` ready jobs of the processor's queues for `worker`, in as few calls as
+    /// the backend allows: the queues in the order [`lease`](Processor::lease) asks them, each
+    /// giving what it has until `max` jobs are leased. Empty when nothing is ready. Should a
+    /// later queue's call fail after an earlier one leased jobs, those jobs are answered (the
+    /// error shows again on the next call); an error is answered only when nothing was leased.
+    pub async fn lease_many(&self, worker: &str, max: usize) -> Result<Vec<Lease>> {
+        let round = self.rounds.fetch_add(1, Ordering::Relaxed);
+        let start = first_queue(self.queues.len(), round);
+        let order = self.queues[start..].iter().chain(&self.queues[..start]);
+        let mut leases = Vec::new();
+        for queue in order {
+            let want = max - leases.len();
+            if want == 0 {
+                break;
+            }
+            match self
+                .consumer
+                .lease_many(queue, worker, self.lease_for, want)
+                .await
+            {
+                Ok(got) => leases.extend(got),
+                Err(_) if !leases.is_empty() => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(leases)
+    }
+
     /// Runs a leased job with its kind's renderer and stores the outcome: the result and
     /// `complete` on success; on error a retry or `failed`, as the status machine decides for the
     /// error's kind. A job of a kind this processor does not know fails as transient, so that a
@@ -193,6 +221,15 @@ impl Processor {
     /// requeues expired leases.
     pub async fn execute(&self, lease: &Lease) -> Result<Processed> {
         let started = Instant::now();
+        let ran = self.run(lease).await;
+        self.store(lease, ran, started).await
+    }
+
+    /// The first half of [`execute`](Processor::execute): runs a leased job with its kind's
+    /// renderer, within its time limit, and answers what it made. Nothing is stored: pass the
+    /// answer to [`store`](Processor::store). A worker splits the two so that a job's slot is
+    /// free for the next job while its outcome is being stored.
+    pub async fn run(&self, lease: &Lease) -> Ran {
         let job = &lease.job;
         let ctx = Context::new(
             job.id,
@@ -211,7 +248,14 @@ impl Processor {
                 ))),
             },
         };
-        let result = match ran {
+        Ran(ran)
+    }
+
+    /// The second half of [`execute`](Processor::execute): stores what [`run`](Processor::run)
+    /// answered for `lease`, `started` being when the run began (for
+    /// [`Processed::duration`]).
+    pub async fn store(&self, lease: &Lease, ran: Ran, started: Instant) -> Result<Processed> {
+        let result = match ran.0 {
             Ok(output) => {
                 let stored = self
                     .retrying_outage(|| self.consumer.complete(lease, output.clone()))
@@ -252,6 +296,18 @@ impl Processor {
             result,
             duration: started.elapsed(),
         })
+    }
+}
+
+/// What a job's renderer answered, from [`Processor::run`], to be stored by
+/// [`Processor::store`].
+#[derive(Debug)]
+pub struct Ran(Result<Output>);
+
+impl Ran {
+    /// Whether the renderer made a result (as opposed to an error).
+    pub fn succeeded(&self) -> bool {
+        self.0.is_ok()
     }
 }
 

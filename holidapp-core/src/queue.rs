@@ -205,6 +205,29 @@ pub trait Consumer: Send + Sync {
         lease_for: Duration,
     ) -> Result<Option<Lease>>;
 
+    /// Hands up to `max` of the oldest ready jobs of `queue` to `worker`, each as
+    /// [`lease`](Consumer::lease) would (its own fencing token), in as few steps as the backend
+    /// allows: a worker that runs or buffers many jobs takes them in one round trip. An empty
+    /// answer when nothing is ready. The default calls `lease` until it has `max` jobs or finds
+    /// none; should a call fail after some succeeded, the error is answered and the jobs already
+    /// leased come back when their lease runs out.
+    async fn lease_many(
+        &self,
+        queue: &QueueName,
+        worker: &str,
+        lease_for: Duration,
+        max: usize,
+    ) -> Result<Vec<Lease>> {
+        let mut leases = Vec::new();
+        while leases.len() < max {
+            match self.lease(queue, worker, lease_for).await? {
+                Some(lease) => leases.push(lease),
+                None => break,
+            }
+        }
+        Ok(leases)
+    }
+
     /// Extends `lease` to `lease_for` from now and returns the new deadline.
     async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<DateTime<Utc>>;
 

@@ -95,7 +95,11 @@ async fn a_job_is_a_hash_a_person_can_read() {
     assert_eq!(fields["attempts"], "1");
     assert_eq!(fields["max_attempts"], "3");
     assert_eq!(fields["token"], lease.token.0.to_string());
-    for time in ["created_at", "started_at", "lease_deadline"] {
+    assert!(
+        !fields.contains_key("lease_deadline"),
+        "the deadline is the leased set's score"
+    );
+    for time in ["created_at", "started_at"] {
         assert!(
             chrono::DateTime::parse_from_rfc3339(&fields[time]).is_ok(),
             "{time}: {}",
@@ -110,6 +114,13 @@ async fn a_job_is_a_hash_a_person_can_read() {
         .await
         .unwrap();
     assert_eq!(running, vec![job.id.to_string()]);
+    let deadline: i64 = redis::cmd("ZSCORE")
+        .arg(format!("{}:{{{tag}}}:q:thumbnails:leased", config.prefix))
+        .arg(job.id.to_string())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(deadline, lease.deadline.timestamp_millis());
     let queues: Vec<String> = redis::cmd("SMEMBERS")
         .arg(format!("{}:queues", config.prefix))
         .query_async(&mut redis)

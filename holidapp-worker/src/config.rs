@@ -293,6 +293,17 @@ pub struct WorkerArgs {
     )]
     pub concurrency: Option<u32>,
 
+    /// The most leased jobs waiting for a free slot in the worker's prefetch buffer (it holds
+    /// about 20 ms of work per slot, up to this); 0 to fetch a job only when a slot is free.
+    #[arg(
+        long = "prefetch",
+        env = "HOLIDAPP_WORKER_PREFETCH",
+        value_name = "N",
+        default_value_t = crate::settings::DEFAULT_PREFETCH as u32,
+        value_parser = clap::value_parser!(u32).range(0..=crate::settings::MAX_PREFETCH as i64)
+    )]
+    pub prefetch: u32,
+
     /// On SIGTERM/SIGINT, how long in-flight jobs may run before they are released to the queue.
     #[arg(
         long = "shutdown-grace-seconds",
@@ -389,6 +400,7 @@ impl WorkerArgs {
     pub fn worker_config(&self) -> WorkerConfig {
         WorkerConfig {
             shutdown_grace: self.shutdown_grace(),
+            prefetch: self.prefetch as usize,
             purge_interval: Duration::from_secs(self.purge_interval_seconds),
             ..WorkerConfig::new(self.identity(), self.concurrency())
         }

@@ -13,21 +13,26 @@
 //! [`run`] drives one worker until its shutdown future resolves. Inside, a few loops share the
 //! worker's state:
 //!
-//! - **The fetch loop** (one per worker) takes a free *slot* (a permit of a semaphore with
-//!   `concurrency` permits), then asks [`Processor::lease`](holidapp_core::Processor::lease) for
-//!   a job of the worker's queues (in order of preference, see
-//!   [`Processor::lease`](holidapp_core::Processor::lease)) under the worker's identity. With a
-//!   job, it registers the lease as *active* and starts
-//!   a task that runs [`Processor::execute`](holidapp_core::Processor::execute) and keeps the slot
-//!   until it ends. While it finds work, it asks for as many jobs as there are free slots at
-//!   once (concurrent calls, which the Redis backend serves in one script call). With nothing to
-//!   do, it gives the slot back and waits in
+//! - **The fetch loop** (one per worker) keeps the worker supplied with leased jobs. It asks
+//!   [`Processor::lease_many`](holidapp_core::Processor::lease_many) for the whole shortfall at
+//!   once (one backend round trip for many jobs; the worker's queues are asked in order of
+//!   preference, see [`Processor::lease`](holidapp_core::Processor::lease)), registers each
+//!   lease as *active* and starts a task per job. How many leases it wants is *concurrency* (one
+//!   per slot) plus a **prefetch buffer**: as many jobs as the slots are expected to run in the
+//!   next 20 ms at the average run time so far, capped by
+//!   [`WorkerConfig::prefetch`]. Light jobs (microseconds each) are thus fetched hundreds at a
+//!   time, while jobs slower than 20 ms (a plot) are not fetched ahead at all and stay in the
+//!   queue for idle workers. With nothing to do, the loop waits in
 //!   [`Consumer::wait_for_work`](holidapp_core::Consumer::wait_for_work) (the backend wakes it
 //!   when work arrives in one of its queues), never polling in a tight loop.
-//! - **The heartbeat** (one per worker, not one timer per job) renews every active lease in one
-//!   [`Consumer::renew_many`](holidapp_core::Consumer::renew_many) call every third of the lease,
-//!   so a
-//!   lease always has at least two thirds of its length left. A job whose lease two heartbeats in
+//! - **Slots.** A job task waits for a *slot* (a permit of a semaphore with `concurrency`
+//!   permits) while its job sits in the buffer, holds it only while the renderer runs
+//!   ([`Processor::run`](holidapp_core::Processor::run)), and stores the outcome after giving it
+//!   to the next job. Outcomes that finish together are stored together: the Redis backend
+//!   gathers concurrent calls into one script call.
+//! - **The heartbeat** (one per worker, not one timer per job) renews every held lease, running or
+//!   buffered, in one [`Consumer::renew_many`](holidapp_core::Consumer::renew_many) call every
+//!   third of the lease, so a lease always has at least two thirds of its length left. A job whose lease two heartbeats in
 //!   a row report as no longer held (it ran out and another worker took the job) is abandoned:
 //!   its task stops at its next await and never tries to store the result, which the queue's
 //!   fencing token would refuse anyway. (One report is not enough: the job's own outcome, stored
@@ -42,7 +47,8 @@
 //! - **Backend outages** never stop a worker: a failed lease, renewal or recovery call is logged and
 //!   tried again after an exponential backoff with jitter (100 ms doubling up to 5 s). A job whose
 //!   outcome cannot be stored is left to its lease, which runs out, and the queue retries it.
-//! - **Shutdown.** When the shutdown future resolves, the fetch loop stops leasing. In-flight jobs
+//! - **Shutdown.** When the shutdown future resolves, the fetch loop stops leasing and the jobs
+//!   still in the prefetch buffer are released at once. Running jobs
 //!   get the grace period to finish while heartbeats go on; the jobs still running after it are
 //!   released ([`Consumer::release`](holidapp_core::Consumer::release)), which puts them back in the
 //!   queue at once without counting the attempt. [`run_with_force`] takes a second future that
@@ -52,10 +58,11 @@
 //!
 //! Every job logs one line when it ends, inside the spans `worker{worker=<identity>}` and
 //! `job{job=<id> attempt=<n>}`, with its `outcome` (`complete`, `retrying`, `failed`,
-//! `lease lost`, `released`, `unrecorded`) and `duration_ms`. A summary line with the counters of
-//! [`WorkerStats`] is logged every minute and when the worker stops. A caller keeps an
-//! `Arc<WorkerStats>` to read the same counters at any time, as the HTTP API's metrics page does
-//! for its embedded workers.
+//! `lease lost`, `released`, `unrecorded`) and `duration_ms`: at `debug` level when it completes
+//! or is released, at `warn` otherwise, so a busy worker's log at `info` does not grow per job.
+//! At `info`, a summary line with the counters of [`WorkerStats`] (lock-free atomics) is logged
+//! every minute and when the worker stops. A caller keeps an `Arc<WorkerStats>` to read the same
+//! counters at any time, as the HTTP API's metrics page does for its embedded workers.
 //!
 //! ## Example
 //!
@@ -121,4 +128,4 @@ mod settings;
 pub use holidapp_core::stats::{StatsSnapshot, WorkerStats};
 pub use pool::{Ending, Report, Worker, run, run_with_force};
 pub use renderers::{BLANK_PNG, NoopRenderer, RendererChoice, SleepRenderer};
-pub use settings::{ConfigError, MAX_CONCURRENCY, WorkerConfig};
+pub use settings::{ConfigError, DEFAULT_PREFETCH, MAX_CONCURRENCY, MAX_PREFETCH, WorkerConfig};

@@ -6,16 +6,18 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use holidapp_core::stats::Counter;
 use holidapp_core::{
     Consumer, Error, JobId, JobOutcome, Lease, LeaseToken, Maintenance, Processed, Processor,
     StatsSnapshot, WorkerStats,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::time::Instant;
+use tracing::{Instrument, debug, debug_span, error, info, info_span, warn};
 
 use crate::backoff::Backoff;
 use crate::settings::{ConfigError, WorkerConfig};
@@ -103,6 +105,9 @@ pub async fn run_with_force(
     let shared = Arc::new(Shared {
         consumer: Arc::clone(worker.processor.consumer()),
         slots: Arc::new(Semaphore::new(worker.config.concurrency)),
+        held: Arc::new(Semaphore::new(worker.config.most_held())),
+        job_ended: Notify::new(),
+        run_nanos: AtomicU64::new(0),
         processor: worker.processor,
         maintenance: worker.maintenance,
         stats: worker.stats,
@@ -113,6 +118,7 @@ pub async fn run_with_force(
     async move {
         info!(
             concurrency = shared.config.concurrency,
+            prefetch = shared.config.prefetch,
             lease_ms = millis(lease_for),
             heartbeat_ms = millis(shared.heartbeat_interval()),
             recovery_ms = millis(shared.config.recovery_interval_for(lease_for)),
@@ -141,6 +147,11 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one lease, requeue or purge call may take before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How much work the prefetch buffer holds for each slot: as many jobs as the slot is expected
+/// to run in this time (from the average run time), up to the configured prefetch. Jobs much
+/// longer than this are not fetched ahead at all, so they stay in the queue for idle workers.
+const PREFETCH_HORIZON: Duration = Duration::from_millis(20);
+
 /// State shared by the fetch loop, the job tasks and the background loops.
 struct Shared {
     processor: Arc<Processor>,
@@ -150,19 +161,29 @@ struct Shared {
     config: WorkerConfig,
     stats: Arc<WorkerStats>,
     lease_for: Duration,
-    /// One permit per concurrency slot. A job task holds its permit until it ends, so acquiring
-    /// every permit means no job is running: that is how shutdown waits for in-flight jobs.
+    /// One permit per concurrency slot: a job holds one while its renderer runs.
     slots: Arc<Semaphore>,
-    /// The jobs running now, by id. A std mutex: held only to copy or take an entry, never across
-    /// an await.
+    /// One permit per lease this worker may hold (`concurrency + prefetch`): a job holds one from
+    /// its lease until its outcome is stored or it is released. Acquiring every permit means the
+    /// worker holds no lease: that is how shutdown waits for its jobs.
+    held: Arc<Semaphore>,
+    /// Signalled each time a job lets its lease go, for a fetch loop waiting to top up.
+    job_ended: Notify,
+    /// Average run time of a job (renderer only), in nanoseconds: an exponentially weighted
+    /// average of the last few, 0 before the first.
+    run_nanos: AtomicU64,
+    /// The leases held now, by job id. A std mutex: held only to copy or change an entry, never
+    /// across an await.
     active: Mutex<HashMap<JobId, Active>>,
 }
 
-/// A running job, as the heartbeat and the shutdown see it.
+/// A held lease, as the heartbeat and the shutdown see it.
 struct Active {
     lease: Lease,
     /// Tells the job task to stop; taken by whoever stops it first.
     stop: Option<oneshot::Sender<StopJob>>,
+    /// Whether the job has started to run (before that it waits in the prefetch buffer).
+    running: bool,
     /// The last heartbeat found the lease no longer held. One such answer may be the job's own
     /// outcome, stored an instant before (which also ends the lease); if the job is still running
     /// at the next heartbeat, the lease is lost for certain.
@@ -181,6 +202,38 @@ enum StopJob {
 impl Shared {
     fn heartbeat_interval(&self) -> Duration {
         self.lease_for / 3
+    }
+
+    /// How many leases the worker should hold now: one per slot, plus what the slots are
+    /// expected to run within [`PREFETCH_HORIZON`] at the average run time so far (none before the
+    /// first job ran), up to the configured prefetch.
+    fn wanted_held(&self) -> usize {
+        let concurrency = self.config.concurrency;
+        let run = self.run_nanos.load(Ordering::Relaxed).max(1);
+        let ahead = (PREFETCH_HORIZON.as_nanos() as u64 / run).saturating_mul(concurrency as u64);
+        let ahead = if self.run_nanos.load(Ordering::Relaxed) == 0 {
+            0
+        } else {
+            usize::try_from(ahead).unwrap_or(usize::MAX)
+        };
+        concurrency + ahead.min(self.config.prefetch)
+    }
+
+    /// Folds one job's run time into the average (weight 1/8: the last few dozen jobs count).
+    fn note_run_time(&self, took: Duration) {
+        let sample = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let old = self.run_nanos.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        self.run_nanos.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// How many leases the worker holds now.
+    fn held_now(&self) -> usize {
+        self.config.most_held() - self.held.available_permits()
     }
 
     fn active(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Active>> {
@@ -225,7 +278,8 @@ impl Shared {
     }
 }
 
-/// The fetch loop, then the shutdown: wait for in-flight jobs, release what is left.
+/// The fetch loop, then the shutdown: release the jobs not started, wait for the running ones,
+/// release what is left.
 async fn serve(
     shared: &Arc<Shared>,
     shutdown: impl Future<Output = ()>,
@@ -234,110 +288,135 @@ async fn serve(
     fetch_loop(shared, pin!(shutdown)).await;
 
     let grace = shared.config.shutdown_grace;
+    let waiting = stop_jobs(shared, |a| !a.running);
     info!(
-        in_flight = shared.active().len(),
+        in_flight = shared.held_now().saturating_sub(waiting),
+        released = waiting,
         grace_ms = millis(grace),
-        "shutting down: no new jobs; in-flight jobs may finish within the grace period"
+        "shutting down: no new jobs; jobs not started go back to the queue, running jobs may \
+         finish within the grace period"
     );
-    let slots = shared.config.concurrency as u32;
+    let all = shared.config.most_held() as u32;
     let ending = tokio::select! {
         biased;
-        _ = shared.slots.acquire_many(slots) => Ending::Drained,
+        _ = shared.held.acquire_many(all) => Ending::Drained,
         _ = force => Ending::Forced,
         _ = tokio::time::sleep(grace) => Ending::GraceExpired,
     };
     if ending != Ending::Drained {
-        let unfinished: Vec<(JobId, LeaseToken)> = shared
-            .active()
-            .values()
-            .map(|a| (a.lease.id(), a.lease.token))
-            .collect();
+        let unfinished = stop_jobs(shared, |_| true);
         info!(
-            jobs = unfinished.len(),
+            jobs = unfinished,
             forced = ending == Ending::Forced,
             "releasing unfinished jobs to the queue"
         );
-        for (id, token) in unfinished {
-            shared.stop_job(id, token, StopJob::Shutdown);
-        }
-        let settle = RELEASE_TIMEOUT + Duration::from_secs(1);
-        if tokio::time::timeout(settle, shared.slots.acquire_many(slots))
-            .await
-            .is_err()
-        {
-            warn!("some jobs did not stop in time; their leases will run out");
-        }
+    }
+    // Releases, whether of jobs never started or of jobs stopped, take one bounded call each.
+    let settle = RELEASE_TIMEOUT + Duration::from_secs(1);
+    if tokio::time::timeout(settle, shared.held.acquire_many(all))
+        .await
+        .is_err()
+    {
+        warn!("some jobs did not stop in time; their leases will run out");
     }
     ending
 }
 
-/// Leases jobs while a slot is free, until `shutdown` resolves.
+/// Tells every job task whose lease `which` picks to stop and release its job; answers how many.
+fn stop_jobs(shared: &Shared, which: impl Fn(&Active) -> bool) -> usize {
+    let picked: Vec<(JobId, LeaseToken)> = shared
+        .active()
+        .values()
+        .filter(|a| which(a))
+        .map(|a| (a.lease.id(), a.lease.token))
+        .collect();
+    for &(id, token) in &picked {
+        shared.stop_job(id, token, StopJob::Shutdown);
+    }
+    picked.len()
+}
+
+/// Leases jobs while the worker holds fewer than it wants ([`Shared::wanted_held`]), until
+/// `shutdown` resolves.
 ///
-/// After a lease that found work, the loop asks for as many jobs as there are free slots at once
-/// (concurrent calls, which a backend may serve in one round trip); after finding the queue empty,
-/// it asks for one, so an idle worker makes one call per idle wait.
+/// Each call asks for the whole shortfall at once ([`Processor::lease_many`]): one round trip for
+/// many jobs. While the worker holds what it wants, the loop waits for a job to let its lease go;
+/// after finding the queues empty, it waits in
+/// [`Consumer::wait_for_work`](holidapp_core::Consumer::wait_for_work).
 async fn fetch_loop(shared: &Arc<Shared>, mut shutdown: Pin<&mut impl Future<Output = ()>>) {
     let mut backoff = Backoff::new(Backoff::CAP);
-    let mut found_work = false;
     loop {
-        let first = tokio::select! {
-            biased;
-            _ = shutdown.as_mut() => return,
-            permit = Arc::clone(&shared.slots).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-        };
-        let mut permits = vec![first];
-        if found_work {
-            permits.extend(std::iter::from_fn(|| {
-                Arc::clone(&shared.slots).try_acquire_owned().ok()
-            }));
-        }
-        let calls = permits.iter().map(|_| {
-            with_timeout(
-                CALL_TIMEOUT,
-                shared.processor.lease(&shared.config.identity),
-            )
-        });
-        let mut lease_calls = pin!(futures::future::join_all(calls));
-        let answers = tokio::select! {
-            biased;
-            _ = shutdown.as_mut() => {
-                // Let the calls in flight finish: the backend may have handed jobs over already,
-                // and they should go back to the queue now rather than when their lease runs out.
-                for lease in lease_calls.await.into_iter().flatten().flatten() {
-                    release(shared, &lease).await;
-                }
-                return;
-            }
-            answers = &mut lease_calls => answers,
-        };
-        let mut failure = None;
-        found_work = true;
-        for (permit, answer) in permits.into_iter().zip(answers) {
-            match answer {
-                Ok(Some(lease)) => start_job(shared, lease, permit),
-                Ok(None) => found_work = false,
-                Err(e) => {
-                    shared.stats.add(Counter::BackendErrors, 1);
-                    failure = Some(e);
-                }
-            }
-        }
-        if let Some(e) = failure {
-            found_work = false;
-            let delay = backoff.next_delay();
-            warn!(error = %e, retry_in_ms = millis(delay), "could not lease a job");
+        let want = shared.wanted_held().saturating_sub(shared.held_now());
+        if want == 0 {
             tokio::select! {
                 biased;
                 _ = shutdown.as_mut() => return,
-                _ = tokio::time::sleep(delay) => {}
+                _ = shared.job_ended.notified() => continue,
             }
-            continue;
         }
+        let permits = match Arc::clone(&shared.held).try_acquire_many_owned(want as u32) {
+            Ok(permits) => permits,
+            // Another holder raced us for the permits: wait for one to come back.
+            Err(_) => {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.as_mut() => return,
+                    _ = shared.job_ended.notified() => continue,
+                }
+            }
+        };
+        let call = with_timeout(
+            CALL_TIMEOUT,
+            shared.processor.lease_many(&shared.config.identity, want),
+        );
+        let mut call = pin!(call);
+        let answer = tokio::select! {
+            biased;
+            _ = shutdown.as_mut() => {
+                // Let the call in flight finish: the backend may have handed jobs over already,
+                // and they should go back to the queue now rather than when their lease runs out.
+                if let Ok(leases) = call.await {
+                    for lease in leases {
+                        release(shared, &lease).await;
+                    }
+                }
+                return;
+            }
+            answer = &mut call => answer,
+        };
+        let leases = match answer {
+            Ok(leases) => leases,
+            Err(e) => {
+                drop(permits);
+                shared.stats.add(Counter::BackendErrors, 1);
+                let delay = backoff.next_delay();
+                warn!(error = %e, retry_in_ms = millis(delay), "could not lease a job");
+                tokio::select! {
+                    biased;
+                    _ = shutdown.as_mut() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                continue;
+            }
+        };
         backoff.reset();
-        if !found_work {
+        let found = leases.len();
+        let mut permits = permits;
+        for lease in leases {
+            let Some(held) = permits.split(1) else {
+                // More jobs than asked for: never expected; hand the rest back.
+                release(shared, &lease).await;
+                continue;
+            };
+            start_job(shared, lease, held);
+        }
+        drop(permits);
+        if found < want {
+            // The queues are (momentarily) empty: wait for work, unless jobs already started
+            // will want topping up first.
+            if found > 0 {
+                continue;
+            }
             let idle = shared.config.idle_wait;
             let wait = tokio::time::timeout(
                 idle + Duration::from_secs(1),
@@ -354,21 +433,21 @@ async fn fetch_loop(shared: &Arc<Shared>, mut shutdown: Pin<&mut impl Future<Out
     }
 }
 
-/// Registers a leased job and runs it in its own task, holding `permit` until it ends.
-fn start_job(shared: &Arc<Shared>, lease: Lease, permit: OwnedSemaphorePermit) {
+/// Registers a leased job and runs it in its own task, holding `held` until it lets the lease go.
+fn start_job(shared: &Arc<Shared>, lease: Lease, held: OwnedSemaphorePermit) {
     let (stop_tx, stop_rx) = oneshot::channel();
     shared.active().insert(
         lease.id(),
         Active {
             lease: lease.clone(),
             stop: Some(stop_tx),
+            running: false,
             reported_lost: false,
         },
     );
     shared.stats.add(Counter::Leased, 1);
-    shared.stats.job_started();
-    let span = info_span!("job", job = %lease.id(), attempt = lease.attempt());
-    let task = run_job(Arc::clone(shared), lease, permit, stop_rx);
+    let span = debug_span!("job", job = %lease.id(), attempt = lease.attempt());
+    let task = run_job(Arc::clone(shared), lease, held, stop_rx);
     tokio::spawn(task.instrument(span));
 }
 
@@ -377,6 +456,8 @@ struct ActiveGuard {
     shared: Arc<Shared>,
     id: JobId,
     token: LeaseToken,
+    /// The lease's permit, given back last.
+    held: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for ActiveGuard {
@@ -389,28 +470,49 @@ impl Drop for ActiveGuard {
             active.remove(&self.id);
         }
         drop(active);
-        self.shared.stats.job_ended();
+        drop(self.held.take());
+        self.shared.job_ended.notify_one();
         if std::thread::panicking() {
             self.shared.stats.add(Counter::Crashed, 1);
-            error!("the job's task panicked; its lease will run out and the queue will retry it");
+            error!(
+                job = %self.id,
+                "the job's task panicked; its lease will run out and the queue will retry it"
+            );
         }
     }
 }
 
-/// Runs one leased job to its end, or until it is told to stop.
+/// Counts a running job in `busy` while it lives.
+struct Busy<'a>(&'a WorkerStats);
+
+impl<'a> Busy<'a> {
+    fn start(stats: &'a WorkerStats) -> Self {
+        stats.job_started();
+        Busy(stats)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.job_ended();
+    }
+}
+
+/// Runs one leased job to its end, or until it is told to stop: waits for a slot (the job is in
+/// the prefetch buffer meanwhile), runs the renderer, gives the slot to the next job, and stores
+/// the outcome.
 async fn run_job(
     shared: Arc<Shared>,
     lease: Lease,
-    _permit: OwnedSemaphorePermit,
+    held: OwnedSemaphorePermit,
     stop: oneshot::Receiver<StopJob>,
 ) {
     let _guard = ActiveGuard {
         shared: Arc::clone(&shared),
         id: lease.id(),
         token: lease.token,
+        held: Some(held),
     };
-    let started = Instant::now();
-    debug!("job started");
     // A dropped sender (never expected) must not end the job: wait for it to finish instead.
     let stopped = async {
         match stop.await {
@@ -418,30 +520,66 @@ async fn run_job(
             Err(_) => std::future::pending().await,
         }
     };
-    // Biased towards the job: when it has already finished, its outcome is what counts.
-    let outcome = tokio::select! {
+    let mut stopped = pin!(stopped);
+    let slot = tokio::select! {
         biased;
-        done = shared.processor.execute(&lease) => done,
-        why = stopped => {
-            match why {
-                StopJob::LeaseLost => {
-                    shared.stats.add(Counter::LeaseLost, 1);
-                    warn!(
-                        elapsed_ms = millis(started.elapsed()),
-                        outcome = "lease lost",
-                        "heartbeats found the lease taken over; job abandoned"
-                    );
-                }
-                StopJob::Shutdown => release(&shared, &lease).await,
+        why = &mut stopped => return stop_before_end(&shared, &lease, why, None).await,
+        slot = Arc::clone(&shared.slots).acquire_owned() => match slot {
+            Ok(slot) => slot,
+            Err(_) => return,
+        },
+    };
+    if let Some(active) = shared
+        .active()
+        .get_mut(&lease.id())
+        .filter(|a| a.lease.token == lease.token)
+    {
+        active.running = true;
+    }
+    let started = Instant::now();
+    debug!("job started");
+    // Biased towards the job: when it has already finished, its outcome is what counts.
+    let ran = {
+        let _busy = Busy::start(&shared.stats);
+        tokio::select! {
+            biased;
+            ran = shared.processor.run(&lease) => ran,
+            why = &mut stopped => {
+                return stop_before_end(&shared, &lease, why, Some(started)).await;
             }
-            return;
         }
     };
-    record(&shared.stats, outcome);
+    shared.note_run_time(started.elapsed());
+    drop(slot);
+    let outcome = tokio::select! {
+        biased;
+        stored = shared.processor.store(&lease, ran, started.into_std()) => stored,
+        why = &mut stopped => {
+            return stop_before_end(&shared, &lease, why, Some(started)).await;
+        }
+    };
+    record(&shared.stats, lease.id(), outcome);
 }
 
-/// Counts and logs how a job's attempt ended.
-fn record(stats: &WorkerStats, outcome: holidapp_core::Result<Processed>) {
+/// What a job task does when told to stop before its job ended.
+async fn stop_before_end(shared: &Shared, lease: &Lease, why: StopJob, started: Option<Instant>) {
+    match why {
+        StopJob::LeaseLost => {
+            shared.stats.add(Counter::LeaseLost, 1);
+            warn!(
+                job = %lease.id(),
+                elapsed_ms = started.map_or(0, |s| millis(s.elapsed())),
+                outcome = "lease lost",
+                "heartbeats found the lease taken over; job abandoned"
+            );
+        }
+        StopJob::Shutdown => release(shared, lease).await,
+    }
+}
+
+/// Counts and logs how a job's attempt ended: at `debug` for a completed job (the summary line
+/// counts them at `info`), at `warn` for the others.
+fn record(stats: &WorkerStats, job: JobId, outcome: holidapp_core::Result<Processed>) {
     let Processed {
         result, duration, ..
     } = match outcome {
@@ -450,6 +588,7 @@ fn record(stats: &WorkerStats, outcome: holidapp_core::Result<Processed>) {
             stats.add(Counter::Unrecorded, 1);
             stats.add(Counter::BackendErrors, 1);
             warn!(
+                %job,
                 error = %e,
                 outcome = "unrecorded",
                 "could not store the job's outcome; its lease will run out and the queue will \
@@ -462,19 +601,20 @@ fn record(stats: &WorkerStats, outcome: holidapp_core::Result<Processed>) {
     match result {
         JobOutcome::Complete => {
             stats.add(Counter::Completed, 1);
-            info!(duration_ms, outcome = "complete", "job done");
+            debug!(duration_ms, outcome = "complete", "job done");
         }
         JobOutcome::Retrying { reason } => {
             stats.add(Counter::Retried, 1);
-            warn!(duration_ms, outcome = "retrying", %reason, "job attempt failed; the queue will retry it");
+            warn!(%job, duration_ms, outcome = "retrying", %reason, "job attempt failed; the queue will retry it");
         }
         JobOutcome::Failed { reason } => {
             stats.add(Counter::Failed, 1);
-            warn!(duration_ms, outcome = "failed", %reason, "job failed");
+            warn!(%job, duration_ms, outcome = "failed", %reason, "job failed");
         }
         JobOutcome::LeaseLost => {
             stats.add(Counter::LeaseLost, 1);
             warn!(
+                %job,
                 duration_ms,
                 outcome = "lease lost",
                 "the outcome was refused: the lease was taken over; result dropped"
@@ -488,7 +628,7 @@ async fn release(shared: &Shared, lease: &Lease) {
     match with_timeout(RELEASE_TIMEOUT, shared.consumer.release(lease)).await {
         Ok(()) => {
             shared.stats.add(Counter::Released, 1);
-            info!(job = %lease.id(), outcome = "released", "job released to the queue");
+            debug!(job = %lease.id(), outcome = "released", "job released to the queue");
         }
         Err(Error::LeaseLost) => {
             debug!(job = %lease.id(), "not released: the lease was no longer held");
@@ -504,7 +644,8 @@ async fn release(shared: &Shared, lease: &Lease) {
     }
 }
 
-/// Renews every running job's lease in one call, every third of the lease.
+/// Renews every held lease (running, buffered or being stored) in one call, every third of the
+/// lease.
 async fn heartbeat_loop(shared: &Shared) -> Infallible {
     let every = shared.heartbeat_interval();
     let mut backoff = Backoff::new(every.min(Backoff::CAP));

@@ -11,6 +11,14 @@ pub struct WorkerConfig {
     pub identity: String,
     /// Jobs run at once (`HOLIDAPP_WORKER_CONCURRENCY`). At least 1.
     pub concurrency: usize,
+    /// The most leased jobs that may wait in the worker's prefetch buffer for a free slot
+    /// (`HOLIDAPP_WORKER_PREFETCH`, default [`DEFAULT_PREFETCH`]; 0 fetches a job only when a
+    /// slot is free). The buffer holds about 20 ms of work per slot at the jobs' average run time,
+    /// up to this: short jobs are fetched in batches, jobs that run longer than that are not
+    /// fetched ahead at all. Buffered jobs are leased like running ones (the heartbeat renews
+    /// them; a worker that dies gives them back when their lease runs out) and go back to the
+    /// queue at once when the worker stops.
+    pub prefetch: usize,
     /// Once shutdown begins, how long in-flight jobs may run before they are released
     /// (`HOLIDAPP_SHUTDOWN_GRACE_SECONDS`, default 20 s).
     pub shutdown_grace: Duration,
@@ -33,12 +41,19 @@ impl WorkerConfig {
         WorkerConfig {
             identity: identity.into(),
             concurrency,
+            prefetch: DEFAULT_PREFETCH,
             shutdown_grace: Duration::from_secs(20),
             recovery_interval: None,
             purge_interval: Duration::from_secs(60),
             summary_interval: Duration::from_secs(60),
             idle_wait: Duration::from_secs(1),
         }
+    }
+
+    /// The most leases the worker holds at once: a slot for each running job and the prefetch
+    /// buffer.
+    pub fn most_held(&self) -> usize {
+        self.concurrency + self.prefetch
     }
 
     /// The recovery interval for leases of length `lease`.
@@ -56,6 +71,12 @@ impl WorkerConfig {
             return Err(ConfigError(format!(
                 "concurrency must be between 1 and {MAX_CONCURRENCY}, not {}",
                 self.concurrency
+            )));
+        }
+        if self.prefetch > MAX_PREFETCH {
+            return Err(ConfigError(format!(
+                "the prefetch must be at most {MAX_PREFETCH}, not {}",
+                self.prefetch
             )));
         }
         if lease < Duration::from_secs(1) {
@@ -82,6 +103,13 @@ impl WorkerConfig {
 
 /// The most jobs one worker runs at once.
 pub const MAX_CONCURRENCY: usize = 4096;
+
+/// The default of [`WorkerConfig::prefetch`]: enough jobs for one lease call to keep a worker of
+/// short jobs busy while the next one is on its way.
+pub const DEFAULT_PREFETCH: usize = 512;
+
+/// The largest [`WorkerConfig::prefetch`].
+pub const MAX_PREFETCH: usize = 10_000;
 
 /// A [`WorkerConfig`] that cannot run; the message says which value and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +145,17 @@ mod tests {
             .validate(Duration::from_millis(500))
             .unwrap_err();
         assert!(short.to_string().contains("lease"), "{short}");
+        let hoard = WorkerConfig {
+            prefetch: MAX_PREFETCH + 1,
+            ..WorkerConfig::new("w", 1)
+        };
+        assert!(
+            hoard
+                .validate(lease)
+                .unwrap_err()
+                .to_string()
+                .contains("prefetch")
+        );
         let spin = WorkerConfig {
             idle_wait: Duration::ZERO,
             ..WorkerConfig::new("w", 1)

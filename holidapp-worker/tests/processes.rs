@@ -334,6 +334,54 @@ async fn jobs_of_a_killed_worker_complete_on_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_with_a_full_prefetch_buffer_loses_nothing() {
+    let rig = Rig::new("prefetch-kill", RedisServer::start()).await;
+    // Short jobs, one slot: the worker leases far ahead of what it runs.
+    let ids = rig.submit(20_000).await;
+    let doomed = rig.worker_with(
+        "10.0.0.1",
+        "noop",
+        1,
+        &[("HOLIDAPP_WORKER_PREFETCH", "400")],
+    );
+    eventually(
+        Duration::from_secs(60),
+        "1,000 complete jobs and a buffer of 50 or more",
+        || async {
+            let counts = rig.counts().await;
+            counts.complete >= 1000 && counts.in_progress >= 50
+        },
+    )
+    .await;
+    drop(doomed); // SIGKILL
+    let held = rig.counts().await.in_progress;
+    assert!(held > 1, "the worker held {held} leases with one slot");
+
+    let mut survivor = rig.worker("10.0.0.2", "noop", 1);
+    eventually(
+        Duration::from_secs(LEASE_SECONDS) + RECOVERY + Duration::from_secs(30),
+        "every job complete",
+        || async { rig.counts().await.complete == ids.len() as u64 },
+    )
+    .await;
+    let summary = survivor.stop().await;
+    let counts = rig.counts().await;
+    assert_eq!(
+        (counts.submitted, counts.in_progress, counts.failed),
+        (0, 0, 0)
+    );
+    // Exactly the jobs held at the kill came back after their lease, each run a second time.
+    assert_eq!(summary["requeued"], held);
+    let twice = rig
+        .complete_jobs()
+        .await
+        .iter()
+        .filter(|job| job.attempts == 2)
+        .count() as u64;
+    assert_eq!(twice, held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_paused_past_its_lease_has_its_stale_results_refused() {
     let rig = Rig::new("sigstop", RedisServer::start()).await;
     let mut paused = rig.worker("10.0.0.1", "sleep:3000", 2);

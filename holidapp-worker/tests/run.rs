@@ -53,6 +53,8 @@ struct Flaky {
     /// the backend: what a worker sees when a job's own outcome ends its lease just before.
     not_held_renewals: AtomicU32,
     lease_calls: AtomicU32,
+    /// `lease_many` calls, each counted once (the jobs they hand out are not `lease` calls).
+    batch_calls: AtomicU32,
     renew_calls: AtomicU32,
     renewed_leases: AtomicU32,
 }
@@ -65,6 +67,7 @@ impl Flaky {
             failing_renewals: AtomicU32::new(0),
             not_held_renewals: AtomicU32::new(0),
             lease_calls: AtomicU32::new(0),
+            batch_calls: AtomicU32::new(0),
             renew_calls: AtomicU32::new(0),
             renewed_leases: AtomicU32::new(0),
         })
@@ -92,6 +95,18 @@ impl Consumer for Flaky {
         self.lease_calls.fetch_add(1, Ordering::SeqCst);
         Self::outage(&self.failing_leases)?;
         self.inner.lease(queue, worker, lease_for).await
+    }
+    async fn lease_many(
+        &self,
+        queue: &QueueName,
+        worker: &str,
+        lease_for: Duration,
+        max: usize,
+    ) -> Result<Vec<Lease>> {
+        self.lease_calls.fetch_add(1, Ordering::SeqCst);
+        self.batch_calls.fetch_add(1, Ordering::SeqCst);
+        Self::outage(&self.failing_leases)?;
+        self.inner.lease_many(queue, worker, lease_for, max).await
     }
     async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<DateTime<Utc>> {
         self.inner.renew(lease, lease_for).await
@@ -202,6 +217,14 @@ impl Rig {
         };
         self.backend.list(&query).await.unwrap().jobs
     }
+
+    /// Whether every complete job completed on its first attempt.
+    async fn all_complete_at_first_attempt(&self) -> bool {
+        self.jobs(JobStatus::Complete)
+            .await
+            .iter()
+            .all(|j| j.attempts == 1)
+    }
 }
 
 fn config(concurrency: usize) -> WorkerConfig {
@@ -259,6 +282,145 @@ async fn drains_the_queue_running_as_many_jobs_at_once_as_it_has_slots() {
         assert_eq!(job.worker.as_deref(), Some("10.1.2.3"));
         assert_eq!(job.attempts, 1);
     }
+}
+
+/// Jobs that take no time until `quick` of them have run, then `slow` each: a worker learns
+/// that its jobs are short and fetches ahead, then holds a full buffer behind a long job.
+struct QuickThenSlow {
+    quick: AtomicU32,
+    slow: Duration,
+}
+
+impl QuickThenSlow {
+    fn new(quick: u32, slow: Duration) -> QuickThenSlow {
+        QuickThenSlow {
+            quick: AtomicU32::new(quick),
+            slow,
+        }
+    }
+}
+
+#[async_trait]
+impl Renderer for QuickThenSlow {
+    const KIND: &'static str = "quick-then-slow";
+    type Params = serde_json::Value;
+    type Output = Png;
+
+    async fn render(&self, _: serde_json::Value, _: &Context) -> Result<Png> {
+        let quick = self
+            .quick
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if !quick {
+            tokio::time::sleep(self.slow).await;
+        }
+        Ok(Png(bytes::Bytes::from_static(b"png")))
+    }
+}
+
+fn prefetching(concurrency: usize, prefetch: usize) -> WorkerConfig {
+    WorkerConfig {
+        prefetch,
+        ..config(concurrency)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn short_jobs_are_leased_in_batches_ahead_of_the_slots() {
+    let rig = Rig::new(TokioClock::new(), Duration::from_secs(30), 1000).await;
+    let worker = rig.worker(kind(NoopRenderer), prefetching(1, 100));
+    let done = when(&worker.stats, "1000 jobs", |s| s.completed == 1000);
+
+    let report = run(worker, done).await.unwrap();
+
+    assert_eq!((report.stats.leased, report.stats.completed), (1000, 1000));
+    // One job alone first (nothing is known of the jobs yet), then batches of up to 101.
+    let calls = rig.queue.batch_calls.load(Ordering::SeqCst);
+    assert!(
+        (10..=40).contains(&calls),
+        "{calls} lease calls for 1000 jobs"
+    );
+    assert!(rig.all_complete_at_first_attempt().await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn long_jobs_are_not_fetched_ahead() {
+    let rig = Rig::new(TokioClock::new(), Duration::from_secs(30), 12).await;
+    let worker = rig.worker(
+        kind(SleepRenderer(Duration::from_secs(1))),
+        prefetching(2, 100),
+    );
+    let stats = Arc::clone(&worker.stats);
+    let handle = tokio::spawn(run(worker, async {
+        tokio::time::sleep(Duration::from_secs(3600)).await
+    }));
+    let mut most_held = 0;
+    while stats.snapshot().completed < 12 {
+        most_held = most_held.max(rig.in_progress().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    handle.abort();
+    // One-second jobs are far past the prefetch horizon: the worker holds one per slot, and the
+    // rest stay in the queue for other workers.
+    assert_eq!(most_held, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopping_worker_gives_its_buffered_jobs_back_at_once() {
+    let rig = Rig::new(TokioClock::new(), Duration::from_secs(30), 20).await;
+    let worker = rig.worker(
+        kind(QuickThenSlow::new(1, Duration::from_secs(60))),
+        WorkerConfig {
+            shutdown_grace: Duration::from_secs(50),
+            ..prefetching(1, 8)
+        },
+    );
+    let stats = Arc::clone(&worker.stats);
+    // Stops once a slow job runs with eight more leased behind it.
+    let shutdown = when(&stats, "a full buffer", |s| s.leased == 10 && s.busy == 1);
+    let handle = tokio::spawn(run(worker, shutdown));
+    until(Duration::from_secs(60), "a full buffer", || {
+        let s = stats.snapshot();
+        s.leased == 10 && s.busy == 1
+    })
+    .await;
+    assert_eq!(rig.in_progress().await, 9);
+
+    // A second later, well within the grace period, only the running job is still held.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(rig.in_progress().await, 1);
+    assert_eq!(stats.snapshot().released, 8);
+    // Back in the queue with the attempt uncounted.
+    let waiting = rig.jobs(JobStatus::Submitted).await;
+    assert_eq!(waiting.len(), 18);
+    assert!(waiting.iter().all(|j| j.attempts == 0));
+
+    let report = handle.await.unwrap().unwrap();
+    assert_eq!(report.ending, Ending::GraceExpired);
+    assert_eq!((report.stats.completed, report.stats.released), (1, 9));
+    assert_eq!(rig.jobs(JobStatus::Submitted).await.len(), 19);
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeats_keep_the_leases_of_buffered_jobs() {
+    // Each slow job takes four leases' time, and the buffered ones wait behind them for longer
+    // still: without renewals their leases would run out and recovery would requeue them.
+    let rig = Rig::new(TokioClock::new(), Duration::from_secs(3), 6).await;
+    let worker = rig.worker(
+        kind(QuickThenSlow::new(1, Duration::from_secs(12))),
+        prefetching(1, 8),
+    );
+    let done = when(&worker.stats, "6 jobs", |s| s.completed == 6);
+
+    let report = run(worker, done).await.unwrap();
+
+    assert_eq!(report.stats.completed, 6);
+    assert_eq!(
+        (report.stats.requeued, report.stats.lease_lost),
+        (0, 0),
+        "a buffered lease ran out"
+    );
+    assert!(rig.all_complete_at_first_attempt().await);
 }
 
 #[tokio::test(start_paused = true)]
@@ -396,12 +558,7 @@ async fn heartbeats_renew_all_leases_in_one_call_and_keep_long_jobs() {
     assert_eq!(report.stats.completed, 3);
     assert_eq!(report.stats.lease_lost, 0);
     assert_eq!(report.stats.requeued, 0);
-    assert!(
-        rig.jobs(JobStatus::Complete)
-            .await
-            .iter()
-            .all(|j| j.attempts == 1)
-    );
+    assert!(rig.all_complete_at_first_attempt().await);
     // One call per heartbeat (every second) for all three leases, not one timer per job.
     let calls = rig.queue.renew_calls.load(Ordering::SeqCst);
     let renewed = rig.queue.renewed_leases.load(Ordering::SeqCst);

@@ -32,8 +32,8 @@ use holidapp_core::plot::{DataSet, DataStore};
 use holidapp_core::redis_backend::RedisBackend;
 use holidapp_core::testing::RedisServer;
 use holidapp_core::{
-    Context, Job, JobOutput, Maintenance, ManualClock, Outcome, Processor, Producer, QueueName,
-    QueueSettings, Renderer,
+    Consumer, Context, Job, JobOutput, Maintenance, ManualClock, Outcome, Processor, Producer,
+    QueueName, QueueSettings, Renderer,
 };
 use holidapp_worker::NoopRenderer;
 

@@ -1,122 +1,243 @@
-//! Drain throughput of real `holidapp-worker` processes, 1 and then 2 of them side by side,
-//! against a `redis-server` this benchmark starts (no persistence, on a free port):
+//! Drain throughput of real `holidapp-worker` processes against a `redis-server` this benchmark
+//! starts (no persistence, on a free port), in jobs per second and Redis CPU per job, for this
+//! build and, with `--baseline-bin`, paired against another build's worker.
 //!
-//! - no-op jobs (`HOLIDAPP_RENDERER=noop`): what the worker and the queue cost per job;
-//! - real plots (`HOLIDAPP_RENDERER=plot`): the default 800x600 per-year histogram of 45,000
-//!   HGNC-shaped records (the bundled sample repeated with new ids), loaded into Redis first, over
-//!   year ranges that differ from job to job; the last result is checked to be an 800x600 PNG.
+//! - **No-op jobs** (`HOLIDAPP_RENDERER=noop`: what the worker and the queue cost per job), for
+//!   each backlog size (20,000 and 200,000 by default), at the worker's **default** settings and
+//!   at its **best** setting (`HOLIDAPP_WORKER_CONCURRENCY=32` by default), with 1 and 2 worker
+//!   processes. The backlog is enqueued first; then the workers start. The drain's time runs
+//!   from the first job's lease (its `started_at`, on Redis's clock) to the last job's
+//!   `finished_at`, so process start-up is left out; Redis CPU is `used_cpu_user + used_cpu_sys`
+//!   of `INFO cpu` from before the workers start to the moment every job is complete, divided by
+//!   the jobs.
+//! - **Real plots** (`HOLIDAPP_RENDERER=plot`): the default 800x600 per-year histogram of 45,000
+//!   HGNC-shaped records, loaded into Redis first, over year ranges that differ from job to job,
+//!   at the worker's default settings. The workers start first and each runs a warm-up job (a
+//!   plot worker loads the data set once per process); then the clock starts, the jobs are
+//!   bulk-enqueued and the clock stops when every job is complete. The last result is checked to
+//!   be an 800x600 PNG. The same plots rendered by the renderer alone, one task per core in this
+//!   process, give the ceiling a worker is compared with.
 //!
-//! Each run uses a fresh key prefix: it starts the worker processes, waits until each has logged
-//! that it started and has run a warm-up job (so each plot worker has loaded the data set, which
-//! it does once per process), then starts the clock, bulk-enqueues the jobs (one `enqueue_many`,
-//! included in the time) and stops the clock when the store counts every job `complete`; then the
-//! workers get SIGTERM. Workers log at `info`, as they ship: one line per job. The worker binary
-//! is built first with the benchmark's own profile.
+//! Runs are interleaved: in each round every measure runs once with each build, the builds in
+//! alternating order, so that both see the same machine. Medians and ranges are reported. Redis
+//! is emptied between measures.
 //!
-//! `cargo run --release -p holidapp-bench --bin worker_drain [-- --runs N --jobs N --plots N ...]`
+//! `cargo run --release -p holidapp-bench --bin worker_drain [-- --runs N --baseline-bin PATH ...]`
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use clap::Parser;
 use holidapp_bench::{per_second, plot_job};
 use holidapp_core::plot::redis::RedisDataStore;
-use holidapp_core::plot::{DataSet, DataStore};
+use holidapp_core::plot::{DataSet, DataStore, MemoryPlotStore, PlotParams, PlotRenderer};
 use holidapp_core::redis_backend::RedisBackend;
 use holidapp_core::store::total_counts;
 use holidapp_core::testing::RedisServer;
-use holidapp_core::{Job, JobStore, Producer, QueueSettings, ResultState};
+use holidapp_core::{
+    Context, Job, JobId, JobStore, Producer, QueueName, QueueSettings, Renderer, ResultState,
+};
 
 #[derive(Parser)]
 struct Args {
-    /// No-op jobs per run (0: skip them).
-    #[arg(long, default_value_t = 20_000)]
-    jobs: usize,
+    /// Backlog sizes of no-op jobs, comma-separated (empty: skip the no-op jobs).
+    #[arg(long, value_delimiter = ',', default_values_t = [20_000usize, 200_000])]
+    backlogs: Vec<usize>,
     /// Plot jobs per run (0: skip the plots).
     #[arg(long, default_value_t = 2000)]
     plots: usize,
     /// Records in the data set the plots are drawn from.
     #[arg(long, default_value_t = 45_000)]
     records: usize,
-    /// HOLIDAPP_WORKER_CONCURRENCY of each process for no-op jobs (they wait on Redis, not on
-    /// the CPU, so more slots than cores pay off).
+    /// HOLIDAPP_WORKER_CONCURRENCY of the best setting for no-op jobs.
     #[arg(long, default_value_t = 32)]
-    noop_concurrency: u32,
-    /// HOLIDAPP_WORKER_CONCURRENCY of each process for plots (default: the number of cores,
-    /// the worker's own default).
-    #[arg(long)]
-    plot_concurrency: Option<u32>,
-    /// Runs of each measure; the median and the best are reported.
-    #[arg(long, default_value_t = 3)]
+    best_concurrency: u32,
+    /// Worker processes side by side, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+    processes: Vec<usize>,
+    /// Rounds; each runs every measure once with each build.
+    #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// A `holidapp-worker` binary to measure instead of building one (to compare two builds).
+    /// The `holidapp-worker` binary to measure (default: build this workspace's).
     #[arg(long)]
     worker_bin: Option<PathBuf>,
+    /// Another build's `holidapp-worker`, measured in pairs with the first.
+    #[arg(long)]
+    baseline_bin: Option<PathBuf>,
+    /// Prints where Redis spent its time in each no-op drain: `INFO commandstats` (commands run
+    /// by scripts included), per drained job.
+    #[arg(long)]
+    commandstats: bool,
 }
 
-/// One kind of job to drain.
-struct Workload {
-    name: &'static str,
+/// What one measure drains and how the workers are set.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Case {
+    /// `noop` or `plot`.
     renderer: &'static str,
     jobs: usize,
-    concurrency: u32,
-    /// Data set loaded before the jobs are submitted.
-    data: Option<DataSet>,
+    /// `default`, or `concurrency N`.
+    setting: Setting,
+    processes: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Setting {
+    Default,
+    Concurrency(u32),
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Setting::Default => f.write_str("defaults"),
+            Setting::Concurrency(n) => write!(f, "concurrency {n}"),
+        }
+    }
+}
+
+/// One measure's figures.
+#[derive(Clone, Copy, Debug)]
+struct Measure {
+    jobs_per_second: u64,
+    redis_cpu_us_per_job: f64,
+    /// CPU time of the worker processes (every thread, start-up included) per drained job.
+    worker_cpu_us_per_job: f64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let worker_bin = match args.worker_bin.clone() {
+    anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
+    let current = match args.worker_bin.clone() {
         Some(bin) => bin,
         None => build_worker()?,
     };
+    let mut builds = vec![("this build", current)];
+    if let Some(baseline) = args.baseline_bin.clone() {
+        builds.push(("baseline", baseline));
+    }
     let server = RedisServer::start();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "worker_drain: {cores} cores, redis-server on port {}, {} runs each",
+        "worker_drain: {cores} cores, redis-server on port {}, {} rounds",
         server.port(),
         args.runs
     );
 
-    let workloads = [
-        Workload {
-            name: "no-op jobs",
-            renderer: "noop",
-            jobs: args.jobs,
-            concurrency: args.noop_concurrency,
-            data: None,
-        },
-        Workload {
-            name: "800x600 plots",
-            renderer: "plot",
-            jobs: args.plots,
-            concurrency: args.plot_concurrency.unwrap_or(cores),
-            data: if args.plots > 0 {
-                Some(holidapp_bench::hgnc_records(args.records)?)
-            } else {
-                None
-            },
-        },
-    ];
-    for workload in workloads.iter().filter(|w| w.jobs > 0) {
-        for processes in [1, 2] {
-            let mut rates = Vec::with_capacity(args.runs);
-            for run in 0..args.runs {
-                let prefix = format!("bench:worker_drain:{}:{processes}:{run}", workload.renderer);
-                rates.push(drain(&server, &worker_bin, workload, processes, &prefix).await?);
+    let mut cases = Vec::new();
+    for &jobs in &args.backlogs {
+        for setting in [
+            Setting::Default,
+            Setting::Concurrency(args.best_concurrency),
+        ] {
+            for &processes in &args.processes {
+                cases.push(Case {
+                    renderer: "noop",
+                    jobs,
+                    setting,
+                    processes,
+                });
             }
-            rates.sort_unstable();
-            println!(
-                "{:<14} {processes} process(es) x concurrency {:>2}: median {:>7} jobs/s, best {:>7} jobs/s ({} jobs)",
-                workload.name,
-                workload.concurrency,
-                rates[rates.len() / 2],
-                rates[rates.len() - 1],
-                workload.jobs,
-            );
         }
+    }
+    let data = if args.plots > 0 {
+        for &processes in &args.processes {
+            cases.push(Case {
+                renderer: "plot",
+                jobs: args.plots,
+                setting: Setting::Default,
+                processes,
+            });
+        }
+        Some(holidapp_bench::hgnc_records(args.records)?)
+    } else {
+        None
+    };
+
+    let mut results: BTreeMap<(Case, usize), Vec<Measure>> = BTreeMap::new();
+    let mut alone = Vec::new();
+    for round in 0..args.runs {
+        if let Some(data) = &data {
+            alone.push(render_alone(data, args.plots, cores).await?);
+        }
+        for case in &cases {
+            let mut order: Vec<usize> = (0..builds.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for b in order {
+                let measure = measure(
+                    &server,
+                    &builds[b].1,
+                    case,
+                    data.as_ref(),
+                    args.commandstats,
+                )
+                .await?;
+                results.entry((case.clone(), b)).or_default().push(measure);
+            }
+        }
+        println!("round {} of {} done", round + 1, args.runs);
+    }
+
+    println!();
+    let mut header = String::from("| jobs | backlog | workers | setting |");
+    for (name, _) in &builds {
+        write!(
+            header,
+            " {name}: jobs/s, median [range] | Redis µs/job | worker µs/job |"
+        )?;
+    }
+    if builds.len() == 2 {
+        header.push_str(" change |");
+    }
+    println!("{header}");
+    println!("{}", "|---".repeat(header.matches('|').count() - 1) + "|");
+    for case in &cases {
+        let mut line = format!(
+            "| {} | {} | {} | {} |",
+            case.renderer, case.jobs, case.processes, case.setting
+        );
+        let mut medians = Vec::new();
+        for b in 0..builds.len() {
+            let measures = &results[&(case.clone(), b)];
+            let mut rates: Vec<u64> = measures.iter().map(|m| m.jobs_per_second).collect();
+            let median_of = |of: fn(&Measure) -> f64| {
+                let mut all: Vec<f64> = measures.iter().map(of).collect();
+                all.sort_by(f64::total_cmp);
+                all[all.len() / 2]
+            };
+            rates.sort_unstable();
+            let median = rates[rates.len() / 2];
+            medians.push(median as f64);
+            write!(
+                line,
+                " {median} [{}–{}] | {:.1} | {:.1} |",
+                rates[0],
+                rates[rates.len() - 1],
+                median_of(|m| m.redis_cpu_us_per_job),
+                median_of(|m| m.worker_cpu_us_per_job),
+            )?;
+        }
+        if let [now, before] = medians[..] {
+            write!(line, " {:+.0} % |", (now / before - 1.0) * 100.0)?;
+        }
+        println!("{line}");
+    }
+    if !alone.is_empty() {
+        alone.sort_unstable();
+        println!(
+            "\nthe renderer alone, {cores} tasks in one process: median {} plots/s [{}–{}]",
+            alone[alone.len() / 2],
+            alone[0],
+            alone[alone.len() - 1]
+        );
     }
     Ok(())
 }
@@ -149,89 +270,234 @@ fn build_worker() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// One measured drain: answers jobs per second.
-async fn drain(
+/// One measure of `case` with the worker `bin`, on an emptied Redis.
+async fn measure(
     server: &RedisServer,
-    worker_bin: &Path,
-    workload: &Workload,
-    processes: usize,
-    prefix: &str,
-) -> anyhow::Result<u64> {
+    bin: &Path,
+    case: &Case,
+    data: Option<&DataSet>,
+    commandstats: bool,
+) -> anyhow::Result<Measure> {
     let mut config = server.config("worker_drain");
-    config.prefix = prefix.to_owned();
+    config.prefix = "bench".to_owned();
     let backend = RedisBackend::connect(&config, QueueSettings::default()).await?;
-    if let Some(data) = &workload.data {
+    let mut admin = redis::Client::open(config.url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    redis::cmd("FLUSHALL").query_async::<()>(&mut admin).await?;
+    let spawn = |processes: usize| -> anyhow::Result<Vec<Worker>> {
+        (0..processes)
+            .map(|p| Worker::spawn(bin, &config.url, &config.prefix, p, case))
+            .collect()
+    };
+    let measure = if case.renderer == "plot" {
+        let data = data.ok_or_else(|| anyhow::anyhow!("plots need a data set"))?;
         RedisDataStore::new(backend.conn().clone(), &config.prefix)
             .replace(data.clone())
             .await?;
-    }
-    let mut workers = Vec::with_capacity(processes);
-    for p in 0..processes {
-        let log = std::env::temp_dir().join(format!(
-            "holidapp-worker-drain-{}-{p}.log",
-            std::process::id()
-        ));
-        let child = Command::new(worker_bin)
-            .env_clear()
-            .env("REDIS_URL", &config.url)
-            .env("HOLIDAPP_PREFIX", &config.prefix)
-            .env("WORKER_IP", format!("bench-{p}"))
-            .env("HOLIDAPP_RENDERER", workload.renderer)
-            .env(
-                "HOLIDAPP_WORKER_CONCURRENCY",
-                workload.concurrency.to_string(),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?;
-        workers.push(Worker { child, log });
-    }
-    for worker in &workers {
-        worker.wait_started().await?;
-    }
-
-    // Warm up: every process runs a job first, so a plot worker has loaded the data set (once per
-    // process, cached by its version) before the clock starts.
-    let mut submitted = 0;
-    for _ in 0..10 {
-        if workers.iter().all(Worker::has_done_a_job) {
-            break;
+        let mut workers = spawn(case.processes)?;
+        for worker in &workers {
+            worker.wait_started().await?;
         }
-        let warm = processes * workload.concurrency as usize;
-        backend.enqueue_all(&jobs(warm)).await?;
-        submitted += warm;
-        all_complete(&backend, submitted).await?;
-    }
-    anyhow::ensure!(
-        workers.iter().all(Worker::has_done_a_job),
-        "a worker did no warm-up job"
-    );
+        let warm = warm_up(&backend, case.processes).await?;
+        let cpu = redis_cpu(&mut admin).await?;
+        let jobs = jobs(case.jobs);
+        let started = Instant::now();
+        backend.enqueue_all(&jobs).await?;
+        all_complete(&backend, warm + jobs.len()).await?;
+        let elapsed = started.elapsed();
+        let cpu = redis_cpu(&mut admin).await? - cpu;
+        let worker_cpu = stop(&mut workers)?;
+        check_png(&backend, &jobs).await?;
+        figures(case.jobs, elapsed, cpu, worker_cpu)
+    } else {
+        let jobs = jobs(case.jobs);
+        backend.enqueue_all(&jobs).await?;
+        redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async::<()>(&mut admin)
+            .await?;
+        let cpu = redis_cpu(&mut admin).await?;
+        let mut workers = spawn(case.processes)?;
+        all_complete(&backend, jobs.len()).await?;
+        let cpu = redis_cpu(&mut admin).await? - cpu;
+        let worker_cpu = stop(&mut workers)?;
+        if commandstats {
+            print_commandstats(&mut admin, bin, case).await?;
+        }
+        figures(
+            case.jobs,
+            drain_time(&backend, &jobs).await?,
+            cpu,
+            worker_cpu,
+        )
+    };
+    redis::cmd("FLUSHALL").query_async::<()>(&mut admin).await?;
+    Ok(measure)
+}
 
-    let jobs = jobs(workload.jobs);
+fn figures(jobs: usize, elapsed: Duration, redis_seconds: f64, worker_seconds: f64) -> Measure {
+    Measure {
+        jobs_per_second: per_second(jobs, elapsed),
+        redis_cpu_us_per_job: redis_seconds * 1e6 / jobs as f64,
+        worker_cpu_us_per_job: worker_seconds * 1e6 / jobs as f64,
+    }
+}
+
+/// Prints `INFO commandstats` since the last reset: calls and microseconds per drained job.
+async fn print_commandstats(
+    conn: &mut redis::aio::MultiplexedConnection,
+    bin: &Path,
+    case: &Case,
+) -> anyhow::Result<()> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await?;
+    let mut rows: Vec<(f64, String)> = Vec::new();
+    for line in info.lines() {
+        let Some((name, stats)) = line
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
+        else {
+            continue;
+        };
+        let value = |key: &str| -> f64 {
+            stats
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0)
+        };
+        let jobs = case.jobs as f64;
+        rows.push((
+            value("usec") / jobs,
+            format!(
+                "  {name:<14} {:>8.3} calls/job {:>7.3} µs/job {:>6.2} µs/call",
+                value("calls") / jobs,
+                value("usec") / jobs,
+                value("usec_per_call")
+            ),
+        ));
+    }
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    println!(
+        "commandstats, {} ({} jobs, {} x {}):",
+        bin.display(),
+        case.jobs,
+        case.processes,
+        case.setting
+    );
+    for (_, row) in rows {
+        println!("{row}");
+    }
+    Ok(())
+}
+
+/// Redis's CPU time so far (user and system, every thread), in seconds.
+async fn redis_cpu(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<f64> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
+    let field = |name: &str| -> anyhow::Result<f64> {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .ok_or_else(|| anyhow::anyhow!("INFO cpu has no {name}"))?
+            .trim()
+            .parse::<f64>()
+            .map_err(Into::into)
+    };
+    Ok(field("used_cpu_user")? + field("used_cpu_sys")?)
+}
+
+/// Runs warm-up jobs until each of `processes` workers has done one; answers how many were
+/// submitted.
+async fn warm_up(backend: &RedisBackend, processes: usize) -> anyhow::Result<usize> {
+    let mut submitted = 0;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let warm = jobs(processes * 4);
+        backend.enqueue_all(&warm).await?;
+        submitted += warm.len();
+        all_complete(backend, submitted).await?;
+        for job in &warm {
+            if let Some(worker) = backend.get(job.id).await?.and_then(|j| j.worker) {
+                seen.insert(worker);
+            }
+        }
+        if seen.len() == processes {
+            return Ok(submitted);
+        }
+    }
+    anyhow::bail!("a worker did no warm-up job")
+}
+
+/// From the first job's lease to the last completion, on Redis's clock. The backlog is leased
+/// oldest first, so the first job is in the first batch leased and the last to finish is among
+/// the last few thousand.
+async fn drain_time(backend: &RedisBackend, jobs: &[Job]) -> anyhow::Result<Duration> {
+    let first = jobs.first().ok_or_else(|| anyhow::anyhow!("no jobs"))?.id;
+    let started = backend
+        .get(first)
+        .await?
+        .and_then(|j| j.started_at)
+        .ok_or_else(|| anyhow::anyhow!("the first job has no start time"))?;
+    let tail = &jobs[jobs.len().saturating_sub(4000)..];
+    let reads = tail.iter().map(|job| backend.get(job.id));
+    let mut finished: Option<DateTime<Utc>> = None;
+    for job in futures::future::try_join_all(reads).await? {
+        let at = job.and_then(|j| j.finished_at);
+        finished = finished.max(at);
+    }
+    let finished = finished.ok_or_else(|| anyhow::anyhow!("no job has finished"))?;
+    (finished - started)
+        .to_std()
+        .map(|d| d.max(Duration::from_millis(1)))
+        .map_err(|_| anyhow::anyhow!("the last job finished before the first started"))
+}
+
+/// The same plots rendered by the plot renderer alone, `cores` at a time: plots per second.
+async fn render_alone(data: &DataSet, plots: usize, cores: usize) -> anyhow::Result<u64> {
+    let store = Arc::new(MemoryPlotStore::new());
+    store.replace(data.clone()).await?;
+    let renderer = Arc::new(PlotRenderer::new(store));
+    let queue = QueueName::default_queue();
+    let params = |i: usize| {
+        let start = 1975 + (i % 30);
+        PlotParams::new(start.to_string(), (start + 20).to_string())
+    };
+    let ctx = Context::new(JobId::new_in(&queue), "plot", queue.clone(), 1);
+    renderer.render(params(0), &ctx).await?;
     let started = Instant::now();
-    backend.enqueue_all(&jobs).await?;
-    all_complete(&backend, submitted + jobs.len()).await?;
-    let rate = per_second(jobs.len(), started.elapsed());
-    for worker in &mut workers {
-        worker.stop()?;
+    let tasks = (0..cores).map(|c| {
+        let renderer = Arc::clone(&renderer);
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            for i in (c..plots).step_by(cores) {
+                renderer.render(params(i), &ctx).await?;
+            }
+            anyhow::Ok(())
+        })
+    });
+    for task in futures::future::join_all(tasks).await {
+        task??;
     }
-    if workload.data.is_some() {
-        let last = jobs.last().map(|j| j.id);
-        let png = match last {
-            Some(id) => backend.result(id).await?,
-            None => None,
-        };
-        let size = match &png {
-            Some(ResultState::Ready(output)) => png_size(output.bytes()),
-            _ => None,
-        };
-        anyhow::ensure!(
-            size == Some((800, 600)),
-            "a plot job's result is not an 800x600 PNG"
-        );
-    }
-    Ok(rate)
+    Ok(per_second(plots, started.elapsed()))
+}
+
+/// Checks that the last plot job's result is an 800x600 PNG.
+async fn check_png(backend: &RedisBackend, jobs: &[Job]) -> anyhow::Result<()> {
+    let png = match jobs.last() {
+        Some(job) => backend.result(job.id).await?,
+        None => None,
+    };
+    let size = match &png {
+        Some(ResultState::Ready(output)) => png_size(output.bytes()),
+        _ => None,
+    };
+    anyhow::ensure!(
+        size == Some((800, 600)),
+        "a plot job's result is not an 800x600 PNG"
+    );
+    Ok(())
 }
 
 /// Width and height from a PNG's header.
@@ -246,7 +512,7 @@ fn png_size(png: &[u8]) -> Option<(u32, u32)> {
 /// `n` jobs asking for the default plot (a per-year histogram) over 20-year ranges that move
 /// from job to job, so consecutive plots differ.
 fn jobs(n: usize) -> Vec<Job> {
-    let now = chrono::Utc::now();
+    let now = Utc::now();
     (0..n)
         .map(|i| {
             let start = 1975 + (i % 30);
@@ -269,8 +535,31 @@ async fn all_complete(backend: &RedisBackend, n: usize) -> anyhow::Result<()> {
             counts.failed
         );
         anyhow::ensure!(Instant::now() < deadline, "the drain took over 10 minutes");
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Stops every worker with SIGTERM and checks each exits cleanly.
+/// Stops the workers and answers the CPU seconds they used, all of them together.
+fn stop(workers: &mut [Worker]) -> anyhow::Result<f64> {
+    let mut cpu = 0.0;
+    for worker in workers.iter_mut() {
+        cpu += worker.cpu_seconds()?;
+        worker.stop()?;
+    }
+    Ok(cpu)
+}
+
+/// Clock ticks per second, the unit of CPU times in `/proc`.
+fn clock_ticks() -> anyhow::Result<f64> {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    if let Some(ticks) = TICKS.get() {
+        return Ok(*ticks);
+    }
+    let out = Command::new("getconf").arg("CLK_TCK").output()?;
+    let ticks: f64 = String::from_utf8(out.stdout)?.trim().parse()?;
+    anyhow::ensure!(ticks > 0.0, "getconf CLK_TCK answered {ticks}");
+    Ok(*TICKS.get_or_init(|| ticks))
 }
 
 /// A worker process of the benchmark, killed on drop if still running.
@@ -280,6 +569,29 @@ struct Worker {
 }
 
 impl Worker {
+    fn spawn(bin: &Path, url: &str, prefix: &str, p: usize, case: &Case) -> anyhow::Result<Self> {
+        let log = std::env::temp_dir().join(format!(
+            "holidapp-worker-drain-{}-{p}.log",
+            std::process::id()
+        ));
+        let mut command = Command::new(bin);
+        command
+            .env_clear()
+            .env("REDIS_URL", url)
+            .env("HOLIDAPP_PREFIX", prefix)
+            .env("WORKER_IP", format!("bench-{p}"))
+            .env("HOLIDAPP_RENDERER", case.renderer);
+        if let Setting::Concurrency(n) = case.setting {
+            command.env("HOLIDAPP_WORKER_CONCURRENCY", n.to_string());
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        Ok(Worker { child, log })
+    }
+
     async fn wait_started(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !std::fs::read_to_string(&self.log)?.contains("worker started") {
@@ -293,15 +605,34 @@ impl Worker {
         Ok(())
     }
 
-    fn has_done_a_job(&self) -> bool {
-        std::fs::read_to_string(&self.log).is_ok_and(|log| log.contains("job done"))
+    /// User and system CPU time of the process so far, every thread included, from
+    /// `/proc/<pid>/stat` (in clock ticks of `getconf CLK_TCK`).
+    fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| -> anyhow::Result<f64> {
+            Ok(fields
+                .get(i)
+                .ok_or_else(|| anyhow::anyhow!("short /proc stat: {stat}"))?
+                .parse::<f64>()?)
+        };
+        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+        Ok((ticks(11)? + ticks(12)?) / clock_ticks()?)
     }
 
     fn stop(&mut self) -> anyhow::Result<()> {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status()?;
         let status = self.child.wait()?;
-        anyhow::ensure!(status.success(), "a worker exited with {status}");
+        anyhow::ensure!(
+            status.success(),
+            "a worker exited with {status}:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
         Ok(())
     }
 }

@@ -238,9 +238,8 @@ impl JobStore for RedisBackend {
             .map_err(|e| Error::Internal(format!("stored job {id} has a bad status: {e}")))?;
         Ok(Some(match status {
             JobStatus::Complete => {
-                let bytes = result.ok_or_else(|| {
-                    Error::Internal(format!("job {id} is complete without a result"))
-                })?;
+                // A result of zero length is stored as no key at all.
+                let bytes = result.unwrap_or_default();
                 let content_type = field(2).unwrap_or_else(|| crate::kind::OCTETS.to_owned());
                 ResultState::Ready(Output::new(content_type, Bytes::from(bytes)))
             }

@@ -26,7 +26,7 @@
 //!   and gives up after a deadline (one second unless set with [`RedisBackend::with_timeout`])
 //!   with [`Error::Unavailable`], so an API can answer 503 at once and recover without a restart.
 //! - **Throughput comes from batches**: [`Producer::enqueue_many`](crate::Producer::enqueue_many)
-//!   stores a thousand jobs per script call; [`RedisBackend::lease_many`] and
+//!   stores a thousand jobs per script call; [`Consumer::lease_many`](crate::Consumer::lease_many) and
 //!   [`RedisBackend::complete_many`] take and finish many jobs per call; and concurrent
 //!   [`lease`](crate::Consumer::lease), [`complete`](crate::Consumer::complete) and
 //!   [`enqueue`](crate::Producer::enqueue) calls from tasks of one process are gathered into such
@@ -82,7 +82,7 @@ use keys::{Keys, QueueKeys};
 /// The key namespace used when none is configured (`HOLIDAPP_PREFIX`).
 pub const DEFAULT_PREFIX: &str = "holidapp";
 
-/// Most jobs one [`RedisBackend::lease_many`] call hands out.
+/// Most jobs one [`Consumer::lease_many`](crate::Consumer::lease_many) call hands out.
 pub const MAX_LEASE_BATCH: usize = 1000;
 
 /// Where the Redis backend connects and which key namespace it uses.

@@ -74,10 +74,10 @@ fn grouped<T, K: Ord + Clone>(items: &[T], key: impl Fn(&T) -> K) -> Vec<(K, Vec
 }
 
 impl RedisBackend {
-    /// Leases up to `max` ready jobs of `queue` (at most [`MAX_LEASE_BATCH`]) for `worker` in one
-    /// step, oldest first, each as [`Consumer::lease`] would (its own fencing token; one deadline
-    /// for the batch). Workers that run many jobs at once can take a batch in one round trip.
-    pub async fn lease_many(
+    /// [`Consumer::lease_many`]: up to `max` ready jobs of `queue` (at most [`MAX_LEASE_BATCH`])
+    /// in one script call, oldest first, each with its own fencing token and one deadline for the
+    /// batch.
+    async fn lease_in(
         &self,
         queue: &QueueName,
         worker: &str,
@@ -165,7 +165,7 @@ impl RedisBackend {
         });
         for ((queue, worker, lease_for), members) in groups {
             match self
-                .lease_many(&queue, &worker, lease_for, members.len())
+                .lease_in(&queue, &worker, lease_for, members.len())
                 .await
             {
                 Ok(leases) => {
@@ -713,8 +713,19 @@ impl Consumer for RedisBackend {
                     .run(async { Ok(batch.call(request).await) })
                     .await?
             }
-            None => Ok(self.lease_many(queue, worker, lease_for, 1).await?.pop()),
+            None => Ok(self.lease_in(queue, worker, lease_for, 1).await?.pop()),
         }
+    }
+
+    /// One script call, not gathered with other calls: the caller asks for a batch already.
+    async fn lease_many(
+        &self,
+        queue: &QueueName,
+        worker: &str,
+        lease_for: Duration,
+        max: usize,
+    ) -> Result<Vec<Lease>> {
+        self.lease_in(queue, worker, lease_for, max).await
     }
 
     async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<DateTime<Utc>> {

@@ -1,6 +1,7 @@
 -- complete: for each given lease of one queue, stores the job's result and its content type and
 -- marks it `complete`, as one step, only under the current fencing token (compare-and-set on
--- status and token). The job is filed in the expiry index, from which a purge deletes its hash
+-- status and token). A result of zero length is not stored as a key at all: a `complete` job
+-- without a result key has an empty result. The job is filed in the expiry index, from which a purge deletes its hash
 -- and result once past retention (no Redis TTL: see docs/redis-layout.md), and the result's size
 -- is counted in the queue's result bytes. A lost lease changes nothing and does not stop the
 -- others.
@@ -31,9 +32,12 @@ for i = 7, #ARGV, 4 do
   local status, current, seq, error =
     unpack(redis.call('HMGET', key, 'status', 'token', 'seq', 'error'))
   if status == ARGV[3] and current == token then
-    redis.call('SET', ARGV[2] .. id, ARGV[i + 2])
-    bytes = bytes + string.len(ARGV[i + 2])
-    -- The token and lease deadline stay, as those of the last lease.
+    local size = string.len(ARGV[i + 2])
+    if size > 0 then
+      redis.call('SET', ARGV[2] .. id, ARGV[i + 2])
+      bytes = bytes + size
+    end
+    -- The token stays, as that of the last lease.
     redis.call('HSET', key, 'status', ARGV[4], 'finished_at', finished_at, 'expires_at',
       expires_at, 'result_type', ARGV[i + 3])
     if error then

@@ -3,9 +3,9 @@
 -- back from a lease (the returned set, lowest submission number first) before jobs never leased
 -- (the head of the ready list): each of the former was submitted before each of the latter. For
 -- each job taken: checks it is still `submitted` (compare-and-set), marks it `in progress` with
--- the worker, start time, a fresh fencing token, the lease deadline and one more attempt (the
--- move the status machine decides for a lease), and files it under its deadline (the leased set
--- is also the index of `in progress` jobs). Ids of deleted jobs left in the ready list are
+-- the worker, start time, a fresh fencing token and one more attempt (the move the status
+-- machine decides for a lease), and files it under its deadline in the leased set (the only
+-- place the deadline is kept; the leased set is also the index of `in progress` jobs). Ids of deleted jobs left in the ready list are
 -- dropped with what is left of their hash. When nothing is ready, the wake-up list is emptied
 -- (its tokens would only wake workers for nothing).
 --
@@ -87,7 +87,7 @@ if #ids == 0 then
   return {now}
 end
 
-local started_at, lease_deadline = rfc3339(now), rfc3339(deadline)
+local started_at = rfc3339(now)
 local worker = ARGV[4]
 local leased, scored = {now}, {}
 local dropped = 0
@@ -104,8 +104,7 @@ while #ids > 0 do
       token = token + 1
       -- Integers formatted with '%d': a bare number would go through the much slower '%.14g'.
       redis.call('HSET', key, 'status', to, 'worker', worker, 'started_at', started_at,
-        'token', string.format('%d', token), 'lease_deadline', lease_deadline,
-        'attempts', string.format('%d', (attempts or 0) + 1))
+        'token', string.format('%d', token), 'attempts', string.format('%d', (attempts or 0) + 1))
       scored[#scored + 1] = deadline
       scored[#scored + 1] = id
       leased[#leased + 1] = {id, token, values}

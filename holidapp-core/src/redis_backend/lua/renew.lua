@@ -11,18 +11,19 @@
 -- pair.
 
 local deadline = now_ms(ARGV[2]) + tonumber(ARGV[3])
-local lease_deadline = rfc3339(deadline)
-local held = {deadline}
+local held, scored = {deadline}, {}
 for i = 5, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
-  local key = ARGV[1] .. id
-  local status, current = unpack(redis.call('HMGET', key, 'status', 'token'))
+  local status, current = unpack(redis.call('HMGET', ARGV[1] .. id, 'status', 'token'))
   if status == ARGV[4] and current == token then
-    redis.call('HSET', key, 'lease_deadline', lease_deadline)
-    redis.call('ZADD', KEYS[1], deadline, id)
+    scored[#scored + 1] = deadline
+    scored[#scored + 1] = id
     held[#held + 1] = 1
   else
     held[#held + 1] = 0
   end
+end
+if #scored > 0 then
+  redis.call('ZADD', KEYS[1], unpack(scored))
 end
 return held
