@@ -45,7 +45,7 @@ use holidapp_core::{
 
 #[derive(Parser)]
 struct Args {
-    /// Backlog sizes of no-op jobs, comma-separated (empty: skip the no-op jobs).
+    /// Backlog sizes of no-op jobs, comma-separated (0: skip the no-op jobs).
     #[arg(long, value_delimiter = ',', default_values_t = [20_000usize, 200_000])]
     backlogs: Vec<usize>,
     /// Plot jobs per run (0: skip the plots).
@@ -69,8 +69,8 @@ struct Args {
     /// Another build's `holidapp-worker`, measured in pairs with the first.
     #[arg(long)]
     baseline_bin: Option<PathBuf>,
-    /// Prints where Redis spent its time in each no-op drain: `INFO commandstats` (commands run
-    /// by scripts included), per drained job.
+    /// Prints where Redis spent its time in each drain: `INFO commandstats` (commands run by
+    /// scripts included), per drained job.
     #[arg(long)]
     commandstats: bool,
 }
@@ -131,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let mut cases = Vec::new();
-    for &jobs in &args.backlogs {
+    for &jobs in args.backlogs.iter().filter(|&&jobs| jobs > 0) {
         for setting in [
             Setting::Default,
             Setting::Concurrency(args.best_concurrency),
@@ -300,6 +300,10 @@ async fn measure(
             worker.wait_started().await?;
         }
         let warm = warm_up(&backend, case.processes).await?;
+        redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async::<()>(&mut admin)
+            .await?;
         let cpu = redis_cpu(&mut admin).await?;
         let jobs = jobs(case.jobs);
         let started = Instant::now();
@@ -308,6 +312,9 @@ async fn measure(
         let elapsed = started.elapsed();
         let cpu = redis_cpu(&mut admin).await? - cpu;
         let worker_cpu = stop(&mut workers)?;
+        if commandstats {
+            print_commandstats(&mut admin, bin, case).await?;
+        }
         check_png(&backend, &jobs).await?;
         figures(case.jobs, elapsed, cpu, worker_cpu)
     } else {
