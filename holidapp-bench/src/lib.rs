@@ -6,8 +6,19 @@
 //! | `memory_drain` | jobs/s the in-memory backend drains through the processing step (no-op render) |
 //! | `render` | ms per 800x600 per-year histogram of 45,000 records |
 //! | `redis_queue` | Redis enqueue (single, bulk), drain (20k vs 200k backlog), purge and data load |
-//! | `worker_drain` | jobs/s and plots/s for 1 and 2 `holidapp-worker` processes on Redis |
+//! | `worker_drain` | jobs/s, Redis and worker CPU per job for 1 and 2 `holidapp-worker` processes on Redis, paired against another build's worker with `--baseline-bin` |
 //! | `http_load` | `POST /jobs` requests/s and latency against the in-memory `holidapp-api` |
+//!
+//! To compare two builds on any of them, build each (a `git worktree` for the old one) and run
+//! `scripts/paired_bench.py`: it runs both builds' commands in interleaved rounds, reads one
+//! figure from each output, and prints the medians and the median of the paired ratios. For
+//! example, the in-memory drain of an old build against this one:
+//!
+//! ```text
+//! scripts/paired_bench.py --runs 5 --metric 'median ([0-9]+) jobs/s' \
+//!     --old '../old/target/release/memory_drain --runs 1' \
+//!     --new 'target/release/memory_drain --runs 1'
+//! ```
 //!
 //! This library holds what the binaries share.
 

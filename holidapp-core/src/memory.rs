@@ -424,6 +424,40 @@ impl Producer for MemoryBackend {
     }
 }
 
+impl MemoryBackend {
+    /// Leases the next ready job of `queue` to `worker` until `deadline`, under the caller's lock.
+    fn lease_next(
+        &self,
+        state: &mut State,
+        queue: &QueueName,
+        worker: &str,
+        now: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+    ) -> Result<Option<Lease>> {
+        let Some(id) = state.next_ready(queue) else {
+            return Ok(None);
+        };
+        let mv = decide(state.machine_state(id)?, Event::Lease, &self.settings.retry)?;
+        state.apply(id, mv, now, self.settings.result_ttl)?;
+        state.next_token += 1;
+        let token = LeaseToken(state.next_token);
+        state.leased.insert((deadline, id));
+        let entry = state
+            .jobs
+            .get_mut(&id)
+            .ok_or_else(|| Error::Internal("queued job vanished".into()))?;
+        entry.lease = Some((token, deadline));
+        entry.job.worker = Some(worker.to_owned());
+        entry.job.started_at = Some(now);
+        Ok(Some(Lease {
+            job: entry.job.clone(),
+            token,
+            worker: worker.to_owned(),
+            deadline,
+        }))
+    }
+}
+
 #[async_trait]
 impl Consumer for MemoryBackend {
     async fn lease(
@@ -432,7 +466,10 @@ impl Consumer for MemoryBackend {
         worker: &str,
         lease_for: Duration,
     ) -> Result<Option<Lease>> {
-        Ok(self.lease_many(queue, worker, lease_for, 1).await?.pop())
+        let now = self.clock.now();
+        let mut state = self.state();
+        state.promote_delayed(queue, now);
+        self.lease_next(&mut state, queue, worker, now, after(now, lease_for))
     }
 
     /// The whole batch under one lock: one deadline, a fresh token each.
@@ -449,27 +486,10 @@ impl Consumer for MemoryBackend {
         state.promote_delayed(queue, now);
         let mut leases = Vec::new();
         while leases.len() < max {
-            let Some(id) = state.next_ready(queue) else {
-                break;
-            };
-            let mv = decide(state.machine_state(id)?, Event::Lease, &self.settings.retry)?;
-            state.apply(id, mv, now, self.settings.result_ttl)?;
-            state.next_token += 1;
-            let token = LeaseToken(state.next_token);
-            state.leased.insert((deadline, id));
-            let entry = state
-                .jobs
-                .get_mut(&id)
-                .ok_or_else(|| Error::Internal("queued job vanished".into()))?;
-            entry.lease = Some((token, deadline));
-            entry.job.worker = Some(worker.to_owned());
-            entry.job.started_at = Some(now);
-            leases.push(Lease {
-                job: entry.job.clone(),
-                token,
-                worker: worker.to_owned(),
-                deadline,
-            });
+            match self.lease_next(&mut state, queue, worker, now, deadline)? {
+                Some(lease) => leases.push(lease),
+                None => break,
+            }
         }
         Ok(leases)
     }

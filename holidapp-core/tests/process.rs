@@ -5,11 +5,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use holidapp_core::contract::settings;
 use holidapp_core::{
-    Backends, Clock, Context, Error, Job, JobOutcome, JobStatus, JobStore, Jobs, Json, Kinds,
-    Maintenance, ManualClock, MemoryBackend, Outcome, Processor, Producer, QueueName, Renderer,
-    Result, ResultState, Submit, async_trait,
+    Backends, Clock, Consumer, Context, Error, FailureKind, Job, JobOutcome, JobStatus, JobStore,
+    Jobs, Json, Kinds, Lease, Maintenance, ManualClock, MemoryBackend, Outcome, Output, Processor,
+    Producer, QueueName, Renderer, Result, ResultState, Submit, async_trait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -263,6 +264,99 @@ async fn the_first_queue_is_preferred_and_the_later_ones_are_not_starved() {
         processor.lease("w").await.unwrap().unwrap();
     }
     assert!(processor.lease("w").await.unwrap().is_none());
+}
+
+/// A consumer whose `lease_many` fails for one queue: everything else goes to the backend.
+struct FailsOn {
+    inner: Arc<MemoryBackend>,
+    queue: QueueName,
+}
+
+#[async_trait]
+impl Consumer for FailsOn {
+    async fn lease(
+        &self,
+        queue: &QueueName,
+        worker: &str,
+        for_: Duration,
+    ) -> Result<Option<Lease>> {
+        self.inner.lease(queue, worker, for_).await
+    }
+    async fn lease_many(
+        &self,
+        queue: &QueueName,
+        worker: &str,
+        for_: Duration,
+        max: usize,
+    ) -> Result<Vec<Lease>> {
+        if *queue == self.queue {
+            return Err(Error::Unavailable("injected outage".into()));
+        }
+        self.inner.lease_many(queue, worker, for_, max).await
+    }
+    async fn renew(&self, lease: &Lease, for_: Duration) -> Result<DateTime<Utc>> {
+        self.inner.renew(lease, for_).await
+    }
+    async fn complete(&self, lease: &Lease, output: Output) -> Result<Job> {
+        self.inner.complete(lease, output).await
+    }
+    async fn fail(&self, lease: &Lease, reason: &str, kind: FailureKind) -> Result<Job> {
+        self.inner.fail(lease, reason, kind).await
+    }
+    async fn release(&self, lease: &Lease) -> Result<()> {
+        self.inner.release(lease).await
+    }
+    async fn wait_for_work(&self, queues: &[QueueName], timeout: Duration) {
+        self.inner.wait_for_work(queues, timeout).await
+    }
+}
+
+/// `Processor::lease_many` takes what the first queue has, then fills up from the next; when a
+/// later queue's call fails, the jobs already leased are answered, not lost with the error.
+#[tokio::test]
+async fn lease_many_fills_up_from_the_queues_in_turn_and_keeps_what_it_leased() {
+    let rig = rig(vec![]);
+    let (urgent, bulk) = (
+        QueueName::new("urgent").unwrap(),
+        QueueName::new("bulk").unwrap(),
+    );
+    for (queue, n) in [(&urgent, 3), (&bulk, 5)] {
+        for _ in 0..n {
+            let request =
+                Submit::new("echo", serde_json::json!({"text": "x"})).in_queue(queue.clone());
+            rig.jobs.submit(request).await.unwrap();
+        }
+    }
+    let processor = |consumer: Arc<dyn Consumer>| {
+        Processor::new(
+            consumer,
+            rig.processor.kinds().clone(),
+            Duration::from_secs(30),
+        )
+        .with_queues([urgent.clone(), bulk.clone()])
+    };
+    let failing = processor(Arc::new(FailsOn {
+        inner: rig.backend.clone(),
+        queue: bulk.clone(),
+    }));
+    let leases = failing.lease_many("w", 6).await.unwrap();
+    assert_eq!(
+        leases.len(),
+        3,
+        "urgent's jobs are answered despite bulk's failure"
+    );
+    assert!(leases.iter().all(|l| l.job.queue == urgent));
+    assert!(
+        failing.lease_many("w", 6).await.is_err(),
+        "with nothing leased, the failure is answered"
+    );
+
+    let leases = processor(rig.backend.clone())
+        .lease_many("w", 4)
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 4);
+    assert!(leases.iter().all(|l| l.job.queue == bulk));
 }
 
 /// A kind whose renders never end.

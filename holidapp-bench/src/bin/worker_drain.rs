@@ -281,8 +281,10 @@ async fn measure(
     let mut config = server.config("worker_drain");
     config.prefix = "bench".to_owned();
     let backend = RedisBackend::connect(&config, QueueSettings::default()).await?;
+    // No response deadline: emptying Redis after a drain of 200,000 jobs takes a while.
+    let no_deadline = redis::AsyncConnectionConfig::new().set_response_timeout(None);
     let mut admin = redis::Client::open(config.url.as_str())?
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&no_deadline)
         .await?;
     redis::cmd("FLUSHALL").query_async::<()>(&mut admin).await?;
     let spawn = |processes: usize| -> anyhow::Result<Vec<Worker>> {
