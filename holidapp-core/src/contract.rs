@@ -36,10 +36,12 @@ use futures::future::BoxFuture;
 use crate::backends::Backend;
 use crate::clock::{Clock, ManualClock};
 use crate::error::Error;
-use crate::job::{Job, JobId, Params, QueueName};
+use crate::job::{Job, JobId, Params, Progress, QueueName};
 use crate::kind::Output;
 use crate::machine::{FailureKind, JobStatus, RetryPolicy};
-use crate::queue::{Consumer, Enqueued, Lease, Maintenance, Producer, QueueSettings, Quotas};
+use crate::queue::{
+    Consumer, Enqueued, Lease, Maintenance, Producer, QueueSettings, Quotas, Renewal,
+};
 use crate::store::{
     Cursor, JobStore, ListQuery, MAX_PAGE_SIZE, QueueStats, ResultState, Statuses, total_counts,
 };
@@ -412,14 +414,14 @@ pub async fn renew_many_reports_each_lease<M: MakeBackend>(make: &M) {
     b.release(&lost).await.unwrap();
     clock.advance(Duration::from_secs(20));
     let held = b.renew_many(&[kept.clone(), lost], LEASE).await.unwrap();
-    assert_eq!(held, vec![true, false]);
+    assert_eq!(held, vec![Renewal::Held, Renewal::Lost]);
     clock.advance(Duration::from_secs(20));
     assert_eq!(
         b.requeue_expired().await.unwrap().requeued,
         0,
         "the kept lease was renewed"
     );
-    assert_eq!(b.renew_many(&[], LEASE).await.unwrap(), Vec::<bool>::new());
+    assert_eq!(b.renew_many(&[], LEASE).await.unwrap(), Vec::new());
 }
 
 /// `complete` stores the result with its content type and marks the job `complete`, in one
@@ -1266,6 +1268,210 @@ pub async fn deleted_waiting_jobs_leave_the_queue<M: MakeBackend>(make: &M) {
     assert_eq!(default_stats(&*b).await.ready, 0);
 }
 
+/// A waiting job that is cancelled, wherever it waits (never leased, back from a lease, waiting
+/// for a retry), becomes `cancelled` at once, finished: it is never leased, counts and lists as
+/// `cancelled` only, and has no result. Cancelling it again answers it unchanged.
+pub async fn cancel_takes_a_waiting_job_out_of_its_queue<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let jobs: Vec<Job> = (0..5).map(|_| job(&clock)).collect();
+    b.enqueue_all(&jobs).await.unwrap();
+    // jobs[0] back from a lease, jobs[1] waiting for a retry, the others never leased.
+    let released = lease(&*b, "w").await;
+    b.release(&released).await.unwrap();
+    let lease_0 = lease(&*b, "w").await;
+    assert_eq!(lease_0.id(), jobs[0].id);
+    let retried = lease(&*b, "w").await;
+    b.fail(&retried, "flaky", FailureKind::Transient)
+        .await
+        .unwrap();
+    b.release(&lease_0).await.unwrap();
+    clock.advance(Duration::from_secs(2));
+    for gone in [&jobs[0], &jobs[1], &jobs[3]] {
+        let cancelled = b.cancel(gone.id).await.unwrap().expect("the job exists");
+        assert_eq!(cancelled.status, JobStatus::Cancelled);
+        assert_eq!(cancelled.finished_at, Some(clock.now()));
+        assert_eq!(cancelled, stored(&*b, gone.id).await);
+        assert_eq!(
+            b.result(gone.id).await.unwrap(),
+            Some(ResultState::Cancelled)
+        );
+        clock.advance(Duration::from_millis(5));
+        assert_eq!(
+            b.cancel(gone.id).await.unwrap(),
+            Some(cancelled),
+            "a second cancel answers the job unchanged"
+        );
+    }
+    let stats = default_stats(&*b).await;
+    assert_eq!(
+        (
+            stats.ready,
+            stats.delayed,
+            stats.counts.submitted,
+            stats.counts.cancelled
+        ),
+        (2, 0, 2, 3)
+    );
+    assert_eq!(
+        listed_ids(&*b, ListQuery::with_status(JobStatus::Cancelled)).await,
+        vec![jobs[3].id, jobs[1].id, jobs[0].id]
+    );
+    assert_eq!(
+        listed_ids(&*b, ListQuery::with_status(JobStatus::Submitted)).await,
+        vec![jobs[4].id, jobs[2].id]
+    );
+    assert_eq!(
+        listed_ids(&*b, ListQuery::default()).await,
+        jobs.iter().rev().map(|j| j.id).collect::<Vec<_>>(),
+        "every job listed once"
+    );
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(lease(&*b, "w").await.id(), jobs[2].id);
+    assert_eq!(lease(&*b, "w").await.id(), jobs[4].id);
+    assert!(nothing_ready(&*b).await);
+    assert_eq!(default_stats(&*b).await.ready, 0);
+}
+
+/// A running job that is cancelled is `cancelled` at once; its worker's heartbeat hears so, and
+/// nothing it sends afterwards (renew, progress, complete, fail, release) is accepted; its lease
+/// running out changes nothing either.
+pub async fn cancel_stops_a_running_job<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let job = submit(&*b, &clock).await;
+    submit(&*b, &clock).await;
+    let running = lease(&*b, "w").await;
+    let other = lease(&*b, "w").await;
+    let cancelled = b.cancel(job.id).await.unwrap().expect("the job exists");
+    assert_eq!(
+        (
+            cancelled.status,
+            cancelled.attempts,
+            cancelled.worker.as_deref()
+        ),
+        (JobStatus::Cancelled, 1, Some("w"))
+    );
+    assert_eq!(cancelled, stored(&*b, job.id).await);
+    assert_eq!(
+        b.renew_many(&[running.clone(), other.clone()], LEASE)
+            .await
+            .unwrap(),
+        vec![Renewal::Cancelled, Renewal::Held]
+    );
+    assert_lease_lost(b.renew(&running, LEASE).await, "renew");
+    assert_lease_lost(
+        b.progress(&running, &Progress::new(50.0, "half")).await,
+        "progress",
+    );
+    assert_lease_lost(b.complete(&running, png(b"late")).await, "complete");
+    assert_lease_lost(
+        b.fail(&running, "late", FailureKind::Transient).await,
+        "fail",
+    );
+    assert_lease_lost(b.release(&running).await, "release");
+    assert_eq!(stored(&*b, job.id).await, cancelled, "nothing changed it");
+    assert_eq!(
+        b.result(job.id).await.unwrap(),
+        Some(ResultState::Cancelled)
+    );
+    let stats = default_stats(&*b).await;
+    assert_eq!((stats.counts.in_progress, stats.counts.cancelled), (1, 1));
+    clock.advance(LEASE * 2);
+    assert_eq!(
+        b.requeue_expired().await.unwrap().requeued,
+        1,
+        "only the other job"
+    );
+    assert_eq!(status(&*b, job.id).await, JobStatus::Cancelled);
+}
+
+/// A finished job cannot be cancelled; a job that does not exist, or no longer does, answers
+/// `None`; a cancelled job can be deleted and ages out after retention like any finished job.
+pub async fn cancel_refuses_finished_jobs_and_cancelled_ones_expire<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let done = submit(&*b, &clock).await;
+    let failed = submit(&*b, &clock).await;
+    let kept = submit(&*b, &clock).await;
+    let gone = submit(&*b, &clock).await;
+    b.complete(&lease(&*b, "w").await, png(b"x")).await.unwrap();
+    b.fail(&lease(&*b, "w").await, "no", FailureKind::Permanent)
+        .await
+        .unwrap();
+    for finished in [&done, &failed] {
+        let before = stored(&*b, finished.id).await;
+        assert!(
+            matches!(b.cancel(finished.id).await, Err(Error::Conflict(_))),
+            "{:?}",
+            before.status
+        );
+        assert_eq!(stored(&*b, finished.id).await, before);
+    }
+    assert_eq!(
+        b.cancel(JobId::new_in(&QueueName::default_queue()))
+            .await
+            .unwrap(),
+        None
+    );
+    b.cancel(kept.id).await.unwrap();
+    b.cancel(gone.id).await.unwrap();
+    assert!(b.delete(gone.id).await.unwrap());
+    assert_eq!(b.cancel(gone.id).await.unwrap(), None);
+    assert_eq!(default_stats(&*b).await.counts.cancelled, 1);
+    clock.advance(Duration::from_secs(3601));
+    assert_eq!(b.get(kept.id).await.unwrap(), None);
+    assert_eq!(b.cancel(kept.id).await.unwrap(), None);
+    assert_eq!(b.purge_expired().await.unwrap(), 3);
+    let stats = default_stats(&*b).await;
+    assert_eq!((stats.counts.cancelled, stats.ready), (0, 0));
+    assert!(nothing_ready(&*b).await);
+}
+
+/// A progress report is kept on the job under the lease's fencing check; the last one shows.
+pub async fn progress_is_kept_under_the_lease<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let job = submit(&*b, &clock).await;
+    let first = lease(&*b, "w").await;
+    b.progress(&first, &Progress::new(10.0, "loading"))
+        .await
+        .unwrap();
+    b.progress(&first, &Progress::new(55.5, "drawing"))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored(&*b, job.id).await.progress,
+        Some(Progress::new(55.5, "drawing"))
+    );
+    clock.advance(LEASE + Duration::from_secs(1));
+    b.requeue_expired().await.unwrap();
+    let second = lease(&*b, "w2").await;
+    assert_eq!(
+        second.job.progress,
+        Some(Progress::new(55.5, "drawing")),
+        "the last report shows until the next attempt reports"
+    );
+    assert_lease_lost(
+        b.progress(&first, &Progress::new(99.0, "stale")).await,
+        "a report of the expired lease",
+    );
+    b.progress(&second, &Progress::new(100.0, "done"))
+        .await
+        .unwrap();
+    let finished = b.complete(&second, png(b"x")).await.unwrap();
+    assert_eq!(finished, stored(&*b, job.id).await);
+    assert_eq!(finished.progress, Some(Progress::new(100.0, "done")));
+
+    let flaky = submit(&*b, &clock).await;
+    let attempt = lease(&*b, "w").await;
+    b.progress(&attempt, &Progress::new(30.0, ""))
+        .await
+        .unwrap();
+    let retrying = b
+        .fail(&attempt, "flaky", FailureKind::Transient)
+        .await
+        .unwrap();
+    assert_eq!(retrying, stored(&*b, flaky.id).await);
+    assert_eq!(retrying.progress, Some(Progress::new(30.0, "")));
+}
+
 /// `ping` answers while the backend is up.
 pub async fn ping_answers<M: MakeBackend>(make: &M) {
     let (b, _) = fixture(make).await;
@@ -1314,6 +1520,10 @@ macro_rules! backend_contract_suite {
             unique_keys_answer_the_job_that_holds_them,
             quotas_refuse_jobs_and_store_nothing,
             deleted_waiting_jobs_leave_the_queue,
+            cancel_takes_a_waiting_job_out_of_its_queue,
+            cancel_stops_a_running_job,
+            cancel_refuses_finished_jobs_and_cancelled_ones_expire,
+            progress_is_kept_under_the_lease,
             ping_answers,
         );
     };

@@ -252,6 +252,37 @@ impl fmt::Debug for Params {
     }
 }
 
+/// The longest progress message, in characters; longer ones are cut.
+pub const MAX_PROGRESS_MESSAGE: usize = 200;
+
+/// How far a running job has come, as its render last reported
+/// ([`Context::progress`](crate::Context::progress)).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Percent done, 0 to 100.
+    pub percent: f64,
+    /// What it is doing; at most [`MAX_PROGRESS_MESSAGE`] characters.
+    #[serde(default)]
+    pub message: String,
+}
+
+impl Progress {
+    /// A report: `percent` clamped to 0..=100 (a NaN reads as 0), `message` cut to
+    /// [`MAX_PROGRESS_MESSAGE`] characters.
+    pub fn new(percent: f64, message: impl Into<String>) -> Self {
+        let mut message: String = message.into();
+        if let Some((at, _)) = message.char_indices().nth(MAX_PROGRESS_MESSAGE) {
+            message.truncate(at);
+        }
+        let percent = if percent.is_nan() {
+            0.0
+        } else {
+            percent.clamp(0.0, 100.0)
+        };
+        Progress { percent, message }
+    }
+}
+
 /// A job as stored and shown.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Job {
@@ -294,6 +325,9 @@ pub struct Job {
     /// limit (`HOLIDAPP_JOB_TIMEOUT_SECONDS`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u32>,
+    /// The last progress its render reported (in any attempt), once one has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
 }
 
 impl Job {
@@ -323,6 +357,7 @@ impl Job {
             result_type: None,
             unique_key: None,
             timeout: None,
+            progress: None,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! [`Jobs`]: the use cases of a job service, each one call: submit (checked by the job's kind),
-//! read, list, fetch a result, delete, count.
+//! read, list, fetch a result, cancel, delete, count.
 //!
 //! The HTTP API calls nothing else for jobs, and a program embedding the engine calls the same
 //! functions, so a rule (what a submit checks, how a result's state is read) is written once.
@@ -313,6 +313,13 @@ impl Jobs {
         self.store.delete(id).await
     }
 
+    /// Cancels a waiting or running job (see [`JobStore::cancel`]): answers it as it now is
+    /// (`cancelled`), `None` when there is no such job, [`Error::Conflict`] when it is already
+    /// `complete` or `failed`. Cancelling a cancelled job answers it unchanged.
+    pub async fn cancel(&self, id: JobId) -> Result<Option<Job>> {
+        self.store.cancel(id).await
+    }
+
     /// The counts of every queue.
     pub async fn stats(&self) -> Result<Vec<QueueStats>> {
         self.store.stats().await
@@ -325,6 +332,7 @@ impl ResultState<Output> {
         Ok(match self {
             ResultState::Pending(status) => ResultState::Pending(status),
             ResultState::Failed(reason) => ResultState::Failed(reason),
+            ResultState::Cancelled => ResultState::Cancelled,
             ResultState::Ready(output) => ResultState::Ready(O::from_output(output)?),
         })
     }

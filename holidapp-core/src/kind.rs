@@ -4,15 +4,17 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::job::{JobId, Params, QueueName, check_kind_name};
+use crate::job::{JobId, Params, Progress, QueueName, check_kind_name};
 
 /// The work of one kind of job: its typed parameters, the check they get when a job is
 /// submitted, and the render that turns them into a result.
@@ -88,24 +90,101 @@ pub trait Renderer: Send + Sync + 'static {
     async fn render(&self, params: Self::Params, ctx: &Context) -> Result<Self::Output>;
 }
 
-/// What a render is told about the job it runs.
+/// What a render is told about the job it runs, and its way back: progress reports and the
+/// news that the job was cancelled.
+///
+/// Cheap to clone (clones share the reports and the cancellation), so a render can move a clone
+/// into a blocking thread and report from there.
 #[derive(Clone, Debug)]
 pub struct Context {
     id: JobId,
     kind: Arc<str>,
     queue: QueueName,
     attempt: u32,
+    cancel: CancellationToken,
+    progress: Option<Arc<ProgressCell>>,
+}
+
+/// The last progress a render reported and not yet written, and a signal for the writer.
+#[derive(Debug, Default)]
+pub(crate) struct ProgressCell {
+    latest: Mutex<Option<Progress>>,
+    reported: Notify,
+}
+
+impl ProgressCell {
+    /// Waits for a report not yet taken, and takes the latest.
+    pub(crate) async fn next(&self) -> Progress {
+        loop {
+            self.reported.notified().await;
+            if let Some(progress) = self.take() {
+                return progress;
+            }
+        }
+    }
+
+    fn take(&self) -> Option<Progress> {
+        self.latest.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn put(&self, progress: Progress) {
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(progress);
+        self.reported.notify_one();
+    }
 }
 
 impl Context {
-    /// The context of attempt `attempt` (from 1) of job `id`.
+    /// The context of attempt `attempt` (from 1) of job `id`, never cancelled, its progress
+    /// reports going nowhere (a render run outside a worker, in a test or a benchmark).
     pub fn new(id: JobId, kind: impl Into<Arc<str>>, queue: QueueName, attempt: u32) -> Self {
         Context {
             id,
             kind: kind.into(),
             queue,
             attempt,
+            cancel: CancellationToken::new(),
+            progress: None,
         }
+    }
+
+    /// The same context, cancelled when `cancel` is.
+    pub fn with_cancellation(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// The same context, its progress reports kept in `cell` for a writer.
+    pub(crate) fn with_progress(mut self, cell: Arc<ProgressCell>) -> Self {
+        self.progress = Some(cell);
+        self
+    }
+
+    /// Reports how far the job has come: `percent` (clamped to 0..=100) and a short message
+    /// (cut to [`MAX_PROGRESS_MESSAGE`](crate::job::MAX_PROGRESS_MESSAGE) characters). Returns at
+    /// once: the worker writes the latest report in the background, at most once per its
+    /// progress interval (one second unless configured), so a render may report as often as it
+    /// likes. `GET /jobs/{id}` shows the last report written.
+    pub fn progress(&self, percent: f64, message: impl Into<String>) {
+        if let Some(cell) = &self.progress {
+            cell.put(Progress::new(percent, message));
+        }
+    }
+
+    /// Whether the job was cancelled. A render that loops can check it and stop early; the
+    /// worker drops the render at its next await point anyway, and stores nothing it answers.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Resolves when the job is cancelled (never, if it is not): for a render that wants to
+    /// `select!` on it, or hand it to a blocking thread (see [`cancellation`](Self::cancellation)).
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+
+    /// The cancellation token itself, to pass on to other tasks or threads.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
     }
 
     /// The job's id.

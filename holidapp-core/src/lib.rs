@@ -16,7 +16,8 @@
 //!
 //! A [`Job`] has a fresh UUID v4 ([`JobId`]), its kind, its parameters (one JSON value,
 //! [`Params`]), the queue it waits in ([`QueueName`], `default` unless given), its attempt counts
-//! and times, and a [`JobStatus`]: `submitted` → `in progress` → `complete`, or `failed`.
+//! and times, and a [`JobStatus`]: `submitted` → `in progress` → `complete`, or `failed`; a
+//! waiting or running job can be `cancelled`.
 //!
 //! ## The status machine
 //!
@@ -140,14 +141,14 @@ pub use async_trait::async_trait;
 pub use backends::{Backend, Backends};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
-pub use job::{Job, JobId, Params, QueueName};
+pub use job::{Job, JobId, Params, Progress, QueueName};
 pub use jobs::{Jobs, Submit, Submitted};
 pub use kind::{Context, JobOutput, Json, Kinds, Output, Png, Renderer};
 pub use machine::{FailureKind, JobStatus, RetryPolicy};
 pub use memory::MemoryBackend;
 pub use process::{JobOutcome, Outcome, Processed, Processor, Ran};
 pub use queue::{
-    Consumer, Enqueued, Lease, LeaseToken, Maintenance, Producer, QueueSettings, Quotas,
+    Consumer, Enqueued, Lease, LeaseToken, Maintenance, Producer, QueueSettings, Quotas, Renewal,
     RequeueReport,
 };
 pub use stats::{Counter, StatsSnapshot, WorkerStats};

@@ -3,11 +3,12 @@
 //!
 //! ```text
 //! submitted ──lease──▶ in progress ──complete──▶ complete
-//!     ▲                    │
-//!     ├── fail (retry) ────┤
-//!     ├── release ─────────┤
-//!     └── expire (retry) ──┤
-//!                          └── fail (give up) / expire (last attempt) ──▶ failed
+//!   │  ▲                   │
+//!   │  ├── fail (retry) ───┤
+//!   │  ├── release ────────┤
+//!   │  └── expire (retry) ─┤
+//!   │                      ├── fail (give up) / expire (last attempt) ──▶ failed
+//!   └──────cancel──────────┴── cancel ──▶ cancelled
 //! ```
 //!
 //! [`decide`] takes a job's status, its attempt counts, an [`Event`] and the [`RetryPolicy`],
@@ -27,7 +28,7 @@ use crate::job::truncate;
 /// Where a job is in its life.
 ///
 /// On the wire the statuses are `submitted`, `in progress`, `complete` and `failed`, as the
-/// course's API has them.
+/// course's API has them, and `cancelled`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub enum JobStatus {
     /// Waiting in its queue (or for a retry delay).
@@ -42,15 +43,20 @@ pub enum JobStatus {
     /// Finished without a result; `error` says why.
     #[serde(rename = "failed")]
     Failed,
+    /// Cancelled before it finished: it will not run (again), and a worker running it when it
+    /// was cancelled is told to stop and can store nothing.
+    #[serde(rename = "cancelled")]
+    Cancelled,
 }
 
 impl JobStatus {
     /// Every status, in life order.
-    pub const ALL: [JobStatus; 4] = [
+    pub const ALL: [JobStatus; 5] = [
         JobStatus::Submitted,
         JobStatus::InProgress,
         JobStatus::Complete,
         JobStatus::Failed,
+        JobStatus::Cancelled,
     ];
 
     /// The wire string (`"in progress"` etc.).
@@ -60,6 +66,7 @@ impl JobStatus {
             JobStatus::InProgress => "in progress",
             JobStatus::Complete => "complete",
             JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
         }
     }
 
@@ -70,12 +77,16 @@ impl JobStatus {
             JobStatus::InProgress => "in_progress",
             JobStatus::Complete => "complete",
             JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
         }
     }
 
     /// Whether the job has reached an end state.
     pub fn is_finished(self) -> bool {
-        matches!(self, JobStatus::Complete | JobStatus::Failed)
+        matches!(
+            self,
+            JobStatus::Complete | JobStatus::Failed | JobStatus::Cancelled
+        )
     }
 
     /// Whether some event moves a job from `self` to `to` (see [`decide`]).
@@ -87,6 +98,8 @@ impl JobStatus {
                 | (InProgress, Complete)
                 | (InProgress, Failed)
                 | (InProgress, Submitted)
+                | (Submitted, Cancelled)
+                | (InProgress, Cancelled)
         )
     }
 }
@@ -109,8 +122,10 @@ impl FromStr for JobStatus {
             }
             "complete" | "completed" => Ok(JobStatus::Complete),
             "failed" => Ok(JobStatus::Failed),
+            "cancelled" | "canceled" => Ok(JobStatus::Cancelled),
             _ => Err(Error::InvalidParams(format!(
-                "unknown status '{}'; expected one of: submitted, in progress, complete, failed",
+                "unknown status '{}'; expected one of: submitted, in progress, complete, failed, \
+                 cancelled",
                 truncate(s, 64)
             ))),
         }
@@ -139,17 +154,20 @@ pub enum Event {
     Release,
     /// Its lease ran out (its worker died or hung).
     Expire,
+    /// Someone cancels it, waiting or running.
+    Cancel,
 }
 
 impl Event {
     /// Every event, for tests that walk the whole machine.
-    pub const ALL: [Event; 6] = [
+    pub const ALL: [Event; 7] = [
         Event::Lease,
         Event::Complete,
         Event::Fail(FailureKind::Transient),
         Event::Fail(FailureKind::Permanent),
         Event::Release,
         Event::Expire,
+        Event::Cancel,
     ];
 }
 
@@ -261,6 +279,8 @@ pub struct JobState {
 /// - `Release`: back to `submitted` at once, the attempt uncounted.
 /// - `Expire`: back to `submitted` at once (the attempt counts), or `failed` when it was the last
 ///   allowed one.
+/// - `Cancel`: `submitted` or `in progress` → `cancelled`, finished (its lease, if any, is no
+///   longer current).
 pub fn decide(state: JobState, event: Event, policy: &RetryPolicy) -> Result<Move> {
     use JobStatus::*;
     let last_attempt = state.attempts >= state.max_attempts.max(1);
@@ -278,6 +298,7 @@ pub fn decide(state: JobState, event: Event, policy: &RetryPolicy) -> Result<Mov
         (InProgress, Event::Release) => Move::to(Submitted, Attempts::Uncount, Some(Requeue::Now)),
         (InProgress, Event::Expire) if last_attempt => to(Failed),
         (InProgress, Event::Expire) => Move::to(Submitted, Attempts::Keep, Some(Requeue::Now)),
+        (Submitted | InProgress, Event::Cancel) => to(Cancelled),
         (from, event) => {
             return Err(Error::IllegalTransition {
                 from,
@@ -344,6 +365,9 @@ mod tests {
                             (InProgress, Event::Expire) => {
                                 Some((Submitted, Attempts::Keep, Some(Requeue::Now)))
                             }
+                            (Submitted | InProgress, Event::Cancel) => {
+                                Some((Cancelled, Attempts::Keep, None))
+                            }
                             _ => None,
                         };
                     match (got, expected) {
@@ -372,6 +396,8 @@ mod tests {
             (InProgress, Complete),
             (InProgress, Failed),
             (InProgress, Submitted),
+            (Submitted, Cancelled),
+            (InProgress, Cancelled),
         ];
         for from in JobStatus::ALL {
             for to in JobStatus::ALL {
@@ -382,7 +408,7 @@ mod tests {
 
     #[test]
     fn finished_statuses_are_terminal() {
-        for from in [JobStatus::Complete, JobStatus::Failed] {
+        for from in [JobStatus::Complete, JobStatus::Failed, JobStatus::Cancelled] {
             assert!(from.is_finished());
             for event in Event::ALL {
                 assert!(decide(state(from, 1, 3), event, &RetryPolicy::default()).is_err());

@@ -22,16 +22,18 @@ use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, QueueName};
+use crate::job::{Job, JobId, Progress, QueueName};
 use crate::kind::Output;
 use crate::machine::{
     Attempts, Event, FailureKind, JobState, JobStatus, Move, Requeue, decide, expiry_reason,
 };
 use crate::queue::{
-    Consumer, Enqueued, Lease, LeaseToken, Maintenance, Producer, QueueSettings, Quota,
+    Consumer, Enqueued, Lease, LeaseToken, Maintenance, Producer, QueueSettings, Quota, Renewal,
     RequeueReport,
 };
-use crate::store::{Cursor, JobStore, ListQuery, Page, QueueStats, ResultState, StatusCounts};
+use crate::store::{
+    Cursor, JobStore, ListQuery, Page, QueueStats, ResultState, StatusCounts, cancel_refused,
+};
 
 /// Jobs and their queues held in this process's memory.
 #[derive(Debug)]
@@ -84,7 +86,7 @@ struct QueueState {
     /// Jobs waiting for a retry delay, by the time they become ready.
     delayed: BTreeSet<(DateTime<Utc>, u64, JobId)>,
     /// Jobs per status (index = `status_slot`).
-    counts: [u64; 4],
+    counts: [u64; STATUSES],
     /// The bytes of the results the queue holds.
     result_bytes: u64,
     /// Unique keys, each with the job holding it and when it stops holding it.
@@ -117,10 +119,13 @@ struct State {
     /// Leased jobs by deadline.
     leased: BTreeSet<(DateTime<Utc>, JobId)>,
     /// Submission sequence numbers per status (index = `status_slot`), for listing.
-    by_status: [BTreeSet<(u64, JobId)>; 4],
+    by_status: [BTreeSet<(u64, JobId)>; STATUSES],
     /// Finished jobs by expiry time.
     expiries: BTreeSet<(DateTime<Utc>, JobId)>,
 }
+
+/// How many statuses there are.
+const STATUSES: usize = JobStatus::ALL.len();
 
 fn status_slot(status: JobStatus) -> usize {
     match status {
@@ -128,6 +133,7 @@ fn status_slot(status: JobStatus) -> usize {
         JobStatus::InProgress => 1,
         JobStatus::Complete => 2,
         JobStatus::Failed => 3,
+        JobStatus::Cancelled => 4,
     }
 }
 
@@ -179,6 +185,11 @@ impl State {
         } else {
             None
         };
+        // A waiting job leaving `submitted` other than by a lease (which took it off its queue
+        // already) leaves its place: a delayed one its delay, one back from a lease the
+        // returned set; one never leased stays in `ready` for the lease that pops it.
+        let waited = (from == JobStatus::Submitted && mv.to != JobStatus::InProgress)
+            .then(|| entry.ready_at.take());
         let mut ready_at = None;
         if let Some(Requeue::After(delay)) = mv.requeue {
             ready_at = Some(after(now, delay));
@@ -198,6 +209,13 @@ impl State {
         let q = self.queue(&queue);
         q.counts[status_slot(from)] -= 1;
         q.counts[status_slot(mv.to)] += 1;
+        match waited {
+            Some(Some(at)) => {
+                q.delayed.remove(&(at, seq, id));
+            }
+            Some(None) if !q.returned.remove(&(seq, id)) => q.stale += 1,
+            _ => {}
+        }
         match (mv.requeue, ready_at) {
             (Some(Requeue::Now), _) => {
                 q.returned.insert((seq, id));
@@ -506,6 +524,38 @@ impl Consumer for MemoryBackend {
         Ok(deadline)
     }
 
+    /// Every lease under one lock; a lease whose job is now `cancelled` answers so.
+    async fn renew_many(&self, leases: &[Lease], lease_for: Duration) -> Result<Vec<Renewal>> {
+        let deadline = after(self.clock.now(), lease_for);
+        let mut state = self.state();
+        Ok(leases
+            .iter()
+            .map(|lease| {
+                let Ok(entry) = state.current_lease(lease) else {
+                    let cancelled = state
+                        .jobs
+                        .get(&lease.id())
+                        .is_some_and(|e| e.job.status == JobStatus::Cancelled);
+                    return if cancelled {
+                        Renewal::Cancelled
+                    } else {
+                        Renewal::Lost
+                    };
+                };
+                if let Some((_, old)) = entry.lease.replace((lease.token, deadline)) {
+                    state.leased.remove(&(old, lease.id()));
+                }
+                state.leased.insert((deadline, lease.id()));
+                Renewal::Held
+            })
+            .collect())
+    }
+
+    async fn progress(&self, lease: &Lease, progress: &Progress) -> Result<()> {
+        self.state().current_lease(lease)?.job.progress = Some(progress.clone());
+        Ok(())
+    }
+
     async fn complete(&self, lease: &Lease, output: Output) -> Result<Job> {
         let now = self.clock.now();
         let mut state = self.state();
@@ -692,8 +742,29 @@ impl JobStore for MemoryBackend {
                     .clone()
                     .unwrap_or_else(|| "no reason was recorded".to_owned()),
             ),
+            JobStatus::Cancelled => ResultState::Cancelled,
             status => ResultState::Pending(status),
         }))
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<Option<Job>> {
+        let now = self.clock.now();
+        let mut state = self.state();
+        let Some(entry) = state.live(id, now) else {
+            return Ok(None);
+        };
+        let status = entry.job.status;
+        if status == JobStatus::Cancelled {
+            return Ok(Some(entry.job.clone()));
+        }
+        let mv = decide(
+            state.machine_state(id)?,
+            Event::Cancel,
+            &self.settings.retry,
+        )
+        .map_err(|_| cancel_refused(id, status))?;
+        state.apply(id, mv, now, self.settings.result_ttl)?;
+        Ok(state.jobs.get(&id).map(|e| e.job.clone()))
     }
 
     async fn delete(&self, id: JobId) -> Result<bool> {
@@ -724,6 +795,7 @@ impl JobStore for MemoryBackend {
                     in_progress: q.counts[1],
                     complete: q.counts[2],
                     failed: q.counts[3],
+                    cancelled: q.counts[4],
                 },
                 ready: q.ready_count(),
                 delayed: q.delayed.len() as u64,

@@ -7,13 +7,16 @@
 //! lease alive in between), the embedded mode calls it, and tests call it to drain a queue step
 //! by step without sleeping.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::error::{Error, Result};
 use crate::job::{JobId, QueueName};
-use crate::kind::{Context, Kinds, Output};
+use crate::kind::{Context, Kinds, Output, ProgressCell};
 use crate::machine::{FailureKind, JobStatus, RetryPolicy};
 use crate::queue::{Consumer, Lease};
 
@@ -74,7 +77,13 @@ pub struct Processor {
     timeout: Option<Duration>,
     /// Counts lease calls, to rotate which queue is asked first.
     rounds: AtomicU64,
+    /// The least time between two progress writes of one job.
+    progress_every: Duration,
 }
+
+/// The least time between two progress writes of one job, unless configured
+/// ([`Processor::with_progress_interval`]).
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Processor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,7 +106,15 @@ impl Processor {
             lease_for,
             timeout: None,
             rounds: AtomicU64::new(0),
+            progress_every: PROGRESS_INTERVAL,
         }
+    }
+
+    /// The same processor writing a job's progress at most once per `every` (the reports in
+    /// between are folded into the next write: the latest wins).
+    pub fn with_progress_interval(mut self, every: Duration) -> Self {
+        self.progress_every = every;
+        self
     }
 
     /// The same processor stopping every attempt that runs longer than `timeout` (or than the
@@ -230,14 +247,33 @@ impl Processor {
     /// answer to [`store`](Processor::store). A worker splits the two so that a job's slot is
     /// free for the next job while its outcome is being stored.
     pub async fn run(&self, lease: &Lease) -> Ran {
+        self.run_with(lease, CancellationToken::new()).await
+    }
+
+    /// [`run`](Processor::run), the render's [`Context`] cancelled when `cancel` is (a worker
+    /// cancels it when a heartbeat finds the job cancelled, then drops the render). Progress the
+    /// render reports is written meanwhile, at most once per progress interval, under the
+    /// lease's fencing check.
+    pub async fn run_with(&self, lease: &Lease, cancel: CancellationToken) -> Ran {
         let job = &lease.job;
+        let cell = Arc::new(ProgressCell::default());
         let ctx = Context::new(
             job.id,
             self.kinds.shared_name(&job.kind),
             job.queue.clone(),
             lease.attempt(),
-        );
-        let run = self.kinds.run(&job.kind, &job.params, &ctx);
+        )
+        .with_cancellation(cancel)
+        .with_progress(Arc::clone(&cell));
+        let render = self.kinds.run(&job.kind, &job.params, &ctx);
+        // The writer never ends: the render's end ends both.
+        let run = async {
+            tokio::select! {
+                biased;
+                ran = render => ran,
+                never = self.write_progress(lease, &cell) => match never {},
+            }
+        };
         let ran = match self.attempt_limit(job.timeout) {
             None => run.await,
             Some(limit) => match tokio::time::timeout(limit, run).await {
@@ -312,6 +348,21 @@ impl Ran {
 }
 
 impl Processor {
+    /// Writes the progress a render reports, the latest at most once per interval, until the
+    /// render ends (which drops this). Stops writing once the lease is lost; a failed write is
+    /// only logged: progress is a hint, the next report tries again.
+    async fn write_progress(&self, lease: &Lease, cell: &ProgressCell) -> Infallible {
+        loop {
+            let progress = cell.next().await;
+            match self.consumer.progress(lease, &progress).await {
+                Ok(()) => {}
+                Err(Error::LeaseLost) => return std::future::pending().await,
+                Err(e) => tracing::debug!(error = %e, "could not write a progress report"),
+            }
+            tokio::time::sleep(self.progress_every).await;
+        }
+    }
+
     /// Runs `call` and, while it answers [`Error::Unavailable`], runs it again after a backoff
     /// (100 ms doubling up to 2 s), for up to one lease length in all.
     async fn retrying_outage<T, F, Fut>(&self, call: F) -> Result<T>

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
-use crate::job::{Job, JobId, QueueName};
+use crate::job::{Job, JobId, Progress, QueueName};
 use crate::kind::Output;
 use crate::machine::{FailureKind, RetryPolicy};
 
@@ -126,6 +126,17 @@ pub enum Enqueued {
     Duplicate(JobId),
 }
 
+/// What a heartbeat learns of one lease ([`Consumer::renew_many`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renewal {
+    /// Still held: renewed.
+    Held,
+    /// No longer held (expired and taken over, or the job is gone): another worker may own it.
+    Lost,
+    /// The job was cancelled: stop running it; nothing about it can be stored.
+    Cancelled,
+}
+
 /// What one [`Maintenance::requeue_expired`] pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RequeueReport {
@@ -188,7 +199,7 @@ pub trait Producer: Send + Sync {
 ///   fresh [`LeaseToken`].
 /// - **Fencing.** `renew`, `complete`, `fail` and `release` check the token and answer
 ///   [`Error::LeaseLost`](crate::Error::LeaseLost) once the lease is not the current one (expired
-///   and requeued, leased again, or the job deleted). A lost lease changes nothing.
+///   and requeued, leased again, the job cancelled or deleted). A lost lease changes nothing.
 /// - **Decisions.** Every status change is the [`Move`](crate::machine::Move) that
 ///   [`machine::decide`](crate::machine::decide) answers; a backend carries moves out and decides
 ///   nothing itself.
@@ -232,18 +243,24 @@ pub trait Consumer: Send + Sync {
     async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<DateTime<Utc>>;
 
     /// Renews many leases in one step (a worker's batched heartbeat). Each entry of the answer
-    /// says whether that lease is still held; a lost lease does not stop the others.
-    async fn renew_many(&self, leases: &[Lease], lease_for: Duration) -> Result<Vec<bool>> {
+    /// says whether that lease is still held, and, when it is not because its job was
+    /// cancelled, says so; a lost lease does not stop the others. The default renews each with
+    /// [`renew`](Consumer::renew), which cannot tell a cancelled job from a lost lease.
+    async fn renew_many(&self, leases: &[Lease], lease_for: Duration) -> Result<Vec<Renewal>> {
         let mut held = Vec::with_capacity(leases.len());
         for lease in leases {
             match self.renew(lease, lease_for).await {
-                Ok(_) => held.push(true),
-                Err(crate::Error::LeaseLost) => held.push(false),
+                Ok(_) => held.push(Renewal::Held),
+                Err(crate::Error::LeaseLost) => held.push(Renewal::Lost),
                 Err(e) => return Err(e),
             }
         }
         Ok(held)
     }
+
+    /// Records how far the job has come ([`Job::progress`]), under the lease's fencing check:
+    /// a report of a lost lease changes nothing and answers [`Error::LeaseLost`](crate::Error::LeaseLost).
+    async fn progress(&self, lease: &Lease, progress: &Progress) -> Result<()>;
 
     /// Stores `output` as the job's result and marks it `complete`, as one step; returns the
     /// finished job.

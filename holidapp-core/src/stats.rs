@@ -19,6 +19,7 @@ pub struct WorkerStats {
     retried: AtomicU64,
     failed: AtomicU64,
     lease_lost: AtomicU64,
+    cancelled: AtomicU64,
     released: AtomicU64,
     crashed: AtomicU64,
     unrecorded: AtomicU64,
@@ -43,6 +44,8 @@ pub struct StatsSnapshot {
     /// Jobs it dropped because their lease was taken over (found by a heartbeat, or refused when
     /// the outcome was stored). Another worker owns them now.
     pub lease_lost: u64,
+    /// Jobs it stopped running because a heartbeat found them cancelled.
+    pub cancelled: u64,
     /// Jobs handed back to the queue unfinished at shutdown.
     pub released: u64,
     /// Jobs whose task panicked; their lease runs out and the queue retries them.
@@ -72,6 +75,7 @@ pub enum Counter {
     Retried,
     Failed,
     LeaseLost,
+    Cancelled,
     Released,
     Crashed,
     Unrecorded,
@@ -96,6 +100,7 @@ impl WorkerStats {
             retried: get(&self.retried),
             failed: get(&self.failed),
             lease_lost: get(&self.lease_lost),
+            cancelled: get(&self.cancelled),
             released: get(&self.released),
             crashed: get(&self.crashed),
             unrecorded: get(&self.unrecorded),
@@ -115,6 +120,7 @@ impl WorkerStats {
             Counter::Retried => &self.retried,
             Counter::Failed => &self.failed,
             Counter::LeaseLost => &self.lease_lost,
+            Counter::Cancelled => &self.cancelled,
             Counter::Released => &self.released,
             Counter::Crashed => &self.crashed,
             Counter::Unrecorded => &self.unrecorded,

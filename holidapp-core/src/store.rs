@@ -26,7 +26,7 @@ pub struct Statuses(u8);
 
 impl Statuses {
     /// Every status.
-    pub const ALL: Statuses = Statuses(0b1111);
+    pub const ALL: Statuses = Statuses(0b1_1111);
 
     /// Only `status`.
     pub fn only(status: JobStatus) -> Statuses {
@@ -56,6 +56,7 @@ impl Statuses {
             JobStatus::InProgress => 2,
             JobStatus::Complete => 4,
             JobStatus::Failed => 8,
+            JobStatus::Cancelled => 16,
         }
     }
 }
@@ -186,6 +187,8 @@ pub struct StatusCounts {
     pub complete: u64,
     /// Jobs in `failed`.
     pub failed: u64,
+    /// Jobs in `cancelled`.
+    pub cancelled: u64,
 }
 
 impl StatusCounts {
@@ -196,6 +199,7 @@ impl StatusCounts {
             JobStatus::InProgress => self.in_progress,
             JobStatus::Complete => self.complete,
             JobStatus::Failed => self.failed,
+            JobStatus::Cancelled => self.cancelled,
         }
     }
 }
@@ -210,6 +214,7 @@ impl std::ops::Add for StatusCounts {
             in_progress: self.in_progress + other.in_progress,
             complete: self.complete + other.complete,
             failed: self.failed + other.failed,
+            cancelled: self.cancelled + other.cancelled,
         }
     }
 }
@@ -255,8 +260,17 @@ pub enum ResultState<O = Output> {
     Pending(JobStatus),
     /// The job failed, for this reason.
     Failed(String),
+    /// The job was cancelled: it has no result and never will.
+    Cancelled,
     /// The job is complete: its result.
     Ready(O),
+}
+
+/// The refusal to cancel job `id`, which is `status` (finished).
+pub fn cancel_refused(id: JobId, status: JobStatus) -> Error {
+    Error::Conflict(format!(
+        "job {id} is {status}; only a waiting or running job can be cancelled"
+    ))
 }
 
 /// Where jobs and their results are read, listed, deleted and counted.
@@ -274,6 +288,13 @@ pub enum ResultState<O = Output> {
 ///   a short page with a cursor (it bounds the work one page costs), never skip a job.
 /// - `delete` removes the job, its result and its place in its queue as one step; deleting a job
 ///   that is `in progress` is refused with [`Error::Conflict`].
+/// - `cancel` moves a `submitted` or `in progress` job to `cancelled` as one step, as the status
+///   machine decides: it is never leased again, and the lease of a worker running it stops being
+///   current at once (that worker's [`renew_many`](crate::Consumer::renew_many) answers
+///   [`Renewal::Cancelled`](crate::Renewal::Cancelled); its `complete`, `fail`, `release` and
+///   `renew` answer [`Error::LeaseLost`] and change nothing). A cancelled job is finished: its
+///   retention starts. Cancelling a job already cancelled answers it unchanged; a `complete` or
+///   `failed` job is refused with [`Error::Conflict`].
 /// - Finished jobs and their results disappear once older than the retention setting
 ///   ([`QueueSettings::result_ttl`](crate::QueueSettings)), from every read and listing.
 #[async_trait]
@@ -289,6 +310,10 @@ pub trait JobStore: Send + Sync {
 
     /// Deletes a job and its result; `false` when there was no such job.
     async fn delete(&self, id: JobId) -> Result<bool>;
+
+    /// Cancels a waiting or running job; answers the job as it now is, `None` when there is no
+    /// such job.
+    async fn cancel(&self, id: JobId) -> Result<Option<Job>>;
 
     /// The counts of every queue that has held a job, by queue name.
     async fn stats(&self) -> Result<Vec<QueueStats>>;
@@ -310,7 +335,7 @@ mod tests {
             incomplete.iter().collect::<Vec<_>>(),
             vec![JobStatus::Submitted, JobStatus::InProgress]
         );
-        assert_eq!(Statuses::ALL.iter().count(), 4);
+        assert_eq!(Statuses::ALL.iter().count(), JobStatus::ALL.len());
     }
 
     #[test]

@@ -600,3 +600,50 @@ async fn a_renderer_refuses_a_data_set_larger_than_it_may_hold() {
         .await
         .expect("a data set within the limit renders");
 }
+
+#[tokio::test]
+async fn a_plot_job_reports_its_phases_and_is_not_drawn_once_cancelled() {
+    use holidapp_core::{
+        Backends, Jobs, Kinds, MemoryBackend, Outcome, Processor, Progress, QueueSettings, Submit,
+    };
+    let backends = Backends::single(Arc::new(MemoryBackend::new(QueueSettings::default())));
+    let kinds = Kinds::new().with(renderer_of(hgnc()).await);
+    let jobs = Jobs::new(&backends, kinds.clone());
+    let processor = Processor::new(
+        backends.consumer.clone(),
+        kinds,
+        std::time::Duration::from_secs(30),
+    )
+    .with_progress_interval(std::time::Duration::ZERO);
+    let job = jobs
+        .submit(Submit::new("plot", json!({"start": 1990, "end": 2000})))
+        .await
+        .unwrap();
+    assert!(matches!(
+        processor.process_one("w").await.unwrap(),
+        Outcome::Processed(_)
+    ));
+    // The render waits for its blocking thread at least once, so the writer runs: the job shows
+    // the last phase written before the render ended.
+    let shown = jobs.get(job.id).await.unwrap().unwrap().progress;
+    let phases = [
+        Progress::new(0.0, "loading data"),
+        Progress::new(20.0, "waiting for a render slot"),
+        Progress::new(40.0, "drawing"),
+    ];
+    assert!(
+        shown.as_ref().is_some_and(|p| phases.contains(p)),
+        "{shown:?}"
+    );
+
+    let renderer = renderer_of(hgnc()).await;
+    let ctx = Context::new(
+        JobId::new_in(&QueueName::default_queue()),
+        "plot",
+        QueueName::default_queue(),
+        1,
+    );
+    ctx.cancellation().cancel();
+    let refused = renderer.render(params(1990, 2000, json!({})), &ctx).await;
+    assert!(matches!(refused, Err(Error::Render(m)) if m.contains("cancelled")));
+}

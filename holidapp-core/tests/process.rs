@@ -10,7 +10,7 @@ use holidapp_core::contract::settings;
 use holidapp_core::{
     Backends, Clock, Consumer, Context, Error, FailureKind, Job, JobOutcome, JobStatus, JobStore,
     Jobs, Json, Kinds, Lease, Maintenance, ManualClock, MemoryBackend, Outcome, Output, Processor,
-    Producer, QueueName, Renderer, Result, ResultState, Submit, async_trait,
+    Producer, Progress, QueueName, Renderer, Result, ResultState, Submit, async_trait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -296,6 +296,9 @@ impl Consumer for FailsOn {
     }
     async fn renew(&self, lease: &Lease, for_: Duration) -> Result<DateTime<Utc>> {
         self.inner.renew(lease, for_).await
+    }
+    async fn progress(&self, lease: &Lease, progress: &Progress) -> Result<()> {
+        self.inner.progress(lease, progress).await
     }
     async fn complete(&self, lease: &Lease, output: Output) -> Result<Job> {
         self.inner.complete(lease, output).await

@@ -12,7 +12,7 @@ use holidapp_core::store::total_counts;
 use holidapp_core::testing::RedisServer;
 use holidapp_core::{
     Clock, Consumer, Error, FailureKind, Job, JobId, JobStatus, JobStore, Maintenance, ManualClock,
-    Output, Producer, QueueName, QueueSettings, ResultState,
+    Output, Producer, QueueName, QueueSettings, Renewal, ResultState,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -128,7 +128,7 @@ async fn a_stale_lessee_cannot_touch_a_job_taken_over_by_another() {
         old.renew_many(&[stale.clone(), current.clone()], LEASE)
             .await
             .unwrap(),
-        vec![false, true]
+        vec![Renewal::Lost, Renewal::Held]
     );
     assert!(matches!(old.release(&stale).await, Err(Error::LeaseLost)));
 

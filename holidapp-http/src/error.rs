@@ -25,7 +25,7 @@ use serde::Serialize;
 const MAX_MESSAGE_CHARS: usize = 300;
 
 /// Every `code` an error body may carry ([`ApiError::code`]), as the OpenAPI document lists them.
-pub const ERROR_CODES: [&str; 25] = [
+pub const ERROR_CODES: [&str; 26] = [
     "invalid_params",
     "invalid_body",
     "unknown_kind",
@@ -50,6 +50,7 @@ pub const ERROR_CODES: [&str; 25] = [
     "method_not_allowed",
     "job_not_finished",
     "job_failed",
+    "job_cancelled",
     "timeout",
 ];
 
@@ -107,6 +108,12 @@ pub enum ApiError {
         id: String,
         /// Why it failed, as recorded on the job.
         reason: String,
+    },
+    /// The job's result was asked for but the job was cancelled.
+    #[error("job {id} was cancelled; it has no result")]
+    JobCancelled {
+        /// The job.
+        id: String,
     },
     /// The request took longer than the server's request timeout.
     #[error("the request took longer than {0:?} and was abandoned")]
@@ -184,7 +191,9 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RouteNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::JobNotFinished { .. } | ApiError::JobFailed { .. } => StatusCode::CONFLICT,
+            ApiError::JobNotFinished { .. }
+            | ApiError::JobFailed { .. }
+            | ApiError::JobCancelled { .. } => StatusCode::CONFLICT,
             ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Panic(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -222,6 +231,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::JobNotFinished { .. } => "job_not_finished",
             ApiError::JobFailed { .. } => "job_failed",
+            ApiError::JobCancelled { .. } => "job_cancelled",
             ApiError::Timeout(_) => "timeout",
             ApiError::Panic(_) | ApiError::Internal(_) => "internal",
         }
@@ -440,6 +450,7 @@ mod tests {
                 id: String::new(),
                 reason: String::new(),
             },
+            ApiError::JobCancelled { id: String::new() },
             ApiError::Timeout(std::time::Duration::from_secs(1)),
             ApiError::Panic(String::new()),
             ApiError::Internal(String::new()),

@@ -234,6 +234,7 @@ fn write_workers(out: &mut String, s: &StatsSnapshot) {
         ("retried", s.retried),
         ("failed", s.failed),
         ("lease_lost", s.lease_lost),
+        ("cancelled", s.cancelled),
         ("released", s.released),
         ("crashed", s.crashed),
         ("unrecorded", s.unrecorded),

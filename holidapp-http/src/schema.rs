@@ -311,6 +311,21 @@ pub(crate) enum StatusDoc {
     /// Finished without a result; `error` says why.
     #[serde(rename = "failed")]
     Failed,
+    /// Cancelled before it finished; it has no result.
+    #[serde(rename = "cancelled")]
+    Cancelled,
+}
+
+/// How far a running job has come, as its kind last reported.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Progress)]
+pub(crate) struct ProgressDoc {
+    /// Percent done.
+    #[schema(minimum = 0, maximum = 100, example = 40)]
+    percent: f64,
+    /// What the job is doing (at most 200 characters).
+    #[schema(max_length = 200, example = "drawing")]
+    message: String,
 }
 
 /// `kind` of a histogram.
@@ -517,7 +532,7 @@ pub(crate) struct JobDoc {
     /// When its last attempt started.
     #[schema(format = DateTime)]
     started_at: Option<String>,
-    /// When it reached `complete` or `failed`.
+    /// When it reached `complete`, `failed` or `cancelled`.
     #[schema(format = DateTime)]
     finished_at: Option<String>,
     /// Why it failed (or why its last attempt failed, while it waits for a retry).
@@ -531,6 +546,8 @@ pub(crate) struct JobDoc {
     /// The longest one attempt may run, in seconds, when it was submitted with a limit.
     #[schema(minimum = 1, maximum = 86400)]
     timeout: Option<u32>,
+    /// The last progress its kind reported, once it has.
+    progress: Option<ProgressDoc>,
     /// Where the result can be fetched once the job is complete.
     #[schema(example = "/jobs/2d6f2c39-3f0a-4d6e-9a4e-2d1c8a7f5e10/result")]
     result: String,

@@ -13,10 +13,11 @@ use std::time::Duration;
 use holidapp_core::stats::Counter;
 use holidapp_core::{
     Consumer, Error, JobId, JobOutcome, Lease, LeaseToken, Maintenance, Processed, Processor,
-    StatsSnapshot, WorkerStats,
+    Renewal, StatsSnapshot, WorkerStats,
 };
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span, error, info, info_span, warn};
 
 use crate::backoff::Backoff;
@@ -182,6 +183,8 @@ struct Active {
     lease: Lease,
     /// Tells the job task to stop; taken by whoever stops it first.
     stop: Option<oneshot::Sender<StopJob>>,
+    /// The render's cancellation ([`Context::cancelled`](holidapp_core::Context::cancelled)).
+    cancel: CancellationToken,
     /// Whether the job has started to run (before that it waits in the prefetch buffer).
     running: bool,
     /// The last heartbeat found the lease no longer held. One such answer may be the job's own
@@ -197,6 +200,8 @@ enum StopJob {
     LeaseLost,
     /// The grace period is over: release the job to the queue.
     Shutdown,
+    /// A heartbeat found the job cancelled: tell the render, drop it, store nothing.
+    Cancelled,
 }
 
 impl Shared {
@@ -240,40 +245,50 @@ impl Shared {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Tells the task running `lease`'s job to stop, if that lease is still the one it runs.
+    /// Tells the task running `lease`'s job to stop, if that lease is still the one it runs;
+    /// for a cancelled job, tells its render first.
     fn stop_job(&self, id: JobId, token: LeaseToken, why: StopJob) {
-        let sender = self
+        let stop = self
             .active()
             .get_mut(&id)
             .filter(|a| a.lease.token == token)
-            .and_then(|a| a.stop.take());
-        if let Some(sender) = sender {
+            .and_then(|a| Some((a.stop.take()?, a.cancel.clone())));
+        if let Some((sender, cancel)) = stop {
+            if why == StopJob::Cancelled {
+                cancel.cancel();
+            }
             let _ = sender.send(why);
         }
     }
 
-    /// Records a heartbeat's answers and abandons the jobs whose lease was reported lost twice
-    /// in a row.
-    fn heartbeat_answered(&self, leases: &[Lease], held: &[bool]) {
-        let abandon: Vec<(JobId, LeaseToken)> = {
+    /// Records a heartbeat's answers: stops the jobs found cancelled at once, and abandons the
+    /// jobs whose lease was reported lost twice in a row.
+    fn heartbeat_answered(&self, leases: &[Lease], held: &[Renewal]) {
+        let stop: Vec<(JobId, LeaseToken, StopJob)> = {
             let mut active = self.active();
             leases
                 .iter()
                 .zip(held)
-                .filter_map(|(lease, &held)| {
+                .filter_map(|(lease, &renewal)| {
                     let job = active
                         .get_mut(&lease.id())
                         .filter(|a| a.lease.token == lease.token)?;
-                    let reported_before = std::mem::replace(&mut job.reported_lost, !held);
-                    if !held && !reported_before {
+                    let lost = renewal == Renewal::Lost;
+                    let reported_before = std::mem::replace(&mut job.reported_lost, lost);
+                    if lost && !reported_before {
                         debug!(job = %lease.id(), "a heartbeat found the lease no longer held");
                     }
-                    (!held && reported_before).then_some((lease.id(), lease.token))
+                    match renewal {
+                        Renewal::Cancelled => Some(StopJob::Cancelled),
+                        Renewal::Lost if reported_before => Some(StopJob::LeaseLost),
+                        _ => None,
+                    }
+                    .map(|why| (lease.id(), lease.token, why))
                 })
                 .collect()
         };
-        for (id, token) in abandon {
-            self.stop_job(id, token, StopJob::LeaseLost);
+        for (id, token, why) in stop {
+            self.stop_job(id, token, why);
         }
     }
 }
@@ -436,18 +451,20 @@ async fn fetch_loop(shared: &Arc<Shared>, mut shutdown: Pin<&mut impl Future<Out
 /// Registers a leased job and runs it in its own task, holding `held` until it lets the lease go.
 fn start_job(shared: &Arc<Shared>, lease: Lease, held: OwnedSemaphorePermit) {
     let (stop_tx, stop_rx) = oneshot::channel();
+    let cancel = CancellationToken::new();
     shared.active().insert(
         lease.id(),
         Active {
             lease: lease.clone(),
             stop: Some(stop_tx),
+            cancel: cancel.clone(),
             running: false,
             reported_lost: false,
         },
     );
     shared.stats.add(Counter::Leased, 1);
     let span = debug_span!("job", job = %lease.id(), attempt = lease.attempt());
-    let task = run_job(Arc::clone(shared), lease, held, stop_rx);
+    let task = run_job(Arc::clone(shared), lease, held, stop_rx, cancel);
     tokio::spawn(task.instrument(span));
 }
 
@@ -506,6 +523,7 @@ async fn run_job(
     lease: Lease,
     held: OwnedSemaphorePermit,
     stop: oneshot::Receiver<StopJob>,
+    cancel: CancellationToken,
 ) {
     let _guard = ActiveGuard {
         shared: Arc::clone(&shared),
@@ -543,12 +561,16 @@ async fn run_job(
         let _busy = Busy::start(&shared.stats);
         tokio::select! {
             biased;
-            ran = shared.processor.run(&lease) => ran,
+            ran = shared.processor.run_with(&lease, cancel.clone()) => ran,
             why = &mut stopped => {
                 return stop_before_end(&shared, &lease, why, Some(started)).await;
             }
         }
     };
+    // A render that ended because it heard of its cancellation has nothing to store.
+    if cancel.is_cancelled() {
+        return stop_before_end(&shared, &lease, StopJob::Cancelled, Some(started)).await;
+    }
     shared.note_run_time(started.elapsed());
     drop(slot);
     let outcome = tokio::select! {
@@ -574,6 +596,15 @@ async fn stop_before_end(shared: &Shared, lease: &Lease, why: StopJob, started: 
             );
         }
         StopJob::Shutdown => release(shared, lease).await,
+        StopJob::Cancelled => {
+            shared.stats.add(Counter::Cancelled, 1);
+            info!(
+                job = %lease.id(),
+                elapsed_ms = started.map_or(0, |s| millis(s.elapsed())),
+                outcome = "cancelled",
+                "the job was cancelled; its render was stopped and nothing is stored"
+            );
+        }
     }
 }
 
@@ -754,6 +785,7 @@ fn log_summary(message: &str, s: &StatsSnapshot, concurrency: usize) {
         retried = s.retried,
         failed = s.failed,
         lease_lost = s.lease_lost,
+        cancelled = s.cancelled,
         released = s.released,
         crashed = s.crashed,
         unrecorded = s.unrecorded,

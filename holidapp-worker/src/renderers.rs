@@ -117,7 +117,9 @@ impl Renderer for SleepRenderer {
     type Params = Params;
     type Output = Png;
 
-    async fn render(&self, _params: Params, _ctx: &Context) -> Result<Png> {
+    /// Reports its progress once, at the start (`0`, `sleeping`), then sleeps.
+    async fn render(&self, _params: Params, ctx: &Context) -> Result<Png> {
+        ctx.progress(0.0, "sleeping");
         tokio::time::sleep(self.0).await;
         Ok(Png(Bytes::from_static(BLANK_PNG)))
     }

@@ -18,7 +18,7 @@ use holidapp_core::store::total_counts;
 use holidapp_core::testing::RedisServer;
 use holidapp_core::{
     Job, JobId, JobStatus, JobStore, ListQuery, Params, Producer, QueueName, QueueSettings,
-    StatusCounts,
+    ResultState, StatusCounts,
 };
 use tempfile::TempDir;
 
@@ -704,4 +704,49 @@ async fn a_finished_job_survives_a_redis_outage_before_its_completion() {
     let summary = worker.stop().await;
     assert_eq!(summary["completed"], 1, "{summary:?}");
     assert_eq!(summary["unrecorded"], 0, "{summary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cancelled_while_a_worker_runs_it_stops_frees_its_slot_and_stores_nothing() {
+    let rig = Rig::new("cancel-running", RedisServer::start()).await;
+    let mut worker = rig.worker("10.0.0.1", "sleep:600000", 1);
+    let [first] = rig.submit_and_hold(1).await[..] else {
+        unreachable!()
+    };
+    eventually(Duration::from_secs(10), "the job's progress", || async {
+        rig.job(first)
+            .await
+            .progress
+            .is_some_and(|p| p.message == "sleeping")
+    })
+    .await;
+    let [second] = rig.submit(1).await[..] else {
+        unreachable!()
+    };
+
+    let cancelled = rig.backend.cancel(first).await.expect("cancel");
+    assert_eq!(cancelled.map(|j| j.status), Some(JobStatus::Cancelled));
+    // Within a heartbeat (a third of the 2 s lease) the worker stops the render; its one slot
+    // then takes the next job.
+    worker.wait_for_log("the job was cancelled").await;
+    eventually(Duration::from_secs(10), "the next job running", || async {
+        rig.job(second).await.status == JobStatus::InProgress
+    })
+    .await;
+    assert_eq!(rig.job(first).await.status, JobStatus::Cancelled);
+    assert_eq!(
+        rig.backend.result(first).await.expect("result"),
+        Some(ResultState::Cancelled)
+    );
+    let summary = worker.stop().await;
+    assert_eq!(
+        (
+            summary["cancelled"],
+            summary["completed"],
+            summary["lease_lost"]
+        ),
+        (1, 0, 0),
+        "{summary:?}"
+    );
+    assert_eq!(rig.job(first).await.status, JobStatus::Cancelled);
 }

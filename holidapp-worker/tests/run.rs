@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use holidapp_core::{
     Clock, Consumer, Context, Error, FailureKind, Job, JobId, JobStatus, JobStore, Kinds, Lease,
-    Maintenance, ManualClock, MemoryBackend, Output, Params, Png, Processor, Producer, QueueName,
-    QueueSettings, Renderer, Result,
+    Maintenance, ManualClock, MemoryBackend, Output, Params, Png, Processor, Producer, Progress,
+    QueueName, QueueSettings, Renderer, Renewal, Result,
 };
 use holidapp_worker::{
     Ending, NoopRenderer, SleepRenderer, Worker, WorkerConfig, WorkerStats, run, run_with_force,
@@ -57,6 +57,7 @@ struct Flaky {
     batch_calls: AtomicU32,
     renew_calls: AtomicU32,
     renewed_leases: AtomicU32,
+    progress_calls: AtomicU32,
 }
 
 impl Flaky {
@@ -70,6 +71,7 @@ impl Flaky {
             batch_calls: AtomicU32::new(0),
             renew_calls: AtomicU32::new(0),
             renewed_leases: AtomicU32::new(0),
+            progress_calls: AtomicU32::new(0),
         })
     }
 
@@ -111,15 +113,19 @@ impl Consumer for Flaky {
     async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<DateTime<Utc>> {
         self.inner.renew(lease, lease_for).await
     }
-    async fn renew_many(&self, leases: &[Lease], lease_for: Duration) -> Result<Vec<bool>> {
+    async fn renew_many(&self, leases: &[Lease], lease_for: Duration) -> Result<Vec<Renewal>> {
         self.renew_calls.fetch_add(1, Ordering::SeqCst);
         Self::outage(&self.failing_renewals)?;
         if Self::outage(&self.not_held_renewals).is_err() {
-            return Ok(vec![false; leases.len()]);
+            return Ok(vec![Renewal::Lost; leases.len()]);
         }
         self.renewed_leases
             .fetch_add(leases.len() as u32, Ordering::SeqCst);
         self.inner.renew_many(leases, lease_for).await
+    }
+    async fn progress(&self, lease: &Lease, progress: &Progress) -> Result<()> {
+        self.progress_calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.progress(lease, progress).await
     }
     async fn complete(&self, lease: &Lease, output: Output) -> Result<Job> {
         self.inner.complete(lease, output).await
@@ -615,6 +621,100 @@ async fn a_job_whose_lease_was_taken_over_is_abandoned() {
     assert_eq!(job.worker.as_deref(), Some("10.6.6.6"));
     assert_eq!(job.status, JobStatus::Complete);
     handle.abort();
+}
+
+/// A renderer that waits for its job's cancellation, notes that it heard of it, and answers as
+/// if it had finished.
+struct UntilCancelled(Arc<std::sync::atomic::AtomicBool>);
+
+#[async_trait]
+impl Renderer for UntilCancelled {
+    const KIND: &'static str = "until-cancelled";
+    type Params = serde_json::Value;
+    type Output = Png;
+
+    async fn render(&self, _: serde_json::Value, ctx: &Context) -> Result<Png> {
+        ctx.progress(10.0, "waiting to be cancelled");
+        ctx.cancelled().await;
+        self.0.store(ctx.is_cancelled(), Ordering::SeqCst);
+        Ok(Png(bytes::Bytes::from_static(b"too late")))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_job_is_told_stopped_within_a_heartbeat_and_stores_nothing() {
+    let rig = Rig::new(TokioClock::new(), Duration::from_secs(3), 2).await;
+    let heard = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let worker = rig.worker(kind(UntilCancelled(Arc::clone(&heard))), config(1));
+    let stats = Arc::clone(&worker.stats);
+    let handle = tokio::spawn(run(worker, async {
+        tokio::time::sleep(Duration::from_secs(3600)).await
+    }));
+    until(Duration::from_secs(5), "the first job to start", || {
+        stats.snapshot().busy == 1
+    })
+    .await;
+    let running = rig.jobs(JobStatus::InProgress).await.remove(0);
+    until(Duration::from_secs(2), "its progress", || {
+        let job = futures::executor::block_on(rig.backend.get(running.id));
+        job.unwrap().unwrap().progress.is_some()
+    })
+    .await;
+
+    let cancelled_at = Instant::now();
+    rig.backend.cancel(running.id).await.unwrap();
+    // Heartbeats every 1 s: the render hears of it within one, and its slot goes to the next job.
+    until(Duration::from_secs(2), "the cancelled job to stop", || {
+        stats.snapshot().cancelled == 1
+    })
+    .await;
+    assert!(cancelled_at.elapsed() <= Duration::from_secs(1));
+    assert!(heard.load(Ordering::SeqCst), "the render was told");
+    until(Duration::from_secs(2), "the next job to start", || {
+        let s = stats.snapshot();
+        s.busy == 1 && s.leased == 2
+    })
+    .await;
+    let job = rig.backend.get(running.id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Cancelled);
+    assert_eq!(
+        job.progress,
+        Some(Progress::new(10.0, "waiting to be cancelled"))
+    );
+    assert_eq!(
+        rig.backend.result(running.id).await.unwrap(),
+        Some(holidapp_core::ResultState::Cancelled)
+    );
+    let s = stats.snapshot();
+    assert_eq!((s.completed, s.lease_lost), (0, 0));
+    handle.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn progress_reports_are_written_at_most_once_per_interval() {
+    /// Reports 1,000 times over 4 s.
+    struct Chatty;
+    #[async_trait]
+    impl Renderer for Chatty {
+        const KIND: &'static str = "chatty";
+        type Params = serde_json::Value;
+        type Output = Png;
+        async fn render(&self, _: serde_json::Value, ctx: &Context) -> Result<Png> {
+            for i in 0..1000 {
+                ctx.progress(f64::from(i) / 10.0, format!("step {i}"));
+                tokio::time::sleep(Duration::from_millis(4)).await;
+            }
+            Ok(Png(bytes::Bytes::from_static(b"png")))
+        }
+    }
+    let rig = Rig::new(TokioClock::new(), Duration::from_secs(30), 1).await;
+    let worker = rig.worker(kind(Chatty), config(1));
+    let done = when(&worker.stats, "the job", |s| s.completed == 1);
+    run(worker, done).await.unwrap();
+    // Writes at 0 s, 1 s, 2 s and 3 s: the first report, then the latest one each second.
+    assert_eq!(rig.queue.progress_calls.load(Ordering::SeqCst), 4);
+    let job = rig.jobs(JobStatus::Complete).await.remove(0);
+    assert_eq!(job.progress, Some(Progress::new(75.0, "step 750")));
 }
 
 #[tokio::test(start_paused = true)]

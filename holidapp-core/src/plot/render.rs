@@ -180,15 +180,35 @@ impl PlotRenderer {
     /// Draws `params` over the current data set, on a blocking thread: at most one render per
     /// CPU core at once, the others waiting their turn (a wait a time limit can end).
     pub async fn draw(&self, params: &PlotParams) -> Result<Png> {
+        self.draw_reporting(params, None).await
+    }
+
+    /// [`draw`](Self::draw), reporting its phases to a job's context: `loading data`, `waiting
+    /// for a render slot`, `drawing`. A job cancelled before its drawing starts is not drawn.
+    async fn draw_reporting(&self, params: &PlotParams, ctx: Option<&Context>) -> Result<Png> {
+        let report = |percent, phase: &str| {
+            if let Some(ctx) = ctx {
+                ctx.progress(percent, phase);
+            }
+        };
         let spec = PlotSpec::from_params(params)?;
+        report(0.0, "loading data");
         let data = self.data.current().await?;
+        report(20.0, "waiting for a render slot");
         let permit = Arc::clone(&self.renders)
             .acquire_owned()
             .await
             .map_err(|_| Error::Internal("the render slots are closed".into()))?;
         let renderer = self.clone();
+        let ctx = ctx.cloned();
         let png = tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            if let Some(ctx) = &ctx {
+                if ctx.is_cancelled() {
+                    return Err(Error::Render("the job was cancelled".into()));
+                }
+                ctx.progress(40.0, "drawing");
+            }
             renderer.render_blocking(&data, &spec)
         })
         .await
@@ -223,8 +243,8 @@ impl Renderer for PlotRenderer {
         PlotSpec::from_params(params).map(|_| ())
     }
 
-    async fn render(&self, params: PlotParams, _ctx: &Context) -> Result<Png> {
-        self.draw(&params).await
+    async fn render(&self, params: PlotParams, ctx: &Context) -> Result<Png> {
+        self.draw_reporting(&params, Some(ctx)).await
     }
 }
 

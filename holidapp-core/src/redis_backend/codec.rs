@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use redis::Value;
 
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, Params, QueueName};
+use crate::job::{Job, JobId, Params, Progress, QueueName};
 use crate::machine::JobStatus;
 
 /// Milliseconds since the epoch: the unit of every score and deadline the scripts compare.
@@ -90,6 +90,7 @@ pub(super) fn optional_fields(job: &Job) -> Vec<String> {
         ),
         ("unique_key", job.unique_key.clone()),
         ("timeout", job.timeout.map(|t| t.to_string())),
+        ("progress", job.progress.as_ref().map(progress_json)),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -98,6 +99,17 @@ pub(super) fn optional_fields(job: &Job) -> Vec<String> {
         }
     }
     fields
+}
+
+/// A progress report as its hash field holds it: `{"percent":..,"message":..}`.
+pub(super) fn progress_json(progress: &Progress) -> String {
+    serde_json::to_string(progress).unwrap_or_default()
+}
+
+/// A progress report from its hash field.
+pub(super) fn progress_from_json(text: &str) -> Result<Progress> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::Internal(format!("stored job has a bad 'progress': {e}")))
 }
 
 /// The job `id` from its hash fields (as `HGETALL` returns them). The id is not a field: the
@@ -109,7 +121,7 @@ pub(super) fn job_from_fields(id: JobId, fields: &HashMap<String, String>) -> Re
 /// The fields a lease reads of each job it takes, in the order the lease script answers their
 /// values: what [`job_from_lookup`] needs of a `submitted` job besides its queue (the caller
 /// knows it; the lease sets the rest).
-pub(super) const LEASE_FIELDS: [&str; 9] = [
+pub(super) const LEASE_FIELDS: [&str; 10] = [
     "status",
     "kind",
     "params",
@@ -119,6 +131,7 @@ pub(super) const LEASE_FIELDS: [&str; 9] = [
     "error",
     "unique_key",
     "timeout",
+    "progress",
 ];
 
 /// The job `id` of `queue` from the values of [`LEASE_FIELDS`], in that order (`Nil` for a field
@@ -188,6 +201,7 @@ fn job_from_lookup<'a>(id: JobId, field: impl Fn(&str) -> Option<&'a str>) -> Re
         timeout: field("timeout")
             .map(|t| t.parse::<u32>().map_err(|e| bad("timeout", &e)))
             .transpose()?,
+        progress: field("progress").map(progress_from_json).transpose()?,
     })
 }
 
@@ -303,6 +317,7 @@ mod tests {
         job.attempts = 2;
         job.unique_key = Some("order-17".into());
         job.timeout = Some(30);
+        job.progress = Some(Progress::new(42.5, "drawing \"axes\""));
         assert_eq!(job_from_fields(job.id, &stored_fields(&job)).unwrap(), job);
         job.queue = QueueName::default_queue();
         let fields = stored_fields(&job);
@@ -355,6 +370,7 @@ mod tests {
             ("params", "[1"),
             ("queue", "no queue"),
             ("timeout", "-3"),
+            ("progress", "{\"percent\":\"x\"}"),
         ] {
             let mut broken = fields.clone();
             broken.insert(field.into(), bad.into());

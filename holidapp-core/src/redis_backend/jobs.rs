@@ -7,13 +7,21 @@ use bytes::Bytes;
 use redis::Value;
 
 use super::RedisBackend;
-use super::codec::{TOMBSTONE, array, fields_from_reply, gone, int, job_from_fields, string};
+use super::codec::{
+    TOMBSTONE, array, duration_millis, fields_from_reply, gone, int, job_from_fields, string,
+};
 use super::scripts::SCRIPTS;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId, QueueName};
 use crate::kind::Output;
-use crate::machine::JobStatus;
-use crate::store::{Cursor, JobStore, ListQuery, Page, QueueStats, ResultState, StatusCounts};
+use crate::machine::{Event, JobState, JobStatus, decide};
+use crate::store::{
+    Cursor, JobStore, ListQuery, Page, QueueStats, ResultState, StatusCounts, cancel_refused,
+};
+
+/// How many times a cancel reads a job again that changed between its read and its
+/// compare-and-set.
+const CANCEL_TRIES: usize = 5;
 
 /// Most jobs one list script call examines; a listing makes a few calls at most
 /// ([`LIST_ROUNDS`]), so a page costs bounded work whatever the filter skips.
@@ -71,6 +79,7 @@ impl RedisBackend {
                     .key(&k.delayed)
                     .key(&k.complete)
                     .key(&k.failed)
+                    .key(&k.cancelled)
                     .arg(&k.job_prefix)
                     .arg(self.time.arg())
                     .arg(bound)
@@ -79,7 +88,7 @@ impl RedisBackend {
                     .arg(LIST_BUDGET)
                     .arg(flags)
                     .arg(query.kind.as_deref().unwrap_or(""))
-                    .arg(TOMBSTONE),
+                    .arg(JobStatus::Submitted.as_str()),
             )
             .await?;
         let mut items = array(reply)?.into_iter();
@@ -130,6 +139,33 @@ impl RedisBackend {
             }
         }
         Ok(jobs)
+    }
+
+    /// A job's status and queue, read in one step; `None` when there is no such job (or only
+    /// the remains of a deleted one).
+    async fn status_and_queue(&self, id: JobId) -> Result<Option<(JobStatus, QueueName)>> {
+        let (status, queue): (Option<String>, Option<String>) = self
+            .conn
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.keys.job(id))
+                    .arg("status")
+                    .arg("queue"),
+            )
+            .await?;
+        let Some(status) = status.filter(|s| s != TOMBSTONE) else {
+            return Ok(None);
+        };
+        let status = status
+            .parse()
+            .map_err(|e| Error::Internal(format!("stored job {id} has a bad status: {e}")))?;
+        // No `queue` field means the default queue.
+        let queue = match queue {
+            None => QueueName::default_queue(),
+            Some(name) => QueueName::new(name)
+                .map_err(|e| Error::Internal(format!("stored job {id} has a bad queue: {e}")))?,
+        };
+        Ok(Some((status, queue)))
     }
 
     /// A job's hash fields, or `None` when it is gone (never was, deleted, past retention).
@@ -246,30 +282,14 @@ impl JobStore for RedisBackend {
             JobStatus::Failed => {
                 ResultState::Failed(field(1).unwrap_or_else(|| "no reason was recorded".to_owned()))
             }
+            JobStatus::Cancelled => ResultState::Cancelled,
             status => ResultState::Pending(status),
         }))
     }
 
     async fn delete(&self, id: JobId) -> Result<bool> {
-        let (status, queue): (Option<String>, Option<String>) = self
-            .conn
-            .query(
-                redis::cmd("HMGET")
-                    .arg(self.keys.job(id))
-                    .arg("status")
-                    .arg("queue"),
-            )
-            .await?;
-        if status.is_none_or(|s| s == TOMBSTONE) {
+        let Some((_, queue)) = self.status_and_queue(id).await? else {
             return Ok(false);
-        }
-        // No `queue` field means the default queue.
-        let queue = match queue {
-            None => QueueName::default_queue(),
-            Some(name) => match QueueName::new(name) {
-                Ok(queue) => queue,
-                Err(_) => return Ok(false),
-            },
         };
         let k = self.queue_keys(&queue);
         let deleted: i64 = self
@@ -284,6 +304,7 @@ impl JobStore for RedisBackend {
                     .key(&k.expiry)
                     .key(&k.complete)
                     .key(&k.failed)
+                    .key(&k.cancelled)
                     .key(&k.counters)
                     .arg(id.to_string())
                     .arg(self.time.arg())
@@ -301,6 +322,59 @@ impl JobStore for RedisBackend {
         }
     }
 
+    /// Reads the job's status, asks the status machine about cancelling it, and carries the
+    /// move out under a compare-and-set on the status read; a job that moved in between is read
+    /// again (a few times: each try follows a real change of the job).
+    async fn cancel(&self, id: JobId) -> Result<Option<Job>> {
+        for _ in 0..CANCEL_TRIES {
+            let Some((status, queue)) = self.status_and_queue(id).await? else {
+                return Ok(None);
+            };
+            if status == JobStatus::Cancelled {
+                return self.get(id).await;
+            }
+            let state = JobState {
+                status,
+                attempts: 0,
+                max_attempts: 1,
+            };
+            if decide(state, Event::Cancel, &self.settings.retry).is_err() {
+                // A finished job past its retention counts as gone.
+                return match self.get(id).await? {
+                    Some(_) => Err(cancel_refused(id, status)),
+                    None => Ok(None),
+                };
+            }
+            let k = self.queue_keys(&queue);
+            let reply: Value = self
+                .conn
+                .invoke(
+                    SCRIPTS
+                        .cancel
+                        .key(self.keys.job(id))
+                        .key(&k.leased)
+                        .key(&k.delayed)
+                        .key(&k.returned)
+                        .key(&k.cancelled)
+                        .key(&k.expiry)
+                        .key(&k.counters)
+                        .arg(id.to_string())
+                        .arg(self.time.arg())
+                        .arg(duration_millis(self.settings.result_ttl))
+                        .arg(status.as_str())
+                        .arg(JobStatus::InProgress.as_str())
+                        .arg(JobStatus::Cancelled.as_str()),
+                )
+                .await?;
+            if let Some(fields) = fields_from_reply(reply)? {
+                return job_from_fields(id, &fields).map(Some);
+            }
+        }
+        Err(Error::Conflict(format!(
+            "job {id} kept changing while it was being cancelled; try again"
+        )))
+    }
+
     async fn stats(&self) -> Result<Vec<QueueStats>> {
         let queues = self.known_queues().await?;
         if queues.is_empty() {
@@ -315,15 +389,16 @@ impl JobStore for RedisBackend {
                 .zcard(&k.leased)
                 .zcard(&k.complete)
                 .zcard(&k.failed)
-                .hget(&k.counters, "deleted");
+                .hget(&k.counters, "deleted")
+                .zcard(&k.cancelled);
         }
         let sizes: Vec<Option<u64>> = self.conn.query_bulk(&pipe).await?;
         Ok(queues
             .into_iter()
-            .zip(sizes.chunks(7))
+            .zip(sizes.chunks(8))
             .map(|(queue, n)| {
                 let at = |i: usize| n.get(i).copied().flatten().unwrap_or(0);
-                // The remains of deleted jobs still in the ready list are not waiting.
+                // The ids of deleted or cancelled jobs still in the ready list are not waiting.
                 let (ready, delayed) = ((at(0) + at(1)).saturating_sub(at(6)), at(2));
                 QueueStats {
                     queue,
@@ -332,6 +407,7 @@ impl JobStore for RedisBackend {
                         in_progress: at(3),
                         complete: at(4),
                         failed: at(5),
+                        cancelled: at(7),
                     },
                     ready,
                     delayed,

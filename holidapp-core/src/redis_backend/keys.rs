@@ -40,10 +40,12 @@ pub(super) struct QueueKeys {
     pub(super) complete: String,
     /// `...:failed`: the `failed` jobs, by submission number (ZSET).
     pub(super) failed: String,
+    /// `...:cancelled`: the `cancelled` jobs, by submission number (ZSET).
+    pub(super) cancelled: String,
     /// `...:expiry`: finished jobs, by the time their retention ends (ZSET).
     pub(super) expiry: String,
-    /// `...:counters`: `deleted` (remains of deleted jobs left in `ready`) and `result_bytes`
-    /// (the bytes of the queue's results) (HASH).
+    /// `...:counters`: `deleted` (ids left in `ready` by jobs deleted or cancelled before a
+    /// lease popped them) and `result_bytes` (the bytes of the queue's results) (HASH).
     pub(super) counters: String,
     /// `...:unique:`: prefix of unique keys, each naming the job that holds it (STRING, with a
     /// TTL).
@@ -74,6 +76,7 @@ impl Keys {
             wake: key("wake"),
             complete: key("complete"),
             failed: key("failed"),
+            cancelled: key("cancelled"),
             expiry: key("expiry"),
             counters: key("counters"),
             unique_prefix: key("unique:"),

@@ -12,19 +12,19 @@ use redis::Value;
 use super::coalesce;
 use super::codec::{
     LEASE_FIELDS, TOMBSTONE, array, duration_millis, enqueue_args, from_millis, int,
-    job_from_lease_values, string,
+    job_from_lease_values, progress_from_json, progress_json, string,
 };
 use super::keys::QueueKeys;
 use super::scripts::SCRIPTS;
 use super::{LeaseRequest, MAX_LEASE_BATCH, RedisBackend, is_outage, map_error};
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, QueueName};
+use crate::job::{Job, JobId, Progress, QueueName};
 use crate::kind::Output;
 use crate::machine::{
     Attempts, Event, FailureKind, JobState, JobStatus, Move, Requeue, decide, expiry_reason,
 };
 use crate::queue::{
-    Consumer, Enqueued, Lease, LeaseToken, Maintenance, Producer, Quota, RequeueReport,
+    Consumer, Enqueued, Lease, LeaseToken, Maintenance, Producer, Quota, Renewal, RequeueReport,
 };
 
 /// Most jobs one enqueue script call stores (Lua's `unpack` has a stack limit).
@@ -111,6 +111,7 @@ impl RedisBackend {
                     .arg(JobStatus::InProgress.as_str())
                     .arg(PROMOTE_LIMIT)
                     .arg(TOMBSTONE)
+                    .arg(JobStatus::Cancelled.as_str())
                     .arg(&LEASE_FIELDS[..]),
             )
             .await?;
@@ -244,35 +245,45 @@ impl RedisBackend {
                 .arg(output.content_type());
             leases.push((lease, output.content_type_shared()));
         }
-        let answer: Vec<i64> = self
+        let answer: Vec<Value> = self
             .conn
             .run_bulk({
                 let mut conn = self.conn.manager();
                 async move { invocation.invoke_async(&mut conn).await }
             })
             .await?;
-        let Some((&now_ms, changed)) = answer.split_first() else {
-            return Err(Error::Internal("complete script answered no time".into()));
-        };
-        let now = from_millis(now_ms)?;
-        if changed.len() != leases.len() {
+        let mut answer = answer.into_iter();
+        let now = from_millis(int(answer
+            .next()
+            .ok_or_else(|| Error::Internal("complete script answered no time".into()))?)?)?;
+        if answer.len() != leases.len() {
             return Err(Error::Internal(format!(
                 "complete script answered {} flags for {} leases",
-                changed.len(),
+                answer.len(),
                 leases.len()
             )));
         }
-        Ok(leases
+        leases
             .into_iter()
-            .zip(changed.iter().copied())
-            .map(|((lease, content_type), changed)| {
-                self.after_fenced_change(&lease, changed, Event::Complete, |job| {
-                    job.finished_at = Some(now);
-                    job.error = None;
-                    job.result_type = Some(content_type);
-                })
+            .zip(answer)
+            .map(|((lease, content_type), done)| {
+                // 1: completed; a text: completed, with this last progress report; 0: lost.
+                let (changed, progress) = match done {
+                    Value::Int(flag) => (flag, None),
+                    text => (1, Some(progress_from_json(&string(text)?)?)),
+                };
+                Ok(
+                    self.after_fenced_change(&lease, changed, Event::Complete, |job| {
+                        job.finished_at = Some(now);
+                        job.error = None;
+                        job.result_type = Some(content_type);
+                        if progress.is_some() {
+                            job.progress = progress;
+                        }
+                    }),
+                )
             })
-            .collect())
+            .collect()
     }
 
     /// Runs one enqueue script call for up to [`ENQUEUE_CHUNK`] jobs of one queue: one answer
@@ -418,7 +429,7 @@ impl RedisBackend {
         queue: &QueueName,
         leases: &[&Lease],
         lease_for: Duration,
-    ) -> Result<(DateTime<Utc>, Vec<bool>)> {
+    ) -> Result<(DateTime<Utc>, Vec<Renewal>)> {
         let k = self.queue_keys(queue);
         let mut invocation = SCRIPTS.renew.prepare_invoke();
         invocation
@@ -426,7 +437,8 @@ impl RedisBackend {
             .arg(&k.job_prefix)
             .arg(self.time.arg())
             .arg(duration_millis(lease_for))
-            .arg(JobStatus::InProgress.as_str());
+            .arg(JobStatus::InProgress.as_str())
+            .arg(JobStatus::Cancelled.as_str());
         for lease in leases {
             invocation.arg(lease.id().to_string()).arg(lease.token.0);
         }
@@ -443,14 +455,20 @@ impl RedisBackend {
         }
         Ok((
             from_millis(deadline)?,
-            held.iter().map(|&h| h == 1).collect(),
+            held.iter()
+                .map(|&h| match h {
+                    1 => Renewal::Held,
+                    2 => Renewal::Cancelled,
+                    _ => Renewal::Lost,
+                })
+                .collect(),
         ))
     }
 
-    /// Renews `leases` for `lease_for`: one script call per queue and chunk; one flag per lease,
-    /// in order.
-    async fn renew_for(&self, leases: &[Lease], lease_for: Duration) -> Result<Vec<bool>> {
-        let mut held = vec![false; leases.len()];
+    /// Renews `leases` for `lease_for`: one script call per queue and chunk; one answer per
+    /// lease, in order.
+    async fn renew_for(&self, leases: &[Lease], lease_for: Duration) -> Result<Vec<Renewal>> {
+        let mut held = vec![Renewal::Lost; leases.len()];
         for (queue, members) in grouped(leases, |l| l.job.queue.clone()) {
             for chunk in members.chunks(RENEW_CHUNK) {
                 let batch: Vec<&Lease> = chunk.iter().map(|&i| &leases[i]).collect();
@@ -730,13 +748,32 @@ impl Consumer for RedisBackend {
 
     async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<DateTime<Utc>> {
         match self.renew_in(&lease.job.queue, &[lease], lease_for).await? {
-            (deadline, held) if held == [true] => Ok(deadline),
+            (deadline, held) if held == [Renewal::Held] => Ok(deadline),
             _ => Err(Error::LeaseLost),
         }
     }
 
-    async fn renew_many(&self, leases: &[Lease], lease_for: Duration) -> Result<Vec<bool>> {
+    async fn renew_many(&self, leases: &[Lease], lease_for: Duration) -> Result<Vec<Renewal>> {
         self.renew_for(leases, lease_for).await
+    }
+
+    async fn progress(&self, lease: &Lease, progress: &Progress) -> Result<()> {
+        let held: i64 = self
+            .conn
+            .invoke(
+                SCRIPTS
+                    .progress
+                    .key(self.keys.job(lease.id()))
+                    .arg(lease.token.0)
+                    .arg(JobStatus::InProgress.as_str())
+                    .arg(progress_json(progress)),
+            )
+            .await?;
+        if held == 1 {
+            Ok(())
+        } else {
+            Err(Error::LeaseLost)
+        }
     }
 
     /// Concurrent calls from one process are gathered into one `complete_many` call.
@@ -769,7 +806,7 @@ impl Consumer for RedisBackend {
         };
         let id = lease.id();
         let k = self.queue_keys(&lease.job.queue);
-        let changed: Vec<i64> = self
+        let changed: Vec<Value> = self
             .conn
             .invoke(
                 SCRIPTS
@@ -789,13 +826,21 @@ impl Consumer for RedisBackend {
                     .arg(self.time.arg()),
             )
             .await?;
-        let now = match changed[..] {
-            [1, now] => from_millis(now)?,
-            _ => return Err(Error::LeaseLost),
+        let mut changed = changed.into_iter();
+        if !matches!(changed.next(), Some(Value::Int(1))) {
+            return Err(Error::LeaseLost);
+        }
+        let now = from_millis(int(changed.next().unwrap_or(Value::Nil))?)?;
+        let progress = match changed.next() {
+            None | Some(Value::Nil) => None,
+            Some(text) => Some(progress_from_json(&string(text)?)?),
         };
         let mut job = lease.job.clone();
         apply_to(&mut job, mv);
         job.error = Some(reason.to_owned());
+        if progress.is_some() {
+            job.progress = progress;
+        }
         if mv.finishes {
             job.finished_at = Some(now);
         }
@@ -884,6 +929,7 @@ impl Maintenance for RedisBackend {
                             .key(&k.expiry)
                             .key(&k.complete)
                             .key(&k.failed)
+                            .key(&k.cancelled)
                             .key(&k.counters)
                             .arg(&k.job_prefix)
                             .arg(&k.result_prefix)

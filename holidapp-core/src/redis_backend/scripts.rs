@@ -20,6 +20,8 @@ pub(super) struct Scripts {
     pub(super) expired: Script,
     pub(super) expire: Script,
     pub(super) delete: Script,
+    pub(super) cancel: Script,
+    pub(super) progress: Script,
     pub(super) list: Script,
     pub(super) purge_expired: Script,
 }
@@ -45,6 +47,8 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     expired: script!("expired.lua"),
     expire: script!("expire.lua"),
     delete: script!("delete.lua"),
+    cancel: script!("cancel.lua"),
+    progress: script!("progress.lua"),
     list: script!("list.lua"),
     purge_expired: script!("purge_expired.lua"),
 });

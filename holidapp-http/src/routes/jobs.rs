@@ -383,7 +383,8 @@ pub(crate) async fn delete_job(
 
 /// Fetch a job's result, with the content type its kind gave it (a PNG for plots).
 ///
-/// While the job is not finished, or when it failed, the answer is a 409 JSON error saying so.
+/// While the job is not finished, or when it failed or was cancelled, the answer is a 409 JSON
+/// error saying so.
 /// The course's `/results/{id}` and `/download/{id}` are this route.
 #[utoipa::path(
     get, path = "/jobs/{id}/result", tag = "jobs",
@@ -394,7 +395,7 @@ pub(crate) async fn delete_job(
          content((inline(BinaryDoc) = "image/png"), (inline(BinaryDoc) = "application/octet-stream"))),
         (status = 400, description = "The id is not a hyphenated UUID (code invalid_job_id)", body = ErrorBody),
         (status = 404, description = "No job has this id: it never existed, was deleted, or expired", body = ErrorBody),
-        (status = 409, description = "The job is not finished (code job_not_finished), or failed (code job_failed, with the job's error in the message)", body = ErrorBody),
+        (status = 409, description = "The job is not finished (code job_not_finished), failed (code job_failed, with the job's error in the message), or was cancelled (code job_cancelled)", body = ErrorBody),
         BackendDown,
     )
 )]
@@ -418,6 +419,37 @@ pub(crate) async fn job_result(
             id: id.to_string(),
             status,
         }),
+        Some(ResultState::Cancelled) => Err(ApiError::JobCancelled { id: id.to_string() }),
+    }
+}
+
+/// Cancel a job that waits or runs.
+///
+/// A waiting job is `cancelled` at once and never runs. A running job is `cancelled` at once
+/// too: its worker hears of it at its next heartbeat (within a third of the lease), stops the
+/// render and stores nothing. Cancelling a cancelled job answers it again; a job that is already
+/// `complete` or `failed` cannot be cancelled (409).
+#[utoipa::path(
+    post, path = "/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "The job's id (a hyphenated UUID)",
+        example = "2d6f2c39-3f0a-4d6e-9a4e-2d1c8a7f5e10")),
+    responses(
+        (status = 200, description = "The job, now cancelled", body = JobDoc),
+        (status = 400, description = "The id is not a hyphenated UUID (code invalid_job_id)", body = ErrorBody),
+        (status = 404, description = "No job has this id: it never existed, was deleted, or expired", body = ErrorBody),
+        (status = 409, description = "The job is already complete or failed (code conflict)", body = ErrorBody),
+        BackendDown,
+    )
+)]
+pub(crate) async fn cancel_job(
+    State(ctx): State<Ctx>,
+    base: BasePath,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_job_id(&id)?;
+    match ctx.app.jobs.cancel(id).await? {
+        Some(job) => Ok(json_bytes(StatusCode::OK, job_json(&ctx, &base, &job)?)),
+        None => Err(job_not_found(id)),
     }
 }
 

@@ -96,6 +96,7 @@ pub(crate) fn api_routes(limits: &Limits, plots: bool) -> OpenApiRouter<Ctx> {
         ))
         .routes(body_limit(routes!(jobs::get_job, jobs::delete_job), small))
         .routes(body_limit(routes!(jobs::job_result), small))
+        .routes(body_limit(routes!(jobs::cancel_job), small))
         .routes(body_limit(routes!(jobs::jobs_status), small))
         .routes(layered(
             body_limit(routes!(jobs::jobs_in_status), small),

@@ -17,6 +17,7 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/jobs/{id}"),
     ("DELETE", "/jobs/{id}"),
     ("GET", "/jobs/{id}/result"),
+    ("POST", "/jobs/{id}/cancel"),
     ("GET", "/jobs_status"),
     ("GET", "/job_status"),
     ("GET", "/completed_jobs"),
@@ -146,6 +147,7 @@ fn the_job_schemas_describe_every_field_the_api_sends() {
         result_type: Some("image/png".into()),
         unique_key: Some("order-7".into()),
         timeout: Some(30),
+        progress: Some(holidapp_core::Progress::new(40.0, "drawing")),
         ..Job::new(
             "plot",
             QueueName::default_queue(),

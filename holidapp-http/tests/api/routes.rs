@@ -204,6 +204,52 @@ async fn delete_job_removes_it_refuses_a_running_one_and_404s_an_unknown_one() {
 }
 
 #[tokio::test]
+async fn cancel_stops_waiting_and_running_jobs_and_refuses_finished_ones() {
+    let app = TestApp::new();
+    let running = enqueue(&app.backend, "1990").await;
+    let waiting = enqueue(&app.backend, "1991").await;
+    let lease = app.lease().await;
+    assert_eq!(lease.id(), running.id);
+    for job in [&waiting, &running] {
+        let uri = format!("/jobs/{}/cancel", job.id);
+        let answer = app.send(post_json(&uri, "")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        let shown = answer.json();
+        assert_eq!(shown["id"], job.id.to_string());
+        assert_eq!(shown["status"], "cancelled");
+        assert!(shown["finished_at"].is_string());
+        assert_eq!(
+            app.send(get(&format!("/jobs/{}", job.id))).await.json(),
+            shown
+        );
+        let again = app.send(post_json(&uri, "")).await;
+        assert_eq!((again.status, again.json()), (StatusCode::OK, shown));
+        app.send(get(&format!("/jobs/{}/result", job.id)))
+            .await
+            .assert_error(409, "job_cancelled");
+    }
+    assert!(app.backend.complete(&lease, blank_png()).await.is_err());
+    let listed = app.send(get("/jobs?status=cancelled")).await.json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+
+    let done = enqueue(&app.backend, "1992").await;
+    let lease = app.lease().await;
+    app.backend.complete(&lease, blank_png()).await.unwrap();
+    app.send(post_json(&format!("/jobs/{}/cancel", done.id), ""))
+        .await
+        .assert_error(409, "conflict");
+    app.send(post_json(
+        &format!("/jobs/{}/cancel", uuid::Uuid::new_v4()),
+        "",
+    ))
+    .await
+    .assert_error(404, "not_found");
+    app.send(post_json("/jobs/nope/cancel", ""))
+        .await
+        .assert_error(400, "invalid_job_id");
+}
+
+#[tokio::test]
 async fn job_result_is_the_png_once_complete_and_a_clear_409_before_or_on_failure() {
     let app = TestApp::new();
     let job = enqueue(&app.backend, "1990").await;

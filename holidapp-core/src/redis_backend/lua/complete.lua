@@ -17,8 +17,9 @@
 -- ARGV[5]  now (ms since the epoch), or '' for Redis's clock
 -- ARGV[6]  retention (ms)
 -- then quadruples: job id, fencing token of the caller's lease, result bytes, content type
--- Returns {now, done, ...}: the time of completion (ms), then 1 (completed) or 0 (lease lost)
--- per quadruple.
+-- Returns {now, done, ...}: the time of completion (ms), then per quadruple 1 (completed), the
+-- job's last progress report (completed, and it has one: the caller answers the job with it) or 0
+-- (lease lost).
 
 local now = now_ms(ARGV[5])
 local finished_at = rfc3339(now)
@@ -29,8 +30,8 @@ local bytes = 0
 for i = 7, #ARGV, 4 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = ARGV[1] .. id
-  local status, current, seq, error =
-    unpack(redis.call('HMGET', key, 'status', 'token', 'seq', 'error'))
+  local status, current, seq, error, progress =
+    unpack(redis.call('HMGET', key, 'status', 'token', 'seq', 'error', 'progress'))
   if status == ARGV[3] and current == token then
     local size = string.len(ARGV[i + 2])
     if size > 0 then
@@ -48,7 +49,7 @@ for i = 7, #ARGV, 4 do
     by_seq[#by_seq + 1] = id
     expiring[#expiring + 1] = expires_at
     expiring[#expiring + 1] = id
-    done[#done + 1] = 1
+    done[#done + 1] = progress or 1
   else
     done[#done + 1] = 0
   end

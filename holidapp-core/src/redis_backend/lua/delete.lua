@@ -13,7 +13,8 @@
 -- KEYS[5]  {p}:{xx}:q:{queue}:expiry       ZSET
 -- KEYS[6]  {p}:{xx}:q:{queue}:complete     ZSET
 -- KEYS[7]  {p}:{xx}:q:{queue}:failed       ZSET
--- KEYS[8]  {p}:{xx}:q:{queue}:counters     HASH  deleted, result_bytes
+-- KEYS[8]  {p}:{xx}:q:{queue}:cancelled    ZSET
+-- KEYS[9]  {p}:{xx}:q:{queue}:counters     HASH  deleted, result_bytes
 -- ARGV[1]  job id
 -- ARGV[2]  now (ms since the epoch), or '' for Redis's clock
 -- ARGV[3]  status that refuses deletion ('in progress')
@@ -34,16 +35,16 @@ if status == ARGV[4] then
   if redis.call('ZREM', KEYS[3], id) == 0 and redis.call('ZREM', KEYS[4], id) == 0 then
     redis.call('DEL', KEYS[1])
     redis.call('HSET', KEYS[1], 'status', ARGV[5], 'seq', seq)
-    redis.call('HINCRBY', KEYS[8], 'deleted', 1)
+    redis.call('HINCRBY', KEYS[9], 'deleted', 1)
     return 1
   end
 end
 local bytes = redis.call('STRLEN', KEYS[2])
 if bytes > 0 then
-  redis.call('HINCRBY', KEYS[8], 'result_bytes', -bytes)
+  redis.call('HINCRBY', KEYS[9], 'result_bytes', -bytes)
 end
 redis.call('UNLINK', KEYS[1], KEYS[2])
-for i = 5, 7 do
+for i = 5, 8 do
   redis.call('ZREM', KEYS[i], id)
 end
 if expires_at and tonumber(expires_at) <= now_ms(ARGV[2]) then

@@ -16,10 +16,12 @@
 -- ARGV[6]  the reason
 -- ARGV[7]  retry: the delay before it is leasable again (ms); give up: retention (ms)
 -- ARGV[8]  now (ms since the epoch), or '' for Redis's clock
--- Returns {1, now}, or {0} when the lease is lost (nothing changed).
+-- Returns {1, now, progress}: progress is the job's last progress report (nil for none), or {0}
+-- when the lease is lost (nothing changed).
 
 local id = ARGV[1]
-local status, token, seq = unpack(redis.call('HMGET', KEYS[1], 'status', 'token', 'seq'))
+local status, token, seq, progress =
+  unpack(redis.call('HMGET', KEYS[1], 'status', 'token', 'seq', 'progress'))
 if status ~= ARGV[3] or token ~= ARGV[2] then
   return {0}
 end
@@ -34,4 +36,4 @@ else
   redis.call('HSET', KEYS[1], 'finished_at', rfc3339(now), 'expires_at', at)
   redis.call('ZADD', KEYS[5], at, id)
 end
-return {1, now}
+return {1, now, progress}

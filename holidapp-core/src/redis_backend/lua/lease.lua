@@ -5,9 +5,10 @@
 -- each job taken: checks it is still `submitted` (compare-and-set), marks it `in progress` with
 -- the worker, start time, a fresh fencing token and one more attempt (the move the status
 -- machine decides for a lease), and files it under its deadline in the leased set (the only
--- place the deadline is kept; the leased set is also the index of `in progress` jobs). Ids of deleted jobs left in the ready list are
--- dropped with what is left of their hash. When nothing is ready, the wake-up list is emptied
--- (its tokens would only wake workers for nothing).
+-- place the deadline is kept; the leased set is also the index of `in progress` jobs). Ids of
+-- deleted jobs left in the ready list are dropped with what is left of their hash, ids of
+-- cancelled ones just dropped. When nothing is ready, the wake-up list is emptied (its tokens
+-- would only wake workers for nothing).
 --
 -- KEYS[1]  {p}:{xx}:q:{queue}:ready      LIST  job ids never leased, oldest first
 -- KEYS[2]  {p}:{xx}:q:{queue}:returned   ZSET  job id -> submission number
@@ -25,7 +26,8 @@
 -- ARGV[7]  new status ('in progress')
 -- ARGV[8]  most delayed jobs to promote in this call
 -- ARGV[9]  the status of a deleted job's remains ('deleted')
--- ARGV[10..] the job fields to answer (they include `status` and `attempts`)
+-- ARGV[10] the status of a cancelled job ('cancelled')
+-- ARGV[11..] the job fields to answer (they include `status` and `attempts`)
 -- Returns {now, {id, token, {value, ...}}, ...}: the time of the lease (ms), then per leased job
 -- the values of those fields as they were before this lease, nil where the hash lacks one (the
 -- caller knows what the lease changed). Values only, in the caller's order: no field names to
@@ -38,7 +40,8 @@ local max = tonumber(ARGV[5])
 local from, to = ARGV[6], ARGV[7]
 local tombstone = ARGV[9]
 local read, status_at, attempts_at = {}, nil, nil
-for i = 10, #ARGV do
+local cancelled = ARGV[10]
+for i = 11, #ARGV do
   read[#read + 1] = ARGV[i]
   if ARGV[i] == 'status' then
     status_at = #read
@@ -110,6 +113,10 @@ while #ids > 0 do
       leased[#leased + 1] = {id, token, values}
     elseif status == tombstone then
       redis.call('DEL', key)
+      dropped_now = dropped_now + 1
+    elseif status == cancelled or not status then
+      -- Left in the ready list by a job cancelled before any lease (its hash gone too once
+      -- deleted or purged): counted among the ids left there when it was cancelled.
       dropped_now = dropped_now + 1
     end
     -- Anything else is an id left behind by a change made outside these scripts: dropped.

@@ -9,7 +9,7 @@
 --   then the returned set (jobs back from a lease, each submitted before any job in the ready
 --   list), merged with the delayed set (retries waiting for their time, sorted here by `seq`);
 -- - `in progress`: the leased set (as many as there are leases held), sorted here by `seq`;
--- - `complete`, `failed`: their index, by submission number.
+-- - `complete`, `failed`, `cancelled`: their index, by submission number.
 --
 -- KEYS[1]  {p}:{xx}:q:{queue}:expiry     ZSET  job id -> expires-at (ms)
 -- KEYS[2]  {p}:{xx}:q:{queue}:leased     ZSET  job id -> lease deadline (ms)
@@ -18,16 +18,18 @@
 -- KEYS[5]  {p}:{xx}:q:{queue}:delayed    ZSET  job id -> ready-at (ms)
 -- KEYS[6]  {p}:{xx}:q:{queue}:complete   ZSET  job id -> submission number
 -- KEYS[7]  {p}:{xx}:q:{queue}:failed     ZSET  job id -> submission number
+-- KEYS[8]  {p}:{xx}:q:{queue}:cancelled  ZSET  job id -> submission number
 -- ARGV[1]  job key prefix ({p}:{xx}:job:)
 -- ARGV[2]  now (ms since the epoch), or '' for Redis's clock
 -- ARGV[3]  list only jobs with a lower submission number than this; '' for no bound
 -- ARGV[4]  '1' to list the job whose number equals the bound as well, '0' not to
 -- ARGV[5]  how many candidates to answer
 -- ARGV[6]  most jobs to examine
--- ARGV[7]  which statuses to list: four '1' or '0' flags, for submitted, in progress, complete
---          and failed
+-- ARGV[7]  which statuses to list: five '1' or '0' flags, for submitted, in progress, complete,
+--          failed and cancelled
 -- ARGV[8]  only jobs of this kind; '' for any
--- ARGV[9]  the status of a deleted job's remains ('deleted'), which the ready list may hold
+-- ARGV[9]  the status of a waiting job ('submitted'): the ready list also holds ids of jobs
+--          deleted or cancelled before any lease, which are skipped
 -- Returns {exhausted, last, id1, seq1, id2, seq2, ...}: exhausted is 1 when every matching job
 -- before the bound was examined, else 0; last is the submission number of the last job examined
 -- ('' when none was).
@@ -39,7 +41,7 @@ local inclusive = ARGV[4] == '1'
 local want = tonumber(ARGV[5])
 local budget = tonumber(ARGV[6])
 local kind = ARGV[8]
-local tombstone = ARGV[9]
+local waiting = ARGV[9]
 local function wanted(i)
   return string.sub(ARGV[7], i, i) == '1'
 end
@@ -113,7 +115,7 @@ local function queued_source()
       source.at = 1
       for i = #ids, 1, -1 do
         local seq, status = unpack(redis.call('HMGET', job_prefix .. ids[i], 'seq', 'status'))
-        if seq and status ~= tombstone then
+        if seq and status == waiting and before(tonumber(seq)) then
           source.buffer[#source.buffer + 1] = ids[i]
           source.buffer[#source.buffer + 1] = tonumber(seq)
         end
@@ -169,6 +171,9 @@ if wanted(3) then
 end
 if wanted(4) then
   sources[#sources + 1] = index_source(KEYS[7])
+end
+if wanted(5) then
+  sources[#sources + 1] = index_source(KEYS[8])
 end
 
 local none_expired = redis.call('ZCOUNT', KEYS[1], '-inf', now) == 0
