@@ -348,9 +348,22 @@ class Check:
         r = self.call("GET", "/completed_jobs", 200, limit=10)
         if r is not None:
             self.expect({str(j.id) for j in r.parsed or []} == set(submitted), "GET /completed_jobs: not the two jobs")
+        # A complete job cannot be cancelled; a fresh one can, unless the embedded workers finish
+        # it first.
+        self.call("POST", "/jobs/{id}/cancel", 409, id=submitted[0])
+        r = self.call("POST", "/jobs", 201, body={"start": 1990, "end": 2000})
+        fresh = self.job("POST /jobs", r)
+        if fresh is not None:
+            r = self.call("POST", "/jobs/{id}/cancel", {200, 409}, id=str(fresh.id))
+            if r is not None and int(r.status_code) == 200:
+                job = self.job("POST /jobs/{id}/cancel", r)
+                if job is not None:
+                    self.expect(_value(job.status) == "cancelled", f"cancel: status {_value(job.status)}")
+            self.call("DELETE", "/jobs/{id}", 204, id=str(fresh.id))
         self.call("DELETE", "/jobs/{id}", 204, id=submitted[0])
         self.call("GET", "/jobs/{id}", 404, id=submitted[0])
         self.call("DELETE", "/jobs/{id}", 404, id=submitted[0])
+        self.call("POST", "/jobs/{id}/cancel", 404, id=submitted[0])
 
     def wait(self, job_id: str) -> None:
         deadline = time.monotonic() + JOB_DEADLINE_SECONDS
