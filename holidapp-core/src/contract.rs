@@ -1472,6 +1472,184 @@ pub async fn progress_is_kept_under_the_lease<M: MakeBackend>(make: &M) {
     assert_eq!(retrying.progress, Some(Progress::new(30.0, "")));
 }
 
+/// A job of `priority`, with `run_at` when given, in the `default` queue.
+fn job_at(clock: &ManualClock, priority: i32, run_at: Option<Duration>) -> Job {
+    let mut job = job(clock);
+    job.priority = priority;
+    job.run_at = run_at.map(|d| clock.now() + chrono::Duration::from_std(d).expect("short"));
+    job
+}
+
+/// Within a queue, the highest priority is leased first, and jobs of equal priority in
+/// submission order; a job back from a lease goes before the jobs of its priority submitted after
+/// it, not before those of a higher one. Each job shows its priority.
+pub async fn priorities_lease_the_highest_first_and_equal_ones_in_order<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let priorities = [0, 5, -1, 5, 0, 10, -1, 1000, -1000, 5];
+    let jobs: Vec<Job> = priorities
+        .iter()
+        .map(|&p| job_at(&clock, p, None))
+        .collect();
+    b.enqueue_all(&jobs).await.unwrap();
+    for job in &jobs {
+        assert_eq!(stored(&*b, job.id).await.priority, job.priority);
+    }
+    assert_eq!(default_stats(&*b).await.ready, jobs.len() as u64);
+    assert_eq!(
+        listed_ids(&*b, ListQuery::with_status(JobStatus::Submitted)).await,
+        jobs.iter().rev().map(|j| j.id).collect::<Vec<_>>(),
+        "listed newest first whatever their priority"
+    );
+    let top = lease(&*b, "w").await;
+    assert_eq!((top.id(), top.job.priority), (jobs[7].id, 1000));
+    assert_eq!(lease(&*b, "w").await.id(), jobs[5].id);
+    let five = lease(&*b, "w").await;
+    assert_eq!(five.id(), jobs[1].id);
+    b.release(&five).await.unwrap();
+    let rest = b
+        .lease_many(&QueueName::default_queue(), "w", LEASE, 100)
+        .await
+        .unwrap();
+    let order: Vec<JobId> = rest.iter().map(|l| l.id()).collect();
+    let expected: Vec<JobId> = [1, 3, 9, 0, 4, 2, 6, 8]
+        .iter()
+        .map(|&i| jobs[i].id)
+        .collect();
+    assert_eq!(order, expected);
+    for lease in &rest {
+        assert_eq!(lease.job, stored(&*b, lease.id()).await);
+    }
+    assert!(nothing_ready(&*b).await);
+    assert_eq!(default_stats(&*b).await.ready, 0);
+}
+
+/// Priorities hold across batches, deletes and cancels: each lease call takes the highest
+/// priority ready, and ids left behind by a delete or a cancel are skipped.
+pub async fn priorities_hold_across_batches_deletes_and_cancels<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let jobs: Vec<Job> = (0..30).map(|i| job_at(&clock, i % 3, None)).collect();
+    b.enqueue_all(&jobs).await.unwrap();
+    b.delete(jobs[2].id).await.unwrap();
+    b.cancel(jobs[5].id).await.unwrap();
+    b.delete(jobs[0].id).await.unwrap();
+    let mut taken = Vec::new();
+    loop {
+        let batch = b
+            .lease_many(&QueueName::default_queue(), "w", LEASE, 4)
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        taken.extend(batch.into_iter().map(|l| l.id()));
+    }
+    let mut expected: Vec<usize> = (0..30).filter(|i| ![0, 2, 5].contains(i)).collect();
+    expected.sort_by_key(|&i| (-(i as i64 % 3), i));
+    assert_eq!(
+        taken,
+        expected.iter().map(|&i| jobs[i].id).collect::<Vec<_>>()
+    );
+    assert_eq!(default_stats(&*b).await.ready, 0);
+}
+
+/// A job submitted with a time to run is not leased before then: it waits as `submitted`,
+/// listed and counted as delayed, with its time on it. Once due it is leased by its priority, and
+/// among equals in submission order.
+pub async fn delayed_jobs_wait_for_their_time<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let minute = Duration::from_secs(60);
+    let early = job_at(&clock, 0, Some(minute));
+    let plain = job_at(&clock, 0, None);
+    let later = job_at(&clock, 3, Some(minute * 2));
+    let after = job_at(&clock, 0, None);
+    b.enqueue_all(&[early.clone(), plain.clone(), later.clone(), after.clone()])
+        .await
+        .unwrap();
+    assert_eq!(stored(&*b, early.id).await, early, "shown with its time");
+    let stats = default_stats(&*b).await;
+    assert_eq!(
+        (stats.ready, stats.delayed, stats.counts.submitted),
+        (2, 2, 4)
+    );
+    assert_eq!(
+        listed_ids(&*b, ListQuery::with_status(JobStatus::Submitted)).await,
+        vec![after.id, later.id, plain.id, early.id]
+    );
+    assert_eq!(lease(&*b, "w").await.id(), plain.id);
+    clock.advance(minute + Duration::from_secs(1));
+    // Due now, and submitted before `after`: leased first.
+    assert_eq!(lease(&*b, "w").await.id(), early.id);
+    assert_eq!(lease(&*b, "w").await.id(), after.id);
+    assert!(nothing_ready(&*b).await);
+    let stats = default_stats(&*b).await;
+    assert_eq!((stats.ready, stats.delayed), (0, 1));
+    clock.advance(minute);
+    let due = lease(&*b, "w").await;
+    assert_eq!((due.id(), due.job.run_at), (later.id, later.run_at));
+    assert_eq!(due.job, stored(&*b, later.id).await);
+    assert!(nothing_ready(&*b).await);
+
+    // A due job goes after the jobs of its priority submitted before it, and before the later
+    // ones.
+    let before = job_at(&clock, 0, None);
+    let delayed = job_at(&clock, 0, Some(Duration::from_secs(1)));
+    let behind = job_at(&clock, 0, None);
+    b.enqueue_all(&[before.clone(), delayed.clone(), behind.clone()])
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(2));
+    let order: Vec<JobId> = b
+        .lease_many(&QueueName::default_queue(), "w", LEASE, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(Lease::id)
+        .collect();
+    assert_eq!(order, vec![before.id, delayed.id, behind.id]);
+}
+
+/// A delayed job can be cancelled or deleted while it waits; a due one of a higher priority goes
+/// before jobs of a lower one that were ready all along.
+pub async fn delayed_jobs_leave_cleanly_and_keep_their_priority<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let second = Duration::from_secs(1);
+    let gone = job_at(&clock, 0, Some(second));
+    let dropped = job_at(&clock, 0, Some(second));
+    let low = job_at(&clock, -5, None);
+    let high = job_at(&clock, 7, Some(second));
+    b.enqueue_all(&[gone.clone(), dropped.clone(), low.clone(), high.clone()])
+        .await
+        .unwrap();
+    b.cancel(gone.id).await.unwrap();
+    assert!(b.delete(dropped.id).await.unwrap());
+    let stats = default_stats(&*b).await;
+    assert_eq!(
+        (stats.ready, stats.delayed, stats.counts.submitted),
+        (1, 1, 2)
+    );
+    clock.advance(second * 2);
+    assert_eq!(lease(&*b, "w").await.id(), high.id);
+    assert_eq!(lease(&*b, "w").await.id(), low.id);
+    assert!(nothing_ready(&*b).await);
+    assert_eq!(default_stats(&*b).await.counts.submitted, 0);
+}
+
+/// An idle worker's wait ends when a delayed job's time comes.
+pub async fn wait_for_work_wakes_for_a_delayed_job<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let delayed = job_at(&clock, 0, Some(Duration::from_secs(30)));
+    b.enqueue(&delayed).await.unwrap();
+    assert!(nothing_ready(&*b).await);
+    clock.advance(Duration::from_secs(31));
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        b.wait_for_work(&[QueueName::default_queue()], Duration::from_secs(3600)),
+    )
+    .await
+    .expect("a due job ends the wait");
+    assert_eq!(lease(&*b, "w").await.id(), delayed.id);
+}
+
 /// `ping` answers while the backend is up.
 pub async fn ping_answers<M: MakeBackend>(make: &M) {
     let (b, _) = fixture(make).await;
@@ -1524,6 +1702,11 @@ macro_rules! backend_contract_suite {
             cancel_stops_a_running_job,
             cancel_refuses_finished_jobs_and_cancelled_ones_expire,
             progress_is_kept_under_the_lease,
+            priorities_lease_the_highest_first_and_equal_ones_in_order,
+            priorities_hold_across_batches_deletes_and_cancels,
+            delayed_jobs_wait_for_their_time,
+            delayed_jobs_leave_cleanly_and_keep_their_priority,
+            wait_for_work_wakes_for_a_delayed_job,
             ping_answers,
         );
     };

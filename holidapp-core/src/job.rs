@@ -252,6 +252,23 @@ impl fmt::Debug for Params {
     }
 }
 
+/// The lowest priority a job may have.
+pub const MIN_PRIORITY: i32 = -1000;
+
+/// The highest priority a job may have.
+pub const MAX_PRIORITY: i32 = 1000;
+
+/// Checks a priority: from [`MIN_PRIORITY`] to [`MAX_PRIORITY`].
+pub fn check_priority(priority: i32) -> Result<()> {
+    if (MIN_PRIORITY..=MAX_PRIORITY).contains(&priority) {
+        Ok(())
+    } else {
+        Err(Error::InvalidParams(format!(
+            "priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}, got {priority}"
+        )))
+    }
+}
+
 /// The longest progress message, in characters; longer ones are cut.
 pub const MAX_PROGRESS_MESSAGE: usize = 200;
 
@@ -294,6 +311,13 @@ pub struct Job {
     pub queue: QueueName,
     /// Where it is in its life.
     pub status: JobStatus,
+    /// Its priority within its queue: higher runs first, equal ones in submission order
+    /// (from [`MIN_PRIORITY`] to [`MAX_PRIORITY`]; 0 unless given).
+    #[serde(default)]
+    pub priority: i32,
+    /// When it may run, for a job submitted with a delay: it is not leased before then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<DateTime<Utc>>,
     /// What it asks for, as its kind reads it.
     pub params: Params,
     /// Attempts allowed before it is `failed`.
@@ -346,6 +370,8 @@ impl Job {
             kind: kind.into(),
             queue,
             status: JobStatus::Submitted,
+            priority: 0,
+            run_at: None,
             params,
             max_attempts: max_attempts.max(1),
             attempts: 0,

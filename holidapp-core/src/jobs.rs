@@ -5,13 +5,15 @@
 //! functions, so a rule (what a submit checks, how a result's state is read) is written once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::backends::Backends;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, QueueName, check_unique_key};
+use crate::job::{Job, JobId, QueueName, check_priority, check_unique_key};
 use crate::kind::{JobOutput, Kinds, Output, Renderer};
 use crate::machine::JobStatus;
 use crate::queue::{Enqueued, Producer};
@@ -42,7 +44,17 @@ pub struct Submit {
     /// The longest one attempt may run, in seconds (1 to 86,400); workers stop an attempt at
     /// the shorter of this and their own limit.
     pub timeout: Option<u32>,
+    /// Its priority within its queue (-1,000 to 1,000; higher runs first; 0 when `None`).
+    pub priority: Option<i32>,
+    /// When it may run: not leased before then. At most [`MAX_DELAY`] ahead; a time already
+    /// past runs it at once. Give this or [`delay`](Self::delay), not both.
+    pub run_at: Option<DateTime<Utc>>,
+    /// How long from its submit it waits before it may run, at most [`MAX_DELAY`].
+    pub delay: Option<Duration>,
 }
+
+/// The furthest ahead a job may be scheduled: 366 days.
+pub const MAX_DELAY: Duration = Duration::from_secs(366 * 86_400);
 
 impl Submit {
     /// A job of `kind` with `params`, in the default queue.
@@ -54,6 +66,9 @@ impl Submit {
             max_attempts: None,
             unique_key: None,
             timeout: None,
+            priority: None,
+            run_at: None,
+            delay: None,
         }
     }
 
@@ -85,6 +100,24 @@ impl Submit {
     /// The same job, each attempt stopped after `seconds`.
     pub fn with_timeout(mut self, seconds: u32) -> Self {
         self.timeout = Some(seconds);
+        self
+    }
+
+    /// The same job, at priority `priority` in its queue.
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// The same job, not run before `at`.
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    /// The same job, not run before `delay` has passed from its submit.
+    pub fn delayed_by(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
         self
     }
 }
@@ -263,10 +296,36 @@ impl Jobs {
                 "timeout must be between 1 and {MAX_TIMEOUT_SECONDS} seconds, got {seconds}"
             )));
         }
+        let priority = request.priority.unwrap_or(0);
+        check_priority(priority)?;
+        let now = self.clock.now();
+        let run_at = match (request.run_at, request.delay) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidParams(
+                    "give run_at or delay, not both".to_owned(),
+                ));
+            }
+            (Some(at), None) => Some(at),
+            (None, Some(delay)) => {
+                Some(now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX))
+            }
+            (None, None) => None,
+        };
+        if let Some(at) = run_at
+            && at > now + chrono::Duration::from_std(MAX_DELAY).unwrap_or(chrono::Duration::MAX)
+        {
+            return Err(Error::InvalidParams(format!(
+                "a job may be scheduled at most {} days ahead",
+                MAX_DELAY.as_secs() / 86_400
+            )));
+        }
         let queue = request.queue.unwrap_or_else(|| self.default_queue.clone());
-        let mut job = Job::new(kind, queue, params, max_attempts, self.clock.now());
+        let mut job = Job::new(kind, queue, params, max_attempts, now);
         job.unique_key = request.unique_key;
         job.timeout = request.timeout;
+        job.priority = priority;
+        // A time already past is no delay: the job is ready at once.
+        job.run_at = run_at.filter(|at| *at > now);
         Ok(job)
     }
 

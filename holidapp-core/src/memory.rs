@@ -53,7 +53,7 @@ struct Entry {
     seq: u64,
     /// The current lease, while `in progress`.
     lease: Option<(LeaseToken, DateTime<Utc>)>,
-    /// When a delayed retry becomes ready, while waiting for one.
+    /// When it becomes ready, while it waits for its time (a delayed submit, a retry's backoff).
     ready_at: Option<DateTime<Utc>>,
     result: Option<Output>,
     /// When a finished job stops existing.
@@ -73,17 +73,16 @@ impl Entry {
 /// One queue's waiting jobs and counts.
 #[derive(Debug, Default)]
 struct QueueState {
-    /// Ready jobs never leased yet, oldest first, with their submission numbers. Every one of
-    /// them was submitted after every job in `returned`. A deleted job stays until a lease pops
-    /// it and finds it gone (its number no longer that of a `submitted` job), so a delete costs
-    /// no scan; `stale` counts such entries.
-    ready: VecDeque<(u64, JobId)>,
-    /// Entries of `ready` whose job was deleted.
+    /// Jobs leasable now, by priority level: the highest level is leased first.
+    levels: BTreeMap<i32, Level>,
+    /// Entries of the levels' `fresh` lines whose job was deleted or cancelled before a lease
+    /// popped it (its number no longer that of a `submitted` job), so a delete costs no scan.
     stale: u64,
-    /// Ready jobs back from a lease (released, expired or retried), by submission number:
-    /// leased before `ready`, so the queue runs oldest submission first.
-    returned: BTreeSet<(u64, JobId)>,
-    /// Jobs waiting for a retry delay, by the time they become ready.
+    /// Entries in every level's `fresh` line, stale ones included.
+    fresh: u64,
+    /// Entries in every level's `returned` set.
+    returned: u64,
+    /// Jobs waiting for their time (a delayed submit or a retry's backoff), by that time.
     delayed: BTreeSet<(DateTime<Utc>, u64, JobId)>,
     /// Jobs per status (index = `status_slot`).
     counts: [u64; STATUSES],
@@ -93,14 +92,52 @@ struct QueueState {
     unique: HashMap<String, (JobId, DateTime<Utc>)>,
 }
 
+/// The jobs of one priority level leasable now, leased in submission order.
+#[derive(Debug, Default)]
+struct Level {
+    /// Jobs never leased nor delayed, in submission order, with their submission numbers.
+    fresh: VecDeque<(u64, JobId)>,
+    /// Other leasable jobs (back from a lease, or due after a delay), by submission number.
+    returned: BTreeSet<(u64, JobId)>,
+}
+
 impl QueueState {
     fn has_ready(&self) -> bool {
         self.ready_count() > 0
     }
 
-    /// Jobs ready to lease (not counting remains of deleted ones).
+    /// Jobs ready to lease (not counting stale entries).
     fn ready_count(&self) -> u64 {
-        self.ready.len() as u64 - self.stale + self.returned.len() as u64
+        self.fresh - self.stale + self.returned
+    }
+
+    /// Makes `id` (number `seq`, priority `priority`) leasable again, ahead of the jobs of its
+    /// level submitted after it.
+    fn make_ready(&mut self, priority: i32, seq: u64, id: JobId) {
+        if self
+            .levels
+            .entry(priority)
+            .or_default()
+            .returned
+            .insert((seq, id))
+        {
+            self.returned += 1;
+        }
+    }
+
+    /// Takes `id` out of its level's returned set, if it is there.
+    fn take_returned(&mut self, priority: i32, seq: u64, id: JobId) -> bool {
+        let Some(level) = self.levels.get_mut(&priority) else {
+            return false;
+        };
+        let taken = level.returned.remove(&(seq, id));
+        if taken {
+            self.returned -= 1;
+            if level.fresh.is_empty() && level.returned.is_empty() {
+                self.levels.remove(&priority);
+            }
+        }
+        taken
     }
 }
 
@@ -173,7 +210,7 @@ impl State {
     fn apply(&mut self, id: JobId, mv: Move, now: DateTime<Utc>, ttl: Duration) -> Result<()> {
         let entry = self.jobs.get_mut(&id).ok_or(Error::LeaseLost)?;
         let from = entry.job.status;
-        let (seq, queue) = (entry.seq, entry.job.queue.clone());
+        let (seq, queue, priority) = (entry.seq, entry.job.queue.clone(), entry.job.priority);
         entry.job.status = mv.to;
         match mv.attempts {
             Attempts::Count => entry.job.attempts += 1,
@@ -213,13 +250,11 @@ impl State {
             Some(Some(at)) => {
                 q.delayed.remove(&(at, seq, id));
             }
-            Some(None) if !q.returned.remove(&(seq, id)) => q.stale += 1,
+            Some(None) if !q.take_returned(priority, seq, id) => q.stale += 1,
             _ => {}
         }
         match (mv.requeue, ready_at) {
-            (Some(Requeue::Now), _) => {
-                q.returned.insert((seq, id));
-            }
+            (Some(Requeue::Now), _) => q.make_ready(priority, seq, id),
             (Some(Requeue::After(_)), Some(at)) => {
                 q.delayed.insert((at, seq, id));
             }
@@ -228,44 +263,70 @@ impl State {
         Ok(())
     }
 
-    /// Makes retries of `queue` whose delay has passed ready again.
+    /// Makes jobs of `queue` whose time has come (delayed submits, retries after their backoff)
+    /// ready.
     fn promote_delayed(&mut self, queue: &QueueName, now: DateTime<Utc>) {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
-        let mut promoted = Vec::new();
         while let Some(&(at, seq, id)) = q.delayed.first() {
             if at > now {
                 break;
             }
             q.delayed.remove(&(at, seq, id));
-            q.returned.insert((seq, id));
-            promoted.push(id);
-        }
-        for id in promoted {
             if let Some(entry) = self.jobs.get_mut(&id) {
                 entry.ready_at = None;
+                q.make_ready(entry.job.priority, seq, id);
             }
         }
     }
 
-    /// The next ready job of `queue`: the oldest submission among those back from a lease, else
-    /// the oldest of those never leased.
+    /// The next ready job of `queue`: of the highest priority level that has one, the oldest
+    /// submission.
     fn next_ready(&mut self, queue: &QueueName) -> Option<JobId> {
         let q = self.queues.get_mut(queue)?;
-        if let Some((_, id)) = q.returned.pop_first() {
-            return Some(id);
-        }
-        while let Some((seq, id)) = q.ready.pop_front() {
-            match self.jobs.get(&id) {
-                Some(entry) if entry.seq == seq && entry.job.status == JobStatus::Submitted => {
-                    return Some(id);
+        loop {
+            let mut level = q.levels.last_entry()?;
+            let lines = level.get_mut();
+            let back = lines.returned.first().copied();
+            let fresh = lines.fresh.front().copied();
+            let taken = match (back, fresh) {
+                (Some(back), Some(fresh)) if fresh.0 < back.0 => None,
+                (Some(back), _) => Some(back),
+                (None, _) => None,
+            };
+            let found = match taken {
+                Some(back) => {
+                    lines.returned.remove(&back);
+                    q.returned -= 1;
+                    Some(back.1)
                 }
-                // What a delete left behind.
-                _ => q.stale = q.stale.saturating_sub(1),
+                None => match lines.fresh.pop_front() {
+                    None => None,
+                    Some((seq, id)) => {
+                        q.fresh -= 1;
+                        match self.jobs.get(&id) {
+                            Some(entry)
+                                if entry.seq == seq && entry.job.status == JobStatus::Submitted =>
+                            {
+                                Some(id)
+                            }
+                            // What a delete or a cancel left behind.
+                            _ => {
+                                q.stale = q.stale.saturating_sub(1);
+                                None
+                            }
+                        }
+                    }
+                },
+            };
+            if lines.fresh.is_empty() && lines.returned.is_empty() {
+                level.remove();
+            }
+            if found.is_some() {
+                return found;
             }
         }
-        None
     }
 
     /// A job that exists and has not outlived its retention.
@@ -290,8 +351,10 @@ impl State {
         q.counts[status_slot(status)] -= 1;
         if let Some(at) = entry.ready_at {
             q.delayed.remove(&(at, entry.seq, id));
-        } else if status == JobStatus::Submitted && !q.returned.remove(&(entry.seq, id)) {
-            // Left in `ready` for the lease that pops it.
+        } else if status == JobStatus::Submitted
+            && !q.take_returned(entry.job.priority, entry.seq, id)
+        {
+            // Left in its fresh line for the lease that pops it.
             q.stale += 1;
         }
         if let Some(result) = &entry.result {
@@ -349,7 +412,20 @@ impl State {
         self.next_seq += 1;
         let seq = self.next_seq;
         let q = self.queue(&job.queue);
-        q.ready.push_back((seq, job.id));
+        let ready_at = job.run_at.filter(|at| *at > now);
+        match ready_at {
+            Some(at) => {
+                q.delayed.insert((at, seq, job.id));
+            }
+            None => {
+                q.levels
+                    .entry(job.priority)
+                    .or_default()
+                    .fresh
+                    .push_back((seq, job.id));
+                q.fresh += 1;
+            }
+        }
         q.counts[status_slot(JobStatus::Submitted)] += 1;
         if let Some(key) = &job.unique_key {
             q.unique
@@ -362,7 +438,7 @@ impl State {
                 job: job.clone(),
                 seq,
                 lease: None,
-                ready_at: None,
+                ready_at,
                 result: None,
                 expires_at: None,
             }),

@@ -465,10 +465,21 @@ pub(crate) struct GeneralSubmitDoc {
     /// The job's unique key, as the `Idempotency-Key` header gives it (both, when given, must
     /// be equal): while the job is kept, a submit with the same key finds it.
     unique_key: Option<UniqueKeyDoc>,
+    /// Its priority within its queue: higher runs first, equal ones in submission order (0
+    /// unless given).
+    #[schema(minimum = -1000, maximum = 1000, example = 5)]
+    priority: Option<i32>,
+    /// Seconds from the submit before the job may run (at most 366 days). Give this or
+    /// `run_at`, not both.
+    #[schema(minimum = 0, maximum = 31622400, example = 60)]
+    delay: Option<f64>,
+    /// When the job may run (RFC 3339; at most 366 days ahead; a time past runs it at once).
+    #[schema(format = DateTime, example = "2026-12-24T18:00:00Z")]
+    run_at: Option<String>,
 }
 
-/// The course's body: the parameters of a plot job, with the queue, attempt limit and time limit
-/// beside them.
+/// The course's body: the parameters of a plot job, with the queue, attempt limit, time limit,
+/// priority and schedule beside them.
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = PlotSubmit, example = json!({"start": "1990", "end": "2000"}))]
@@ -487,6 +498,17 @@ pub(crate) struct CourseSubmitDoc {
     /// The longest one attempt may run, in seconds (the worker's own limit unless shorter).
     #[schema(minimum = 1, maximum = 86400)]
     timeout: Option<u32>,
+    /// Its priority within its queue: higher runs first, equal ones in submission order (0
+    /// unless given).
+    #[schema(minimum = -1000, maximum = 1000, example = 5)]
+    priority: Option<i32>,
+    /// Seconds from the submit before the job may run (at most 366 days). Give this or
+    /// `run_at`, not both.
+    #[schema(minimum = 0, maximum = 31622400, example = 60)]
+    delay: Option<f64>,
+    /// When the job may run (RFC 3339; at most 366 days ahead; a time past runs it at once).
+    #[schema(format = DateTime, example = "2026-12-24T18:00:00Z")]
+    run_at: Option<String>,
 }
 
 /// The body of `POST /jobs`: a job of any kind, or the course's plot parameters.
@@ -516,6 +538,12 @@ pub(crate) struct JobDoc {
     queue: String,
     /// Where the job is in its life.
     status: StatusDoc,
+    /// Its priority within its queue: higher runs first.
+    #[schema(minimum = -1000, maximum = 1000)]
+    priority: i32,
+    /// When it may run, when it was submitted with a delay or a time.
+    #[schema(format = DateTime)]
+    run_at: Option<String>,
     /// The kind's parameters.
     #[schema(value_type = Object)]
     params: serde_json::Value,

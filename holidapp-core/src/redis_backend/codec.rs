@@ -50,26 +50,32 @@ pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// A new job as the enqueue script takes it: id (which names its key, not a field), kind,
-/// params, creation time, attempt limit and unique key (empty for none), then the number of
-/// optional field/value strings and those strings ([`optional_fields`], which hold the unique key
-/// as well). The script adds the field names, the status and the submission number.
+/// params, creation time, attempt limit, unique key (empty for none), priority and the time it
+/// may run (ms; empty for now), then the number of optional field/value strings and those
+/// strings ([`optional_fields`], which hold the unique key, priority and run time as well). The script adds the field names, the status and the submission number.
 pub(super) fn enqueue_args(job: &Job) -> Vec<String> {
     let optional = optional_fields(job);
-    let mut args = Vec::with_capacity(7 + optional.len());
+    let mut args = Vec::with_capacity(9 + optional.len());
     args.push(job.id.to_string());
     args.push(job.kind.clone());
     args.push(job.params.as_json().to_owned());
     args.push(rfc3339(job.created_at));
     args.push(job.max_attempts.to_string());
     args.push(job.unique_key.clone().unwrap_or_default());
+    args.push(job.priority.to_string());
+    args.push(
+        job.run_at
+            .map(|at| millis(at).to_string())
+            .unwrap_or_default(),
+    );
     args.push(optional.len().to_string());
     args.extend(optional);
     args
 }
 
 /// The fields of a job beyond the ones every job has, as field/value strings: its queue unless
-/// it is `default`, worker, times, error, result type, a non-zero attempt count, unique key and
-/// timeout. Unset ones are left out, so `HGETALL` shows only what the job has (no `attempts`
+/// it is `default`, worker, times, error, result type, a non-zero attempt count, unique key,
+/// timeout, progress, a non-zero priority and the time it may run. Unset ones are left out, so `HGETALL` shows only what the job has (no `attempts`
 /// field reads as 0, no `queue` field as `default`): each field of a new hash costs the enqueue a
 /// scan of those before it.
 pub(super) fn optional_fields(job: &Job) -> Vec<String> {
@@ -91,6 +97,11 @@ pub(super) fn optional_fields(job: &Job) -> Vec<String> {
         ("unique_key", job.unique_key.clone()),
         ("timeout", job.timeout.map(|t| t.to_string())),
         ("progress", job.progress.as_ref().map(progress_json)),
+        (
+            "priority",
+            (job.priority != 0).then(|| job.priority.to_string()),
+        ),
+        ("run_at", job.run_at.map(rfc3339)),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -121,7 +132,7 @@ pub(super) fn job_from_fields(id: JobId, fields: &HashMap<String, String>) -> Re
 /// The fields a lease reads of each job it takes, in the order the lease script answers their
 /// values: what [`job_from_lookup`] needs of a `submitted` job besides its queue (the caller
 /// knows it; the lease sets the rest).
-pub(super) const LEASE_FIELDS: [&str; 10] = [
+pub(super) const LEASE_FIELDS: [&str; 12] = [
     "status",
     "kind",
     "params",
@@ -132,6 +143,8 @@ pub(super) const LEASE_FIELDS: [&str; 10] = [
     "unique_key",
     "timeout",
     "progress",
+    "priority",
+    "run_at",
 ];
 
 /// The job `id` of `queue` from the values of [`LEASE_FIELDS`], in that order (`Nil` for a field
@@ -188,6 +201,11 @@ fn job_from_lookup<'a>(id: JobId, field: impl Fn(&str) -> Option<&'a str>) -> Re
         kind: required("kind")?.to_owned(),
         queue,
         status,
+        priority: match field("priority") {
+            None => 0,
+            Some(p) => p.parse::<i32>().map_err(|e| bad("priority", &e))?,
+        },
+        run_at: optional_time("run_at")?,
         params: Params::from_json(required("params")?)?,
         max_attempts: number("max_attempts", 1)?,
         attempts: number("attempts", 0)?,
@@ -281,14 +299,15 @@ mod tests {
         assert_eq!(args[0], job.id.to_string());
         let names = ["kind", "params", "created_at", "max_attempts"];
         assert_eq!(args[5], job.unique_key.clone().unwrap_or_default());
+        assert_eq!(args[6], job.priority.to_string());
         let mut fields: HashMap<String, String> = names
             .iter()
             .zip(&args[1..])
             .map(|(name, value)| ((*name).to_owned(), value.clone()))
             .collect();
         fields.insert("status".into(), job.status.as_str().into());
-        assert_eq!(args[6], (args.len() - 7).to_string());
-        for pair in args[7..].chunks(2) {
+        assert_eq!(args[8], (args.len() - 9).to_string());
+        for pair in args[9..].chunks(2) {
             fields.insert(pair[0].clone(), pair[1].clone());
         }
         fields
@@ -318,6 +337,8 @@ mod tests {
         job.unique_key = Some("order-17".into());
         job.timeout = Some(30);
         job.progress = Some(Progress::new(42.5, "drawing \"axes\""));
+        job.priority = -7;
+        job.run_at = Some(now);
         assert_eq!(job_from_fields(job.id, &stored_fields(&job)).unwrap(), job);
         job.queue = QueueName::default_queue();
         let fields = stored_fields(&job);
@@ -371,6 +392,8 @@ mod tests {
             ("queue", "no queue"),
             ("timeout", "-3"),
             ("progress", "{\"percent\":\"x\"}"),
+            ("priority", "high"),
+            ("run_at", "soon"),
         ] {
             let mut broken = fields.clone();
             broken.insert(field.into(), bad.into());

@@ -74,9 +74,8 @@ impl RedisBackend {
                     .list
                     .key(&k.expiry)
                     .key(&k.leased)
-                    .key(&k.ready)
-                    .key(&k.returned)
-                    .key(&k.delayed)
+                    .key(&k.levels)
+                    .key(&k.scheduled)
                     .key(&k.complete)
                     .key(&k.failed)
                     .key(&k.cancelled)
@@ -88,7 +87,8 @@ impl RedisBackend {
                     .arg(LIST_BUDGET)
                     .arg(flags)
                     .arg(query.kind.as_deref().unwrap_or(""))
-                    .arg(JobStatus::Submitted.as_str()),
+                    .arg(JobStatus::Submitted.as_str())
+                    .arg(&k.queue_prefix),
             )
             .await?;
         let mut items = array(reply)?.into_iter();
@@ -300,7 +300,7 @@ impl JobStore for RedisBackend {
                     .key(self.keys.job(id))
                     .key(self.keys.result(id))
                     .key(&k.delayed)
-                    .key(&k.returned)
+                    .key(&k.scheduled)
                     .key(&k.expiry)
                     .key(&k.complete)
                     .key(&k.failed)
@@ -310,7 +310,8 @@ impl JobStore for RedisBackend {
                     .arg(self.time.arg())
                     .arg(JobStatus::InProgress.as_str())
                     .arg(JobStatus::Submitted.as_str())
-                    .arg(TOMBSTONE),
+                    .arg(TOMBSTONE)
+                    .arg(&k.queue_prefix),
             )
             .await?;
         match deleted {
@@ -354,7 +355,7 @@ impl JobStore for RedisBackend {
                         .key(self.keys.job(id))
                         .key(&k.leased)
                         .key(&k.delayed)
-                        .key(&k.returned)
+                        .key(&k.scheduled)
                         .key(&k.cancelled)
                         .key(&k.expiry)
                         .key(&k.counters)
@@ -363,7 +364,8 @@ impl JobStore for RedisBackend {
                         .arg(duration_millis(self.settings.result_ttl))
                         .arg(status.as_str())
                         .arg(JobStatus::InProgress.as_str())
-                        .arg(JobStatus::Cancelled.as_str()),
+                        .arg(JobStatus::Cancelled.as_str())
+                        .arg(&k.queue_prefix),
                 )
                 .await?;
             if let Some(fields) = fields_from_reply(reply)? {
@@ -380,40 +382,44 @@ impl JobStore for RedisBackend {
         if queues.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for queue in &queues {
-            let k = self.queue_keys(queue);
-            pipe.llen(&k.ready)
-                .zcard(&k.returned)
-                .zcard(&k.delayed)
-                .zcard(&k.leased)
-                .zcard(&k.complete)
-                .zcard(&k.failed)
-                .hget(&k.counters, "deleted")
-                .zcard(&k.cancelled);
+        let mut stats = Vec::with_capacity(queues.len());
+        for queue in queues {
+            let k = self.queue_keys(&queue);
+            let sizes: Vec<u64> = self
+                .conn
+                .invoke(
+                    SCRIPTS
+                        .counts
+                        .key(&k.levels)
+                        .key(&k.delayed)
+                        .key(&k.leased)
+                        .key(&k.complete)
+                        .key(&k.failed)
+                        .key(&k.cancelled)
+                        .key(&k.counters)
+                        .arg(&k.queue_prefix),
+                )
+                .await?;
+            let &[ready, delayed, in_progress, complete, failed, cancelled] = &sizes[..] else {
+                return Err(Error::Internal(format!(
+                    "counts script answered {} sizes",
+                    sizes.len()
+                )));
+            };
+            stats.push(QueueStats {
+                queue,
+                counts: StatusCounts {
+                    submitted: ready + delayed,
+                    in_progress,
+                    complete,
+                    failed,
+                    cancelled,
+                },
+                ready,
+                delayed,
+            });
         }
-        let sizes: Vec<Option<u64>> = self.conn.query_bulk(&pipe).await?;
-        Ok(queues
-            .into_iter()
-            .zip(sizes.chunks(8))
-            .map(|(queue, n)| {
-                let at = |i: usize| n.get(i).copied().flatten().unwrap_or(0);
-                // The ids of deleted or cancelled jobs still in the ready list are not waiting.
-                let (ready, delayed) = ((at(0) + at(1)).saturating_sub(at(6)), at(2));
-                QueueStats {
-                    queue,
-                    counts: StatusCounts {
-                        submitted: ready + delayed,
-                        in_progress: at(3),
-                        complete: at(4),
-                        failed: at(5),
-                        cancelled: at(7),
-                    },
-                    ready,
-                    delayed,
-                }
-            })
-            .collect())
+        Ok(stats)
     }
 
     async fn ping(&self) -> Result<()> {

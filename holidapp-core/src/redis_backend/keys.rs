@@ -26,12 +26,23 @@ pub(super) struct QueueKeys {
     pub(super) seq: String,
     /// `{prefix}:{xx}:token`: the fencing token counter of the tag (STRING).
     pub(super) token: String,
-    /// `{prefix}:{xx}:q:{queue}:ready`: jobs never leased yet, in submission order (LIST).
+    /// `{prefix}:{xx}:q:{queue}:`: prefix of the queue's keys, from which the scripts name the
+    /// keys of each priority level (`ready:{p}`, `returned:{p}`).
+    pub(super) queue_prefix: String,
+    /// `{prefix}:{xx}:q:{queue}:ready`: jobs of priority 0 never leased nor delayed, in
+    /// submission order (LIST); `ready:{p}` holds those of priority `p`.
     pub(super) ready: String,
-    /// `...:returned`: jobs back from a lease, by submission number (ZSET).
+    /// `...:returned`: other leasable jobs of priority 0 (back from a lease, or due after a
+    /// delay), by submission number (ZSET); `returned:{p}` holds those of priority `p`.
     pub(super) returned: String,
-    /// `...:delayed`: jobs waiting for a retry, by the time they become ready (ZSET).
+    /// `...:levels`: the priority levels other than 0 that may hold leasable jobs, scored by
+    /// themselves (ZSET).
+    pub(super) levels: String,
+    /// `...:delayed`: jobs waiting for their time (a delayed submit, a retry's backoff), by that
+    /// time (ZSET).
     pub(super) delayed: String,
+    /// `...:scheduled`: the same jobs by submission number, for listings (ZSET).
+    pub(super) scheduled: String,
     /// `...:leased`: jobs `in progress`, by lease deadline (ZSET).
     pub(super) leased: String,
     /// `...:wake`: wake-up tokens for idle workers (LIST).
@@ -69,9 +80,12 @@ impl Keys {
             result_prefix: format!("{tagged}:result:"),
             seq: format!("{tagged}:seq"),
             token: format!("{tagged}:token"),
+            queue_prefix: key(""),
             ready: key("ready"),
             returned: key("returned"),
+            levels: key("levels"),
             delayed: key("delayed"),
+            scheduled: key("scheduled"),
             leased: key("leased"),
             wake: key("wake"),
             complete: key("complete"),

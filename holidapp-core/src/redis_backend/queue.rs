@@ -95,8 +95,8 @@ impl RedisBackend {
             .invoke(
                 SCRIPTS
                     .lease
-                    .key(&k.ready)
-                    .key(&k.returned)
+                    .key(&k.levels)
+                    .key(&k.scheduled)
                     .key(&k.delayed)
                     .key(&k.leased)
                     .key(&k.token)
@@ -112,6 +112,7 @@ impl RedisBackend {
                     .arg(PROMOTE_LIMIT)
                     .arg(TOMBSTONE)
                     .arg(JobStatus::Cancelled.as_str())
+                    .arg(&k.queue_prefix)
                     .arg(&LEASE_FIELDS[..]),
             )
             .await?;
@@ -348,9 +349,9 @@ impl RedisBackend {
         let mut invocation = SCRIPTS.enqueue.prepare_invoke();
         invocation
             .key(&k.seq)
-            .key(&k.ready)
+            .key(&k.levels)
             .key(&k.wake)
-            .key(&k.returned)
+            .key(&k.scheduled)
             .key(&k.delayed)
             .key(&k.counters)
             .arg(&k.job_prefix)
@@ -362,7 +363,8 @@ impl RedisBackend {
             .arg(quotas.max_result_bytes.unwrap_or(0))
             .arg(&k.unique_prefix)
             .arg(duration_millis(self.settings.unique_ttl))
-            .arg(TOMBSTONE);
+            .arg(TOMBSTONE)
+            .arg(&k.queue_prefix);
         let ids: Vec<JobId> = jobs
             .map(|job| {
                 invocation.arg(enqueue_args(job));
@@ -505,7 +507,7 @@ impl RedisBackend {
         let mut invocation = SCRIPTS.expire.prepare_invoke();
         invocation
             .key(&k.leased)
-            .key(&k.returned)
+            .key(&k.levels)
             .key(&k.failed)
             .key(&k.expiry)
             .key(&k.wake)
@@ -515,7 +517,8 @@ impl RedisBackend {
             .arg(JobStatus::InProgress.as_str())
             .arg(JobStatus::Submitted.as_str())
             .arg(JobStatus::Failed.as_str())
-            .arg(WAKE_CAP);
+            .arg(WAKE_CAP)
+            .arg(&k.queue_prefix);
         for entry in found {
             let fields: Vec<Option<String>> = array(entry)?
                 .into_iter()
@@ -558,7 +561,8 @@ impl RedisBackend {
             pipe.llen(&k.ready)
                 .zcard(&k.returned)
                 .zrange_withscores(&k.delayed, 0, 0)
-                .hget(&k.counters, "deleted");
+                .hget(&k.counters, "deleted")
+                .zcard(&k.levels);
         }
         self.ask_time(&mut pipe);
         let mut answers: Vec<Value> = {
@@ -568,7 +572,8 @@ impl RedisBackend {
         let now = self.time_of(&mut answers)?;
         let mut wait = timeout;
         let mut answers = answers.into_iter();
-        while let (Some(never_leased), Some(returned), Some(delayed), Some(deleted)) = (
+        while let (Some(never_leased), Some(returned), Some(delayed), Some(deleted), Some(levels)) = (
+            answers.next(),
             answers.next(),
             answers.next(),
             answers.next(),
@@ -578,7 +583,9 @@ impl RedisBackend {
                 Value::Nil => 0,
                 other => int(other)?,
             };
-            if int(never_leased)? + int(returned)? - deleted > 0 {
+            // Jobs of priority 0, or a level of another priority that may hold some (a lease
+            // that finds it empty takes it out of the set).
+            if int(never_leased)? + int(returned)? - deleted > 0 || int(levels)? > 0 {
                 return Ok(());
             }
             let next_delayed: Vec<(String, f64)> = redis::from_redis_value(delayed)
@@ -816,6 +823,7 @@ impl Consumer for RedisBackend {
                     .key(&k.failed)
                     .key(&k.delayed)
                     .key(&k.expiry)
+                    .key(&k.scheduled)
                     .arg(id.to_string())
                     .arg(lease.token.0)
                     .arg(JobStatus::InProgress.as_str())
@@ -867,14 +875,15 @@ impl Consumer for RedisBackend {
                     .release
                     .key(self.keys.job(id))
                     .key(&k.leased)
-                    .key(&k.returned)
+                    .key(&k.levels)
                     .key(&k.wake)
                     .arg(id.to_string())
                     .arg(lease.token.0)
                     .arg(JobStatus::InProgress.as_str())
                     .arg(mv.to.as_str())
                     .arg(WAKE_CAP)
-                    .arg(delta),
+                    .arg(delta)
+                    .arg(&k.queue_prefix),
             )
             .await?;
         if released == 1 {

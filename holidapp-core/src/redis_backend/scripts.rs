@@ -2,8 +2,8 @@
 //!
 //! Each file opens with a comment stating its `KEYS` and `ARGV`. [`redis::Script`] runs a script
 //! by its SHA (`EVALSHA`) and loads it when the server does not know it yet (first use, or after
-//! a server restart emptied its script cache). Every script opens with `lua/clock.lua`, the time
-//! helpers they share.
+//! a server restart emptied its script cache). Every script opens with `lua/clock.lua` and
+//! `lua/levels.lua`, the time and priority-level helpers they share.
 
 use std::sync::LazyLock;
 
@@ -22,6 +22,7 @@ pub(super) struct Scripts {
     pub(super) delete: Script,
     pub(super) cancel: Script,
     pub(super) progress: Script,
+    pub(super) counts: Script,
     pub(super) list: Script,
     pub(super) purge_expired: Script,
 }
@@ -31,6 +32,7 @@ macro_rules! script {
     ($file:literal) => {
         Script::new(concat!(
             include_str!("lua/clock.lua"),
+            include_str!("lua/levels.lua"),
             include_str!(concat!("lua/", $file))
         ))
     };
@@ -49,6 +51,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     delete: script!("delete.lua"),
     cancel: script!("cancel.lua"),
     progress: script!("progress.lua"),
+    counts: script!("counts.lua"),
     list: script!("list.lua"),
     purge_expired: script!("purge_expired.lua"),
 });

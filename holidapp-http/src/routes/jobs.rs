@@ -3,10 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::time::Duration;
 
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use holidapp_core::jobs::MAX_DELAY;
 use holidapp_core::store::{MAX_OFFSET, MAX_PAGE_SIZE};
 use holidapp_core::{
     Cursor, Error, Job, JobId, JobStatus, ListQuery, Page, QueueName, ResultState, Statuses, Submit,
@@ -130,6 +133,37 @@ struct GeneralBody {
     unique_key: Option<String>,
     #[serde(default, deserialize_with = "holidapp_core::integer::option")]
     timeout: Option<u32>,
+    #[serde(default, deserialize_with = "holidapp_core::integer::option")]
+    priority: Option<i32>,
+    delay: Option<f64>,
+    run_at: Option<DateTime<Utc>>,
+}
+
+/// Sets when and how urgently a job runs on `submit` (the fields both bodies may carry); a delay
+/// that is not a number of seconds from 0 to the longest allowed is refused.
+fn schedule(
+    mut submit: Submit,
+    priority: Option<i32>,
+    delay: Option<f64>,
+    run_at: Option<DateTime<Utc>>,
+) -> Result<Submit, ApiError> {
+    submit.priority = priority;
+    submit.run_at = run_at;
+    submit.delay = match delay {
+        None => None,
+        Some(seconds) => Some(
+            Duration::try_from_secs_f64(seconds)
+                .ok()
+                .filter(|d| *d <= MAX_DELAY)
+                .ok_or_else(|| {
+                    ApiError::Core(Error::InvalidParams(format!(
+                        "delay must be a number of seconds from 0 to {}, got {seconds}",
+                        MAX_DELAY.as_secs()
+                    )))
+                })?,
+        ),
+    };
+    Ok(submit)
 }
 
 /// The fields the course's body (the default kind's parameters) may carry beside them, as
@@ -141,6 +175,10 @@ struct Beside {
     max_attempts: Option<u32>,
     #[serde(default, deserialize_with = "holidapp_core::integer::option")]
     timeout: Option<u32>,
+    #[serde(default, deserialize_with = "holidapp_core::integer::option")]
+    priority: Option<i32>,
+    delay: Option<f64>,
+    run_at: Option<DateTime<Utc>>,
 }
 
 /// The header whose value a retried submit repeats so that it finds the job its first try made.
@@ -194,31 +232,38 @@ fn submit_body(body: serde_json::Value) -> Result<Submit, ApiError> {
     if fields.contains_key("kind") {
         let body: GeneralBody =
             serde_json::from_value(serde_json::Value::Object(fields)).map_err(shape)?;
-        return Ok(Submit {
-            kind: Some(body.kind),
-            params: body.params,
+        let submit = Submit {
             queue: body.queue,
             max_attempts: body.max_attempts,
             unique_key: body.unique_key,
             timeout: body.timeout,
-        });
+            ..Submit::new(body.kind, body.params)
+        };
+        return schedule(submit, body.priority, body.delay, body.run_at);
     }
     let mut beside = serde_json::Map::new();
-    for name in ["queue", "max_attempts", "timeout"] {
+    for name in [
+        "queue",
+        "max_attempts",
+        "timeout",
+        "priority",
+        "delay",
+        "run_at",
+    ] {
         if let Some(value) = fields.remove(name) {
             beside.insert(name.to_owned(), value);
         }
     }
     let beside: Beside =
         serde_json::from_value(serde_json::Value::Object(beside)).map_err(shape)?;
-    Ok(Submit {
+    let submit = Submit {
         kind: None,
-        params: serde_json::Value::Object(fields),
         queue: beside.queue,
         max_attempts: beside.max_attempts,
-        unique_key: None,
         timeout: beside.timeout,
-    })
+        ..Submit::new("", serde_json::Value::Object(fields))
+    };
+    schedule(submit, beside.priority, beside.delay, beside.run_at)
 }
 
 /// Submit a job: its kind checks its parameters, then it is queued.

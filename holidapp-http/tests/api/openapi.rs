@@ -148,6 +148,8 @@ fn the_job_schemas_describe_every_field_the_api_sends() {
         unique_key: Some("order-7".into()),
         timeout: Some(30),
         progress: Some(holidapp_core::Progress::new(40.0, "drawing")),
+        priority: 5,
+        run_at: Some(now),
         ..Job::new(
             "plot",
             QueueName::default_queue(),
@@ -174,7 +176,17 @@ fn the_job_schemas_describe_every_field_the_api_sends() {
     );
     let course: BTreeSet<String> = properties(&doc, "PlotSubmit");
     let mut expected = keys(&serde_json::to_value(&params).unwrap());
-    expected.extend(["queue", "max_attempts", "timeout"].map(str::to_owned));
+    expected.extend(
+        [
+            "queue",
+            "max_attempts",
+            "timeout",
+            "priority",
+            "delay",
+            "run_at",
+        ]
+        .map(str::to_owned),
+    );
     assert_eq!(course, expected);
     let general: BTreeSet<String> = properties(&doc, "Submit");
     let expected: BTreeSet<String> = [
@@ -184,6 +196,9 @@ fn the_job_schemas_describe_every_field_the_api_sends() {
         "max_attempts",
         "timeout",
         "unique_key",
+        "priority",
+        "delay",
+        "run_at",
     ]
     .map(str::to_owned)
     .into();

@@ -204,6 +204,91 @@ async fn delete_job_removes_it_refuses_a_running_one_and_404s_an_unknown_one() {
 }
 
 #[tokio::test]
+async fn submits_take_a_priority_and_a_delay_or_a_time() {
+    let app = TestApp::new();
+    let answer = app
+        .send(post_json(
+            "/jobs",
+            r#"{"kind": "plot", "params": {"start": 1990, "end": 2000}, "priority": 5, "delay": 60}"#,
+        ))
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    let job = answer.json();
+    assert_eq!(job["priority"], 5);
+    let created =
+        chrono::DateTime::parse_from_rfc3339(job["created_at"].as_str().unwrap()).unwrap();
+    let run_at = chrono::DateTime::parse_from_rfc3339(job["run_at"].as_str().unwrap()).unwrap();
+    assert_eq!(run_at - created, chrono::Duration::seconds(60));
+    let stats = holidapp_core::store::total_counts(&app.backend.stats().await.unwrap());
+    assert_eq!(stats.submitted, 1);
+    assert!(
+        app.backend
+            .lease(
+                &holidapp_core::QueueName::default_queue(),
+                "w",
+                std::time::Duration::from_secs(30)
+            )
+            .await
+            .unwrap()
+            .is_none(),
+        "not leased before its time"
+    );
+
+    let course = app
+        .send(post_json(
+            "/jobs",
+            r#"{"start": 1990, "end": 2000, "priority": -3, "run_at": "2000-01-01T00:00:00Z"}"#,
+        ))
+        .await;
+    assert_eq!(course.status, StatusCode::CREATED, "{}", course.text());
+    assert_eq!(course.json()["priority"], -3);
+    assert!(
+        course.json().get("run_at").is_none(),
+        "a time past is no delay"
+    );
+    assert_eq!(app.lease().await.id().to_string(), course.json()["id"]);
+
+    for (body, code) in [
+        (
+            r#"{"start": 1990, "end": 2000, "delay": 5, "run_at": "2030-01-01T00:00:00Z"}"#,
+            "invalid_params",
+        ),
+        (
+            r#"{"start": 1990, "end": 2000, "delay": -1}"#,
+            "invalid_params",
+        ),
+        (
+            r#"{"start": 1990, "end": 2000, "delay": 1e12}"#,
+            "invalid_params",
+        ),
+        (
+            r#"{"start": 1990, "end": 2000, "run_at": "2999-01-01T00:00:00Z"}"#,
+            "invalid_params",
+        ),
+        (
+            r#"{"start": 1990, "end": 2000, "priority": 1001}"#,
+            "invalid_params",
+        ),
+        (
+            r#"{"start": 1990, "end": 2000, "priority": 1.5}"#,
+            "invalid_body",
+        ),
+        (
+            r#"{"start": 1990, "end": 2000, "run_at": "tomorrow"}"#,
+            "invalid_body",
+        ),
+        (
+            r#"{"kind": "plot", "params": {"start": 1990, "end": 2000}, "delay": "soon"}"#,
+            "invalid_body",
+        ),
+    ] {
+        app.send(post_json("/jobs", body))
+            .await
+            .assert_error(400, code);
+    }
+}
+
+#[tokio::test]
 async fn cancel_stops_waiting_and_running_jobs_and_refuses_finished_ones() {
     let app = TestApp::new();
     let running = enqueue(&app.backend, "1990").await;

@@ -1,6 +1,9 @@
 -- enqueue: stores jobs of one queue and queues them, each job as one step: its hash and its place
--- at the back of the ready list (which is also the listing order of jobs never leased), and a
--- wake-up token for idle workers. One job or a batch of many, each stored or refused on its own:
+-- at the back of its priority level's ready list (in submission order, which is also the listing
+-- order of jobs never leased), or, for a job that may run only later, in the delayed set (by that
+-- time) and the scheduled index (by submission number); and a wake-up token for idle workers,
+-- which then wait for the earliest delayed job. One job or a batch of many, each stored or
+-- refused on its own:
 --
 -- - a job whose id is taken is refused ('exists');
 -- - a job with a unique key that a job still stored holds answers that job's id and is not
@@ -14,11 +17,11 @@
 -- compare by submission time to the millisecond.
 --
 -- KEYS[1]  {p}:{xx}:seq                  STRING  submission counter of the tag
--- KEYS[2]  {p}:{xx}:q:{queue}:ready      LIST    job ids never leased, oldest first
+-- KEYS[2]  {p}:{xx}:q:{queue}:levels     ZSET    priority levels other than 0 with jobs
 -- KEYS[3]  {p}:{xx}:q:{queue}:wake       LIST    wake-up tokens
--- KEYS[4]  {p}:{xx}:q:{queue}:returned   ZSET    (counted for the quota)
--- KEYS[5]  {p}:{xx}:q:{queue}:delayed    ZSET    (counted for the quota)
--- KEYS[6]  {p}:{xx}:q:{queue}:counters   HASH    deleted (ids left in ready), result_bytes
+-- KEYS[4]  {p}:{xx}:q:{queue}:scheduled  ZSET    delayed job id -> submission number
+-- KEYS[5]  {p}:{xx}:q:{queue}:delayed    ZSET    delayed job id -> when it may run (ms)
+-- KEYS[6]  {p}:{xx}:q:{queue}:counters   HASH    deleted (ids left in ready lists), result_bytes
 -- ARGV[1]  job key prefix ({p}:{xx}:job:)
 -- ARGV[2]  wake-up list cap
 -- ARGV[3]  number of jobs N
@@ -29,9 +32,11 @@
 -- ARGV[8]  unique key prefix ({p}:{xx}:q:{queue}:unique:)
 -- ARGV[9]  how long a unique key holds its job (ms); the key also expires then in Redis's time
 -- ARGV[10] the status of a deleted job's remains ('deleted')
+-- ARGV[11] the queue's key prefix ({p}:{xx}:q:{queue}:), under which the levels' lines are
 -- then, N times: job id, kind, params (JSON), created_at, max_attempts, unique key ('' for
---   none), the number F of optional field/value strings, then those F strings (field, value, ...;
---   they include the queue's name unless it is `default`, and the unique key)
+--   none), priority, when it may run (ms; '' for now), the number F of optional field/value
+--   strings, then those F strings (field, value, ...; they include the queue's name unless it is
+--   `default`, the unique key, a priority other than 0 and the run time)
 -- Values travel without their field names, the job's id is not a field (its key names it), and
 -- the submission number is formatted as an integer: a bulk enqueue spends most of its time in
 -- this script, and every field of a new hash costs a scan of those before it.
@@ -47,7 +52,9 @@ local max_result_bytes = tonumber(ARGV[7])
 local unique_prefix = ARGV[8]
 local unique_ttl = ARGV[9]
 local tombstone = ARGV[10]
-local FIXED = 7
+local queue_prefix = ARGV[11]
+local FIXED = 9
+local FIRST = 12
 
 local now = now_ms(ARGV[5])
 local seq = math.max(now * 1024, tonumber(redis.call('GET', KEYS[1]) or '0') + 1) - 1
@@ -55,28 +62,34 @@ local seq = math.max(now * 1024, tonumber(redis.call('GET', KEYS[1]) or '0') + 1
 local room = nil
 if max_waiting > 0 then
   local deleted = tonumber(redis.call('HGET', KEYS[6], 'deleted') or '0')
-  room = max_waiting - (redis.call('LLEN', KEYS[2]) + redis.call('ZCARD', KEYS[4])
-    + redis.call('ZCARD', KEYS[5]) - deleted)
+  room = max_waiting - (level_entries(queue_prefix, KEYS[2]) + redis.call('ZCARD', KEYS[5])
+    - deleted)
 end
 local results_full = max_result_bytes > 0
   and tonumber(redis.call('HGET', KEYS[6], 'result_bytes') or '0') >= max_result_bytes
 
 -- One EXISTS for all the keys: when none exists (the usual case) no job needs its own check.
 local keys = {}
-local at = 11
+local at = FIRST
 for i = 1, n do
   keys[i] = job_prefix .. ARGV[at]
-  at = at + FIXED + tonumber(ARGV[at + 6])
+  at = at + FIXED + tonumber(ARGV[at + 8])
 end
 local check_each = redis.call('EXISTS', unpack(keys)) > 0
 
 local answers = {}
-local ids = {}
-at = 11
+-- Ids to push, per priority level ('0' the usual one), in submission order.
+local lines = {}
+local line_order = {}
+local stored = 0
+local delayed, scheduled = {}, {}
+at = FIRST
 for i = 1, n do
   local id = ARGV[at]
   local unique = ARGV[at + 5]
-  local extra = tonumber(ARGV[at + 6])
+  local priority = ARGV[at + 6]
+  local run_at = tonumber(ARGV[at + 7])
+  local extra = tonumber(ARGV[at + 8])
   local key = keys[i]
   local holder = nil
   if unique ~= '' then
@@ -122,17 +135,40 @@ for i = 1, n do
     if room then
       room = room - 1
     end
-    ids[#ids + 1] = id
+    if run_at and run_at > now then
+      delayed[#delayed + 1] = string.format('%d', run_at)
+      delayed[#delayed + 1] = id
+      scheduled[#scheduled + 1] = s
+      scheduled[#scheduled + 1] = id
+    else
+      local line = lines[priority]
+      if not line then
+        line = {}
+        lines[priority] = line
+        line_order[#line_order + 1] = priority
+      end
+      line[#line + 1] = id
+    end
+    stored = stored + 1
     answers[i] = 'ok'
   end
   at = at + FIXED + extra
 end
 
-if #ids > 0 then
+if stored > 0 then
   redis.call('SET', KEYS[1], string.format('%d', seq))
-  redis.call('RPUSH', KEYS[2], unpack(ids))
+  for _, priority in ipairs(line_order) do
+    redis.call('RPUSH', level_key(queue_prefix, 'ready', priority), unpack(lines[priority]))
+    if priority ~= '0' then
+      redis.call('ZADD', KEYS[2], priority, priority)
+    end
+  end
+  if #delayed > 0 then
+    redis.call('ZADD', KEYS[5], unpack(delayed))
+    redis.call('ZADD', KEYS[4], unpack(scheduled))
+  end
   local tokens = {}
-  for i = 1, math.min(#ids, wake_cap) do
+  for i = 1, math.min(stored, wake_cap) do
     tokens[i] = '1'
   end
   redis.call('RPUSH', KEYS[3], unpack(tokens))

@@ -2,12 +2,13 @@
 -- Each is applied only if the lease is still the same one and still past its deadline (the
 -- same token, still `in progress`, still filed under a deadline no later than now), so with many
 -- callers each expired lease is handled exactly once, and a lease renewed meanwhile is left
--- alone. A job requeued goes into the returned set (ahead of jobs never leased); a job failed is
+-- alone. A job requeued goes into its priority level's returned set (ahead of the jobs submitted
+-- after it); a job failed is
 -- finished and filed in the expiry index like any finished job. Entries of jobs that are gone or
 -- no longer `in progress` are taken out of the leased set.
 --
 -- KEYS[1]  {p}:{xx}:q:{queue}:leased     ZSET  job id -> lease deadline (ms)
--- KEYS[2]  {p}:{xx}:q:{queue}:returned   ZSET  job id -> submission number
+-- KEYS[2]  {p}:{xx}:q:{queue}:levels     ZSET  priority levels other than 0 with jobs
 -- KEYS[3]  {p}:{xx}:q:{queue}:failed     ZSET  job id -> submission number
 -- KEYS[4]  {p}:{xx}:q:{queue}:expiry     ZSET  job id -> expires-at (ms)
 -- KEYS[5]  {p}:{xx}:q:{queue}:wake       LIST
@@ -18,6 +19,7 @@
 -- ARGV[5]  status to requeue to ('submitted')
 -- ARGV[6]  status to fail to ('failed')
 -- ARGV[7]  wake-up list cap
+-- ARGV[8]  the queue's key prefix ({p}:{xx}:q:{queue}:), under which the levels' lines are
 -- then quadruples: job id, token it was leased under, 'requeue' or 'fail', the reason
 -- Returns {requeued, failed}.
 
@@ -25,11 +27,12 @@ local now = now_ms(ARGV[2])
 local finished_at = rfc3339(now)
 local expires_at = string.format('%d', now + tonumber(ARGV[3]))
 local requeued, failed = 0, 0
-for i = 8, #ARGV, 4 do
+for i = 9, #ARGV, 4 do
   local id, token, decision, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = ARGV[1] .. id
   local deadline = tonumber(redis.call('ZSCORE', KEYS[1], id))
-  local status, current, seq = unpack(redis.call('HMGET', key, 'status', 'token', 'seq'))
+  local status, current, seq, priority =
+    unpack(redis.call('HMGET', key, 'status', 'token', 'seq', 'priority'))
   if not deadline or deadline > now then
     -- Renewed meanwhile, or already handled by another caller: nothing to do.
   elseif status ~= ARGV[4] then
@@ -45,7 +48,7 @@ for i = 8, #ARGV, 4 do
       failed = failed + 1
     else
       redis.call('HSET', key, 'status', ARGV[5], 'error', reason)
-      redis.call('ZADD', KEYS[2], seq, id)
+      make_ready(ARGV[8], KEYS[2], priority, seq, id)
       requeued = requeued + 1
     end
   end

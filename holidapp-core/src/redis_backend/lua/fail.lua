@@ -1,6 +1,6 @@
 -- fail: records a failed attempt under the current fencing token. The status machine (in the
 -- caller) has decided the move; this script carries it out: either back to `submitted`, leasable
--- again after a delay (the delayed set), or `failed` for good, finished and filed in the expiry
+-- again after a delay (the delayed set, and the scheduled index), or `failed` for good, finished and filed in the expiry
 -- index like a complete job.
 --
 -- KEYS[1]  {p}:{xx}:job:{id}               HASH
@@ -8,6 +8,7 @@
 -- KEYS[3]  {p}:{xx}:q:{queue}:failed       ZSET  job id -> submission number
 -- KEYS[4]  {p}:{xx}:q:{queue}:delayed      ZSET  job id -> ready-at (ms)
 -- KEYS[5]  {p}:{xx}:q:{queue}:expiry       ZSET  job id -> expires-at (ms)
+-- KEYS[6]  {p}:{xx}:q:{queue}:scheduled    ZSET  job id -> submission number (delayed jobs)
 -- ARGV[1]  job id
 -- ARGV[2]  fencing token of the caller's lease
 -- ARGV[3]  expected status ('in progress')
@@ -31,6 +32,7 @@ redis.call('HSET', KEYS[1], 'status', ARGV[4], 'error', ARGV[6])
 redis.call('ZREM', KEYS[2], id)
 if ARGV[5] == 'retry' then
   redis.call('ZADD', KEYS[4], at, id)
+  redis.call('ZADD', KEYS[6], seq, id)
 else
   redis.call('ZADD', KEYS[3], seq, id)
   redis.call('HSET', KEYS[1], 'finished_at', rfc3339(now), 'expires_at', at)

@@ -1,22 +1,25 @@
--- lease: hands up to MAX ready jobs of one queue to one worker, oldest submission first. First
--- makes delayed retries whose time has come ready again (into the returned set). Then takes jobs
--- back from a lease (the returned set, lowest submission number first) before jobs never leased
--- (the head of the ready list): each of the former was submitted before each of the latter. For
--- each job taken: checks it is still `submitted` (compare-and-set), marks it `in progress` with
--- the worker, start time, a fresh fencing token and one more attempt (the move the status
--- machine decides for a lease), and files it under its deadline in the leased set (the only
--- place the deadline is kept; the leased set is also the index of `in progress` jobs). Ids of
--- deleted jobs left in the ready list are dropped with what is left of their hash, ids of
--- cancelled ones just dropped. When nothing is ready, the wake-up list is emptied (its tokens
--- would only wake workers for nothing).
+-- lease: hands up to MAX ready jobs of one queue to one worker: the highest priority level
+-- first, and within a level the oldest submission first. First makes jobs whose time has come
+-- (delayed submits, retries after their backoff) leasable, into their level's returned set.
+-- Within a level, jobs never leased nor delayed wait in the level's ready list (in submission
+-- order) and the others in its returned set (by submission number); the two are merged by
+-- submission number, which costs nothing while the returned set is empty. For each job taken:
+-- checks it is still `submitted` (compare-and-set), marks it `in progress` with the worker,
+-- start time, a fresh fencing token and one more attempt (the move the status machine decides
+-- for a lease), and files it under its deadline in the leased set (the only place the deadline
+-- is kept; the leased set is also the index of `in progress` jobs). Ids of deleted jobs left in
+-- a ready list are dropped with what is left of their hash, ids of cancelled ones just dropped.
+-- Levels found empty leave the set of levels. When nothing is ready, the wake-up list is
+-- emptied (its tokens would only wake workers for nothing).
 --
--- KEYS[1]  {p}:{xx}:q:{queue}:ready      LIST  job ids never leased, oldest first
--- KEYS[2]  {p}:{xx}:q:{queue}:returned   ZSET  job id -> submission number
+-- KEYS[1]  {p}:{xx}:q:{queue}:levels     ZSET  priority levels other than 0 with jobs
+-- KEYS[2]  {p}:{xx}:q:{queue}:scheduled  ZSET  job id -> submission number (delayed jobs)
 -- KEYS[3]  {p}:{xx}:q:{queue}:delayed    ZSET  job id -> ready-at (ms)
 -- KEYS[4]  {p}:{xx}:q:{queue}:leased     ZSET  job id -> lease deadline (ms)
 -- KEYS[5]  {p}:{xx}:token                STRING  fencing token counter
 -- KEYS[6]  {p}:{xx}:q:{queue}:wake       LIST
--- KEYS[7]  {p}:{xx}:q:{queue}:counters   HASH  deleted: ids of deleted jobs left in ready
+-- KEYS[7]  {p}:{xx}:q:{queue}:counters   HASH  deleted: ids of deleted or cancelled jobs left in
+--                                              ready lists
 -- ARGV[1]  job key prefix ({p}:{xx}:job:)
 -- ARGV[2]  now (ms since the epoch), or '' for Redis's clock
 -- ARGV[3]  lease length (ms)
@@ -24,10 +27,11 @@
 -- ARGV[5]  most jobs to lease
 -- ARGV[6]  expected status ('submitted')
 -- ARGV[7]  new status ('in progress')
--- ARGV[8]  most delayed jobs to promote in this call
+-- ARGV[8]  most delayed jobs to make leasable in this call
 -- ARGV[9]  the status of a deleted job's remains ('deleted')
 -- ARGV[10] the status of a cancelled job ('cancelled')
--- ARGV[11..] the job fields to answer (they include `status` and `attempts`)
+-- ARGV[11] the queue's key prefix ({p}:{xx}:q:{queue}:), under which the levels' lines are
+-- ARGV[12..] the job fields to answer (they include `status` and `attempts`)
 -- Returns {now, {id, token, {value, ...}}, ...}: the time of the lease (ms), then per leased job
 -- the values of those fields as they were before this lease, nil where the hash lacks one (the
 -- caller knows what the lease changed). Values only, in the caller's order: no field names to
@@ -39,9 +43,10 @@ local deadline = now + tonumber(ARGV[3])
 local max = tonumber(ARGV[5])
 local from, to = ARGV[6], ARGV[7]
 local tombstone = ARGV[9]
-local read, status_at, attempts_at = {}, nil, nil
 local cancelled = ARGV[10]
-for i = 11, #ARGV do
+local queue_prefix = ARGV[11]
+local read, status_at, attempts_at = {}, nil, nil
+for i = 12, #ARGV do
   read[#read + 1] = ARGV[i]
   if ARGV[i] == 'status' then
     status_at = #read
@@ -53,32 +58,74 @@ end
 local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[8]))
 if #due > 0 then
   redis.call('ZREM', KEYS[3], unpack(due))
-  local scored = {}
+  redis.call('ZREM', KEYS[2], unpack(due))
   for _, id in ipairs(due) do
-    local seq = redis.call('HGET', job_prefix .. id, 'seq')
+    local seq, p = unpack(redis.call('HMGET', job_prefix .. id, 'seq', 'priority'))
     if seq then
-      scored[#scored + 1] = seq
-      scored[#scored + 1] = id
+      make_ready(queue_prefix, KEYS[1], p, seq, id)
     end
-  end
-  if #scored > 0 then
-    redis.call('ZADD', KEYS[2], unpack(scored))
   end
 end
 
--- Takes up to `want` ids: those back from a lease first, then those never leased.
+-- Takes up to `want` ids of level `p` into `ids`, oldest submission first; answers how many.
+-- Fewer than `want` means the level is empty now.
+local function take_level(p, want, ids)
+  local returned = level_key(queue_prefix, 'returned', p)
+  local ready = level_key(queue_prefix, 'ready', p)
+  local back = redis.call('ZRANGE', returned, 0, want - 1, 'WITHSCORES')
+  if #back == 0 then
+    local fresh = redis.call('LPOP', ready, want)
+    if not fresh then
+      return 0
+    end
+    for _, id in ipairs(fresh) do
+      ids[#ids + 1] = id
+    end
+    return #fresh
+  end
+  local fresh = redis.call('LRANGE', ready, 0, want - 1)
+  local i, j, n = 1, 1, 0
+  local fresh_seq = nil
+  local taken_back = {}
+  while n < want do
+    local back_id, back_seq = back[2 * i - 1], tonumber(back[2 * i])
+    local fresh_id = fresh[j]
+    if fresh_id and not fresh_seq then
+      -- An id whose hash is gone (a cancelled job since purged) counts as oldest: it is dropped.
+      fresh_seq = tonumber(redis.call('HGET', job_prefix .. fresh_id, 'seq')) or 0
+    end
+    if back_id and (not fresh_id or back_seq < fresh_seq) then
+      ids[#ids + 1] = back_id
+      taken_back[#taken_back + 1] = back_id
+      i = i + 1
+    elseif fresh_id then
+      ids[#ids + 1] = fresh_id
+      j = j + 1
+      fresh_seq = nil
+    else
+      break
+    end
+    n = n + 1
+  end
+  if #taken_back > 0 then
+    redis.call('ZREM', returned, unpack(taken_back))
+  end
+  if j > 1 then
+    redis.call('LPOP', ready, j - 1)
+  end
+  return n
+end
+
+-- Takes up to `want` ids, the highest level first.
 local function take(want)
   local ids = {}
-  local back = redis.call('ZPOPMIN', KEYS[2], want)
-  for i = 1, #back, 2 do
-    ids[#ids + 1] = back[i]
-  end
-  if #ids < want then
-    local fresh = redis.call('LPOP', KEYS[1], want - #ids)
-    if fresh then
-      for _, id in ipairs(fresh) do
-        ids[#ids + 1] = id
-      end
+  for _, p in ipairs(all_levels(KEYS[1])) do
+    local asked = want - #ids
+    if asked <= 0 then
+      break
+    end
+    if take_level(p, asked, ids) < asked and p ~= '0' then
+      redis.call('ZREM', KEYS[1], p)
     end
   end
   return ids
@@ -115,7 +162,7 @@ while #ids > 0 do
       redis.call('DEL', key)
       dropped_now = dropped_now + 1
     elseif status == cancelled or not status then
-      -- Left in the ready list by a job cancelled before any lease (its hash gone too once
+      -- Left in a ready list by a job cancelled before any lease (its hash gone too once
       -- deleted or purged): counted among the ids left there when it was cancelled.
       dropped_now = dropped_now + 1
     end

@@ -5,20 +5,20 @@
 -- that no purge has removed yet. Read only.
 --
 -- Where each status's jobs are, newest first:
--- - `submitted`: the ready list read from its tail (jobs never leased, in submission order),
---   then the returned set (jobs back from a lease, each submitted before any job in the ready
---   list), merged with the delayed set (retries waiting for their time, sorted here by `seq`);
+-- - `submitted`: for each priority level, its ready list read from its tail (jobs never leased,
+--   in submission order) and its returned set (jobs back from a lease or due after a delay, by
+--   submission number); and the scheduled index (jobs waiting for their time, by submission
+--   number), all merged;
 -- - `in progress`: the leased set (as many as there are leases held), sorted here by `seq`;
 -- - `complete`, `failed`, `cancelled`: their index, by submission number.
 --
 -- KEYS[1]  {p}:{xx}:q:{queue}:expiry     ZSET  job id -> expires-at (ms)
 -- KEYS[2]  {p}:{xx}:q:{queue}:leased     ZSET  job id -> lease deadline (ms)
--- KEYS[3]  {p}:{xx}:q:{queue}:ready      LIST  job ids never leased, oldest first
--- KEYS[4]  {p}:{xx}:q:{queue}:returned   ZSET  job id -> submission number
--- KEYS[5]  {p}:{xx}:q:{queue}:delayed    ZSET  job id -> ready-at (ms)
--- KEYS[6]  {p}:{xx}:q:{queue}:complete   ZSET  job id -> submission number
--- KEYS[7]  {p}:{xx}:q:{queue}:failed     ZSET  job id -> submission number
--- KEYS[8]  {p}:{xx}:q:{queue}:cancelled  ZSET  job id -> submission number
+-- KEYS[3]  {p}:{xx}:q:{queue}:levels     ZSET  priority levels other than 0 with jobs
+-- KEYS[4]  {p}:{xx}:q:{queue}:scheduled  ZSET  job id -> submission number (delayed jobs)
+-- KEYS[5]  {p}:{xx}:q:{queue}:complete   ZSET  job id -> submission number
+-- KEYS[6]  {p}:{xx}:q:{queue}:failed     ZSET  job id -> submission number
+-- KEYS[7]  {p}:{xx}:q:{queue}:cancelled  ZSET  job id -> submission number
 -- ARGV[1]  job key prefix ({p}:{xx}:job:)
 -- ARGV[2]  now (ms since the epoch), or '' for Redis's clock
 -- ARGV[3]  list only jobs with a lower submission number than this; '' for no bound
@@ -28,8 +28,9 @@
 -- ARGV[7]  which statuses to list: five '1' or '0' flags, for submitted, in progress, complete,
 --          failed and cancelled
 -- ARGV[8]  only jobs of this kind; '' for any
--- ARGV[9]  the status of a waiting job ('submitted'): the ready list also holds ids of jobs
+-- ARGV[9]  the status of a waiting job ('submitted'): the ready lists also hold ids of jobs
 --          deleted or cancelled before any lease, which are skipped
+-- ARGV[10] the queue's key prefix ({p}:{xx}:q:{queue}:), under which the levels' lines are
 -- Returns {exhausted, last, id1, seq1, id2, seq2, ...}: exhausted is 1 when every matching job
 -- before the bound was examined, else 0; last is the submission number of the last job examined
 -- ('' when none was).
@@ -84,19 +85,18 @@ local function seq_of(id)
   return tonumber(redis.call('HGET', job_prefix .. id, 'seq'))
 end
 
--- Jobs never leased (the ready list from its tail, each job's `seq` read from its hash), then
--- jobs back from a lease (the returned set).
-local function queued_source()
-  local returned = index_source(KEYS[4])
-  -- The last position of the ready list before the bound: the list is in submission order, so a
+-- A ready list (jobs never leased, in submission order) read from its tail, each job's `seq` read
+-- from its hash.
+local function list_source(key)
+  -- The last position of the list before the bound: the list is in submission order, so a
   -- binary search finds it.
-  local top = redis.call('LLEN', KEYS[3]) - 1
+  local top = redis.call('LLEN', key) - 1
   if bound and top >= 0 then
     local lo, hi = 0, top
     top = -1
     while lo <= hi do
       local mid = math.floor((lo + hi) / 2)
-      local seq = seq_of(redis.call('LINDEX', KEYS[3], mid)) or 0
+      local seq = seq_of(redis.call('LINDEX', key, mid)) or 0
       if before(seq) then
         top = mid
         lo = mid + 1
@@ -105,12 +105,14 @@ local function queued_source()
       end
     end
   end
-  local source = {buffer = {}, at = 1, next = top}
+  -- Small reads first: with many levels, most lists contribute a few jobs to a page.
+  local source = {buffer = {}, at = 1, next = top, size = 16}
   function source.head()
     while source.at > #source.buffer and source.next >= 0 do
-      local lo = math.max(0, source.next - chunk + 1)
-      local ids = redis.call('LRANGE', KEYS[3], lo, source.next)
+      local lo = math.max(0, source.next - source.size + 1)
+      local ids = redis.call('LRANGE', key, lo, source.next)
       source.next = lo - 1
+      source.size = math.min(source.size * 2, chunk)
       source.buffer = {}
       source.at = 1
       for i = #ids, 1, -1 do
@@ -121,17 +123,10 @@ local function queued_source()
         end
       end
     end
-    if source.at > #source.buffer then
-      return returned.head()
-    end
     return source.buffer[source.at], source.buffer[source.at + 1]
   end
   function source.advance()
-    if source.at > #source.buffer then
-      returned.advance()
-    else
-      source.at = source.at + 2
-    end
+    source.at = source.at + 2
   end
   return source
 end
@@ -160,20 +155,23 @@ local function sorted_source(key)
 end
 
 if wanted(1) then
-  sources[#sources + 1] = queued_source()
-  sources[#sources + 1] = sorted_source(KEYS[5])
+  for _, p in ipairs(all_levels(KEYS[3])) do
+    sources[#sources + 1] = list_source(level_key(ARGV[10], 'ready', p))
+    sources[#sources + 1] = index_source(level_key(ARGV[10], 'returned', p))
+  end
+  sources[#sources + 1] = index_source(KEYS[4])
 end
 if wanted(2) then
   sources[#sources + 1] = sorted_source(KEYS[2])
 end
 if wanted(3) then
-  sources[#sources + 1] = index_source(KEYS[6])
+  sources[#sources + 1] = index_source(KEYS[5])
 end
 if wanted(4) then
-  sources[#sources + 1] = index_source(KEYS[7])
+  sources[#sources + 1] = index_source(KEYS[6])
 end
 if wanted(5) then
-  sources[#sources + 1] = index_source(KEYS[8])
+  sources[#sources + 1] = index_source(KEYS[7])
 end
 
 local none_expired = redis.call('ZCOUNT', KEYS[1], '-inf', now) == 0
