@@ -53,6 +53,9 @@ pub struct Submit {
     pub delay: Option<Duration>,
 }
 
+/// The most jobs one [`Jobs::submit_many`] call takes.
+pub const MAX_BATCH: usize = 1000;
+
 /// The furthest ahead a job may be scheduled: 366 days.
 pub const MAX_DELAY: Duration = Duration::from_secs(366 * 86_400);
 
@@ -250,6 +253,11 @@ impl Jobs {
     /// unique key.
     pub async fn submit_or_find(&self, request: Submit) -> Result<Submitted> {
         let job = self.prepare(request)?;
+        self.store_one(job).await
+    }
+
+    /// Stores a prepared job, or finds the job holding its unique key.
+    async fn store_one(&self, job: Job) -> Result<Submitted> {
         for _ in 0..UNIQUE_RACE_TRIES {
             match self.producer.enqueue(&job).await? {
                 Enqueued::Stored => return Ok(Submitted::Created(job)),
@@ -263,6 +271,52 @@ impl Jobs {
         Err(Error::Conflict(
             "the job holding this unique key keeps being deleted; try again".into(),
         ))
+    }
+
+    /// Submits many jobs in one call, each checked and stored or refused on its own, as
+    /// [`submit_or_find`](Self::submit_or_find) would: one answer per request, in order. The
+    /// jobs that pass their kind's check are stored in as few round trips as the backend allows
+    /// (one per chunk of up to 1,000 jobs of a queue on Redis). The outer `Err` is for a failure of
+    /// the whole call (the backend is down); at most [`MAX_BATCH`] requests.
+    pub async fn submit_many(&self, requests: Vec<Submit>) -> Result<Vec<Result<Submitted>>> {
+        if requests.len() > MAX_BATCH {
+            return Err(Error::InvalidParams(format!(
+                "a batch holds at most {MAX_BATCH} jobs, got {}",
+                requests.len()
+            )));
+        }
+        let prepared: Vec<Result<Job>> = requests.into_iter().map(|r| self.prepare(r)).collect();
+        let valid: Vec<Job> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref().ok().cloned())
+            .collect();
+        let mut stored = self.producer.enqueue_many(&valid).await?.into_iter();
+        let mut valid = valid.into_iter();
+        let mut answers = Vec::with_capacity(prepared.len());
+        for prepared in prepared {
+            let answer = match prepared {
+                Err(e) => Err(e),
+                Ok(_) => {
+                    let (Some(job), Some(outcome)) = (valid.next(), stored.next()) else {
+                        return Err(Error::Internal(
+                            "the backend answered fewer jobs than it was given".into(),
+                        ));
+                    };
+                    match outcome {
+                        Ok(Enqueued::Stored) => Ok(Submitted::Created(job)),
+                        Ok(Enqueued::Duplicate(holder)) => match self.store.get(holder).await? {
+                            Some(existing) => Ok(Submitted::Existing(existing)),
+                            // The holder went in between: submit this one alone, which tries
+                            // again.
+                            None => self.store_one(job).await,
+                        },
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            answers.push(answer);
+        }
+        Ok(answers)
     }
 
     /// Submits a job of the kind `R` serves, with typed parameters.

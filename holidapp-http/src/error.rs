@@ -267,16 +267,23 @@ pub(crate) fn truncate(s: &str) -> String {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let body = ErrorBody {
+impl ApiError {
+    /// The body this error is answered with.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
             error: ErrorInfo {
-                status: status.as_u16(),
+                status: self.status().as_u16(),
                 code: Cow::Borrowed(self.code()),
                 message: self.public_message(),
             },
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = self.body();
         // Serializing this struct cannot fail: it holds only strings and a number.
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (status, json).into_response();

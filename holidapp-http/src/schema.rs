@@ -474,7 +474,7 @@ pub(crate) struct GeneralSubmitDoc {
     #[schema(minimum = 0, maximum = 31622400, example = 60)]
     delay: Option<f64>,
     /// When the job may run (RFC 3339; at most 366 days ahead; a time past runs it at once).
-    #[schema(format = DateTime, example = "2026-12-24T18:00:00Z")]
+    #[schema(format = DateTime)]
     run_at: Option<String>,
 }
 
@@ -507,11 +507,12 @@ pub(crate) struct CourseSubmitDoc {
     #[schema(minimum = 0, maximum = 31622400, example = 60)]
     delay: Option<f64>,
     /// When the job may run (RFC 3339; at most 366 days ahead; a time past runs it at once).
-    #[schema(format = DateTime, example = "2026-12-24T18:00:00Z")]
+    #[schema(format = DateTime)]
     run_at: Option<String>,
 }
 
-/// The body of `POST /jobs`: a job of any kind, or the course's plot parameters.
+/// The body of `POST /jobs`: a job of any kind, the course's plot parameters, or a batch of
+/// either.
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 #[schema(as = SubmitBody)]
@@ -520,6 +521,70 @@ pub(crate) enum SubmitDoc {
     General(GeneralSubmitDoc),
     /// `{"start": ..., "end": ...}`: a `plot` job.
     Course(CourseSubmitDoc),
+    /// A batch: 1 to 1,000 jobs, each in either form, each submitted on its own.
+    Batch(BatchDoc),
+}
+
+component!(
+    /// A batch of 1 to 1,000 jobs. Each item is meant to be a `BatchItem` (either form of a
+    /// single submit), but any JSON value is accepted here: each item is read and checked on its
+    /// own, and one that is not a valid job gets its own error in the answer, not the batch.
+    BatchDoc = "Batch",
+    ArrayBuilder::new()
+        .items(ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::AnyValue).description(Some(
+            "A job, in either form of a single submit (see BatchItem); read and checked on its own"
+        )))
+        .min_items(Some(1))
+        .max_items(Some(holidapp_core::jobs::MAX_BATCH))
+        .description(Some(
+            "A batch of 1 to 1,000 jobs, each in either form of a single submit (BatchItem), each \
+             read, checked and answered on its own"
+        ))
+);
+
+/// One job of a batch: either form of a single submit.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = BatchItem)]
+pub(crate) enum OneSubmitDoc {
+    /// `{"kind": ..., "params": {...}}`.
+    General(GeneralSubmitDoc),
+    /// `{"start": ..., "end": ...}`: a `plot` job.
+    Course(CourseSubmitDoc),
+}
+
+/// The answer of `POST /jobs` for one single job, or, for a batch, one entry per job in order.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = SubmitAnswer)]
+pub(crate) enum SubmitAnswerDoc {
+    /// The job (a single submit).
+    Job(JobDoc),
+    /// One entry per job of a batch.
+    Batch(Vec<BatchEntryDoc>),
+}
+
+/// What one job of a batch became: what a submit of it alone would have answered.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = BatchEntry)]
+pub(crate) enum BatchEntryDoc {
+    /// Stored (201), or an existing job holding its unique key (200).
+    Stored {
+        /// 201 or 200.
+        #[schema(minimum = 200, maximum = 201)]
+        status: u16,
+        /// The job.
+        job: JobDoc,
+    },
+    /// Refused: nothing was stored for it.
+    Refused {
+        /// The status a single submit would have had (400, 429, ...).
+        #[schema(minimum = 400, maximum = 599)]
+        status: u16,
+        /// Why.
+        error: crate::error::ErrorInfo,
+    },
 }
 
 /// A job as stored, plus where its result can be fetched. The parameters of a kind that shows

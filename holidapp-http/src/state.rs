@@ -82,7 +82,7 @@ impl std::fmt::Debug for AppState {
 /// Bounds on what one request may ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest body of `POST /jobs` (default 16 KiB: parameters are small).
+    /// Largest body of `POST /jobs` (default 1 MiB: a batch of up to 1,000 jobs).
     pub jobs_body: usize,
     /// Largest body of `POST /data` (default 32 MiB, the default of `HOLIDAPP_DATA_MAX_BYTES`:
     /// a whole data set).
@@ -100,7 +100,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            jobs_body: 16 * 1024,
+            jobs_body: 1024 * 1024,
             data_body: 32 * 1024 * 1024,
             other_body: 64 * 1024,
             request_timeout: Duration::from_secs(30),

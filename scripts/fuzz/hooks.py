@@ -19,7 +19,9 @@ The rules (each belongs in the descriptions of the document as well):
   parse as TSV (or as a JSON data set sent as text): a header line with distinct column names,
   records with ids. A positive raw body is not dropped but wrapped into such a TSV
   (`raw_data_set`);
-- the `Idempotency-Key` header and a body's `unique_key`, when both are given, must be equal.
+- the `Idempotency-Key` header and a body's `unique_key`, when both are given, must be equal;
+- a batch (`POST /jobs` with an array) takes no `Idempotency-Key` header;
+- a job's `run_at` lies at most 366 days ahead (of the time it is submitted).
 
 When the server is changed so that a rule no longer holds (it accepts the request), its filter
 here can go.
@@ -27,6 +29,7 @@ here can go.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 
@@ -55,6 +58,20 @@ def _year(value):
     return None
 
 
+def _too_far(run_at) -> bool:
+    """Whether a schema-valid `run_at` lies more than 366 days ahead."""
+    if not isinstance(run_at, str):
+        return False
+    try:
+        at = datetime.datetime.fromisoformat(run_at.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if at.tzinfo is None:
+        return False
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return at - now > datetime.timedelta(days=366)
+
+
 def _range_is_backwards(params) -> bool:
     if not isinstance(params, dict):
         return False
@@ -67,11 +84,15 @@ def submit_the_server_can_accept(context, case) -> bool:
     if not _positive(case):
         return True
     body = case.body
+    header = {k.lower(): v for k, v in (case.headers or {}).items()}.get("idempotency-key")
+    if isinstance(body, list) and header is not None:
+        return False
     if isinstance(body, dict):
         params = body.get("params") if "kind" in body else body
         if _range_is_backwards(params):
             return False
-        header = {k.lower(): v for k, v in (case.headers or {}).items()}.get("idempotency-key")
+        if _too_far(body.get("run_at")):
+            return False
         key = body.get("unique_key")
         if header is not None and key is not None and header != key:
             return False

@@ -60,6 +60,7 @@ const PLOT: &str = "plot";
 
 /// Finishes the document (see the [module docs](self)).
 pub(crate) fn finish_document(doc: &mut OpenApi, config: &DocumentConfig<'_>) {
+    document_delay_or_time(doc);
     document_aliases(doc);
     document_kinds(doc, config);
     if config.plots {
@@ -74,6 +75,23 @@ pub(crate) fn finish_document(doc: &mut OpenApi, config: &DocumentConfig<'_>) {
     }
     document_job_links(doc);
     document_common_answers(doc);
+}
+
+/// States that a submit body takes `delay` or `run_at`, not both (`not: {required: [both]}`; no
+/// builder of utoipa states `not`, so it goes in as an extension, serialized as any keyword).
+fn document_delay_or_time(doc: &mut OpenApi) {
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for name in ["Submit", "PlotSubmit"] {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+            let not = serde_json::json!({"required": ["delay", "run_at"]});
+            object
+                .extensions
+                .get_or_insert_with(Extensions::default)
+                .merge(Extensions::from_iter([("not", not)]));
+        }
+    }
 }
 
 /// The operation `method` of `path`, if the document has it.

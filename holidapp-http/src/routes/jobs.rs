@@ -9,7 +9,7 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use holidapp_core::jobs::MAX_DELAY;
+use holidapp_core::jobs::{MAX_BATCH, MAX_DELAY};
 use holidapp_core::store::{MAX_OFFSET, MAX_PAGE_SIZE};
 use holidapp_core::{
     Cursor, Error, Job, JobId, JobStatus, ListQuery, Page, QueueName, ResultState, Statuses, Submit,
@@ -22,7 +22,8 @@ use super::{Ctx, json_bytes};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery, BasePath, JsonBody};
 use crate::schema::{
-    BackendDown, BinaryDoc, JobDoc, JobList, JobPage, ShowJob, StatusDoc, SubmitDoc,
+    BackendDown, BinaryDoc, JobDoc, JobList, JobPage, ShowJob, StatusDoc, SubmitAnswerDoc,
+    SubmitDoc,
 };
 
 /// The header carrying the cursor of the next page of a listing.
@@ -280,6 +281,12 @@ fn submit_body(body: serde_json::Value) -> Result<Submit, ApiError> {
 /// (and for at most a day, `HOLIDAPP_UNIQUE_TTL_SECONDS`), a submit with the same key in the
 /// same queue answers that job with 200 instead of queueing another.
 ///
+/// A JSON array of such bodies (1 to 1,000) is a batch: each job is read and checked on its own
+/// and the valid ones are stored together (one round trip per 1,000 jobs of a queue on Redis). The
+/// answer is 200 with one entry per job, in order: `{"status": 201, "job": {...}}` (or 200 for a
+/// job holding a kept unique key), or `{"status": 400, "error": {...}}` for a job refused, which
+/// stored nothing. A batch takes no `Idempotency-Key` header: each job may carry its `unique_key`.
+///
 /// `null` is the same as an absent field, and integers may be written with a zero fraction
 /// (`3.0`). Two rules no schema states: a plot's `start` must not be after its `end`, and the
 /// `Idempotency-Key` header and `unique_key`, when both are given, must be equal.
@@ -293,10 +300,10 @@ fn submit_body(body: serde_json::Value) -> Result<Submit, ApiError> {
     responses(
         (status = 201, description = "The job, queued", body = JobDoc,
          headers(("location" = String, description = "The job's URL, /jobs/{id}"))),
-        (status = 200, description = "A job submitted before with the same Idempotency-Key (or unique_key) is still kept: nothing was queued, and this is that job", body = JobDoc,
-         headers(("location" = String, description = "The job's URL, /jobs/{id}"))),
-        (status = 400, description = "Malformed JSON (code malformed_json); wrong types, missing or unknown fields, or an Idempotency-Key that differs from unique_key (code invalid_body); an unknown kind (code unknown_kind); or parameters the kind refuses, such as a start after the end (code invalid_params)", body = ErrorBody),
-        (status = 413, description = "The body is over the route's limit (16 KiB by default)", body = ErrorBody),
+        (status = 200, description = "A job submitted before with the same Idempotency-Key (or unique_key) is still kept: nothing was queued, and this is that job; or, for a batch, one entry per job in order, each what a submit of that job alone would have answered", body = SubmitAnswerDoc,
+         headers(("location" = String, description = "The job's URL, /jobs/{id} (not for a batch)"))),
+        (status = 400, description = "Malformed JSON (code malformed_json); wrong types, missing or unknown fields, an Idempotency-Key that differs from unique_key, a batch that is empty, holds more than 1,000 jobs or comes with an Idempotency-Key (code invalid_body); an unknown kind (code unknown_kind); or parameters the kind refuses, such as a start after the end (code invalid_params)", body = ErrorBody),
+        (status = 413, description = "The body is over the route's limit (1 MiB by default)", body = ErrorBody),
         (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
         (status = 429, description = "The queue is full (its most waiting jobs, or its most bytes of results); nothing was queued (code quota_exceeded)", body = ErrorBody),
         BackendDown,
@@ -308,6 +315,9 @@ pub(crate) async fn submit_job(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    if let serde_json::Value::Array(items) = body {
+        return submit_batch(&ctx, &base, &headers, items).await;
+    }
     let submitted = ctx
         .app
         .jobs
@@ -330,6 +340,73 @@ pub(crate) async fn submit_job(
     let mut response = json_bytes(status, job_json(&ctx, &base, &job)?);
     response.headers_mut().insert(header::LOCATION, location);
     Ok(response)
+}
+
+/// `POST /jobs` with a JSON array: each item read and submitted on its own, stored together;
+/// answers one entry per item, in order: `{"status": 201 or 200, "job": ...}` or
+/// `{"status": 4xx, "error": {...}}`, what a submit of that item alone would have answered.
+async fn submit_batch(
+    ctx: &Ctx,
+    base: &BasePath,
+    headers: &HeaderMap,
+    items: Vec<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    if headers.contains_key(&IDEMPOTENCY_KEY) {
+        return Err(ApiError::InvalidBody(
+            "a batch takes no Idempotency-Key header; give each job its unique_key".to_owned(),
+        ));
+    }
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(ApiError::InvalidBody(format!(
+            "a batch holds 1 to {MAX_BATCH} jobs, got {}",
+            items.len()
+        )));
+    }
+    let read: Vec<Result<Submit, ApiError>> = items.into_iter().map(submit_body).collect();
+    let valid: Vec<Submit> = read
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
+    let mut submitted = ctx.app.jobs.submit_many(valid).await?.into_iter();
+    let mut out = Vec::with_capacity(64 + read.len() * 480);
+    out.push(b'[');
+    for (i, item) in read.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let answer = match item {
+            Err(e) => Err(e),
+            Ok(_) => match submitted.next() {
+                Some(answer) => answer.map_err(ApiError::from),
+                None => {
+                    return Err(ApiError::Internal(
+                        "a batch submit answered fewer jobs than it was given".to_owned(),
+                    ));
+                }
+            },
+        };
+        match answer {
+            Ok(submitted) => {
+                let status = if submitted.is_created() { 201 } else { 200 };
+                let job = submitted.into_job();
+                if status == 201 {
+                    ctx.app.metrics.record_job_submitted(&job.kind);
+                }
+                let _ = write!(out, "{{\"status\":{status},\"job\":");
+                write_job(&mut out, ctx, base, &job)?;
+                out.push(b'}');
+            }
+            Err(e) => {
+                let body = serde_json::to_vec(&e.body())
+                    .map_err(|e| ApiError::Internal(format!("cannot serialize an error: {e}")))?;
+                let _ = write!(out, "{{\"status\":{},", e.status().as_u16());
+                // `{"error": {...}}` without its opening brace.
+                out.extend_from_slice(&body[1..]);
+            }
+        }
+    }
+    out.push(b']');
+    Ok(json_bytes(StatusCode::OK, out))
 }
 
 /// List jobs, newest first, filtered by status, kind and queue, one bounded page at a time.
@@ -684,7 +761,7 @@ fn job_not_found(id: JobId) -> ApiError {
 }
 
 /// The fields of a job's JSON; parameters shown at the top level never take these names.
-const JOB_FIELDS: [&str; 16] = [
+const JOB_FIELDS: [&str; 19] = [
     "id",
     "kind",
     "queue",
@@ -700,6 +777,9 @@ const JOB_FIELDS: [&str; 16] = [
     "result_type",
     "unique_key",
     "timeout",
+    "progress",
+    "priority",
+    "run_at",
     "result",
 ];
 
@@ -815,7 +895,7 @@ mod tests {
         );
         assert_eq!(course.queue.unwrap().as_str(), "plots");
         for bad in [
-            serde_json::json!([]),
+            serde_json::json!(["not an object"]),
             serde_json::json!({"kind": "k", "extra": 1}),
             serde_json::json!({"kind": 3}),
             serde_json::json!({"start": 1, "queue": "no way"}),

@@ -67,6 +67,8 @@ pub(crate) type Ctx = Arc<Shared>;
     components(schemas(
         crate::error::ErrorBody,
         crate::schema::JobDoc,
+        crate::schema::BatchDoc,
+        crate::schema::OneSubmitDoc,
         crate::schema::RecordDoc,
         crate::schema::YearDoc,
         crate::schema::FieldNameDoc,

@@ -145,7 +145,7 @@ fn cases() -> Vec<Case> {
         ),
         json_case(
             "/jobs",
-            format!("{{\"start\": \"{}\", \"end\": 1}}", "9".repeat(17_000)),
+            format!("{{\"start\": \"{}\", \"end\": 1}}", "9".repeat(1_100_000)),
             413,
             "payload_too_large",
         ),

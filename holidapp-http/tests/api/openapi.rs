@@ -282,7 +282,8 @@ async fn the_document_states_the_configured_page_size_and_the_registered_kinds()
         bodies,
         [
             "#/components/schemas/Submit",
-            "#/components/schemas/PlotSubmit"
+            "#/components/schemas/PlotSubmit",
+            "#/components/schemas/Batch"
         ]
     );
 }

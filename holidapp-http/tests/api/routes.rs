@@ -100,7 +100,7 @@ async fn post_jobs_body_errors() {
     ))
     .await
     .assert_error(415, "unsupported_media_type");
-    let huge = format!(r#"{{"start": "{}", "end": "2000"}}"#, "1".repeat(20_000));
+    let huge = format!(r#"{{"start": "{}", "end": "2000"}}"#, "1".repeat(1_100_000));
     app.send(post_json("/jobs", huge))
         .await
         .assert_error(413, "payload_too_large");
@@ -201,6 +201,71 @@ async fn delete_job_removes_it_refuses_a_running_one_and_404s_an_unknown_one() {
     app.send(delete("/jobs/42"))
         .await
         .assert_error(400, "invalid_job_id");
+}
+
+#[tokio::test]
+async fn a_batch_submits_each_job_on_its_own_and_answers_each_in_order() {
+    let app = TestApp::new();
+    let body = json!([
+        {"start": 1990, "end": 2000},
+        {"kind": "plot", "params": {"start": 1991, "end": 2000}, "unique_key": "k-1", "priority": 2},
+        {"start": 2000, "end": 1990},
+        {"kind": "thumbnail", "params": {}},
+        "not a job",
+        {"kind": "plot", "params": {"start": 1992, "end": 2000}, "unique_key": "k-1"},
+        {"start": 1993, "end": 2000, "delay": 30}
+    ]);
+    let answer = app.send(post_json("/jobs", body.to_string())).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let entries = answer.json();
+    let entries = entries.as_array().expect("one entry per job");
+    let statuses: Vec<u64> = entries
+        .iter()
+        .map(|e| e["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, vec![201, 201, 400, 400, 400, 200, 201]);
+    assert_eq!(entries[0]["job"]["start"], "1990");
+    assert_eq!(entries[1]["job"]["priority"], 2);
+    assert_eq!(entries[2]["error"]["code"], "invalid_params");
+    assert_eq!(entries[3]["error"]["code"], "unknown_kind");
+    assert_eq!(entries[4]["error"]["code"], "invalid_body");
+    assert_eq!(
+        entries[5]["job"]["id"], entries[1]["job"]["id"],
+        "the unique key's holder, stored by the same batch"
+    );
+    assert!(entries[6]["job"]["run_at"].is_string());
+    for stored in [0, 1, 6] {
+        let id = entries[stored]["job"]["id"].as_str().unwrap();
+        let shown = app.send(get(&format!("/jobs/{id}"))).await.json();
+        assert_eq!(shown, entries[stored]["job"]);
+    }
+    let stats = holidapp_core::store::total_counts(&app.backend.stats().await.unwrap());
+    assert_eq!(stats.submitted, 3, "refused jobs stored nothing");
+
+    app.send(post_json("/jobs", "[]"))
+        .await
+        .assert_error(400, "invalid_body");
+    let too_many = serde_json::Value::Array(vec![json!({"start": 1990, "end": 2000}); 1001]);
+    app.send(post_json("/jobs", too_many.to_string()))
+        .await
+        .assert_error(400, "invalid_body");
+    let mut keyed = post_json("/jobs", r#"[{"start": 1990, "end": 2000}]"#);
+    keyed
+        .headers_mut()
+        .insert("idempotency-key", "k".parse().unwrap());
+    app.send(keyed).await.assert_error(400, "invalid_body");
+    let full = serde_json::Value::Array(vec![json!({"start": 1990, "end": 2000}); 1000]);
+    let answer = app.send(post_json("/jobs", full.to_string())).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        answer
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["status"] == 201),
+        "a batch of 1,000 fits the body limit"
+    );
 }
 
 #[tokio::test]
