@@ -36,7 +36,7 @@ use futures::future::BoxFuture;
 use crate::backends::Backend;
 use crate::clock::{Clock, ManualClock};
 use crate::error::Error;
-use crate::job::{Job, JobId, Params, Progress, QueueName};
+use crate::job::{Job, JobId, Params, Progress, QueueName, UniqueScope};
 use crate::kind::Output;
 use crate::machine::{FailureKind, JobStatus, RetryPolicy};
 use crate::queue::{
@@ -1650,6 +1650,67 @@ pub async fn wait_for_work_wakes_for_a_delayed_job<M: MakeBackend>(make: &M) {
     assert_eq!(lease(&*b, "w").await.id(), delayed.id);
 }
 
+/// A job of the `default` queue holding `key` for `scope`.
+fn unique_job(clock: &ManualClock, key: &str, scope: UniqueScope) -> Job {
+    let mut job = job(clock);
+    job.unique_key = Some(key.to_owned());
+    job.unique_scope = Some(scope);
+    job
+}
+
+/// A unique key held "while active" answers its job while it waits or runs, and is free once the
+/// job is finished or cancelled; one held "for" a duration holds that long, finished or not.
+pub async fn unique_key_scopes_hold_while_active_or_for_a_duration<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let active = || unique_job(&clock, "nightly", UniqueScope::Active);
+    let first = active();
+    assert_eq!(b.enqueue(&first).await.unwrap(), Enqueued::Stored);
+    assert_eq!(stored(&*b, first.id).await, first, "shown with its scope");
+    assert_eq!(
+        b.enqueue(&active()).await.unwrap(),
+        Enqueued::Duplicate(first.id)
+    );
+    let running = lease(&*b, "w").await;
+    assert_eq!(
+        b.enqueue(&active()).await.unwrap(),
+        Enqueued::Duplicate(first.id)
+    );
+    b.complete(&running, png(b"x")).await.unwrap();
+    let second = active();
+    assert_eq!(
+        b.enqueue(&second).await.unwrap(),
+        Enqueued::Stored,
+        "free once finished"
+    );
+    b.cancel(second.id).await.unwrap();
+    let third = active();
+    assert_eq!(
+        b.enqueue(&third).await.unwrap(),
+        Enqueued::Stored,
+        "free once cancelled"
+    );
+
+    let timed = || unique_job(&clock, "report-7", UniqueScope::For(10));
+    let held = timed();
+    assert_eq!(b.enqueue(&held).await.unwrap(), Enqueued::Stored);
+    let done = lease(&*b, "w").await;
+    assert_eq!(done.id(), third.id);
+    let done = lease(&*b, "w").await;
+    assert_eq!(done.id(), held.id);
+    b.complete(&done, png(b"x")).await.unwrap();
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(
+        b.enqueue(&timed()).await.unwrap(),
+        Enqueued::Duplicate(held.id)
+    );
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        b.enqueue(&timed()).await.unwrap(),
+        Enqueued::Stored,
+        "free after 10 s"
+    );
+}
+
 /// `ping` answers while the backend is up.
 pub async fn ping_answers<M: MakeBackend>(make: &M) {
     let (b, _) = fixture(make).await;
@@ -1707,6 +1768,7 @@ macro_rules! backend_contract_suite {
             delayed_jobs_wait_for_their_time,
             delayed_jobs_leave_cleanly_and_keep_their_priority,
             wait_for_work_wakes_for_a_delayed_job,
+            unique_key_scopes_hold_while_active_or_for_a_duration,
             ping_answers,
         );
     };

@@ -341,10 +341,14 @@ pub struct Job {
     /// The content type of its result, once it is `complete`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_type: Option<Cow<'static, str>>,
-    /// Its unique key (an idempotency key): a second submit with the same key, while this job is
-    /// kept, answers this job instead of storing another.
+    /// Its unique key (an idempotency key): a second submit with the same key to the same queue,
+    /// while the key's scope holds, answers this job instead of storing another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique_key: Option<String>,
+    /// How long its unique key holds, when it was submitted with a scope of its own (else for the
+    /// backend's [`unique_ttl`](crate::QueueSettings::unique_ttl) while the job is kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_scope: Option<UniqueScope>,
     /// The longest one attempt may run, in seconds, when the job asks for less than the worker's
     /// limit (`HOLIDAPP_JOB_TIMEOUT_SECONDS`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -382,8 +386,96 @@ impl Job {
             error: None,
             result_type: None,
             unique_key: None,
+            unique_scope: None,
             timeout: None,
             progress: None,
+        }
+    }
+}
+
+/// How long a unique key holds its job. On the wire: `"active"`, or `{"for": seconds}` (an
+/// integer, which may be written with a zero fraction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UniqueScope {
+    /// While the job waits or runs (`submitted` or `in progress`): once it is finished, cancelled
+    /// or deleted, the key is free for a new job. (At most for the backend's
+    /// [`unique_ttl`](crate::QueueSettings::unique_ttl) or a day, whichever is longer, so that
+    /// keys of jobs lost to a crash cannot hold for ever.)
+    Active,
+    /// For this many seconds from the submit (1 to 31,622,400), while the job is kept.
+    For(u32),
+}
+
+impl<'de> Deserialize<'de> for UniqueScope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct For {
+            #[serde(rename = "for", deserialize_with = "crate::integer::deserialize")]
+            seconds: u32,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Name(String),
+            For(For),
+        }
+        match Wire::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "a unique scope is \"active\" or {\"for\": seconds}, seconds a whole number",
+            )
+        })? {
+            Wire::Name(name) if name == "active" => Ok(UniqueScope::Active),
+            Wire::Name(name) => Err(serde::de::Error::custom(format!(
+                "unknown unique scope '{}'; expected \"active\" or {{\"for\": seconds}}",
+                truncate(&name, 40)
+            ))),
+            Wire::For(For { seconds }) => Ok(UniqueScope::For(seconds)),
+        }
+    }
+}
+
+/// The longest [`UniqueScope::For`], in seconds (366 days).
+pub const MAX_UNIQUE_FOR: u32 = 366 * 86_400;
+
+impl UniqueScope {
+    /// Checks the scope's duration.
+    pub fn check(self) -> Result<()> {
+        match self {
+            UniqueScope::For(seconds) if !(1..=MAX_UNIQUE_FOR).contains(&seconds) => {
+                Err(Error::InvalidParams(format!(
+                    "a unique key holds for 1 to {MAX_UNIQUE_FOR} seconds, got {seconds}"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// How long the key is kept at most, given the backend's default `unique_ttl`.
+    pub fn key_ttl(self, unique_ttl: std::time::Duration) -> std::time::Duration {
+        match self {
+            UniqueScope::Active => unique_ttl.max(std::time::Duration::from_secs(86_400)),
+            UniqueScope::For(seconds) => std::time::Duration::from_secs(u64::from(seconds)),
+        }
+    }
+
+    /// The scope as a job hash field keeps it: `active`, or `for:` and the seconds.
+    pub fn to_field(self) -> String {
+        match self {
+            UniqueScope::Active => "active".to_owned(),
+            UniqueScope::For(seconds) => format!("for:{seconds}"),
+        }
+    }
+
+    /// The scope from its hash field.
+    pub fn from_field(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(UniqueScope::Active),
+            other => other
+                .strip_prefix("for:")
+                .and_then(|s| s.parse().ok())
+                .map(UniqueScope::For),
         }
     }
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::backends::Backends;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, QueueName, check_priority, check_unique_key};
+use crate::job::{Job, JobId, QueueName, UniqueScope, check_priority, check_unique_key};
 use crate::kind::{JobOutput, Kinds, Output, Renderer};
 use crate::machine::JobStatus;
 use crate::queue::{Enqueued, Producer};
@@ -41,6 +41,10 @@ pub struct Submit {
     /// the same key stores nothing and answers that job. 1 to 256 characters, no control
     /// characters.
     pub unique_key: Option<String>,
+    /// How long the unique key holds: while the job waits or runs, or for a number of seconds
+    /// (the backend's [`unique_ttl`](crate::QueueSettings::unique_ttl) while the job is kept
+    /// when `None`).
+    pub unique_scope: Option<UniqueScope>,
     /// The longest one attempt may run, in seconds (1 to 86,400); workers stop an attempt at
     /// the shorter of this and their own limit.
     pub timeout: Option<u32>,
@@ -68,6 +72,7 @@ impl Submit {
             queue: None,
             max_attempts: None,
             unique_key: None,
+            unique_scope: None,
             timeout: None,
             priority: None,
             run_at: None,
@@ -97,6 +102,12 @@ impl Submit {
     /// The same job, with a unique (idempotency) key.
     pub fn with_unique_key(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
+        self
+    }
+
+    /// The same job, its unique key holding for `scope`.
+    pub fn unique_for(mut self, scope: UniqueScope) -> Self {
+        self.unique_scope = Some(scope);
         self
     }
 
@@ -343,6 +354,14 @@ impl Jobs {
         if let Some(key) = &request.unique_key {
             check_unique_key(key)?;
         }
+        if let Some(scope) = request.unique_scope {
+            if request.unique_key.is_none() {
+                return Err(Error::InvalidParams(
+                    "unique_scope needs a unique_key".to_owned(),
+                ));
+            }
+            scope.check()?;
+        }
         if let Some(seconds) = request.timeout
             && !(1..=MAX_TIMEOUT_SECONDS).contains(&seconds)
         {
@@ -376,6 +395,7 @@ impl Jobs {
         let queue = request.queue.unwrap_or_else(|| self.default_queue.clone());
         let mut job = Job::new(kind, queue, params, max_attempts, now);
         job.unique_key = request.unique_key;
+        job.unique_scope = request.unique_scope;
         job.timeout = request.timeout;
         job.priority = priority;
         // A time already past is no delay: the job is ready at once.

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, Progress, QueueName};
+use crate::job::{Job, JobId, Progress, QueueName, UniqueScope};
 use crate::kind::Output;
 use crate::machine::{
     Attempts, Event, FailureKind, JobState, JobStatus, Move, Requeue, decide, expiry_reason,
@@ -88,8 +88,9 @@ struct QueueState {
     counts: [u64; STATUSES],
     /// The bytes of the results the queue holds.
     result_bytes: u64,
-    /// Unique keys, each with the job holding it and when it stops holding it.
-    unique: HashMap<String, (JobId, DateTime<Utc>)>,
+    /// Unique keys, each with the job holding it, when it stops holding it, and whether it
+    /// holds only while the job waits or runs.
+    unique: HashMap<String, (JobId, DateTime<Utc>, bool)>,
 }
 
 /// The jobs of one priority level leasable now, leased in submission order.
@@ -361,7 +362,9 @@ impl State {
             q.result_bytes = q.result_bytes.saturating_sub(result.bytes().len() as u64);
         }
         if let Some(key) = &entry.job.unique_key
-            && q.unique.get(key).is_some_and(|(holder, _)| *holder == id)
+            && q.unique
+                .get(key)
+                .is_some_and(|(holder, _, _)| *holder == id)
         {
             q.unique.remove(key);
         }
@@ -390,8 +393,14 @@ impl State {
             .get(&job.queue)
             .zip(job.unique_key.as_ref())
             .and_then(|(q, key)| q.unique.get(key))
-            .filter(|(holder, until)| *until > now && self.live(*holder, now).is_some())
-            .map(|(holder, _)| *holder);
+            .filter(|(holder, until, active)| {
+                *until > now
+                    && self.live(*holder, now).is_some_and(|e| {
+                        !active
+                            || matches!(e.job.status, JobStatus::Submitted | JobStatus::InProgress)
+                    })
+            })
+            .map(|(holder, _, _)| *holder);
         if let Some(holder) = holder {
             return Ok(Enqueued::Duplicate(holder));
         }
@@ -428,8 +437,15 @@ impl State {
         }
         q.counts[status_slot(JobStatus::Submitted)] += 1;
         if let Some(key) = &job.unique_key {
+            let (ttl, active) = match job.unique_scope {
+                None => (settings.unique_ttl, false),
+                Some(scope) => (
+                    scope.key_ttl(settings.unique_ttl),
+                    scope == UniqueScope::Active,
+                ),
+            };
             q.unique
-                .insert(key.clone(), (job.id, after(now, settings.unique_ttl)));
+                .insert(key.clone(), (job.id, after(now, ttl), active));
         }
         self.by_status[status_slot(JobStatus::Submitted)].insert((seq, job.id));
         self.jobs.insert(

@@ -316,6 +316,39 @@ pub(crate) enum StatusDoc {
     Cancelled,
 }
 
+/// How long a unique key holds: `"active"` (while the job waits or runs; free once it is
+/// finished, cancelled or deleted) or `{"for": seconds}` (for that long from the submit, while the
+/// job is kept). Without one, `HOLIDAPP_UNIQUE_TTL_SECONDS` while the job is kept.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = UniqueScope)]
+pub(crate) enum UniqueScopeDoc {
+    /// While the job waits or runs.
+    Active(UniqueActiveDoc),
+    /// For a number of seconds from the submit.
+    For(UniqueForDoc),
+}
+
+/// While the job waits or runs.
+#[derive(Serialize, ToSchema)]
+#[schema(as = UniqueActive)]
+pub(crate) enum UniqueActiveDoc {
+    /// While the job waits or runs.
+    #[serde(rename = "active")]
+    Active,
+}
+
+/// For a number of seconds from the submit.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UniqueFor)]
+pub(crate) struct UniqueForDoc {
+    /// Seconds (1 to 31,622,400, 366 days).
+    #[serde(rename = "for")]
+    #[schema(minimum = 1, maximum = 31622400)]
+    seconds: u32,
+}
+
 /// How far a running job has come, as its kind last reported.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Progress)]
@@ -465,6 +498,8 @@ pub(crate) struct GeneralSubmitDoc {
     /// The job's unique key, as the `Idempotency-Key` header gives it (both, when given, must
     /// be equal): while the job is kept, a submit with the same key finds it.
     unique_key: Option<UniqueKeyDoc>,
+    /// How long the unique key holds (needs `unique_key`).
+    unique_scope: Option<UniqueScopeDoc>,
     /// Its priority within its queue: higher runs first, equal ones in submission order (0
     /// unless given).
     #[schema(minimum = -1000, maximum = 1000, example = 5)]
@@ -636,6 +671,8 @@ pub(crate) struct JobDoc {
     /// Its unique key, when it was submitted with one.
     #[schema(min_length = 1, max_length = 256)]
     unique_key: Option<String>,
+    /// How long its unique key holds, when it was submitted with a scope.
+    unique_scope: Option<UniqueScopeDoc>,
     /// The longest one attempt may run, in seconds, when it was submitted with a limit.
     #[schema(minimum = 1, maximum = 86400)]
     timeout: Option<u32>,

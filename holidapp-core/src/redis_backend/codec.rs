@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use redis::Value;
 
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, Params, Progress, QueueName};
+use crate::job::{Job, JobId, Params, Progress, QueueName, UniqueScope};
 use crate::machine::JobStatus;
 
 /// Milliseconds since the epoch: the unit of every score and deadline the scripts compare.
@@ -50,12 +50,15 @@ pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// A new job as the enqueue script takes it: id (which names its key, not a field), kind,
-/// params, creation time, attempt limit, unique key (empty for none), priority and the time it
-/// may run (ms; empty for now), then the number of optional field/value strings and those
-/// strings ([`optional_fields`], which hold the unique key, priority and run time as well). The script adds the field names, the status and the submission number.
-pub(super) fn enqueue_args(job: &Job) -> Vec<String> {
+/// params, creation time, attempt limit, unique key (empty for none), priority, the time it may
+/// run (ms; empty for now), how long its unique key holds at most (ms; `unique_ttl` unless its
+/// scope says otherwise) and `a` when the key holds only while the job waits or runs, then the
+/// number of optional field/value strings and those strings ([`optional_fields`], which hold the
+/// unique key and its scope, priority and run time as well). The script adds the field names,
+/// the status and the submission number.
+pub(super) fn enqueue_args(job: &Job, unique_ttl: Duration) -> Vec<String> {
     let optional = optional_fields(job);
-    let mut args = Vec::with_capacity(9 + optional.len());
+    let mut args = Vec::with_capacity(11 + optional.len());
     args.push(job.id.to_string());
     args.push(job.kind.clone());
     args.push(job.params.as_json().to_owned());
@@ -67,6 +70,16 @@ pub(super) fn enqueue_args(job: &Job) -> Vec<String> {
         job.run_at
             .map(|at| millis(at).to_string())
             .unwrap_or_default(),
+    );
+    let scope = job.unique_scope;
+    args.push(duration_millis(scope.map_or(unique_ttl, |s| s.key_ttl(unique_ttl))).to_string());
+    args.push(
+        if scope == Some(UniqueScope::Active) {
+            "a"
+        } else {
+            ""
+        }
+        .to_owned(),
     );
     args.push(optional.len().to_string());
     args.extend(optional);
@@ -95,6 +108,7 @@ pub(super) fn optional_fields(job: &Job) -> Vec<String> {
             (job.attempts > 0).then(|| job.attempts.to_string()),
         ),
         ("unique_key", job.unique_key.clone()),
+        ("unique_scope", job.unique_scope.map(UniqueScope::to_field)),
         ("timeout", job.timeout.map(|t| t.to_string())),
         ("progress", job.progress.as_ref().map(progress_json)),
         (
@@ -132,7 +146,7 @@ pub(super) fn job_from_fields(id: JobId, fields: &HashMap<String, String>) -> Re
 /// The fields a lease reads of each job it takes, in the order the lease script answers their
 /// values: what [`job_from_lookup`] needs of a `submitted` job besides its queue (the caller
 /// knows it; the lease sets the rest).
-pub(super) const LEASE_FIELDS: [&str; 12] = [
+pub(super) const LEASE_FIELDS: [&str; 13] = [
     "status",
     "kind",
     "params",
@@ -145,6 +159,7 @@ pub(super) const LEASE_FIELDS: [&str; 12] = [
     "progress",
     "priority",
     "run_at",
+    "unique_scope",
 ];
 
 /// The job `id` of `queue` from the values of [`LEASE_FIELDS`], in that order (`Nil` for a field
@@ -216,6 +231,9 @@ fn job_from_lookup<'a>(id: JobId, field: impl Fn(&str) -> Option<&'a str>) -> Re
         error: field("error").map(str::to_owned),
         result_type: field("result_type").map(|t| Cow::Owned(t.to_owned())),
         unique_key: field("unique_key").map(str::to_owned),
+        unique_scope: field("unique_scope")
+            .map(|s| UniqueScope::from_field(s).ok_or_else(|| bad("unique_scope", &s)))
+            .transpose()?,
         timeout: field("timeout")
             .map(|t| t.parse::<u32>().map_err(|e| bad("timeout", &e)))
             .transpose()?,
@@ -295,7 +313,7 @@ mod tests {
 
     /// The hash the enqueue script writes for `job` (`seq` aside).
     fn stored_fields(job: &Job) -> HashMap<String, String> {
-        let args = enqueue_args(job);
+        let args = enqueue_args(job, Duration::from_secs(60));
         assert_eq!(args[0], job.id.to_string());
         let names = ["kind", "params", "created_at", "max_attempts"];
         assert_eq!(args[5], job.unique_key.clone().unwrap_or_default());
@@ -306,8 +324,8 @@ mod tests {
             .map(|(name, value)| ((*name).to_owned(), value.clone()))
             .collect();
         fields.insert("status".into(), job.status.as_str().into());
-        assert_eq!(args[8], (args.len() - 9).to_string());
-        for pair in args[9..].chunks(2) {
+        assert_eq!(args[10], (args.len() - 11).to_string());
+        for pair in args[11..].chunks(2) {
             fields.insert(pair[0].clone(), pair[1].clone());
         }
         fields
@@ -338,6 +356,7 @@ mod tests {
         job.timeout = Some(30);
         job.progress = Some(Progress::new(42.5, "drawing \"axes\""));
         job.priority = -7;
+        job.unique_scope = Some(UniqueScope::For(90));
         job.run_at = Some(now);
         assert_eq!(job_from_fields(job.id, &stored_fields(&job)).unwrap(), job);
         job.queue = QueueName::default_queue();
@@ -394,6 +413,7 @@ mod tests {
             ("progress", "{\"percent\":\"x\"}"),
             ("priority", "high"),
             ("run_at", "soon"),
+            ("unique_scope", "forever"),
         ] {
             let mut broken = fields.clone();
             broken.insert(field.into(), bad.into());

@@ -364,10 +364,11 @@ impl RedisBackend {
             .arg(&k.unique_prefix)
             .arg(duration_millis(self.settings.unique_ttl))
             .arg(TOMBSTONE)
-            .arg(&k.queue_prefix);
+            .arg(&k.queue_prefix)
+            .arg(JobStatus::InProgress.as_str());
         let ids: Vec<JobId> = jobs
             .map(|job| {
-                invocation.arg(enqueue_args(job));
+                invocation.arg(enqueue_args(job, self.settings.unique_ttl));
                 job.id
             })
             .collect();

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use holidapp_core::jobs::{MAX_BATCH, MAX_DELAY};
 use holidapp_core::store::{MAX_OFFSET, MAX_PAGE_SIZE};
 use holidapp_core::{
-    Cursor, Error, Job, JobId, JobStatus, ListQuery, Page, QueueName, ResultState, Statuses, Submit,
+    Cursor, Error, Job, JobId, JobStatus, ListQuery, Page, QueueName, ResultState, Statuses,
+    Submit, UniqueScope,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -132,6 +133,7 @@ struct GeneralBody {
     #[serde(default, deserialize_with = "holidapp_core::integer::option")]
     max_attempts: Option<u32>,
     unique_key: Option<String>,
+    unique_scope: Option<UniqueScope>,
     #[serde(default, deserialize_with = "holidapp_core::integer::option")]
     timeout: Option<u32>,
     #[serde(default, deserialize_with = "holidapp_core::integer::option")]
@@ -237,6 +239,7 @@ fn submit_body(body: serde_json::Value) -> Result<Submit, ApiError> {
             queue: body.queue,
             max_attempts: body.max_attempts,
             unique_key: body.unique_key,
+            unique_scope: body.unique_scope,
             timeout: body.timeout,
             ..Submit::new(body.kind, body.params)
         };

@@ -269,6 +269,50 @@ async fn a_batch_submits_each_job_on_its_own_and_answers_each_in_order() {
 }
 
 #[tokio::test]
+async fn a_unique_key_held_while_active_is_free_once_its_job_finished() {
+    let app = TestApp::new();
+    let body = r#"{"kind": "plot", "params": {"start": 1990, "end": 2000},
+                   "unique_key": "nightly", "unique_scope": "active"}"#;
+    let first = app.send(post_json("/jobs", body)).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text());
+    assert_eq!(first.json()["unique_scope"], "active");
+    let again = app.send(post_json("/jobs", body)).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json()["id"], first.json()["id"]);
+    let lease = app.lease().await;
+    app.backend.complete(&lease, blank_png()).await.unwrap();
+    let next = app.send(post_json("/jobs", body)).await;
+    assert_eq!(next.status, StatusCode::CREATED);
+    assert_ne!(next.json()["id"], first.json()["id"]);
+
+    let timed = app
+        .send(post_json(
+            "/jobs",
+            r#"{"kind": "plot", "params": {"start": 1990, "end": 2000},
+                "unique_key": "r", "unique_scope": {"for": 60.0}}"#,
+        ))
+        .await;
+    assert_eq!(timed.status, StatusCode::CREATED, "{}", timed.text());
+    assert_eq!(timed.json()["unique_scope"], json!({"for": 60}));
+    for bad in [
+        r#"{"kind": "plot", "params": {"start": 1990, "end": 2000}, "unique_key": "x", "unique_scope": "forever"}"#,
+        r#"{"kind": "plot", "params": {"start": 1990, "end": 2000}, "unique_key": "x", "unique_scope": {"for": 1.5}}"#,
+    ] {
+        app.send(post_json("/jobs", bad))
+            .await
+            .assert_error(400, "invalid_body");
+    }
+    for bad in [
+        r#"{"kind": "plot", "params": {"start": 1990, "end": 2000}, "unique_scope": "active"}"#,
+        r#"{"kind": "plot", "params": {"start": 1990, "end": 2000}, "unique_key": "x", "unique_scope": {"for": 0}}"#,
+    ] {
+        app.send(post_json("/jobs", bad))
+            .await
+            .assert_error(400, "invalid_params");
+    }
+}
+
+#[tokio::test]
 async fn submits_take_a_priority_and_a_delay_or_a_time() {
     let app = TestApp::new();
     let answer = app

@@ -30,13 +30,16 @@
 -- ARGV[6]  most waiting jobs the queue may hold (0: no limit)
 -- ARGV[7]  most result bytes the queue may hold (0: no limit)
 -- ARGV[8]  unique key prefix ({p}:{xx}:q:{queue}:unique:)
--- ARGV[9]  how long a unique key holds its job (ms); the key also expires then in Redis's time
+-- ARGV[9]  (unused: each job says how long its unique key holds)
 -- ARGV[10] the status of a deleted job's remains ('deleted')
 -- ARGV[11] the queue's key prefix ({p}:{xx}:q:{queue}:), under which the levels' lines are
+-- ARGV[12] the status of a running job ('in progress')
 -- then, N times: job id, kind, params (JSON), created_at, max_attempts, unique key ('' for
---   none), priority, when it may run (ms; '' for now), the number F of optional field/value
---   strings, then those F strings (field, value, ...; they include the queue's name unless it is
---   `default`, the unique key, a priority other than 0 and the run time)
+--   none), priority, when it may run (ms; '' for now), how long its unique key holds at most
+--   (ms), 'a' when the key holds only while the job waits or runs (else ''), the number F of
+--   optional field/value strings, then those F strings (field, value, ...; they include the
+--   queue's name unless it is `default`, the unique key and its scope, a priority other than 0
+--   and the run time)
 -- Values travel without their field names, the job's id is not a field (its key names it), and
 -- the submission number is formatted as an integer: a bulk enqueue spends most of its time in
 -- this script, and every field of a new hash costs a scan of those before it.
@@ -50,11 +53,11 @@ local status = ARGV[4]
 local max_waiting = tonumber(ARGV[6])
 local max_result_bytes = tonumber(ARGV[7])
 local unique_prefix = ARGV[8]
-local unique_ttl = ARGV[9]
 local tombstone = ARGV[10]
 local queue_prefix = ARGV[11]
-local FIXED = 9
-local FIRST = 12
+local running = ARGV[12]
+local FIXED = 11
+local FIRST = 13
 
 local now = now_ms(ARGV[5])
 local seq = math.max(now * 1024, tonumber(redis.call('GET', KEYS[1]) or '0') + 1) - 1
@@ -73,7 +76,7 @@ local keys = {}
 local at = FIRST
 for i = 1, n do
   keys[i] = job_prefix .. ARGV[at]
-  at = at + FIXED + tonumber(ARGV[at + 8])
+  at = at + FIXED + tonumber(ARGV[at + 10])
 end
 local check_each = redis.call('EXISTS', unpack(keys)) > 0
 
@@ -89,20 +92,23 @@ for i = 1, n do
   local unique = ARGV[at + 5]
   local priority = ARGV[at + 6]
   local run_at = tonumber(ARGV[at + 7])
-  local extra = tonumber(ARGV[at + 8])
+  local unique_ttl = ARGV[at + 8]
+  local active = ARGV[at + 9]
+  local extra = tonumber(ARGV[at + 10])
   local key = keys[i]
   local holder = nil
   if unique ~= '' then
-    -- '<holder id> <held until (ms)>': held only until then by this script's clock, and only
-    -- while the holder is kept.
+    -- '<holder id> <held until (ms)>', and ' a' after it for a key held only while its job
+    -- waits or runs: held only until then by this script's clock, and only while the holder is
+    -- kept (and, with ' a', waits or runs).
     local held = redis.call('GET', unique_prefix .. unique)
     if held then
-      local space = string.find(held, ' ', 1, true)
-      if space and tonumber(string.sub(held, space + 1)) > now then
-        holder = string.sub(held, 1, space - 1)
-        local held_by = redis.call('HGET', job_prefix .. holder, 'status')
-        if not held_by or held_by == tombstone then
-          holder = nil
+      local id_held, until_ms, flag = string.match(held, '^(%S+) (%d+) ?(a?)$')
+      if id_held and tonumber(until_ms) > now then
+        local held_by = redis.call('HGET', job_prefix .. id_held, 'status')
+        if held_by and held_by ~= tombstone
+          and (flag ~= 'a' or held_by == status or held_by == running) then
+          holder = id_held
         end
       end
     end
@@ -129,8 +135,11 @@ for i = 1, n do
         'seq', s, unpack(ARGV, at + FIXED, at + FIXED - 1 + extra))
     end
     if unique ~= '' then
-      redis.call('SET', unique_prefix .. unique,
-        id .. ' ' .. string.format('%d', now + tonumber(unique_ttl)), 'PX', unique_ttl)
+      local value = id .. ' ' .. string.format('%d', now + tonumber(unique_ttl))
+      if active == 'a' then
+        value = value .. ' a'
+      end
+      redis.call('SET', unique_prefix .. unique, value, 'PX', unique_ttl)
     end
     if room then
       room = room - 1
