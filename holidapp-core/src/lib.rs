@@ -130,6 +130,7 @@ pub mod process;
 pub mod queue;
 #[cfg(feature = "redis")]
 pub mod redis_backend;
+pub mod schedule;
 pub mod stats;
 pub mod store;
 #[cfg(all(feature = "test-util", feature = "redis"))]
@@ -151,6 +152,7 @@ pub use queue::{
     Consumer, Enqueued, Lease, LeaseToken, Maintenance, Producer, QueueSettings, Quotas, Renewal,
     RequeueReport,
 };
+pub use schedule::{Schedule, ScheduledJob, Scheduler};
 pub use stats::{Counter, StatsSnapshot, WorkerStats};
 pub use store::{
     Cursor, JobStore, ListQuery, Page, QueueStats, ResultState, StatusCounts, Statuses,

@@ -19,7 +19,7 @@ use holidapp_core::plot::PlotRenderer;
 use holidapp_core::{Jobs, Kinds, Processor, Renderer};
 use holidapp_worker::Worker;
 use holidapp_worker::config::{
-    BackendArgs, DataArgs, LogArgs, QueueArgs, WorkerArgs, init_logging,
+    BackendArgs, DataArgs, LogArgs, QueueArgs, ScheduleArgs, WorkerArgs, init_logging,
 };
 use tokio::sync::watch;
 
@@ -95,6 +95,9 @@ struct Config {
 
     #[command(flatten)]
     data: DataArgs,
+
+    #[command(flatten)]
+    schedules: ScheduleArgs,
 }
 
 fn main() -> ExitCode {
@@ -176,6 +179,18 @@ async fn run(config: Config) -> Result<(), String> {
     let jobs = Jobs::new(&services.backends, product_kinds)
         .with_default_kind(<PlotRenderer as Renderer>::KIND)
         .with_max_attempts(config.queue.max_attempts);
+    if let Some(scheduler) = config
+        .schedules
+        .scheduler(jobs.clone())
+        .map_err(|e| format!("schedules: {e}"))?
+    {
+        tracing::info!(
+            schedules = ?scheduler.schedules().map(|s| &s.name).collect::<Vec<_>>(),
+            "running schedules"
+        );
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move { scheduler.run(stop).await });
+    }
     let limits = holidapp_http::Limits {
         data_body: usize::try_from(config.data.data_max_bytes).unwrap_or(usize::MAX),
         ..holidapp_http::Limits::default()

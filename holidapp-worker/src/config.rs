@@ -20,7 +20,10 @@ use holidapp_core::plot::Plots;
 use holidapp_core::plot::parse::DataLimits;
 use holidapp_core::plot::redis::{RedisDataStore, RedisImageStore};
 use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
-use holidapp_core::{Backends, MemoryBackend, QueueName, QueueSettings, Quotas, RetryPolicy};
+use holidapp_core::{
+    Backends, Jobs, MemoryBackend, QueueName, QueueSettings, Quotas, RetryPolicy, Schedule,
+    Scheduler,
+};
 
 use crate::renderers::RendererChoice;
 use crate::settings::WorkerConfig;
@@ -126,6 +129,75 @@ impl BackendArgs {
             plots,
             redis: Some(backend),
         })
+    }
+}
+
+/// Periodic jobs: the schedules this process submits (every API and worker process may run the
+/// same ones: each tick is submitted once however many do; see `holidapp_core::schedule`).
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleArgs {
+    /// Periodic jobs, as a JSON array: `[{"name": "nightly", "cron": "0 3 * * *", "job": {"kind":
+    /// "plot", "params": {"start": 1990, "end": 2020}}}]`. Cron expressions are in UTC, with five
+    /// fields or six (seconds first).
+    #[arg(long = "schedules", env = "HOLIDAPP_SCHEDULES", value_name = "JSON")]
+    pub schedules: Option<String>,
+
+    /// A file holding the schedules (the same JSON), instead of `HOLIDAPP_SCHEDULES`.
+    #[arg(
+        long = "schedules-file",
+        env = "HOLIDAPP_SCHEDULES_FILE",
+        value_name = "PATH",
+        conflicts_with = "schedules"
+    )]
+    pub schedules_file: Option<std::path::PathBuf>,
+
+    /// How late a missed tick may be and still run once when a process starts (or a Redis outage
+    /// ends); older missed ticks are skipped.
+    #[arg(
+        long = "schedule-catch-up-seconds",
+        env = "HOLIDAPP_SCHEDULE_CATCH_UP_SECONDS",
+        default_value_t = 3600,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(0..=2_592_000)
+    )]
+    pub catch_up_seconds: u64,
+}
+
+/// The largest schedules file read.
+const MAX_SCHEDULES_FILE: u64 = 1024 * 1024;
+
+impl ScheduleArgs {
+    /// A scheduler submitting the configured schedules through `jobs`; `None` when none are
+    /// configured. A schedule that cannot work (bad JSON, cron expression, kind or parameters)
+    /// is an error naming it.
+    pub fn scheduler(&self, jobs: Jobs) -> Result<Option<Scheduler>, String> {
+        let text = match (&self.schedules, &self.schedules_file) {
+            (Some(text), _) if !text.trim().is_empty() => text.clone(),
+            (_, Some(path)) => {
+                use std::io::Read;
+                let file = std::fs::File::open(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let mut text = String::new();
+                file.take(MAX_SCHEDULES_FILE + 1)
+                    .read_to_string(&mut text)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                if text.len() as u64 > MAX_SCHEDULES_FILE {
+                    return Err(format!(
+                        "{} is over {MAX_SCHEDULES_FILE} bytes",
+                        path.display()
+                    ));
+                }
+                text
+            }
+            _ => return Ok(None),
+        };
+        let schedules = Schedule::parse_all(&text).map_err(|e| e.to_string())?;
+        if schedules.is_empty() {
+            return Ok(None);
+        }
+        Scheduler::new(jobs, schedules)
+            .map(|s| Some(s.with_catch_up(Duration::from_secs(self.catch_up_seconds))))
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use holidapp_core::Processor;
 use holidapp_core::redis_backend::RedisConfig;
+use holidapp_core::{Jobs, Processor};
 use holidapp_worker::config::{
-    BackendArgs, DataArgs, LogArgs, QueueArgs, WorkerArgs, init_logging,
+    BackendArgs, DataArgs, LogArgs, QueueArgs, ScheduleArgs, WorkerArgs, init_logging,
 };
 use holidapp_worker::{Worker, run_with_force};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tracing::{error, info, warn};
 
 /// Runs Holidapp jobs from the Redis queues shared with `holidapp-api`: renders each job's plot
@@ -42,6 +42,9 @@ struct Cli {
 
     #[command(flatten)]
     data: DataArgs,
+
+    #[command(flatten)]
+    schedules: ScheduleArgs,
 
     #[command(flatten)]
     log: LogArgs,
@@ -105,13 +108,19 @@ async fn work(cli: Cli, redis: RedisConfig) -> ExitCode {
             ),
         }
     }
-    let processor = Processor::new(
-        services.backends.consumer.clone(),
-        cli.worker.renderer.kinds(&services.plots),
-        cli.queue.lease(),
-    )
-    .with_queues(cli.worker.queues.0.clone())
-    .with_timeout(cli.worker.job_timeout());
+    let kinds = cli.worker.renderer.kinds(&services.plots);
+    let jobs =
+        Jobs::new(&services.backends, kinds.clone()).with_max_attempts(cli.queue.max_attempts);
+    let scheduler = match cli.schedules.scheduler(jobs) {
+        Ok(scheduler) => scheduler,
+        Err(e) => {
+            error!("schedules: {e}");
+            return ExitCode::from(BAD_CONFIG);
+        }
+    };
+    let processor = Processor::new(services.backends.consumer.clone(), kinds, cli.queue.lease())
+        .with_queues(cli.worker.queues.0.clone())
+        .with_timeout(cli.worker.job_timeout());
     let worker = Worker::new(
         Arc::new(processor),
         services.backends.maintenance.clone(),
@@ -124,7 +133,24 @@ async fn work(cli: Cli, redis: RedisConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run_with_force(worker, shutdown, force).await {
+    // The first signal stops both the worker and the scheduler.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut stop: watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    if let Some(scheduler) = scheduler {
+        info!(
+            schedules = ?scheduler.schedules().map(|s| &s.name).collect::<Vec<_>>(),
+            "running schedules"
+        );
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move { scheduler.run(stop).await });
+    }
+    match run_with_force(worker, stopped(stop_rx), force).await {
         Ok(report) => {
             info!(ending = ?report.ending, "stopped");
             ExitCode::SUCCESS

@@ -750,3 +750,64 @@ async fn a_job_cancelled_while_a_worker_runs_it_stops_frees_its_slot_and_stores_
     );
     assert_eq!(rig.job(first).await.status, JobStatus::Cancelled);
 }
+
+/// Three worker processes run the same every-second schedule, one with its clock 2 s ahead
+/// (libfaketime) and one restarted half way: over more than 20 ticks, each tick is exactly one
+/// job, and none is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_run_by_three_processes_submits_one_job_per_tick() {
+    let rig = Rig::new("cron", RedisServer::start()).await;
+    let schedules = r#"[{"name": "every-second", "cron": "* * * * * *",
+        "job": {"kind": "plot", "params": {"start": 1990, "end": 2000}, "priority": 2}}]"#;
+    let with = [("HOLIDAPP_SCHEDULES", schedules)];
+    let faketime = libfaketime();
+    let ahead = [
+        ("HOLIDAPP_SCHEDULES", schedules),
+        ("LD_PRELOAD", faketime.to_str().expect("a UTF-8 path")),
+        ("FAKETIME", "+2s"),
+        ("FAKETIME_DONT_RESET", "1"),
+    ];
+    let started = Utc::now();
+    let mut a = rig.worker_with("10.0.0.1", "noop", 2, &with);
+    let mut b = rig.worker_with("10.0.0.2", "noop", 2, &ahead);
+    let mut c = rig.worker_with("10.0.0.3", "noop", 2, &with);
+    for worker in [&a, &b, &c] {
+        worker.wait_for_log("running schedules").await;
+    }
+    eventually(Duration::from_secs(30), "ten ticks", || async {
+        rig.counts().await.complete >= 10
+    })
+    .await;
+    c.stop().await;
+    let mut c = rig.worker_with("10.0.0.3", "noop", 2, &with);
+    eventually(Duration::from_secs(60), "thirty-two ticks", || async {
+        rig.counts().await.complete >= 32
+    })
+    .await;
+    for worker in [&mut a, &mut b, &mut c] {
+        worker.stop().await;
+    }
+    let stopped = Utc::now();
+
+    let jobs = rig.complete_jobs().await;
+    let mut ticks: HashMap<String, usize> = HashMap::new();
+    for job in &jobs {
+        assert_eq!(job.priority, 2);
+        *ticks
+            .entry(job.unique_key.clone().expect("a tick key"))
+            .or_default() += 1;
+    }
+    assert!(
+        ticks.values().all(|&n| n == 1),
+        "a tick ran twice: {ticks:?}"
+    );
+    // Every second from a little after the start to a little before the end has its job.
+    let first = started.timestamp() + 3;
+    let last = stopped.timestamp() - 2;
+    assert!(last - first >= 20, "{first}..{last}");
+    for second in first..=last {
+        let tick = chrono::DateTime::from_timestamp(second, 0).expect("a time");
+        let key = holidapp_core::schedule::tick_key("every-second", tick);
+        assert!(ticks.contains_key(&key), "no job for {key}: {ticks:?}");
+    }
+}
