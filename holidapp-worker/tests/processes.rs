@@ -811,3 +811,67 @@ async fn a_schedule_run_by_three_processes_submits_one_job_per_tick() {
         assert!(ticks.contains_key(&key), "no job for {key}: {ticks:?}");
     }
 }
+
+/// One worker slot (concurrency 1, no prefetch) drains a backlog of mixed priorities while more
+/// jobs arrive: no job is ever started while a job of higher priority was waiting (an inversion
+/// count of zero).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_slot_takes_the_highest_priority_waiting_every_time() {
+    let rig = Rig::new("priorities", RedisServer::start()).await;
+    let job = |i: usize, priority: i32| {
+        let params = Params::from_json(format!(r#"{{"start":"{i}","end":"2000"}}"#));
+        let mut job = Job::new(
+            "plot",
+            QueueName::default_queue(),
+            params.expect("JSON"),
+            3,
+            Utc::now(),
+        );
+        job.priority = priority;
+        job
+    };
+    let backlog: Vec<Job> = (0..150).map(|i| job(i, (i * 7 % 11) as i32 - 5)).collect();
+    rig.backend.enqueue_all(&backlog).await.expect("enqueue");
+    let mut worker = rig.worker_with(
+        "10.0.0.1",
+        "sleep:10",
+        1,
+        &[("HOLIDAPP_WORKER_PREFETCH", "0")],
+    );
+    // More jobs arrive while it drains, a few at a time, some outranking everything waiting.
+    for round in 0..10 {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let more: Vec<Job> = (0..5)
+            .map(|i| job(1000 + round * 5 + i, ((round * 5 + i) * 5 % 13) as i32 - 6))
+            .collect();
+        rig.backend.enqueue_all(&more).await.expect("enqueue");
+    }
+    eventually(Duration::from_secs(60), "every job complete", || async {
+        rig.counts().await.complete == 200
+    })
+    .await;
+    worker.stop().await;
+
+    let jobs = rig.complete_jobs().await;
+    assert_eq!(jobs.len(), 200);
+    // A job `b` waiting (stored well before) when a job `a` of lower priority was leased.
+    let margin = chrono::Duration::milliseconds(50);
+    let mut inversions = Vec::new();
+    for a in &jobs {
+        let a_started = a.started_at.expect("started");
+        for b in &jobs {
+            let b_started = b.started_at.expect("started");
+            if b.priority > a.priority && a_started < b_started && b.created_at + margin < a_started
+            {
+                inversions.push((a.priority, b.priority));
+            }
+        }
+    }
+    assert!(
+        inversions.is_empty(),
+        "{} inversions: {inversions:?}",
+        inversions.len()
+    );
+    let distinct: std::collections::HashSet<i32> = jobs.iter().map(|j| j.priority).collect();
+    assert!(distinct.len() >= 10, "{distinct:?}");
+}

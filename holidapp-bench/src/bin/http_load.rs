@@ -1,5 +1,5 @@
 //! HTTP load on `POST /jobs` against the real `holidapp-api` binary running in memory (no
-//! Redis, its embedded worker pool on).
+//! Redis, its embedded worker pool on), or on Redis (`--redis`).
 //!
 //! It builds `holidapp-api` with this benchmark's profile, starts it on a free port, and opens
 //! `--connections` keep-alive HTTP/1.1 connections (hyper's client, one task each, spread over
@@ -11,9 +11,14 @@
 //! The load generator and the server share the machine's cores; the CPU time each used is
 //! printed so the figures can be read honestly.
 //!
+//! With `--batch N` each request submits a batch of N jobs (answered 200, every entry checked to
+//! be 201), and jobs per second are printed too; `--redis` runs the server on a `redis-server`
+//! this benchmark starts, instead of in memory.
+//!
 //! ```text
 //! cargo run --release -p holidapp-bench --bin http_load
 //! cargo run --release -p holidapp-bench --bin http_load -- --connections 64 --renderer plot
+//! cargo run --release -p holidapp-bench --bin http_load -- --batch 1000 --redis --connections 8
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -67,6 +72,14 @@ struct Args {
     /// Threads of this load generator, each running its share of the connections.
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
+    /// Submit batches: each request a JSON array of this many jobs (1 to 1,000), answered 200
+    /// with one entry per job; jobs per second are printed too.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    batch: Option<u64>,
+    /// Run the server on Redis (a `redis-server` this benchmark starts, without persistence)
+    /// instead of in memory; its jobs then wait in Redis, no worker runs them.
+    #[arg(long)]
+    redis: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,7 +89,8 @@ fn main() -> anyhow::Result<()> {
         Some(binary) => binary.clone(),
         None => build_api()?,
     };
-    let server = Server::start(&binary, &args)?;
+    let redis = args.redis.then(holidapp_core::testing::RedisServer::start);
+    let server = Server::start(&binary, &args, redis.as_ref())?;
     let server_cpu_before = cpu_seconds(server.child.id())?;
     let own_cpu_before = cpu_seconds(std::process::id())?;
     let report = load(&server.address, &args)?;
@@ -101,6 +115,13 @@ fn main() -> anyhow::Result<()> {
         args.warmup,
         h.len() as f64 / total
     );
+    if let Some(batch) = args.batch {
+        println!(
+            "  batches of {batch} jobs{}: {:.0} jobs/s",
+            if args.redis { ", on Redis" } else { "" },
+            (h.len() * batch) as f64 / total
+        );
+    }
     println!(
         "  latency: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
         ms(h.value_at_quantile(0.50)),
@@ -226,14 +247,16 @@ enum Target {
     SubmitJob,
     /// `GET /healthz`: the HTTP stack and middleware alone.
     Healthz,
+    /// `POST /jobs` with a batch of this many jobs.
+    SubmitBatch(u64),
 }
 
 impl Target {
     fn of(args: &Args) -> Target {
-        if args.healthz {
-            Target::Healthz
-        } else {
-            Target::SubmitJob
+        match (args.healthz, args.batch) {
+            (true, _) => Target::Healthz,
+            (false, Some(n)) => Target::SubmitBatch(n),
+            (false, None) => Target::SubmitJob,
         }
     }
 
@@ -243,6 +266,21 @@ impl Target {
                 .header(HOST, host)
                 .header(CONTENT_TYPE, "application/json")
                 .body(Full::new(Bytes::from_static(BODY)))?,
+            Target::SubmitBatch(n) => {
+                let mut body = Vec::with_capacity(2 + n as usize * (BODY.len() + 1));
+                body.push(b'[');
+                for i in 0..n {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(BODY);
+                }
+                body.push(b']');
+                Request::post("/jobs")
+                    .header(HOST, host)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(Full::new(Bytes::from(body)))?
+            }
             Target::Healthz => Request::get("/healthz")
                 .header(HOST, host)
                 .body(Full::new(Bytes::new()))?,
@@ -253,13 +291,14 @@ impl Target {
     fn expected(self) -> hyper::StatusCode {
         match self {
             Target::SubmitJob => hyper::StatusCode::CREATED,
-            Target::Healthz => hyper::StatusCode::OK,
+            Target::Healthz | Target::SubmitBatch(_) => hyper::StatusCode::OK,
         }
     }
 
     fn label(self) -> &'static str {
         match self {
             Target::SubmitJob => "POST /jobs",
+            Target::SubmitBatch(_) => "POST /jobs (batches)",
             Target::Healthz => "GET /healthz",
         }
     }
@@ -314,6 +353,15 @@ impl Connection {
                 "{target:?} answered {status}: {}",
                 String::from_utf8_lossy(&body)
             );
+            if let Target::SubmitBatch(n) = target {
+                // Every entry stored: as many `"status":201` as jobs sent.
+                let stored = body.windows(13).filter(|w| w == b"\"status\":201,").count();
+                anyhow::ensure!(
+                    stored as u64 == n,
+                    "a batch of {n} stored {stored}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(300)])
+                );
+            }
             if measuring.load(Ordering::Relaxed) {
                 if measured.fetch_add(1, Ordering::Relaxed) >= limit {
                     break;
@@ -333,12 +381,23 @@ struct Server {
 }
 
 impl Server {
-    fn start(binary: &Path, args: &Args) -> anyhow::Result<Server> {
+    fn start(
+        binary: &Path,
+        args: &Args,
+        redis: Option<&holidapp_core::testing::RedisServer>,
+    ) -> anyhow::Result<Server> {
         let log =
             std::env::temp_dir().join(format!("holidapp-http-load-{}.log", std::process::id()));
         let dir = std::env::temp_dir();
-        let child = Command::new(binary)
-            .env_clear()
+        let mut command = Command::new(binary);
+        command.env_clear();
+        if let Some(redis) = redis {
+            let config = redis.config("http_load");
+            command
+                .env("REDIS_URL", &config.url)
+                .env("HOLIDAPP_PREFIX", &config.prefix);
+        }
+        let child = command
             .env("HOLIDAPP_BIND", "127.0.0.1:0")
             .env("VISITS_LOG", dir.join("holidapp-http-load-visits.log"))
             .env("HOLIDAPP_RENDERER", &args.renderer)

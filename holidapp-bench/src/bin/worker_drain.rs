@@ -22,6 +22,10 @@
 //! alternating order, so that both see the same machine. Medians and ranges are reported. Redis
 //! is emptied between measures.
 //!
+//! With `--mix priorities` (or `both`, interleaved with the plain backlog), the no-op backlog has
+//! ten priority levels and one job in ten delayed by a second (due by the time the workers
+//! start): what leasing by priority and promoting due jobs cost against the plain drain.
+//!
 //! `cargo run --release -p holidapp-bench --bin worker_drain [-- --runs N --baseline-bin PATH ...]`
 
 use std::collections::BTreeMap;
@@ -31,7 +35,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use clap::Parser;
 use holidapp_bench::{per_second, plot_job};
 use holidapp_core::plot::redis::RedisDataStore;
@@ -73,6 +77,27 @@ struct Args {
     /// scripts included), per drained job.
     #[arg(long)]
     commandstats: bool,
+    /// Which no-op backlogs: `plain` (every job of priority 0, none delayed), `priorities` (ten
+    /// priority levels, job `i` at level `i % 10`, and every tenth job delayed by a second, so due
+    /// by the time the workers start), or `both`, interleaved in each round.
+    #[arg(long, value_enum, default_value_t = MixArg::Plain)]
+    mix: MixArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum MixArg {
+    Plain,
+    Priorities,
+    Both,
+}
+
+/// How a no-op backlog is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Mix {
+    /// Priority 0, none delayed.
+    Plain,
+    /// Ten priority levels, one job in ten delayed by a second.
+    Priorities,
 }
 
 /// What one measure drains and how the workers are set.
@@ -81,6 +106,7 @@ struct Case {
     /// `noop` or `plot`.
     renderer: &'static str,
     jobs: usize,
+    mix: Mix,
     /// `default`, or `concurrency N`.
     setting: Setting,
     processes: usize,
@@ -130,6 +156,11 @@ async fn main() -> anyhow::Result<()> {
         args.runs
     );
 
+    let mixes: &[Mix] = match args.mix {
+        MixArg::Plain => &[Mix::Plain],
+        MixArg::Priorities => &[Mix::Priorities],
+        MixArg::Both => &[Mix::Plain, Mix::Priorities],
+    };
     let mut cases = Vec::new();
     for &jobs in args.backlogs.iter().filter(|&&jobs| jobs > 0) {
         for setting in [
@@ -137,12 +168,15 @@ async fn main() -> anyhow::Result<()> {
             Setting::Concurrency(args.best_concurrency),
         ] {
             for &processes in &args.processes {
-                cases.push(Case {
-                    renderer: "noop",
-                    jobs,
-                    setting,
-                    processes,
-                });
+                for &mix in mixes {
+                    cases.push(Case {
+                        renderer: "noop",
+                        jobs,
+                        mix,
+                        setting,
+                        processes,
+                    });
+                }
             }
         }
     }
@@ -151,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
             cases.push(Case {
                 renderer: "plot",
                 jobs: args.plots,
+                mix: Mix::Plain,
                 setting: Setting::Default,
                 processes,
             });
@@ -200,9 +235,13 @@ async fn main() -> anyhow::Result<()> {
     println!("{header}");
     println!("{}", "|---".repeat(header.matches('|').count() - 1) + "|");
     for case in &cases {
+        let renderer = match case.mix {
+            Mix::Plain => case.renderer.to_owned(),
+            Mix::Priorities => format!("{} (10 priorities, 10% delayed)", case.renderer),
+        };
         let mut line = format!(
-            "| {} | {} | {} | {} |",
-            case.renderer, case.jobs, case.processes, case.setting
+            "| {renderer} | {} | {} | {} |",
+            case.jobs, case.processes, case.setting
         );
         let mut medians = Vec::new();
         for b in 0..builds.len() {
@@ -320,8 +359,19 @@ async fn measure(
         check_png(&backend, &jobs).await?;
         figures(case.jobs, elapsed, cpu, worker_cpu)
     } else {
-        let jobs = jobs(case.jobs);
+        let mut jobs = jobs(case.jobs);
+        if case.mix == Mix::Priorities {
+            let due = Utc::now() + chrono::Duration::seconds(1);
+            for (i, job) in jobs.iter_mut().enumerate() {
+                job.priority = (i % 10) as i32;
+                if i % 10 == 5 {
+                    job.run_at = Some(due);
+                }
+            }
+        }
         backend.enqueue_all(&jobs).await?;
+        // The delayed jobs are due before the workers start.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         redis::cmd("CONFIG")
             .arg("RESETSTAT")
             .query_async::<()>(&mut admin)
@@ -440,23 +490,39 @@ async fn warm_up(backend: &RedisBackend, processes: usize) -> anyhow::Result<usi
 }
 
 /// From the first job's lease to the last completion, on Redis's clock. The backlog is leased
-/// oldest first, so the first job is in the first batch leased and the last to finish is among
-/// the last few thousand.
+/// highest priority first, oldest first within a priority, so the first job leased is among the
+/// first few thousand of the highest priority, and the last to finish among the last few thousand
+/// of the lowest.
 async fn drain_time(backend: &RedisBackend, jobs: &[Job]) -> anyhow::Result<Duration> {
-    let first = jobs.first().ok_or_else(|| anyhow::anyhow!("no jobs"))?.id;
-    let started = backend
-        .get(first)
+    let highest = jobs.iter().map(|j| j.priority).max().unwrap_or(0);
+    let lowest = jobs.iter().map(|j| j.priority).min().unwrap_or(0);
+    let head: Vec<JobId> = jobs
+        .iter()
+        .filter(|j| j.priority == highest)
+        .take(2000)
+        .map(|j| j.id)
+        .collect();
+    let tail: Vec<JobId> = jobs
+        .iter()
+        .rev()
+        .filter(|j| j.priority == lowest)
+        .take(4000)
+        .map(|j| j.id)
+        .collect();
+    let read =
+        |ids: Vec<JobId>| futures::future::try_join_all(ids.into_iter().map(|id| backend.get(id)));
+    let started = read(head)
         .await?
-        .and_then(|j| j.started_at)
-        .ok_or_else(|| anyhow::anyhow!("the first job has no start time"))?;
-    let tail = &jobs[jobs.len().saturating_sub(4000)..];
-    let reads = tail.iter().map(|job| backend.get(job.id));
-    let mut finished: Option<DateTime<Utc>> = None;
-    for job in futures::future::try_join_all(reads).await? {
-        let at = job.and_then(|j| j.finished_at);
-        finished = finished.max(at);
-    }
-    let finished = finished.ok_or_else(|| anyhow::anyhow!("no job has finished"))?;
+        .into_iter()
+        .filter_map(|j| j.and_then(|j| j.started_at))
+        .min()
+        .ok_or_else(|| anyhow::anyhow!("the first jobs have no start time"))?;
+    let finished = read(tail)
+        .await?
+        .into_iter()
+        .filter_map(|j| j.and_then(|j| j.finished_at))
+        .max()
+        .ok_or_else(|| anyhow::anyhow!("no job has finished"))?;
     (finished - started)
         .to_std()
         .map(|d| d.max(Duration::from_millis(1)))
