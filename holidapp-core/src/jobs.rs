@@ -43,7 +43,7 @@ pub struct Submit {
     pub unique_key: Option<String>,
     /// How long the unique key holds: while the job waits or runs, or for a number of seconds
     /// (the backend's [`unique_ttl`](crate::QueueSettings::unique_ttl) while the job is kept
-    /// when `None`).
+    /// when `None`). Ignored without a unique key.
     pub unique_scope: Option<UniqueScope>,
     /// The longest one attempt may run, in seconds (1 to 86,400); workers stop an attempt at
     /// the shorter of this and their own limit.
@@ -354,12 +354,11 @@ impl Jobs {
         if let Some(key) = &request.unique_key {
             check_unique_key(key)?;
         }
-        if let Some(scope) = request.unique_scope {
-            if request.unique_key.is_none() {
-                return Err(Error::InvalidParams(
-                    "unique_scope needs a unique_key".to_owned(),
-                ));
-            }
+        // A scope is the scope of a unique key: without a key there is nothing to hold.
+        let unique_scope = request
+            .unique_scope
+            .filter(|_| request.unique_key.is_some());
+        if let Some(scope) = unique_scope {
             scope.check()?;
         }
         if let Some(seconds) = request.timeout
@@ -395,7 +394,7 @@ impl Jobs {
         let queue = request.queue.unwrap_or_else(|| self.default_queue.clone());
         let mut job = Job::new(kind, queue, params, max_attempts, now);
         job.unique_key = request.unique_key;
-        job.unique_scope = request.unique_scope;
+        job.unique_scope = unique_scope;
         job.timeout = request.timeout;
         job.priority = priority;
         // A time already past is no delay: the job is ready at once.

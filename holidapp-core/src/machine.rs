@@ -31,7 +31,7 @@ use crate::job::truncate;
 /// course's API has them, and `cancelled`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub enum JobStatus {
-    /// Waiting in its queue (or for a retry delay).
+    /// Waiting in its queue (or for its time: a delayed submit, a retry's backoff).
     #[serde(rename = "submitted")]
     Submitted,
     /// Leased by a worker, which is running it.

@@ -228,7 +228,8 @@ pub struct QueueStats {
     pub counts: StatusCounts,
     /// Of the `submitted` jobs, those leasable now.
     pub ready: u64,
-    /// Of the `submitted` jobs, those waiting for a retry delay to pass.
+    /// Of the `submitted` jobs, those waiting for their time (a delayed submit, a retry's
+    /// backoff).
     pub delayed: u64,
 }
 

@@ -498,7 +498,7 @@ pub(crate) struct GeneralSubmitDoc {
     /// The job's unique key, as the `Idempotency-Key` header gives it (both, when given, must
     /// be equal): while the job is kept, a submit with the same key finds it.
     unique_key: Option<UniqueKeyDoc>,
-    /// How long the unique key holds (needs `unique_key`).
+    /// How long the unique key holds (ignored without `unique_key` or an `Idempotency-Key`).
     unique_scope: Option<UniqueScopeDoc>,
     /// Its priority within its queue: higher runs first, equal ones in submission order (0
     /// unless given).

@@ -117,7 +117,7 @@ pub(crate) async fn metrics(State(ctx): State<Ctx>) -> Response {
         }
         out.push_str(
             "# HELP holidapp_queue_depth Jobs waiting in a queue, by whether they are leasable \
-             now (ready) or waiting for a retry delay (delayed).\n\
+             now (ready) or waiting for their time: a delayed submit or a retry (delayed).\n\
              # TYPE holidapp_queue_depth gauge\n",
         );
         for queue in stats {

@@ -302,14 +302,24 @@ async fn a_unique_key_held_while_active_is_free_once_its_job_finished() {
             .await
             .assert_error(400, "invalid_body");
     }
-    for bad in [
-        r#"{"kind": "plot", "params": {"start": 1990, "end": 2000}, "unique_scope": "active"}"#,
+    app.send(post_json(
+        "/jobs",
         r#"{"kind": "plot", "params": {"start": 1990, "end": 2000}, "unique_key": "x", "unique_scope": {"for": 0}}"#,
-    ] {
-        app.send(post_json("/jobs", bad))
-            .await
-            .assert_error(400, "invalid_params");
-    }
+    ))
+    .await
+    .assert_error(400, "invalid_params");
+    let keyless = app
+        .send(post_json(
+            "/jobs",
+            r#"{"kind": "plot", "params": {"start": 1990, "end": 2000}, "unique_scope": "active"}"#,
+        ))
+        .await;
+    assert_eq!(
+        keyless.status,
+        StatusCode::CREATED,
+        "a scope without a key is ignored"
+    );
+    assert!(keyless.json().get("unique_scope").is_none());
 }
 
 #[tokio::test]
