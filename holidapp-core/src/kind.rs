@@ -4,13 +4,14 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::task::AtomicWaker;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -101,26 +102,33 @@ pub struct Context {
     kind: Arc<str>,
     queue: QueueName,
     attempt: u32,
-    cancel: CancellationToken,
+    /// `None` for a render nobody can cancel (no token is allocated then).
+    cancel: Option<CancellationToken>,
     progress: Option<Arc<ProgressCell>>,
 }
 
-/// The last progress a render reported and not yet written, and a signal for the writer.
+/// The last progress a render reported and not yet written, and the writer's waker: a lock only
+/// when a report is made or taken, nothing allocated or locked for a render that reports nothing.
 #[derive(Debug, Default)]
 pub(crate) struct ProgressCell {
     latest: Mutex<Option<Progress>>,
-    reported: Notify,
+    reported: AtomicBool,
+    writer: AtomicWaker,
 }
 
 impl ProgressCell {
     /// Waits for a report not yet taken, and takes the latest.
     pub(crate) async fn next(&self) -> Progress {
-        loop {
-            self.reported.notified().await;
-            if let Some(progress) = self.take() {
-                return progress;
+        std::future::poll_fn(|cx| {
+            self.writer.register(cx.waker());
+            if self.reported.swap(false, Ordering::AcqRel)
+                && let Some(progress) = self.take()
+            {
+                return std::task::Poll::Ready(progress);
             }
-        }
+            std::task::Poll::Pending
+        })
+        .await
     }
 
     fn take(&self) -> Option<Progress> {
@@ -129,7 +137,8 @@ impl ProgressCell {
 
     fn put(&self, progress: Progress) {
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(progress);
-        self.reported.notify_one();
+        self.reported.store(true, Ordering::Release);
+        self.writer.wake();
     }
 }
 
@@ -142,14 +151,14 @@ impl Context {
             kind: kind.into(),
             queue,
             attempt,
-            cancel: CancellationToken::new(),
+            cancel: None,
             progress: None,
         }
     }
 
     /// The same context, cancelled when `cancel` is.
     pub fn with_cancellation(mut self, cancel: CancellationToken) -> Self {
-        self.cancel = cancel;
+        self.cancel = Some(cancel);
         self
     }
 
@@ -173,18 +182,24 @@ impl Context {
     /// Whether the job was cancelled. A render that loops can check it and stop early; the
     /// worker drops the render at its next await point anyway, and stores nothing it answers.
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
+        self.cancel
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
     }
 
     /// Resolves when the job is cancelled (never, if it is not): for a render that wants to
     /// `select!` on it, or hand it to a blocking thread (see [`cancellation`](Self::cancellation)).
     pub async fn cancelled(&self) {
-        self.cancel.cancelled().await
+        match &self.cancel {
+            Some(cancel) => cancel.cancelled().await,
+            None => std::future::pending().await,
+        }
     }
 
-    /// The cancellation token itself, to pass on to other tasks or threads.
-    pub fn cancellation(&self) -> &CancellationToken {
-        &self.cancel
+    /// The cancellation token itself, to pass on to other tasks or threads; `None` for a render
+    /// nobody can cancel (one run outside a worker).
+    pub fn cancellation(&self) -> Option<&CancellationToken> {
+        self.cancel.as_ref()
     }
 
     /// The job's id.

@@ -138,6 +138,9 @@ pub mod testing;
 
 /// The attribute a [`Renderer`] implementation needs (re-exported from `async-trait`).
 pub use async_trait::async_trait;
+/// The token that tells a render its job was cancelled ([`Context::with_cancellation`];
+/// re-exported from `tokio-util`).
+pub use tokio_util::sync::CancellationToken;
 
 pub use backends::{Backend, Backends};
 pub use clock::{Clock, ManualClock, SystemClock};

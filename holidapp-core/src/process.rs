@@ -247,7 +247,7 @@ impl Processor {
     /// answer to [`store`](Processor::store). A worker splits the two so that a job's slot is
     /// free for the next job while its outcome is being stored.
     pub async fn run(&self, lease: &Lease) -> Ran {
-        self.run_with(lease, CancellationToken::new()).await
+        self.run_in(lease, None).await
     }
 
     /// [`run`](Processor::run), the render's [`Context`] cancelled when `cancel` is (a worker
@@ -255,16 +255,22 @@ impl Processor {
     /// render reports is written meanwhile, at most once per progress interval, under the
     /// lease's fencing check.
     pub async fn run_with(&self, lease: &Lease, cancel: CancellationToken) -> Ran {
+        self.run_in(lease, Some(cancel)).await
+    }
+
+    async fn run_in(&self, lease: &Lease, cancel: Option<CancellationToken>) -> Ran {
         let job = &lease.job;
         let cell = Arc::new(ProgressCell::default());
-        let ctx = Context::new(
+        let mut ctx = Context::new(
             job.id,
             self.kinds.shared_name(&job.kind),
             job.queue.clone(),
             lease.attempt(),
         )
-        .with_cancellation(cancel)
         .with_progress(Arc::clone(&cell));
+        if let Some(cancel) = cancel {
+            ctx = ctx.with_cancellation(cancel);
+        }
         let render = self.kinds.run(&job.kind, &job.params, &ctx);
         // The writer never ends: the render's end ends both.
         let run = async {

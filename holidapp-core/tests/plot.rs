@@ -637,13 +637,15 @@ async fn a_plot_job_reports_its_phases_and_is_not_drawn_once_cancelled() {
     );
 
     let renderer = renderer_of(hgnc()).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
     let ctx = Context::new(
         JobId::new_in(&QueueName::default_queue()),
         "plot",
         QueueName::default_queue(),
         1,
-    );
-    ctx.cancellation().cancel();
+    )
+    .with_cancellation(cancel.clone());
+    cancel.cancel();
     let refused = renderer.render(params(1990, 2000, json!({})), &ctx).await;
     assert!(matches!(refused, Err(Error::Render(m)) if m.contains("cancelled")));
 }
