@@ -211,12 +211,10 @@ impl Scheduler {
             .await
     }
 
-    /// The first tick of each schedule after `after`.
-    fn next_ticks(&self, after: DateTime<Utc>) -> Vec<Option<DateTime<Utc>>> {
-        self.schedules
-            .iter()
-            .map(|(_, cron)| cron.find_next_occurrence(&after, false).ok())
-            .collect()
+    /// The first tick of schedule `index` after `after`.
+    fn next_tick(&self, index: usize, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let (_, cron) = self.schedules.get(index)?;
+        cron.find_next_occurrence(&after, false).ok()
     }
 
     /// The latest tick of each schedule at or before `now` and no older than the catch-up window.
@@ -256,14 +254,14 @@ impl Scheduler {
                         } else {
                             tracing::debug!(schedule = %name, tick = %at, "tick already submitted");
                         }
-                        *tick = self.next_ticks(at)[index];
+                        *tick = self.next_tick(index, at);
                     }
                     Err(e) => {
                         let late = chrono::Duration::from_std(self.catch_up)
                             .is_ok_and(|window| now - at > window);
                         tracing::warn!(schedule = %self.schedules[index].0.name, tick = %at, error = %e, late, "could not submit a scheduled job");
                         if late {
-                            *tick = self.next_ticks(now)[index];
+                            *tick = self.next_tick(index, now);
                         } else {
                             retry = true;
                         }
@@ -272,7 +270,7 @@ impl Scheduler {
             }
             for (index, tick) in pending.iter_mut().enumerate() {
                 if tick.is_none() {
-                    *tick = self.next_ticks(now)[index];
+                    *tick = self.next_tick(index, now);
                 }
             }
             let next = pending.iter().flatten().min().copied();
