@@ -375,6 +375,20 @@ build() {
 # The builder stage gets a tag of its own so that the clean-up's `podman image prune` keeps its
 # layers: the next run reuses them when nothing changed (and the cargo target directory, a cache
 # mount, when something did).
+# Disk: vfs storage keeps a whole copy of the file system per layer, and the build's cargo target
+# directory is a cache mount, so a build needs several GiB. When the storage's file system runs
+# short, what an earlier run kept (the builder stage, unused images and build caches) is removed
+# first; then, if it is still short, the test stops here with a message that says so.
+need_gib=12
+free_gib() { df -P -BG "$(podman info --format '{{.Store.GraphRoot}}')" | awk 'NR == 2 { sub("G", "", $4); print $4 }'; }
+if [ "$(free_gib)" -lt "$need_gib" ]; then
+    say "only $(free_gib) GiB free for podman's storage: removing the kept builder stage and build caches"
+    podman rmi -f holidapp-builder:cache >/dev/null 2>&1 || true
+    podman image prune -f >/dev/null 2>&1 || true
+    podman system prune -f --build >/dev/null 2>&1 || podman system prune -f >/dev/null 2>&1 || true
+    [ "$(free_gib)" -ge "$need_gib" ] \
+        || fail "podman's storage ($(podman info --format '{{.Store.GraphRoot}}')) has $(free_gib) GiB free; the build needs about $need_gib GiB"
+fi
 build builder holidapp-builder:cache
 build runtime "$image"
 build debug "$debug_image"
