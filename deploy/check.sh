@@ -108,12 +108,14 @@ fi
 rendered="$(mktemp -d)"
 trap 'rm -rf "$rendered"' EXIT
 
-# The base generates the Redis password Secret from redis-password.env, which is git-ignored and
-# absent from a clean clone: render a copy of deploy/k8s with a random throwaway password instead
-# (a real password file, if there is one, stays out of the rendered files).
+# The base generates the Redis password and API token Secrets from redis-password.env and
+# api-token.env, which are git-ignored and absent from a clean clone: render a copy of deploy/k8s
+# with a random throwaway value instead (real files, if there are any, stay out of the rendered
+# files).
 throwaway_password="$("$python" -c 'import secrets; print(secrets.token_hex(24))')"
 cp -R deploy/k8s "$rendered/k8s"
 printf 'REDIS_PASSWORD=%s\n' "$throwaway_password" >"$rendered/k8s/base/redis-password.env"
+printf 'HOLIDAPP_API_TOKEN=%s\n' "$throwaway_password" >"$rendered/k8s/base/api-token.env"
 
 overlays=(deploy/k8s/base)
 for dir in deploy/k8s/overlays/*/; do

@@ -2,13 +2,21 @@
 
 use std::sync::Arc;
 
+use crate::events::EventLog;
 use crate::queue::{Consumer, Maintenance, Producer};
 use crate::store::JobStore;
+use crate::workers::WorkerRegistry;
 
 /// A backend that plays every role, as both built-in backends do.
-pub trait Backend: JobStore + Producer + Consumer + Maintenance + 'static {}
+pub trait Backend:
+    JobStore + Producer + Consumer + Maintenance + WorkerRegistry + EventLog + 'static
+{
+}
 
-impl<B: JobStore + Producer + Consumer + Maintenance + 'static> Backend for B {}
+impl<B> Backend for B where
+    B: JobStore + Producer + Consumer + Maintenance + WorkerRegistry + EventLog + 'static
+{
+}
 
 /// The capabilities a service runs on. Both built-in backends have all of them; a test or a
 /// decorator may wrap one capability and pass the others through untouched.
@@ -22,6 +30,10 @@ pub struct Backends {
     pub consumer: Arc<dyn Consumer>,
     /// Recovers expired leases and purges finished jobs.
     pub maintenance: Arc<dyn Maintenance>,
+    /// Where workers register and heartbeat, and the live ones are listed.
+    pub workers: Arc<dyn WorkerRegistry>,
+    /// The log of every job's status changes.
+    pub events: Arc<dyn EventLog>,
 }
 
 impl Backends {
@@ -31,7 +43,9 @@ impl Backends {
             store: backend.clone(),
             producer: backend.clone(),
             consumer: backend.clone(),
-            maintenance: backend,
+            maintenance: backend.clone(),
+            workers: backend.clone(),
+            events: backend,
         }
     }
 }

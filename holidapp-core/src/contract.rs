@@ -1,7 +1,7 @@
 //! The backend contract suite (feature `test-util`).
 //!
-//! One set of tests pins the behaviour of [`Producer`], [`Consumer`], [`Maintenance`] and
-//! [`JobStore`]. Every backend runs all of it, unchanged: a backend that passes is correct by
+//! One set of tests pins the behaviour of [`Producer`], [`Consumer`], [`Maintenance`],
+//! [`JobStore`] and [`WorkerRegistry`](crate::workers::WorkerRegistry). Every backend runs all of it, unchanged: a backend that passes is correct by
 //! definition, and a bug found in one backend becomes a new test here.
 //!
 //! A backend's test file names a factory and invokes the macro:
@@ -1711,6 +1711,216 @@ pub async fn unique_key_scopes_hold_while_active_or_for_a_duration<M: MakeBacken
     );
 }
 
+/// Every status change of every job is an event, in order, with its kind, queue and (for what a
+/// worker did) worker; a reader resumes from any cursor with each retained event once, and
+/// `head` is after all of them.
+pub async fn events_record_every_status_change_and_resume_from_any_cursor<M: MakeBackend>(
+    make: &M,
+) {
+    use crate::events::{EventLog, MAX_READ};
+    let (b, clock) = fixture(make).await;
+    let start = b.head().await.unwrap();
+    assert!(b.read(&start, MAX_READ).await.unwrap().is_empty());
+    let mail = queue("mail");
+    let a = submit(&*b, &clock).await;
+    let c = job_in(&clock, &mail, "{}");
+    let d = job(&clock);
+    b.enqueue_all(&[c.clone(), d.clone()]).await.unwrap();
+    let la = lease(&*b, "w1").await;
+    b.complete(&la, png(b"done")).await.unwrap();
+    let ld = lease(&*b, "w2").await;
+    b.fail(&ld, "boom", FailureKind::Transient).await.unwrap();
+    let lc = lease_from(&*b, &mail, "w3").await;
+    b.release(&lc).await.unwrap();
+    b.cancel(c.id).await.unwrap();
+    clock.advance(Duration::from_secs(2));
+    let ld = lease(&*b, "w4").await;
+    clock.advance(LEASE + Duration::from_secs(1));
+    b.requeue_expired().await.unwrap();
+
+    let events = b.read(&start, MAX_READ).await.unwrap();
+    let of = |id: JobId| -> Vec<(JobStatus, Option<&str>)> {
+        events
+            .iter()
+            .filter(|e| e.job == id)
+            .map(|e| (e.status, e.worker.as_deref()))
+            .collect()
+    };
+    use JobStatus::*;
+    assert_eq!(
+        of(a.id),
+        [
+            (Submitted, None),
+            (InProgress, Some("w1")),
+            (Complete, Some("w1"))
+        ]
+    );
+    assert_eq!(
+        of(d.id),
+        [
+            (Submitted, None),
+            (InProgress, Some("w2")),
+            (Submitted, Some("w2")),
+            (InProgress, Some("w4")),
+            (Submitted, None),
+        ]
+    );
+    assert_eq!(
+        of(c.id),
+        [
+            (Submitted, None),
+            (InProgress, Some("w3")),
+            (Submitted, Some("w3")),
+            (Cancelled, None)
+        ]
+    );
+    assert_eq!(events.len(), 12, "{events:#?}");
+    for e in &events {
+        assert_eq!(e.kind, KIND);
+        let expected = if e.job == c.id { &mail } else { &a.queue };
+        assert_eq!(&e.queue, expected);
+    }
+    let _ = ld;
+
+    // Resuming after any event answers exactly the events after it, however they are paged.
+    for cut in 0..events.len() {
+        let mut cursor = start.clone();
+        for e in &events[..cut] {
+            cursor.pass(e);
+        }
+        let mut rest = Vec::new();
+        loop {
+            let page = b.read(&cursor, 2).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= 2);
+            for e in &page {
+                cursor.pass(e);
+            }
+            rest.extend(page);
+        }
+        let expected: Vec<_> = events[cut..].iter().map(|e| (e.job, e.status)).collect();
+        let got: Vec<_> = rest.iter().map(|e| (e.job, e.status)).collect();
+        // Streams of different queues may interleave differently; each job's order may not.
+        for id in [a.id, c.id, d.id] {
+            let seq = |v: &Vec<(JobId, JobStatus)>| -> Vec<JobStatus> {
+                v.iter()
+                    .filter(|(j, _)| *j == id)
+                    .map(|(_, s)| *s)
+                    .collect()
+            };
+            assert_eq!(seq(&got), seq(&expected), "after {cut} events, job {id}");
+        }
+        assert_eq!(got.len(), expected.len(), "after {cut} events");
+        // The text form of a cursor resumes just the same.
+        let reparsed: crate::events::EventCursor = cursor.to_string().parse().unwrap();
+        assert!(b.read(&reparsed, MAX_READ).await.unwrap().is_empty());
+    }
+    let head = b.head().await.unwrap();
+    assert!(b.read(&head, MAX_READ).await.unwrap().is_empty());
+}
+
+/// A reader waiting at the head of the log is woken by the next event, long before its timeout.
+pub async fn event_waits_wake_on_the_next_event<M: MakeBackend>(make: &M) {
+    use crate::events::{EventLog, MAX_READ};
+    let (b, clock) = fixture(make).await;
+    submit(&*b, &clock).await;
+    let head = b.head().await.unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        b.wait(&head, Duration::from_millis(50)),
+    )
+    .await
+    .expect("an idle wait ends at its timeout");
+    let mut waiter = {
+        let b = Arc::clone(&b);
+        let head = head.clone();
+        tokio::spawn(async move { b.wait(&head, Duration::from_secs(3600)).await })
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiter)
+            .await
+            .is_err(),
+        "an idle waiter returned without an event"
+    );
+    let l = lease(&*b, "w").await;
+    tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter was not woken by the lease's event")
+        .unwrap();
+    let new = b.read(&head, MAX_READ).await.unwrap();
+    assert_eq!(new.len(), 1);
+    assert_eq!((new[0].job, new[0].status), (l.id(), JobStatus::InProgress));
+}
+
+/// A worker's entry as it beats: `last_seen` is the registry's.
+fn worker_info(id: &str, completed: u64) -> crate::workers::WorkerInfo {
+    crate::workers::WorkerInfo {
+        id: id.to_owned(),
+        identity: "10.0.0.7".to_owned(),
+        queues: vec![QueueName::default_queue(), QueueName::new("mail").unwrap()],
+        concurrency: 4,
+        in_flight: 2,
+        leased: completed + 3,
+        completed,
+        failed: 1,
+        retried: 0,
+        started_at: chrono::DateTime::UNIX_EPOCH,
+        last_seen: chrono::DateTime::UNIX_EPOCH,
+    }
+}
+
+/// Workers beat, are listed with what they sent and the registry's time, replace their own
+/// entry, leave, and disappear once their entry outlives its time to live.
+pub async fn workers_register_beat_leave_and_expire<M: MakeBackend>(make: &M) {
+    use crate::workers::WorkerRegistry;
+    let (b, clock) = fixture(make).await;
+    assert!(b.workers().await.unwrap().is_empty());
+    let ttl = Duration::from_secs(6);
+    b.beat(&worker_info("a/1", 5), ttl).await.unwrap();
+    b.beat(&worker_info("b/2", 0), ttl).await.unwrap();
+    let listed = b.workers().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].id, "a/1");
+    let mut expected = worker_info("a/1", 5);
+    expected.last_seen = listed[0].last_seen;
+    assert_eq!(listed[0], expected);
+    let at = clock.now();
+    assert!(
+        (listed[0].last_seen - at).num_milliseconds().abs() <= 1,
+        "{:?}",
+        listed[0]
+    );
+
+    // A later beat replaces the entry, and keeps it alive.
+    clock.advance(Duration::from_secs(4));
+    b.beat(&worker_info("a/1", 9), ttl).await.unwrap();
+    clock.advance(Duration::from_secs(3));
+    let listed = b.workers().await.unwrap();
+    assert_eq!(listed.len(), 1, "b/2 missed its beats: {listed:?}");
+    assert_eq!((listed[0].id.as_str(), listed[0].completed), ("a/1", 9));
+    assert!(listed[0].last_seen > at);
+
+    // Leaving is at once, and twice is harmless.
+    b.leave("a/1").await.unwrap();
+    b.leave("a/1").await.unwrap();
+    b.leave("never/0").await.unwrap();
+    assert!(b.workers().await.unwrap().is_empty());
+
+    // Exactly at its deadline an entry is dead.
+    b.beat(&worker_info("c/3", 0), ttl).await.unwrap();
+    clock.advance(ttl);
+    assert!(b.workers().await.unwrap().is_empty());
+
+    // Names a registry refuses.
+    let bad = worker_info("bad\nid", 0);
+    assert!(matches!(
+        b.beat(&bad, ttl).await,
+        Err(Error::InvalidParams(_))
+    ));
+}
+
 /// `ping` answers while the backend is up.
 pub async fn ping_answers<M: MakeBackend>(make: &M) {
     let (b, _) = fixture(make).await;
@@ -1769,6 +1979,9 @@ macro_rules! backend_contract_suite {
             delayed_jobs_leave_cleanly_and_keep_their_priority,
             wait_for_work_wakes_for_a_delayed_job,
             unique_key_scopes_hold_while_active_or_for_a_duration,
+            workers_register_beat_leave_and_expire,
+            events_record_every_status_change_and_resume_from_any_cursor,
+            event_waits_wake_on_the_next_event,
             ping_answers,
         );
     };

@@ -178,6 +178,8 @@ const UNIQUE_RACE_TRIES: usize = 3;
 pub struct Jobs {
     store: Arc<dyn JobStore>,
     producer: Arc<dyn Producer>,
+    workers: Arc<dyn crate::workers::WorkerRegistry>,
+    events: Arc<dyn crate::events::EventLog>,
     kinds: Kinds,
     clock: Arc<dyn Clock>,
     default_kind: Option<String>,
@@ -203,6 +205,8 @@ impl Jobs {
         Jobs {
             store: Arc::clone(&backends.store),
             producer: Arc::clone(&backends.producer),
+            workers: Arc::clone(&backends.workers),
+            events: Arc::clone(&backends.events),
             kinds,
             clock: Arc::new(SystemClock),
             default_kind: None,
@@ -455,6 +459,60 @@ impl Jobs {
     /// The counts of every queue.
     pub async fn stats(&self) -> Result<Vec<QueueStats>> {
         self.store.stats().await
+    }
+
+    /// The status changes of jobs that pass `filter`: the retained ones after `after` first
+    /// (none when `after` is `None`: from now), then each new one as it happens, with the
+    /// cursor to resume after it ([`events::follow`](crate::events::follow)). A
+    /// [`Followed::Quiet`](crate::events::Followed::Quiet) comes after `quiet` without an event.
+    pub fn events(
+        &self,
+        after: Option<crate::events::EventCursor>,
+        filter: crate::events::EventFilter,
+        quiet: std::time::Duration,
+    ) -> impl futures::Stream<Item = Result<crate::events::Followed>> + Send + use<> {
+        crate::events::follow(Arc::clone(&self.events), after, filter, quiet)
+    }
+
+    /// The retained events after `after` (all of them when `None`) that pass `filter`, at most
+    /// [`MAX_READ`](crate::events::MAX_READ), each with the cursor after it; and the cursor after
+    /// everything read (filtered out or not), from which to go on. Reads at most 64 pages of the
+    /// log, so a filter that skips nearly everything still costs bounded work.
+    pub async fn past_events(
+        &self,
+        after: Option<crate::events::EventCursor>,
+        filter: &crate::events::EventFilter,
+    ) -> Result<(
+        Vec<(crate::events::JobEvent, crate::events::EventCursor)>,
+        crate::events::EventCursor,
+    )> {
+        use crate::events::MAX_READ;
+        let mut cursor = after.unwrap_or_default();
+        let mut found = Vec::new();
+        for _ in 0..64 {
+            let page = self.events.read(&cursor, MAX_READ).await?;
+            if page.is_empty() {
+                break;
+            }
+            for event in page {
+                if cursor.covers(&event.stream, event.position) {
+                    continue;
+                }
+                cursor.pass(&event);
+                if filter.matches(&event) {
+                    found.push((event, cursor.clone()));
+                    if found.len() == MAX_READ {
+                        return Ok((found, cursor));
+                    }
+                }
+            }
+        }
+        Ok((found, cursor))
+    }
+
+    /// The live workers of the worker registry, by id: what each serves and has done.
+    pub async fn workers(&self) -> Result<Vec<crate::workers::WorkerInfo>> {
+        self.workers.workers().await
     }
 }
 

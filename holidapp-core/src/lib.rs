@@ -37,6 +37,11 @@
 //! - [`Maintenance`] sends the jobs of dead workers back to their queue once their lease runs out
 //!   (or fails them after their last attempt), and frees finished jobs past retention.
 //! - [`JobStore`] reads, lists (newest first, bounded pages), deletes and counts jobs.
+//! - [`EventLog`](events::EventLog) keeps a bounded log of every job's status changes, read from
+//!   any position and followed live ([`events`]).
+//! - [`WorkerRegistry`] keeps one entry per live worker process, which it heartbeats with its
+//!   identity, queues and counters; an entry that misses its beats disappears
+//!   ([`workers`]).
 //!
 //! The [`contract`] suite (feature `test-util`) checks every promise, and both built-in backends
 //! run it unchanged.
@@ -44,7 +49,7 @@
 //! ## Use cases and the processing step
 //!
 //! [`Jobs`] holds the use cases of a job service (submit checked by the kind, read, list, fetch a
-//! result in one step, delete, count); [`Processor::process_one`] is everything a worker does for
+//! result in one step, delete, count, the live workers); [`Processor::process_one`] is everything a worker does for
 //! one job: lease it from the worker's queues, run it with its kind's renderer, store the result
 //! or the failure. Workers, the embedded mode and tests all call it.
 //!
@@ -118,6 +123,7 @@ pub mod clock;
 #[cfg(any(feature = "test-util", doc))]
 pub mod contract;
 pub mod error;
+pub mod events;
 pub mod integer;
 pub mod job;
 pub mod jobs;
@@ -135,6 +141,7 @@ pub mod stats;
 pub mod store;
 #[cfg(all(feature = "test-util", feature = "redis"))]
 pub mod testing;
+pub mod workers;
 
 /// The attribute a [`Renderer`] implementation needs (re-exported from `async-trait`).
 pub use async_trait::async_trait;
@@ -160,3 +167,4 @@ pub use stats::{Counter, StatsSnapshot, WorkerStats};
 pub use store::{
     Cursor, JobStore, ListQuery, Page, QueueStats, ResultState, StatusCounts, Statuses,
 };
+pub use workers::{WorkerInfo, WorkerRegistry};

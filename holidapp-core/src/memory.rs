@@ -22,6 +22,9 @@ use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
+use crate::events::{
+    EventCursor, EventLog, JobEvent, MEMORY_RETAINED, MEMORY_STREAM, MEMORY_STREAM_NAME, Position,
+};
 use crate::job::{Job, JobId, Progress, QueueName, UniqueScope};
 use crate::kind::Output;
 use crate::machine::{
@@ -34,6 +37,7 @@ use crate::queue::{
 use crate::store::{
     Cursor, JobStore, ListQuery, Page, QueueStats, ResultState, StatusCounts, cancel_refused,
 };
+use crate::workers::{MAX_WORKERS, WorkerInfo, WorkerRegistry};
 
 /// Jobs and their queues held in this process's memory.
 #[derive(Debug)]
@@ -43,6 +47,11 @@ pub struct MemoryBackend {
     state: Mutex<State>,
     // Wakes idle workers blocked in `wait_for_work` when a job becomes ready.
     work: Notify,
+    /// The worker registry: each live worker's last beat and when its entry dies. Apart from the
+    /// jobs' lock, so heartbeats never wait for job traffic.
+    workers: Mutex<HashMap<String, (WorkerInfo, DateTime<Utc>)>>,
+    /// Wakes readers of the event log waiting in `EventLog::wait`.
+    events_added: Notify,
 }
 
 /// One stored job and its queue bookkeeping.
@@ -160,6 +169,10 @@ struct State {
     by_status: [BTreeSet<(u64, JobId)>; STATUSES],
     /// Finished jobs by expiry time.
     expiries: BTreeSet<(DateTime<Utc>, JobId)>,
+    /// The event log: the last [`MEMORY_RETAINED`] status changes, oldest first.
+    events: VecDeque<JobEvent>,
+    /// The sequence number of the last event appended (the first is 1).
+    last_event: u64,
 }
 
 /// How many statuses there are.
@@ -371,6 +384,37 @@ impl State {
         Some(entry)
     }
 
+    /// Appends the event of job `id`'s change to its current status, with the worker that made
+    /// it when `by_worker`.
+    fn record(&mut self, id: JobId, now: DateTime<Utc>, by_worker: bool) {
+        let Some(entry) = self.jobs.get(&id) else {
+            return;
+        };
+        self.last_event += 1;
+        let event = JobEvent {
+            stream: Arc::clone(&MEMORY_STREAM_NAME),
+            position: Position {
+                ms: 0,
+                seq: self.last_event,
+                index: 0,
+            },
+            job: id,
+            kind: entry.job.kind.clone(),
+            queue: entry.job.queue.clone(),
+            status: entry.job.status,
+            worker: if by_worker {
+                entry.job.worker.clone()
+            } else {
+                None
+            },
+            at: now,
+        };
+        if self.events.len() == MEMORY_RETAINED {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+
     /// Stores and queues a new job, or answers why not (as the Redis enqueue script does, in
     /// the same order: a taken id, a held unique key, a full quota).
     fn insert(
@@ -459,6 +503,7 @@ impl State {
                 expires_at: None,
             }),
         );
+        self.record(job.id, now, false);
         Ok(Enqueued::Stored)
     }
 }
@@ -476,6 +521,8 @@ impl MemoryBackend {
             clock,
             state: Mutex::new(State::default()),
             work: Notify::new(),
+            workers: Mutex::new(HashMap::new()),
+            events_added: Notify::new(),
         }
     }
 
@@ -504,6 +551,8 @@ impl MemoryBackend {
             &self.settings.retry,
         )?;
         state.apply(lease.id(), mv, now, self.settings.result_ttl)?;
+        state.record(lease.id(), now, true);
+        self.events_added.notify_waiters();
         let entry = state.jobs.get_mut(&lease.id()).ok_or(Error::LeaseLost)?;
         if let Some(reason) = reason {
             entry.job.error = Some(reason.to_owned());
@@ -518,6 +567,7 @@ impl Producer for MemoryBackend {
         let now = self.clock.now();
         let answer = self.state().insert(job, now, &self.settings)?;
         self.work.notify_waiters();
+        self.events_added.notify_waiters();
         Ok(answer)
     }
 
@@ -530,6 +580,7 @@ impl Producer for MemoryBackend {
                 .collect()
         };
         self.work.notify_waiters();
+        self.events_added.notify_waiters();
         Ok(answers)
     }
 }
@@ -559,12 +610,14 @@ impl MemoryBackend {
         entry.lease = Some((token, deadline));
         entry.job.worker = Some(worker.to_owned());
         entry.job.started_at = Some(now);
-        Ok(Some(Lease {
+        let lease = Lease {
             job: entry.job.clone(),
             token,
             worker: worker.to_owned(),
             deadline,
-        }))
+        };
+        state.record(id, now, true);
+        Ok(Some(lease))
     }
 }
 
@@ -579,7 +632,12 @@ impl Consumer for MemoryBackend {
         let now = self.clock.now();
         let mut state = self.state();
         state.promote_delayed(queue, now);
-        self.lease_next(&mut state, queue, worker, now, after(now, lease_for))
+        let lease = self.lease_next(&mut state, queue, worker, now, after(now, lease_for))?;
+        drop(state);
+        if lease.is_some() {
+            self.events_added.notify_waiters();
+        }
+        Ok(lease)
     }
 
     /// The whole batch under one lock: one deadline, a fresh token each.
@@ -600,6 +658,10 @@ impl Consumer for MemoryBackend {
                 Some(lease) => leases.push(lease),
                 None => break,
             }
+        }
+        drop(state);
+        if !leases.is_empty() {
+            self.events_added.notify_waiters();
         }
         Ok(leases)
     }
@@ -665,6 +727,9 @@ impl Consumer for MemoryBackend {
         entry.result = Some(output);
         let job = entry.job.clone();
         state.queue(&job.queue).result_bytes += bytes;
+        state.record(lease.id(), now, true);
+        drop(state);
+        self.events_added.notify_waiters();
         Ok(job)
     }
 
@@ -733,10 +798,14 @@ impl Maintenance for MemoryBackend {
                 if let Some(entry) = state.jobs.get_mut(&id) {
                     entry.job.error = Some(expiry_reason(machine.attempts, machine.max_attempts));
                 }
+                state.record(id, now, false);
             }
         }
         if report.requeued > 0 {
             self.work.notify_waiters();
+        }
+        if report.requeued + report.failed > 0 {
+            self.events_added.notify_waiters();
         }
         Ok(report)
     }
@@ -753,6 +822,100 @@ impl Maintenance for MemoryBackend {
             purged += 1;
         }
         Ok(purged)
+    }
+}
+
+impl MemoryBackend {
+    /// The registry's entries, the dead ones dropped.
+    fn live_workers(
+        &self,
+        now: DateTime<Utc>,
+    ) -> MutexGuard<'_, HashMap<String, (WorkerInfo, DateTime<Utc>)>> {
+        let mut workers = self
+            .workers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        workers.retain(|_, (_, dies_at)| *dies_at > now);
+        workers
+    }
+}
+
+/// The in-memory log is one stream, numbered 0: positions are `(0, n, 0)`, `n` counting every
+/// event since the backend was made.
+#[async_trait]
+impl EventLog for MemoryBackend {
+    async fn read(&self, after: &EventCursor, max: usize) -> Result<Vec<JobEvent>> {
+        let seen = after.get(MEMORY_STREAM).map_or(0, |p| p.seq);
+        let state = self.state();
+        let Some(oldest) = state.events.front().map(|e| e.position.seq) else {
+            return Ok(Vec::new());
+        };
+        let skip = usize::try_from(seen.saturating_sub(oldest - 1)).unwrap_or(usize::MAX);
+        Ok(state
+            .events
+            .iter()
+            .skip(skip)
+            .take(max.min(crate::events::MAX_READ))
+            .cloned()
+            .collect())
+    }
+
+    async fn head(&self) -> Result<EventCursor> {
+        let mut cursor = EventCursor::start();
+        let last = self.state().last_event;
+        cursor.advance(
+            &MEMORY_STREAM_NAME,
+            Position {
+                ms: 0,
+                seq: last,
+                index: 0,
+            },
+        );
+        Ok(cursor)
+    }
+
+    async fn wait(&self, after: &EventCursor, timeout: Duration) {
+        let notified = self.events_added.notified();
+        tokio::pin!(notified);
+        // Register before looking, so an event appended between the look and the wait wakes it.
+        notified.as_mut().enable();
+        let seen = after.get(MEMORY_STREAM).map_or(0, |p| p.seq);
+        if self.state().last_event > seen {
+            return;
+        }
+        let _ = tokio::time::timeout(timeout, notified).await;
+    }
+}
+
+#[async_trait]
+impl WorkerRegistry for MemoryBackend {
+    async fn beat(&self, worker: &WorkerInfo, ttl: Duration) -> Result<()> {
+        worker.validate()?;
+        let now = self.clock.now();
+        let mut workers = self.live_workers(now);
+        if workers.len() >= MAX_WORKERS && !workers.contains_key(&worker.id) {
+            return Err(Error::Conflict(format!(
+                "the worker registry holds {MAX_WORKERS} live workers already"
+            )));
+        }
+        let mut info = worker.clone();
+        info.last_seen = now;
+        let dies_at = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        workers.insert(info.id.clone(), (info, dies_at));
+        Ok(())
+    }
+
+    async fn leave(&self, id: &str) -> Result<()> {
+        self.live_workers(self.clock.now()).remove(id);
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        let workers = self.live_workers(self.clock.now());
+        let mut live: Vec<WorkerInfo> = workers.values().map(|(info, _)| info.clone()).collect();
+        drop(workers);
+        live.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(live)
     }
 }
 
@@ -856,7 +1019,11 @@ impl JobStore for MemoryBackend {
         )
         .map_err(|_| cancel_refused(id, status))?;
         state.apply(id, mv, now, self.settings.result_ttl)?;
-        Ok(state.jobs.get(&id).map(|e| e.job.clone()))
+        state.record(id, now, false);
+        let job = state.jobs.get(&id).map(|e| e.job.clone());
+        drop(state);
+        self.events_added.notify_waiters();
+        Ok(job)
     }
 
     async fn delete(&self, id: JobId) -> Result<bool> {

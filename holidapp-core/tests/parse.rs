@@ -184,7 +184,7 @@ fn a_json_document_sent_as_json_is_an_object_and_arrays_are_read_from_text() {
     for refused in [&array[..], b"[]", b"  [1, 2", b"[{\"id\": 1}]"] {
         let parsed = parse_json_object(refused, &limits);
         assert!(
-            matches!(&parsed, Err(Error::InvalidData(msg)) if msg.contains("text/plain")),
+            matches!(&parsed, Err(Error::InvalidData(msg)) if msg.contains("text/tab-separated-values")),
             "{parsed:?}"
         );
     }

@@ -25,7 +25,7 @@ use serde::Serialize;
 const MAX_MESSAGE_CHARS: usize = 300;
 
 /// Every `code` an error body may carry ([`ApiError::code`]), as the OpenAPI document lists them.
-pub const ERROR_CODES: [&str; 26] = [
+pub const ERROR_CODES: [&str; 28] = [
     "invalid_params",
     "invalid_body",
     "unknown_kind",
@@ -52,6 +52,8 @@ pub const ERROR_CODES: [&str; 26] = [
     "job_failed",
     "job_cancelled",
     "timeout",
+    "unauthorized",
+    "too_many_streams",
 ];
 
 /// Everything that can go wrong while answering a request.
@@ -118,6 +120,12 @@ pub enum ApiError {
     /// The request took longer than the server's request timeout.
     #[error("the request took longer than {0:?} and was abandoned")]
     Timeout(std::time::Duration),
+    /// Every event stream this server offers is open already.
+    #[error("too many event streams are open on this server; try again later")]
+    TooManyStreams,
+    /// The route needs a token the request did not carry (see [`crate::auth`]).
+    #[error("{0}")]
+    Unauthorized(&'static str),
     /// A handler panicked. The detail is logged, never sent.
     #[error("a handler panicked: {0}")]
     Panic(String),
@@ -195,6 +203,8 @@ impl ApiError {
             | ApiError::JobFailed { .. }
             | ApiError::JobCancelled { .. } => StatusCode::CONFLICT,
             ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Panic(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -233,6 +243,8 @@ impl ApiError {
             ApiError::JobFailed { .. } => "job_failed",
             ApiError::JobCancelled { .. } => "job_cancelled",
             ApiError::Timeout(_) => "timeout",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::TooManyStreams => "too_many_streams",
             ApiError::Panic(_) | ApiError::Internal(_) => "internal",
         }
     }
@@ -249,8 +261,8 @@ impl ApiError {
             ApiError::Core(Error::Source(_)) => "the configured data source (DATA_SOURCE) could \
                  not be read; the server log has the details under this answer's x-request-id"
                 .to_owned(),
-            // It names only the request's own duration.
-            ApiError::Timeout(_) => truncate(&self.to_string()),
+            // They name only the request's own duration, or nothing internal.
+            ApiError::Timeout(_) | ApiError::TooManyStreams => truncate(&self.to_string()),
             _ if self.status().is_server_error() => "internal server error; the server log has \
                  the details under this answer's x-request-id"
                 .to_owned(),
@@ -291,6 +303,12 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"holidapp\""),
+            );
+        }
         if status.is_server_error() {
             response
                 .extensions_mut()
@@ -459,6 +477,8 @@ mod tests {
             },
             ApiError::JobCancelled { id: String::new() },
             ApiError::Timeout(std::time::Duration::from_secs(1)),
+            ApiError::Unauthorized(""),
+            ApiError::TooManyStreams,
             ApiError::Panic(String::new()),
             ApiError::Internal(String::new()),
         ];

@@ -29,6 +29,8 @@
 //!   | `GET /image`, `DELETE /image` | `ImageStore::get_image`, `delete_image` |
 //!   | `GET /readyz` | `JobStore::ping` |
 //!   | `GET /metrics` | `Jobs::stats` |
+//!   | `GET /workers` | `Jobs::workers` (the worker registry) |
+//!   | `GET /events` | `Jobs::events` (followed), `Jobs::past_events` (`follow=false`) |
 //!
 ////!   Every handler is registered with [`utoipa_axum::routes!`], which adds it to the router and
 //!   to the OpenAPI document (`GET /openapi.json`, [`openapi`]) in one call, so the two cannot
@@ -60,8 +62,9 @@
 //!   tracing span under the request timeout (a 503 `timeout` error when it runs out), counts it
 //!   in the [`Metrics`] by route template, method and status, and logs each server error at
 //!   `error` with its request id and real cause; inside it a panic catcher turns a handler
-//!   panic into a generic 500. Body limits are per route: small for `/jobs`, large for `/data`.
-//!   The hot path takes no lock: counters are atomics in a table built with the router.
+//!   panic into a generic 500; inside that, when the state holds a token ([`Auth`]), the
+//!   [`auth`] layer answers 401 to each request that lacks the token its route needs. Body
+//!   limits are per route: small for `/jobs`, large for `/data`. The hot path takes no lock: counters are atomics in a table built with the router.
 //! - **[`serve`]** runs a router on a listener the caller bound, until a shutdown future the
 //!   caller owns completes; in-flight requests then finish within a grace period. Slow clients
 //!   cannot hold it up: headers must arrive within a time limit and connections are capped
@@ -93,6 +96,7 @@ use std::time::Duration;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -102,6 +106,7 @@ mod schema;
 pub mod state;
 mod visits;
 
+pub use auth::{Auth, Token};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use state::{AppState, Limits};
@@ -114,17 +119,23 @@ pub fn router(state: AppState) -> Router {
     routes::finish_document(&mut doc, &routes::DocumentConfig::of(&state));
     routes::register_routes(&state.metrics, &doc);
     state.metrics.register_kinds(state.jobs.kinds().names());
+    let auth = state.auth.clone();
     let shared = Arc::new(routes::shared(state, &doc));
-    routes
+    let mut routes = routes
         .fallback(middleware::route_not_found)
-        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .method_not_allowed_fallback(middleware::method_not_allowed);
+    // Without a token the layer would pass every request: leave it out of the hot path.
+    if auth.writes_need_token() {
+        routes = routes.layer(axum::middleware::from_fn_with_state(auth, auth::guard));
+    }
+    routes
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(middleware::ObserveLayer::new(Arc::clone(&shared)))
         .with_state(shared)
 }
 
 /// The OpenAPI 3 document of the routes [`router`] serves with the plot product, its kind
-/// `plot` the only kind and the default one, and the default [`Limits`] (what
+/// `plot` the only kind and the default one, the default [`Limits`] and no token (what
 /// `GET /openapi.json` answers then).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let limits = Limits::default();
@@ -134,6 +145,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         kinds: vec!["plot".to_owned()],
         default_kind: Some("plot"),
         plots: true,
+        auth: &Auth::open(),
     };
     routes::finish_document(&mut doc, &config);
     doc

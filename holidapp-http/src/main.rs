@@ -79,6 +79,27 @@ struct Config {
     )]
     visits_log: PathBuf,
 
+    /// The API token: when set, every request that may change state needs
+    /// `Authorization: Bearer <token>` (16 to 1,024 printable characters; empty means unset).
+    /// Give it in the environment, not as a flag, which other users of the machine can read.
+    #[arg(
+        long = "api-token",
+        env = "HOLIDAPP_API_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    api_token: Option<String>,
+
+    /// The read token: when set (with the API token), reads need it or the API token as well,
+    /// except the probes and the dashboard's page.
+    #[arg(
+        long = "read-token",
+        env = "HOLIDAPP_READ_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    read_token: Option<String>,
+
     #[command(flatten)]
     log: LogArgs,
 
@@ -125,7 +146,41 @@ fn main() -> ExitCode {
     }
 }
 
+/// The tokens of the configuration: unset or empty values mean none; a read token needs an API
+/// token.
+fn auth(api_token: Option<&str>, read_token: Option<&str>) -> Result<holidapp_http::Auth, String> {
+    fn given(value: Option<&str>) -> Option<&str> {
+        value.filter(|v| !v.is_empty())
+    }
+    let token = |name: &str, value: &str| {
+        holidapp_http::Token::new(value).map_err(|e| format!("{name}: {e}"))
+    };
+    match (given(api_token), given(read_token)) {
+        (None, None) => Ok(holidapp_http::Auth::open()),
+        (None, Some(_)) => Err("HOLIDAPP_READ_TOKEN needs HOLIDAPP_API_TOKEN as well: \
+             a service whose reads are closed and writes open makes no sense"
+            .to_owned()),
+        (Some(write), read) => {
+            let mut auth =
+                holidapp_http::Auth::open().with_write_token(token("HOLIDAPP_API_TOKEN", write)?);
+            if let Some(read) = read {
+                auth = auth.with_read_token(token("HOLIDAPP_READ_TOKEN", read)?);
+            }
+            Ok(auth)
+        }
+    }
+}
+
 async fn run(config: Config) -> Result<(), String> {
+    let auth = auth(config.api_token.as_deref(), config.read_token.as_deref())?;
+    if auth.writes_need_token() {
+        tracing::info!(
+            reads_need_token = auth.reads_need_token(),
+            "requests that change state need the API token"
+        );
+    } else {
+        tracing::warn!("no HOLIDAPP_API_TOKEN: anyone who reaches this API can change its state");
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut embedded_pool = None;
     let mut metrics = holidapp_http::Metrics::new();
@@ -163,7 +218,8 @@ async fn run(config: Config) -> Result<(), String> {
                 Arc::new(processor),
                 services.backends.maintenance.clone(),
                 config.worker.worker_config(),
-            );
+            )
+            .with_registry(services.backends.workers.clone());
             tracing::info!(
                 concurrency = worker.config.concurrency,
                 renderer = %config.worker.renderer,
@@ -199,7 +255,8 @@ async fn run(config: Config) -> Result<(), String> {
         .with_limits(limits)
         .with_plots(plots)
         .with_metrics(Arc::new(metrics))
-        .with_visits_log(config.visits_log);
+        .with_visits_log(config.visits_log)
+        .with_auth(auth);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;

@@ -725,6 +725,40 @@ pub(crate) enum HealthStatus {
     Ready,
 }
 
+/// A live worker, as `GET /workers` lists it (`holidapp_core::WorkerInfo`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Worker)]
+pub(crate) struct WorkerDoc {
+    /// This run of the worker: its identity, a slash and 8 hex digits.
+    #[schema(example = "10.244.1.7/5f3a09c2")]
+    id: String,
+    /// What it writes on the jobs it takes (`WORKER_IP`).
+    #[schema(example = "10.244.1.7")]
+    identity: String,
+    /// The queues it serves, in order of preference.
+    #[schema(value_type = Vec<QueueNameDoc>)]
+    queues: Vec<String>,
+    /// Jobs it runs at once.
+    #[schema(minimum = 1)]
+    concurrency: u32,
+    /// Jobs it runs now.
+    in_flight: u64,
+    /// Jobs it leased since it started.
+    leased: u64,
+    /// Jobs it completed since it started.
+    completed: u64,
+    /// Jobs it recorded as failed for good since it started.
+    failed: u64,
+    /// Attempts that failed and will be tried again.
+    retried: u64,
+    /// When it started (RFC 3339).
+    #[schema(format = DateTime)]
+    started_at: String,
+    /// When it last beat (RFC 3339).
+    #[schema(format = DateTime)]
+    last_seen: String,
+}
+
 /// The answer of `GET /healthz` and `GET /readyz`.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Health {

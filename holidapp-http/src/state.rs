@@ -7,6 +7,7 @@ use std::time::Duration;
 use holidapp_core::Jobs;
 use holidapp_core::plot::Plots;
 
+use crate::auth::Auth;
 use crate::metrics::Metrics;
 
 /// What the router serves from. The caller builds it (the `holidapp-api` binary from its
@@ -28,6 +29,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Body sizes, page sizes and the request timeout.
     pub limits: Limits,
+    /// The tokens requests need (none by default: every route open).
+    pub auth: Auth,
 }
 
 impl AppState {
@@ -40,6 +43,7 @@ impl AppState {
             visits_log: None,
             metrics: Arc::new(Metrics::new()),
             limits: Limits::default(),
+            auth: Auth::open(),
         }
     }
 
@@ -61,6 +65,12 @@ impl AppState {
         self
     }
 
+    /// The same state asking for the tokens of `auth`.
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
     /// The same state with other limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -75,6 +85,7 @@ impl std::fmt::Debug for AppState {
             .field("plots", &self.plots)
             .field("visits_log", &self.visits_log)
             .field("limits", &self.limits)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
@@ -95,6 +106,9 @@ pub struct Limits {
     pub data_page_default: u64,
     /// The largest `limit` `GET /data` accepts (default 10,000).
     pub data_page_max: u64,
+    /// The most event streams (`GET /events`) open at once; past it, `503 too_many_streams`
+    /// (default 256). On Redis each open stream waits on a connection of its own.
+    pub event_streams: usize,
 }
 
 impl Default for Limits {
@@ -106,6 +120,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             data_page_default: 1_000,
             data_page_max: 10_000,
+            event_streams: 256,
         }
     }
 }

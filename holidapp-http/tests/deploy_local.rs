@@ -109,10 +109,10 @@ fn run(command: &mut Command, input: &[u8]) -> Vec<u8> {
 }
 
 /// Every object of the rendered base, as JSON (an empty merge patch applied offline turns
-/// kustomize's YAML into JSON without a YAML parser). The base generates the Redis password
-/// Secret from `redis-password.env`, which is never committed: this renders a copy of the base
-/// whose file holds `redis_password`.
-fn render_base(redis_password: &str) -> Vec<Value> {
+/// kustomize's YAML into JSON without a YAML parser). The base generates the Redis password and
+/// API token Secrets from `redis-password.env` and `api-token.env`, which are never committed:
+/// this renders a copy of the base whose files hold `redis_password` and `api_token`.
+fn render_base(redis_password: &str, api_token: &str) -> Vec<Value> {
     let kubectl = kubectl();
     let copy = tempfile::tempdir().expect("a temporary directory");
     let base = copy.path();
@@ -129,6 +129,11 @@ fn render_base(redis_password: &str) -> Vec<Value> {
         format!("REDIS_PASSWORD={redis_password}\n"),
     )
     .expect("write the password file");
+    std::fs::write(
+        base.join("api-token.env"),
+        format!("HOLIDAPP_API_TOKEN={api_token}\n"),
+    )
+    .expect("write the token file");
     let yaml = run(Command::new(&kubectl).arg("kustomize").arg(base), b"");
     let json = run(
         Command::new(&kubectl).args([
@@ -479,7 +484,9 @@ where
 async fn the_base_manifests_run_jobs_through_two_workers() {
     // The password of the base's Secret, which Redis requires as in the cluster.
     let redis_password = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    let cluster = Cluster::new(render_base(&redis_password));
+    let api_token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let bearer = format!("Bearer {api_token}");
+    let cluster = Cluster::new(render_base(&redis_password, &api_token));
     let redis = RedisServer::start_with(RedisServerOptions {
         password: Some(redis_password),
         ..RedisServerOptions::default()
@@ -497,7 +504,7 @@ async fn the_base_manifests_run_jobs_through_two_workers() {
         redis.port(),
         root.path(),
     );
-    let workers: Vec<Process> = worker_ips
+    let mut workers: Vec<Process> = worker_ips
         .iter()
         .enumerate()
         .map(|(i, ip)| {
@@ -568,9 +575,18 @@ async fn the_base_manifests_run_jobs_through_two_workers() {
     let logged = std::fs::read_to_string(&visits_log).expect("the visits log was written");
     assert_eq!(logged.lines().count(), 1, "one visit, one line: {logged:?}");
 
+    // The API takes its token from the Secret: a write without it is refused.
+    let refused = http
+        .post(format!("{base}/data"))
+        .send()
+        .await
+        .expect("POST /data");
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+
     // Data from the configured source (DATA_SOURCE, else the bundled sample).
     let loaded = http
         .post(format!("{base}/data"))
+        .header("authorization", &bearer)
         .send()
         .await
         .expect("POST /data");
@@ -582,6 +598,7 @@ async fn the_base_manifests_run_jobs_through_two_workers() {
     for _ in 0..JOBS {
         let r = http
             .post(format!("{base}/jobs"))
+            .header("authorization", &bearer)
             .json(&json!({"start": 1900, "end": 2025}))
             .send()
             .await
@@ -639,5 +656,88 @@ async fn the_base_manifests_run_jobs_through_two_workers() {
         "a real plot, not {}x{}",
         info.width,
         info.height
+    );
+    // The worker registry: both worker pods, by the identity the manifests give them, whose
+    // counts add up to the jobs done.
+    let all: Vec<&Process> = std::iter::once(&api).chain(workers.iter()).collect();
+    let registry = wait_for(
+        "both workers in GET /workers with every job counted",
+        &all,
+        || {
+            let request = http.get(format!("{base}/workers"));
+            async move {
+                let listed: Value = request.send().await.ok()?.json().await.ok()?;
+                let entries = listed.as_array()?;
+                let done: u64 = entries.iter().filter_map(|w| w["completed"].as_u64()).sum();
+                (entries.len() == 2 && done == JOBS as u64).then_some(listed)
+            }
+        },
+    )
+    .await;
+    let entries = registry.as_array().expect("a list");
+    let mut identities: Vec<&str> = entries
+        .iter()
+        .map(|w| w["identity"].as_str().unwrap())
+        .collect();
+    identities.sort_unstable();
+    assert_eq!(identities, worker_ips, "{registry}");
+    for w in entries {
+        assert_eq!(w["queues"], json!(["default"]), "{w}");
+        assert_eq!(w["concurrency"], 2, "{w}");
+        assert_eq!(w["in_flight"], 0, "{w}");
+        let ip = w["identity"].as_str().unwrap();
+        assert_eq!(
+            w["completed"].as_u64().unwrap(),
+            taken_by.get(ip).copied().unwrap_or(0) as u64,
+            "the registry counts what the jobs say {ip} did: {registry}"
+        );
+    }
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("the metrics");
+    assert!(
+        metrics.lines().any(|l| l == "holidapp_workers 2"),
+        "{metrics}"
+    );
+
+    // A worker killed with SIGKILL cannot leave: its entry is gone once it has missed its
+    // beats (6 s after the last one, which is at most 2 s before the kill).
+    workers[0].child.kill().expect("SIGKILL the first worker");
+    workers[0].child.wait().expect("the killed worker");
+    let killed = Instant::now();
+    let limit = holidapp_core::workers::ENTRY_TTL + holidapp_core::workers::BEAT_INTERVAL;
+    loop {
+        let listed: Value = http
+            .get(format!("{base}/workers"))
+            .send()
+            .await
+            .expect("GET /workers")
+            .json()
+            .await
+            .expect("JSON");
+        let left: Vec<&str> = listed
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|w| w["identity"].as_str().unwrap())
+            .collect();
+        if left == [worker_ips[1]] {
+            break;
+        }
+        assert!(
+            killed.elapsed() < limit + Duration::from_secs(2),
+            "the killed worker is still listed {:?} after its kill: {listed}",
+            killed.elapsed()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    eprintln!(
+        "the killed worker left GET /workers after {:?}",
+        killed.elapsed()
     );
 }

@@ -44,6 +44,11 @@
 //!   The call is safe from many processes at once and cheap when nothing expired, so no leader is
 //!   needed. Less often (every minute) the worker also purges finished jobs past retention
 //!   ([`Maintenance::purge_expired`](holidapp_core::Maintenance::purge_expired)).
+//! - **The registry beat** (when the worker has a
+//!   [`WorkerRegistry`](holidapp_core::WorkerRegistry), as both binaries give it) registers the
+//!   worker under a fresh run id and refreshes its entry every 2 s with its identity, queues,
+//!   concurrency and counters; the worker leaves the registry when it stops, and the entry of a
+//!   worker that died disappears after three missed beats.
 //! - **Backend outages** never stop a worker: a failed lease, renewal or recovery call is logged and
 //!   tried again after an exponential backoff with jitter (100 ms doubling up to 5 s). A job whose
 //!   outcome cannot be stored is left to its lease, which runs out, and the queue retries it.

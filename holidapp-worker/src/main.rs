@@ -125,7 +125,8 @@ async fn work(cli: Cli, redis: RedisConfig) -> ExitCode {
         Arc::new(processor),
         services.backends.maintenance.clone(),
         cli.worker.worker_config(),
-    );
+    )
+    .with_registry(services.backends.workers.clone());
     let (shutdown, force) = match signals() {
         Ok(signals) => signals,
         Err(e) => {

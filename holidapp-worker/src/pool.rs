@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use holidapp_core::stats::Counter;
+use holidapp_core::workers::{self, WorkerInfo, WorkerRegistry};
 use holidapp_core::{
     Consumer, Error, JobId, JobOutcome, Lease, LeaseToken, Maintenance, Processed, Processor,
     Renewal, StatsSnapshot, WorkerStats,
@@ -35,6 +36,9 @@ pub struct Worker {
     pub config: WorkerConfig,
     /// Counters the worker updates; keep a clone to read them while it runs.
     pub stats: Arc<WorkerStats>,
+    /// Where the worker registers and heartbeats its identity, queues and counters
+    /// ([`WorkerRegistry`]), when it has one; it leaves when it stops.
+    pub registry: Option<Arc<dyn WorkerRegistry>>,
 }
 
 impl Worker {
@@ -49,7 +53,14 @@ impl Worker {
             maintenance,
             config,
             stats: Arc::new(WorkerStats::new()),
+            registry: None,
         }
+    }
+
+    /// The same worker, registered in `registry` while it runs.
+    pub fn with_registry(mut self, registry: Arc<dyn WorkerRegistry>) -> Self {
+        self.registry = Some(registry);
+        self
     }
 }
 
@@ -103,6 +114,22 @@ pub async fn run_with_force(
     let lease_for = worker.processor.lease_for();
     worker.config.validate(lease_for)?;
     let span = info_span!("worker", worker = %worker.config.identity);
+    let registration = worker.registry.map(|registry| Registration {
+        info: WorkerInfo {
+            id: WorkerInfo::new_id(&worker.config.identity),
+            identity: worker.config.identity.clone(),
+            queues: worker.processor.queues().to_vec(),
+            concurrency: u32::try_from(worker.config.concurrency).unwrap_or(u32::MAX),
+            in_flight: 0,
+            leased: 0,
+            completed: 0,
+            failed: 0,
+            retried: 0,
+            started_at: chrono::Utc::now(),
+            last_seen: chrono::Utc::now(),
+        },
+        registry,
+    });
     let shared = Arc::new(Shared {
         consumer: Arc::clone(worker.processor.consumer()),
         slots: Arc::new(Semaphore::new(worker.config.concurrency)),
@@ -128,11 +155,20 @@ pub async fn run_with_force(
         );
         let ending = tokio::select! {
             ending = serve(&shared, shutdown, force) => ending,
+            never = registry_loop(&shared, registration.as_ref()) => match never {},
             never = heartbeat_loop(&shared) => match never {},
             never = recovery_loop(&shared) => match never {},
             never = purge_loop(&shared) => match never {},
             never = summary_loop(&shared) => match never {},
         };
+        if let Some(registration) = &registration {
+            let left = registration.registry.leave(&registration.info.id);
+            match tokio::time::timeout(RELEASE_TIMEOUT, left).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!("cannot leave the worker registry: {e}"),
+                Err(_) => debug!("cannot leave the worker registry: timed out"),
+            }
+        }
         let stats = shared.stats.snapshot();
         log_summary("worker stopped", &stats, shared.config.concurrency);
         Ok(Report { stats, ending })
@@ -767,6 +803,44 @@ async fn purge_loop(shared: &Shared) -> Infallible {
 }
 
 /// Logs the counters every summary interval.
+/// A worker's entry in the worker registry.
+struct Registration {
+    registry: Arc<dyn WorkerRegistry>,
+    /// What it beats, its counters refreshed before each beat.
+    info: WorkerInfo,
+}
+
+/// Beats the worker's entry every [`BEAT_INTERVAL`](holidapp_core::workers::BEAT_INTERVAL)
+/// with its counters; without a registry, waits forever. A failed beat is logged and counted;
+/// the next one tries again.
+async fn registry_loop(shared: &Shared, registration: Option<&Registration>) -> Infallible {
+    let Some(registration) = registration else {
+        return std::future::pending().await;
+    };
+    let mut info = registration.info.clone();
+    loop {
+        let s = shared.stats.snapshot();
+        info.in_flight = s.busy;
+        info.leased = s.leased;
+        info.completed = s.completed;
+        info.failed = s.failed;
+        info.retried = s.retried;
+        let beat = registration.registry.beat(&info, workers::ENTRY_TTL);
+        match tokio::time::timeout(CALL_TIMEOUT, beat).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                shared.stats.add(Counter::BackendErrors, 1);
+                debug!("cannot beat the worker registry: {e}");
+            }
+            Err(_) => {
+                shared.stats.add(Counter::BackendErrors, 1);
+                debug!("cannot beat the worker registry: timed out");
+            }
+        }
+        tokio::time::sleep(workers::BEAT_INTERVAL).await;
+    }
+}
+
 async fn summary_loop(shared: &Shared) -> Infallible {
     loop {
         tokio::time::sleep(shared.config.summary_interval).await;

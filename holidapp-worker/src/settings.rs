@@ -67,6 +67,12 @@ impl WorkerConfig {
         if self.identity.trim().is_empty() {
             return Err(ConfigError("the worker identity must not be blank".into()));
         }
+        let most = holidapp_core::workers::MAX_NAME_BYTES - 9;
+        if self.identity.len() > most || self.identity.chars().any(char::is_control) {
+            return Err(ConfigError(format!(
+                "the worker identity must be at most {most} bytes without control characters"
+            )));
+        }
         if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
             return Err(ConfigError(format!(
                 "concurrency must be between 1 and {MAX_CONCURRENCY}, not {}",
@@ -141,6 +147,10 @@ mod tests {
         assert!(zero.to_string().contains("concurrency"), "{zero}");
         let blank = WorkerConfig::new(" ", 1).validate(lease).unwrap_err();
         assert!(blank.to_string().contains("identity"), "{blank}");
+        for bad in ["10.0.0.7\u{1e}x", "w\n", &"w".repeat(300)] {
+            let refused = WorkerConfig::new(bad, 1).validate(lease).unwrap_err();
+            assert!(refused.to_string().contains("identity"), "{refused}");
+        }
         let short = WorkerConfig::new("w", 1)
             .validate(Duration::from_millis(500))
             .unwrap_err();

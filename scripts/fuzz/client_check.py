@@ -84,8 +84,12 @@ class Check:
         self.failures.append(message)
         print(f"  FAIL {message}", flush=True)
 
-    def call(self, method: str, path: str, expect, **arguments):
-        """Calls METHOD PATH through its generated function; None when that cannot be done."""
+    def call(self, method: str, path: str, expect, raw: bool = False, **arguments):
+        """Calls METHOD PATH through its generated function; None when that cannot be done.
+
+        With `raw`, the generated code builds the request (`_get_kwargs`) and the generated
+        client's httpx client sends it, without parsing the answer: a Server-Sent Events stream
+        is text the generated models cannot read."""
         route = (method, path)
         self.called.add(route)
         label = f"{method} {path}"
@@ -100,7 +104,10 @@ class Check:
             return None
         self.calls += 1
         try:
-            response = module.sync_detailed(client=self.client, **arguments)
+            if raw:
+                response = self.client.get_httpx_client().request(**module._get_kwargs(**arguments))
+            else:
+                response = module.sync_detailed(client=self.client, **arguments)
         except Exception as e:  # noqa: BLE001 - reported as a failure of the route
             self.fail(f"{label}: the generated function raised {type(e).__name__}: {e}")
             return None
@@ -230,6 +237,12 @@ class Check:
         if r is not None:
             self.expect("holidapp_backend_up 1" in str(r.parsed or ""),
                         f"GET /metrics: no holidapp_backend_up 1: {r.content[:200]!r}")
+        r = self.call("GET", "/workers", 200)
+        if r is not None:
+            workers = json.loads(r.content)
+            self.expect(isinstance(workers, list) and len(workers) >= 1
+                        and all(isinstance(w.get("identity"), str) for w in workers),
+                        f"GET /workers: the embedded worker pool is not listed: {r.content[:300]!r}")
         r = self.call("GET", "/openapi.json", 200)
         if r is not None:
             parsed = r.parsed.to_dict() if hasattr(r.parsed, "to_dict") else r.parsed
@@ -315,6 +328,7 @@ class Check:
             for path in ("/jobs/{id}", "/jobs/{id}/result", "/results/{id}", "/download/{id}"):
                 self.called.add(("GET", path))
             self.called.update({("DELETE", "/jobs/{id}"), ("GET", "/jobs_status"), ("GET", "/job_status"),
+                                ("GET", "/events"),
                                 ("GET", "/jobs"), ("GET", "/completed_jobs"), ("GET", "/inprogress_jobs"),
                                 ("GET", "/incomplete_jobs")})
             return
@@ -348,6 +362,16 @@ class Check:
         r = self.call("GET", "/completed_jobs", 200, limit=10)
         if r is not None:
             self.expect({str(j.id) for j in r.parsed or []} == set(submitted), "GET /completed_jobs: not the two jobs")
+        # Every status change was an event: each job's submit, lease and completion.
+        r = self.call("GET", "/events", 200, raw=True, follow=False, queue="default")
+        if r is not None:
+            text = r.content.decode("utf-8", "replace")
+            events = [json.loads(line[len("data:"):]) for line in text.splitlines()
+                      if line.startswith("data:")]
+            for job_id in submitted:
+                statuses = [e.get("status") for e in events if e.get("job") == job_id]
+                self.expect(statuses[-3:] == ["submitted", "in progress", "complete"],
+                            f"GET /events: job {job_id} has the events {statuses}")
         # A complete job cannot be cancelled; a fresh one can, unless the embedded workers finish
         # it first.
         self.call("POST", "/jobs/{id}/cancel", 409, id=submitted[0])

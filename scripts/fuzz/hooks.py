@@ -163,3 +163,11 @@ def raw_data_set(context, case):
         data = f"id\tvalue\n1\t{cell}\n"
         case.body = data if isinstance(case.body, str) else data.encode()
     return case
+
+
+@schemathesis.hook("filter_case").apply_to(method="GET", path="/events")
+def events_that_end(context, case) -> bool:
+    """A followed event stream never ends, and the fuzzer reads every answer to its end: only
+    the cases that ask for the retained events alone (`follow=false`) are sent."""
+    follow = (case.query or {}).get("follow")
+    return follow is False or follow == "false"

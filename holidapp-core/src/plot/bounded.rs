@@ -155,7 +155,8 @@ impl<'de> Visitor<'de> for DocumentSeed<'_> {
                 self.budget,
                 "a JSON document is a data set in one of the JSON layouts, {\"response\": \
                  {\"docs\": [...]}} or {\"meteorite_landings\": [...]}; send a plain array of \
-                 records as text (text/plain) or bytes (application/octet-stream)"
+                 records as text (text/tab-separated-values) or bytes \
+                 (application/octet-stream)"
                     .to_owned(),
             ));
         }

@@ -13,6 +13,13 @@ pub(super) struct Keys {
     pub(super) prefix: String,
     /// `{prefix}:queues`: the names of every queue that has held a job (SET).
     pub(super) queues: String,
+    /// `{prefix}:{w}:workers`: the worker registry, each live worker's info as JSON by worker id
+    /// (HASH). The registry's three keys share the tag `{w}`.
+    pub(super) workers: String,
+    /// `{prefix}:{w}:workers:deadlines`: worker ids by when their entry dies (ZSET).
+    pub(super) worker_deadlines: String,
+    /// `{prefix}:{w}:workers:seen`: when each worker last beat, in ms (HASH).
+    pub(super) worker_seen: String,
 }
 
 /// The keys of one queue, and of the jobs of its tag.
@@ -61,6 +68,8 @@ pub(super) struct QueueKeys {
     /// `...:unique:`: prefix of unique keys, each naming the job that holds it (STRING, with a
     /// TTL).
     pub(super) unique_prefix: String,
+    /// `...:events`: the queue's job events, one entry per script call, capped (STREAM).
+    pub(super) events: String,
 }
 
 impl Keys {
@@ -68,6 +77,9 @@ impl Keys {
         Keys {
             prefix: prefix.to_owned(),
             queues: format!("{prefix}:queues"),
+            workers: format!("{prefix}:{{w}}:workers"),
+            worker_deadlines: format!("{prefix}:{{w}}:workers:deadlines"),
+            worker_seen: format!("{prefix}:{{w}}:workers:seen"),
         }
     }
 
@@ -94,6 +106,7 @@ impl Keys {
             expiry: key("expiry"),
             counters: key("counters"),
             unique_prefix: key("unique:"),
+            events: key("events"),
         }
     }
 
@@ -136,6 +149,9 @@ mod tests {
         assert_eq!(q.unique_prefix, "holidapp:{2d}:q:default:unique:");
         assert_eq!(q.job_prefix, "holidapp:{2d}:job:");
         assert_eq!(keys.queues, "holidapp:queues");
+        assert_eq!(keys.workers, "holidapp:{w}:workers");
+        assert_eq!(keys.worker_deadlines, "holidapp:{w}:workers:deadlines");
+        assert_eq!(keys.worker_seen, "holidapp:{w}:workers:seen");
         for key in [
             &q.ready,
             &q.returned,

@@ -54,10 +54,12 @@
 mod coalesce;
 mod codec;
 mod conn;
+mod events;
 mod jobs;
 mod keys;
 mod queue;
 mod scripts;
+mod workers;
 
 use std::collections::HashSet;
 use std::fmt;

@@ -2,8 +2,8 @@
 //!
 //! Each file opens with a comment stating its `KEYS` and `ARGV`. [`redis::Script`] runs a script
 //! by its SHA (`EVALSHA`) and loads it when the server does not know it yet (first use, or after
-//! a server restart emptied its script cache). Every script opens with `lua/clock.lua` and
-//! `lua/levels.lua`, the time and priority-level helpers they share.
+//! a server restart emptied its script cache). Every script opens with `lua/clock.lua`,
+//! `lua/levels.lua` and `lua/events.lua`, the time, priority-level and event helpers they share.
 
 use std::sync::LazyLock;
 
@@ -25,6 +25,9 @@ pub(super) struct Scripts {
     pub(super) counts: Script,
     pub(super) list: Script,
     pub(super) purge_expired: Script,
+    pub(super) worker_beat: Script,
+    pub(super) worker_leave: Script,
+    pub(super) workers: Script,
 }
 
 /// A script from its `.lua` file, with the shared time helpers before it.
@@ -33,6 +36,7 @@ macro_rules! script {
         Script::new(concat!(
             include_str!("lua/clock.lua"),
             include_str!("lua/levels.lua"),
+            include_str!("lua/events.lua"),
             include_str!(concat!("lua/", $file))
         ))
     };
@@ -54,4 +58,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     counts: script!("counts.lua"),
     list: script!("list.lua"),
     purge_expired: script!("purge_expired.lua"),
+    worker_beat: script!("worker_beat.lua"),
+    worker_leave: script!("worker_leave.lua"),
+    workers: script!("workers.lua"),
 });

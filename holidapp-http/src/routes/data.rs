@@ -1,6 +1,6 @@
 //! The data set: load, page through, look up, delete; and the HGNC aliases.
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use holidapp_core::plot::{DataBody, Plots, Record};
@@ -8,6 +8,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{Ctx, json};
+use crate::auth::Authorized;
 use crate::error::ApiError;
 use crate::error::ErrorBody;
 use crate::extract::ApiBytes;
@@ -42,8 +43,8 @@ fn start_param() -> utoipa::openapi::Object {
 /// With no body, loads from the configured source (`DATA_SOURCE`; the bundled HGNC sample by
 /// default). With a body: a JSON document (`application/json`: the HGNC complete set or the
 /// meteorite landings), or text or bytes in any supported format, told apart by their first
-/// bytes (`text/tab-separated-values`, `text/plain` or `application/octet-stream`: HGNC TSV, or
-/// JSON, a plain array of records included). A plain JSON array sent as `application/json` is
+/// bytes (`text/tab-separated-values`, `application/octet-stream`, or `text/plain` from a request
+/// that carries the API token: HGNC TSV, or JSON, a plain array of records included). A plain JSON array sent as `application/json` is
 /// refused: send it as text or bytes. Record ids must be unique in the data set.
 #[utoipa::path(
     post, path = "/data", tag = "data",
@@ -58,13 +59,14 @@ fn start_param() -> utoipa::openapi::Object {
         (status = 400, description = "Malformed JSON (code malformed_json), or not a data set of a known format, a plain array sent as application/json included (code invalid_data)", body = ErrorBody),
         (status = 413, description = "The body is over the route's limit (HOLIDAPP_DATA_MAX_BYTES, 32 MiB by default), or the data set over its record or memory limits (HOLIDAPP_DATA_MAX_RECORDS, HOLIDAPP_DATA_MAX_MEMORY; code data_too_large)", body = ErrorBody),
         (status = 409, description = "Another load is running: one at a time (code conflict)", body = ErrorBody),
-        (status = 415, description = "A body of another content type", body = ErrorBody),
+        (status = 415, description = "A body of another content type, or text/plain from a request without the API token", body = ErrorBody),
         (status = 502, description = "The configured data source could not be read", body = ErrorBody),
         BackendDown,
     )
 )]
 pub(crate) async fn load_data(
     State(ctx): State<Ctx>,
+    authorized: Option<Extension<Authorized>>,
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
@@ -73,12 +75,19 @@ pub(crate) async fn load_data(
     } else {
         match body_kind(&headers) {
             BodyKind::Json => DataBody::Json(body),
+            BodyKind::Text if text_plain(&headers) && authorized.is_none() => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "a text/plain body needs a request with a token (Authorization: Bearer), \
+                     since any web page can send one; send the data set as \
+                     text/tab-separated-values or application/octet-stream"
+                        .to_owned(),
+                ));
+            }
             BodyKind::Text | BodyKind::Bytes => DataBody::Text(body),
             BodyKind::Other => {
                 return Err(ApiError::UnsupportedMediaType(
-                    "send the data set as application/json, text/tab-separated-values, \
-                     text/plain or application/octet-stream, or send no body to load the \
-                     configured source"
+                    "send the data set as application/json, text/tab-separated-values or \
+                     application/octet-stream, or send no body to load the configured source"
                         .to_owned(),
                 ));
             }
@@ -86,6 +95,16 @@ pub(crate) async fn load_data(
     };
     let loaded = plots(&ctx)?.load(body).await?;
     json(StatusCode::OK, &Loaded { loaded })
+}
+
+/// Whether the body is declared `text/plain`: the one text type another site's page can send
+/// without a CORS preflight.
+fn text_plain(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/plain"))
 }
 
 /// The plot product this API serves; its routes exist only when it does.

@@ -14,7 +14,11 @@
 //! 5. links from a submitted job to every route that takes its id, so that a client (or a
 //!    stateful fuzzer) can follow them;
 //! 6. what any route may answer, whatever its handler does: the `x-request-id` header on every
-//!    answer, a `500` (code `internal`) and a `503` (code `timeout`).
+//!    answer, a `500` (code `internal`) and a `503` (code `timeout`);
+//! 7. the tokens, when the router asks for them: a `bearer` security scheme, required by every
+//!    operation that needs it, each of which may answer `401` (code `unauthorized`); and
+//!    `text/plain` among the bodies of `POST /data` only then, since without a token that route
+//!    refuses it.
 //!
 //! `scripts/fuzz_api.sh` checks the finished document against the real binary.
 
@@ -27,6 +31,7 @@ use utoipa::openapi::{
     ContentBuilder, Header, OpenApi, Ref, RefOr, Required, ResponseBuilder, Schema,
 };
 
+use crate::auth::Auth;
 use crate::state::{AppState, Limits};
 
 /// What the document states of the router's configuration.
@@ -41,6 +46,8 @@ pub(crate) struct DocumentConfig<'a> {
     /// Whether the router serves the plot product (the data set and image routes, and the
     /// parameters of the kind `plot`).
     pub(crate) plots: bool,
+    /// Which tokens the router asks for.
+    pub(crate) auth: &'a Auth,
 }
 
 impl<'a> DocumentConfig<'a> {
@@ -51,6 +58,7 @@ impl<'a> DocumentConfig<'a> {
             kinds: state.jobs.kinds().names(),
             default_kind: state.jobs.default_kind(),
             plots: state.plots.is_some(),
+            auth: &state.auth,
         }
     }
 }
@@ -74,7 +82,123 @@ pub(crate) fn finish_document(doc: &mut OpenApi, config: &DocumentConfig<'_>) {
         }
     }
     document_job_links(doc);
+    document_event_stream(doc);
+    document_auth(doc, config.auth);
     document_common_answers(doc);
+}
+
+/// States the messages of `GET /events`: each an object of the fields of a Server-Sent Event, as
+/// a client's parser reads it (`event`, `id`, `data`), `data` being the JSON of a `JobEvent` for
+/// `event: job` and `{}` for `event: ping`.
+fn document_event_stream(doc: &mut OpenApi) {
+    let Some(content) = operation(doc, "/events", |item| &mut item.get)
+        .and_then(|operation| operation.responses.responses.get_mut("200"))
+        .and_then(|response| match response {
+            RefOr::T(response) => response.content.get_mut("text/event-stream"),
+            RefOr::Ref(_) => None,
+        })
+    else {
+        return;
+    };
+    let text = |description: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(description))
+    };
+    let message = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "event",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["job", "ping"]))
+                .description(Some(
+                    "`job` for a job event, `ping` for a resume point alone",
+                )),
+        )
+        .property(
+            "id",
+            text("The resume point after this message, for Last-Event-ID"),
+        )
+        .property(
+            "data",
+            text("For `job`: the JSON of a JobEvent (see its schema); for `ping`: `{}`"),
+        )
+        .required("data")
+        .description(Some("One Server-Sent Event of the stream."));
+    content.schema = Some(message.into());
+}
+
+/// The name of the security scheme of the API token.
+const BEARER: &str = "bearer";
+
+/// States which operations need a token (see [`crate::auth`]), and the `text/plain` body of
+/// `POST /data`, which only a request with a token may send.
+fn document_auth(doc: &mut OpenApi, auth: &Auth) {
+    if !auth.writes_need_token() {
+        if let Some(content) = operation(doc, "/data", |item| &mut item.post)
+            .and_then(|operation| operation.request_body.as_mut())
+            .map(|body| &mut body.content)
+        {
+            content.remove("text/plain");
+        }
+        return;
+    }
+    let scheme = utoipa::openapi::security::SecurityScheme::Http(
+        utoipa::openapi::security::HttpBuilder::new()
+            .scheme(utoipa::openapi::security::HttpAuthScheme::Bearer)
+            .description(Some(
+                "The API token (HOLIDAPP_API_TOKEN; HOLIDAPP_READ_TOKEN for reads when set), \
+                 as Authorization: Bearer <token>",
+            ))
+            .build(),
+    );
+    doc.components
+        .get_or_insert_with(Default::default)
+        .security_schemes
+        .insert(BEARER.to_owned(), scheme);
+    let requirement = || {
+        vec![utoipa::openapi::security::SecurityRequirement::new::<
+            _,
+            _,
+            &str,
+        >(BEARER, [])]
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let reads_open =
+            !auth.reads_need_token() || matches!(path.as_str(), "/healthz" | "/readyz");
+        let mut needs = Vec::new();
+        if let Some(op) = item.get.as_mut().filter(|_| !reads_open) {
+            needs.push(op);
+        }
+        for op in [
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ] {
+            if let Some(op) = op.as_mut() {
+                needs.push(op);
+            }
+        }
+        for op in needs {
+            op.security = Some(requirement());
+            op.responses
+                .responses
+                .entry("401".to_owned())
+                .or_insert_with(|| {
+                    ResponseBuilder::new()
+                        .description("The route needs the API token (code unauthorized)")
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(reference("ErrorBody")))
+                                .build(),
+                        )
+                        .into()
+                });
+        }
+    }
 }
 
 /// States that a submit body takes `delay` or `run_at`, not both (`not: {required: [both]}`; no

@@ -25,6 +25,7 @@ use crate::state::{AppState, Limits};
 
 pub(crate) mod data;
 mod document;
+pub(crate) mod events;
 pub(crate) mod image;
 pub(crate) mod jobs;
 pub(crate) mod service;
@@ -44,6 +45,9 @@ pub(crate) struct Shared {
     pub(crate) visits: tokio::sync::Mutex<()>,
     /// Makes request ids for requests that come without one.
     pub(crate) request_ids: RequestIds,
+    /// One permit per event stream (`GET /events`) open at once, up to
+    /// [`Limits::event_streams`].
+    pub(crate) event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// The state handlers are given.
@@ -62,11 +66,13 @@ pub(crate) type Ctx = Arc<Shared>;
         (name = "course aliases", description = "Routes the course's clients already use"),
         (name = "data", description = "Load, read and delete the data set"),
         (name = "image", description = "Render, fetch and delete the stored plot"),
+        (name = "workers", description = "The live workers"),
         (name = "service", description = "Health, metrics, help and the visits log"),
     ),
     components(schemas(
         crate::error::ErrorBody,
         crate::schema::JobDoc,
+        crate::routes::events::EventData,
         crate::schema::BatchDoc,
         crate::schema::OneSubmitDoc,
         crate::schema::RecordDoc,
@@ -99,6 +105,7 @@ pub(crate) fn api_routes(limits: &Limits, plots: bool) -> OpenApiRouter<Ctx> {
         .routes(body_limit(routes!(jobs::get_job, jobs::delete_job), small))
         .routes(body_limit(routes!(jobs::job_result), small))
         .routes(body_limit(routes!(jobs::cancel_job), small))
+        .routes(body_limit(routes!(events::events), small))
         .routes(body_limit(routes!(jobs::jobs_status), small))
         .routes(layered(
             body_limit(routes!(jobs::jobs_in_status), small),
@@ -132,6 +139,7 @@ pub(crate) fn api_routes(limits: &Limits, plots: bool) -> OpenApiRouter<Ctx> {
         .routes(body_limit(routes!(service::healthz), small))
         .routes(body_limit(routes!(service::readyz), small))
         .routes(body_limit(routes!(service::metrics), small))
+        .routes(body_limit(routes!(service::workers), small))
         .routes(body_limit(routes!(service::openapi_json), small));
     if plots {
         router = router
@@ -179,12 +187,14 @@ pub(crate) fn shared(app: AppState, doc: &utoipa::openapi::OpenApi) -> Shared {
     // The document holds only strings, maps and numbers: serializing it cannot fail.
     let openapi_json = serde_json::to_vec(doc).unwrap_or_default();
     let help = service::help_text(doc, &app.limits, app.plots.is_some());
+    let event_streams = Arc::new(tokio::sync::Semaphore::new(app.limits.event_streams));
     Shared {
         app,
         openapi_json: Bytes::from(openapi_json),
         help: Bytes::from(help),
         visits: tokio::sync::Mutex::new(()),
         request_ids: RequestIds::new(),
+        event_streams,
     }
 }
 

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use super::{Ctx, json};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::BasePath;
-use crate::schema::{BackendDown, Health, Welcome};
+use crate::schema::{BackendDown, Health, Welcome, WorkerDoc};
 use crate::state::Limits;
 
 /// Record a visit (one line with the time) in this pod's visits log and say hello.
@@ -129,12 +129,16 @@ pub(crate) async fn metrics(State(ctx): State<Ctx>) -> Response {
             );
         }
     }
+    let workers = ctx.app.jobs.workers().await;
+    if let Ok(workers) = &workers {
+        write_workers(&mut out, workers);
+    }
     let _ = write!(
         out,
         "# HELP holidapp_backend_up Whether the backend answered this scrape.\n\
          # TYPE holidapp_backend_up gauge\n\
          holidapp_backend_up {}\n",
-        u8::from(stats.is_ok())
+        u8::from(stats.is_ok() && workers.is_ok())
     );
     (
         [(
@@ -144,6 +148,77 @@ pub(crate) async fn metrics(State(ctx): State<Ctx>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// The live workers.
+///
+/// Every worker process (and the API's embedded worker pool, without Redis) registers itself
+/// and beats every 2 s with its identity, queues, concurrency and counters. A worker that stops
+/// leaves at once; the entry of one that died (even by `kill -9`) is gone 6 s after its last
+/// beat. Counters count since the worker started.
+#[utoipa::path(
+    get, path = "/workers", tag = "workers",
+    responses(
+        (status = 200, description = "The live workers, by id", body = Vec<WorkerDoc>),
+        BackendDown,
+    )
+)]
+pub(crate) async fn workers(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
+    json(StatusCode::OK, &ctx.app.jobs.workers().await?)
+}
+
+/// A Prometheus label value: backslashes, double quotes and line breaks escaped.
+fn label(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains(['\\', '"', '\n']) {
+        value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .into()
+    } else {
+        value.into()
+    }
+}
+
+/// The live workers' gauges and counters, for the metrics page.
+fn write_workers(out: &mut String, workers: &[holidapp_core::WorkerInfo]) {
+    let _ = write!(
+        out,
+        "# HELP holidapp_workers Live workers in the worker registry.\n\
+         # TYPE holidapp_workers gauge\n\
+         holidapp_workers {}\n\
+         # HELP holidapp_worker_in_flight Jobs each live worker runs now.\n\
+         # TYPE holidapp_worker_in_flight gauge\n",
+        workers.len()
+    );
+    for w in workers {
+        let _ = writeln!(
+            out,
+            "holidapp_worker_in_flight{{worker=\"{}\",identity=\"{}\"}} {}",
+            label(&w.id),
+            label(&w.identity),
+            w.in_flight
+        );
+    }
+    out.push_str(
+        "# HELP holidapp_worker_jobs_total Jobs each live worker has ended since it started, by \
+         outcome.\n\
+         # TYPE holidapp_worker_jobs_total counter\n",
+    );
+    for w in workers {
+        for (outcome, n) in [
+            ("completed", w.completed),
+            ("failed", w.failed),
+            ("retried", w.retried),
+        ] {
+            let _ = writeln!(
+                out,
+                "holidapp_worker_jobs_total{{worker=\"{}\",identity=\"{}\",outcome=\"{outcome}\"}} {n}",
+                label(&w.id),
+                label(&w.identity),
+            );
+        }
+    }
 }
 
 /// The OpenAPI 3 document of this API, generated from the handlers.

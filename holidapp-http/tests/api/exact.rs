@@ -233,7 +233,8 @@ async fn a_data_set_is_a_json_object_or_text_or_bytes() {
         .await
         .assert_error(400, "invalid_data");
     assert!(
-        message.contains("text/plain") && message.contains("application/octet-stream"),
+        message.contains("text/tab-separated-values")
+            && message.contains("application/octet-stream"),
         "{message}"
     );
     assert_eq!(

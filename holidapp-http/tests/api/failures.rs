@@ -146,7 +146,7 @@ fn send_route(
 ) -> axum::http::Request<axum::body::Body> {
     match body {
         Some(body) if body.starts_with('{') => post_json(uri, body),
-        Some(body) => request(method.clone(), uri, Some("text/plain"), body),
+        Some(body) => request(method.clone(), uri, Some("text/tab-separated-values"), body),
         None => request(method.clone(), uri, None, ""),
     }
 }

@@ -187,14 +187,14 @@ fn cases() -> Vec<Case> {
         json_case("/data", "\"text\"", 400, "invalid_data"),
         typed_case(
             "/data",
-            b"text/plain",
+            b"text/tab-separated-values",
             b"\xff\xfe\x00garbage".to_vec(),
             400,
             "invalid_data",
         ),
         typed_case(
             "/data",
-            b"text/plain",
+            b"text/tab-separated-values",
             "no tabs here\nnor here",
             400,
             "invalid_data",

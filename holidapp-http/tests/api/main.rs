@@ -2,6 +2,7 @@
 //! failures only a mock can produce, the OpenAPI document and what it states exactly, and
 //! serving on a real socket.
 
+mod auth;
 mod exact;
 mod failures;
 mod hostile;

@@ -617,7 +617,11 @@ async fn post_data_reads_json_and_tsv_bodies() {
     );
 
     let tsv = "hgnc_id\tsymbol\nHGNC:5\tA1BG\nHGNC:6\tA1BG2\nHGNC:7\tA2M\n";
-    for content_type in ["text/tab-separated-values", "text/plain; charset=utf-8"] {
+    for content_type in [
+        "text/tab-separated-values",
+        "Text/Tab-Separated-Values; charset=utf-8",
+        "application/octet-stream",
+    ] {
         let answer = app
             .send(request(Method::POST, "/data", Some(content_type), tsv))
             .await;
@@ -639,7 +643,7 @@ async fn post_data_errors() {
     app.send(request(
         Method::POST,
         "/data",
-        Some("text/plain"),
+        Some("text/tab-separated-values"),
         "just words",
     ))
     .await
@@ -967,4 +971,57 @@ async fn a_job_runs_through_the_processing_step_and_its_png_is_served() {
     assert_eq!(png.status, StatusCode::OK);
     let decoder = png::Decoder::new(std::io::Cursor::new(png.body.to_vec()));
     decoder.read_info().expect("a decodable PNG");
+}
+
+#[tokio::test]
+async fn get_workers_lists_the_live_workers_and_metrics_export_them() {
+    use holidapp_core::{WorkerInfo, WorkerRegistry};
+    let app = TestApp::new();
+    assert_eq!(app.send(get("/workers")).await.json(), json!([]));
+    let worker = WorkerInfo {
+        id: "10.0.0.7/0000beef".to_owned(),
+        identity: "10.0.0.7".to_owned(),
+        queues: vec![holidapp_core::QueueName::default_queue()],
+        concurrency: 2,
+        in_flight: 1,
+        leased: 12,
+        completed: 10,
+        failed: 1,
+        retried: 0,
+        started_at: chrono::DateTime::UNIX_EPOCH,
+        last_seen: chrono::DateTime::UNIX_EPOCH,
+    };
+    app.backend
+        .beat(&worker, std::time::Duration::from_secs(6))
+        .await
+        .unwrap();
+    let answer = app.send(get("/workers")).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let listed = answer.json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    let w = &listed[0];
+    assert_eq!(w["id"], "10.0.0.7/0000beef");
+    assert_eq!(w["identity"], "10.0.0.7");
+    assert_eq!(w["queues"], json!(["default"]));
+    assert_eq!(
+        (w["completed"].as_u64(), w["in_flight"].as_u64()),
+        (Some(10), Some(1))
+    );
+    assert_eq!(w["started_at"], "1970-01-01T00:00:00Z");
+    assert_ne!(w["last_seen"], w["started_at"], "the registry's time");
+
+    let text = app.send(get("/metrics")).await.text();
+    for line in [
+        "holidapp_workers 1",
+        "holidapp_worker_in_flight{worker=\"10.0.0.7/0000beef\",identity=\"10.0.0.7\"} 1",
+        "holidapp_worker_jobs_total{worker=\"10.0.0.7/0000beef\",identity=\"10.0.0.7\",outcome=\"completed\"} 10",
+        "holidapp_worker_jobs_total{worker=\"10.0.0.7/0000beef\",identity=\"10.0.0.7\",outcome=\"failed\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "metrics lack '{line}':\n{text}"
+        );
+    }
+    app.backend.leave(&worker.id).await.unwrap();
+    assert_eq!(app.send(get("/workers")).await.json(), json!([]));
 }

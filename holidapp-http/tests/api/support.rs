@@ -198,7 +198,7 @@ pub(crate) fn post_json(uri: &str, body: impl Into<Body>) -> Request<Body> {
     request(Method::POST, uri, Some("application/json"), body)
 }
 
-/// A `POST` of a text body (`text/plain`), as a data set in any format is sent.
+/// A `POST` of a text body (`text/tab-separated-values`), as a data set in any format is sent.
 pub(crate) fn post_text(uri: &str, body: impl Into<Body>) -> Request<Body> {
-    request(Method::POST, uri, Some("text/plain"), body)
+    request(Method::POST, uri, Some("text/tab-separated-values"), body)
 }

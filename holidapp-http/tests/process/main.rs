@@ -39,6 +39,8 @@ impl Api {
             "DATA_SOURCE",
             "HOLIDAPP_RENDERER",
             "WORKER_IP",
+            "HOLIDAPP_API_TOKEN",
+            "HOLIDAPP_READ_TOKEN",
         ] {
             command.env_remove(variable);
         }
@@ -399,8 +401,13 @@ fn help_lists_every_variable_of_the_configuration_table() {
             "--help lacks {variable}"
         );
     }
-    // REDIS_URL is listed, without its value: it may carry a password.
-    assert!(help.contains("[env: REDIS_URL]"), "--help lacks REDIS_URL");
+    // REDIS_URL and the tokens are listed, without their values: they are secrets.
+    for secret in ["REDIS_URL", "HOLIDAPP_API_TOKEN", "HOLIDAPP_READ_TOKEN"] {
+        assert!(
+            help.contains(&format!("[env: {secret}]")),
+            "--help lacks {secret}"
+        );
+    }
     assert!(help.contains("[default: 127.0.0.1:5000]"));
     assert!(help.contains("[default: bundled:hgnc]"));
 }
@@ -414,6 +421,60 @@ fn a_bad_setting_stops_the_binary_with_a_message_naming_it() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not-an-address"), "{stderr}");
+}
+
+#[test]
+fn a_bad_token_stops_the_binary_with_a_message_naming_it() {
+    for (env, needle) in [
+        (vec![("HOLIDAPP_API_TOKEN", "short")], "HOLIDAPP_API_TOKEN"),
+        (
+            vec![("HOLIDAPP_READ_TOKEN", "read-token-0123456789")],
+            "HOLIDAPP_READ_TOKEN needs HOLIDAPP_API_TOKEN",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_holidapp-api"))
+            .env("HOLIDAPP_BIND", "127.0.0.1:0")
+            .env_remove("REDIS_URL")
+            .env_remove("REDIS_IP")
+            .env_remove("HOLIDAPP_API_TOKEN")
+            .env_remove("HOLIDAPP_READ_TOKEN")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{env:?}");
+        let logged = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(logged.contains(needle), "{env:?}: {logged}");
+        assert!(
+            !logged.contains("read-token-0123456789"),
+            "the token is never logged: {logged}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_binary_asks_for_the_token_it_is_given() {
+    let token = "process-test-token-0123456789";
+    let api = Api::start(&[("HOLIDAPP_API_TOKEN", token)]);
+    let http = client(Duration::from_secs(10));
+    let submit = |auth: Option<&str>| {
+        let mut request = http
+            .post(api.url("/jobs"))
+            .json(&serde_json::json!({"start": "1990", "end": "2000"}));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request.send()
+    };
+    let (status, body) = json_of(submit(None).await.unwrap()).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (status, _) = json_of(submit(Some("Bearer wrong-token-0123456789")).await.unwrap()).await;
+    assert_eq!(status, 401);
+    let (status, body) = json_of(submit(Some(&format!("Bearer {token}"))).await.unwrap()).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = json_of(http.get(api.url("/jobs")).send().await.unwrap()).await;
+    assert_eq!(status, 200, "reads stay open");
 }
 
 /// Peak resident memory of a process so far (`VmHWM`), in MiB.
@@ -570,4 +631,215 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     .expect("served once the first closed")
     .unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+}
+
+/// One Server-Sent Event as a client sees it.
+#[derive(Debug, Clone)]
+struct Sse {
+    id: String,
+    event: String,
+    data: Value,
+}
+
+/// An open `GET /events` stream.
+struct EventStream {
+    events: std::pin::Pin<
+        Box<
+            dyn futures::Stream<
+                    Item = Result<
+                        eventsource_stream::Event,
+                        eventsource_stream::EventStreamError<reqwest::Error>,
+                    >,
+                > + Send,
+        >,
+    >,
+    /// The id of the last message received, as a browser keeps it for `Last-Event-ID`.
+    last_id: String,
+}
+
+impl EventStream {
+    async fn open(api: &Api, query: &str, last_event_id: Option<&str>) -> EventStream {
+        use eventsource_stream::Eventsource;
+        let mut request = reqwest::Client::new().get(api.url(&format!("/events{query}")));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.expect("GET /events");
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        let mut stream = EventStream {
+            events: Box::pin(response.bytes_stream().eventsource()),
+            last_id: String::new(),
+        };
+        // The first message is the resume point, as a ping.
+        let first = stream.message().await.expect("a first message");
+        assert_eq!(first.event, "ping", "{first:?}");
+        stream
+    }
+
+    /// The next message (an event, or a resume point alone), within 10 s.
+    async fn message(&mut self) -> Option<Sse> {
+        use futures::StreamExt;
+        let next = tokio::time::timeout(Duration::from_secs(10), self.events.next())
+            .await
+            .expect("a message within 10 s")?;
+        let event = next.expect("a well-formed message");
+        if !event.id.is_empty() {
+            self.last_id = event.id.clone();
+        }
+        let kind = if event.event == "message" {
+            String::new()
+        } else {
+            event.event
+        };
+        Some(Sse {
+            id: event.id,
+            event: kind,
+            data: serde_json::from_str(&event.data).unwrap_or(Value::Null),
+        })
+    }
+
+    /// The next `n` job events.
+    async fn jobs(&mut self, n: usize) -> Vec<Sse> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            let message = self.message().await.expect("the stream goes on");
+            if message.event == "job" {
+                got.push(message);
+            }
+        }
+        got
+    }
+}
+
+/// Submits a plot job to `queue` through the API and answers its id.
+async fn submit_to(http: &reqwest::Client, api: &Api, queue: &str) -> String {
+    let (status, job) = json_of(
+        http.post(api.url("/jobs"))
+            .json(&json!({"kind": "plot", "params": {"start": 1990, "end": 2000}, "queue": queue}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{job}");
+    job["id"].as_str().unwrap().to_owned()
+}
+
+/// Follows the events, disconnects mid-stream, and resumes with `Last-Event-ID`: every event
+/// of the time away arrives once, none seen before arrives again, and the stream goes on live.
+async fn events_resume_after_a_disconnect(api: &Api) {
+    let http = client(Duration::from_secs(10));
+    // A queue no worker serves: the jobs' only events are the ones this test makes.
+    let queue = "held";
+    let mut stream = EventStream::open(api, &format!("?queue={queue}"), None).await;
+    let mut first = Vec::new();
+    for _ in 0..5 {
+        first.push(submit_to(&http, api, queue).await);
+    }
+    let seen = stream.jobs(5).await;
+    let seen_jobs: Vec<&str> = seen
+        .iter()
+        .map(|e| e.data["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        seen_jobs,
+        first.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    for e in &seen {
+        assert!(
+            !e.id.is_empty(),
+            "each event carries its resume point: {e:?}"
+        );
+        assert_eq!(e.data["status"], "submitted");
+        assert_eq!(e.data["queue"], queue);
+        assert_eq!(e.data["kind"], "plot");
+    }
+    let resume = stream.last_id.clone();
+    drop(stream);
+
+    // While away: five more jobs, two of the first cancelled, and a job of another queue the
+    // filter leaves out.
+    let mut away = Vec::new();
+    for _ in 0..5 {
+        let id = submit_to(&http, api, queue).await;
+        away.push((id, "submitted"));
+    }
+    for id in &first[..2] {
+        let r = http
+            .post(api.url(&format!("/jobs/{id}/cancel")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        away.push((id.clone(), "cancelled"));
+    }
+    submit_to(&http, api, "other").await;
+
+    let mut stream = EventStream::open(api, &format!("?queue={queue}"), Some(&resume)).await;
+    let got = stream.jobs(away.len()).await;
+    let got: Vec<(String, String)> = got
+        .iter()
+        .map(|e| {
+            (
+                e.data["job"].as_str().unwrap().to_owned(),
+                e.data["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = away
+        .iter()
+        .map(|(id, s)| (id.clone(), (*s).to_owned()))
+        .collect();
+    assert_eq!(
+        got, expected,
+        "every event of the time away, once, in order"
+    );
+    // Nothing else is pending, and the stream is live again.
+    let live = submit_to(&http, api, queue).await;
+    let next = stream.jobs(1).await;
+    assert_eq!(
+        next[0].data["job"],
+        live.as_str(),
+        "no repeat before the live event"
+    );
+
+    // The same resume point read without following answers the same events and ends.
+    let text = http
+        .get(api.url(&format!("/events?queue={queue}&follow=false")))
+        .header("last-event-id", &resume)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text.matches("event: job").count(), away.len() + 1, "{text}");
+    // A resume point that is not one is refused.
+    let bad = http
+        .get(api.url("/events"))
+        .header("last-event-id", "default:1-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
+async fn events_resume_after_a_disconnect_in_memory() {
+    let api = Api::start(&[]);
+    events_resume_after_a_disconnect(&api).await;
+}
+
+#[tokio::test]
+async fn events_resume_after_a_disconnect_on_redis() {
+    let redis = RedisServer::start();
+    let prefix = unique_prefix("http_events_resume");
+    let api = Api::start(&[("REDIS_URL", &redis.url()), ("HOLIDAPP_PREFIX", &prefix)]);
+    events_resume_after_a_disconnect(&api).await;
 }

@@ -20,11 +20,13 @@
 -- ARGV[5]  the status of a running job ('in progress')
 -- ARGV[6]  the new status ('cancelled')
 -- ARGV[7]  the queue's key prefix ({p}:{xx}:q:{queue}:), under which the levels' lines are
+-- (The queue's event stream, ARGV[7] .. 'events', gets the job's event.)
 -- Returns the job's fields after the change ({field, value, ...}), or {} when the job is not in
 -- the status read any more (nothing changed).
 
 local id = ARGV[1]
-local status, seq, priority = unpack(redis.call('HMGET', KEYS[1], 'status', 'seq', 'priority'))
+local status, seq, priority, kind =
+  unpack(redis.call('HMGET', KEYS[1], 'status', 'seq', 'priority', 'kind'))
 if not status or status ~= ARGV[4] then
   return {}
 end
@@ -41,4 +43,6 @@ redis.call('HSET', KEYS[1], 'status', ARGV[6], 'finished_at', rfc3339(now),
   'expires_at', expires_at)
 redis.call('ZADD', KEYS[5], seq, id)
 redis.call('ZADD', KEYS[6], expires_at, id)
+add_event(id, kind, ARGV[6], nil)
+flush_events(ARGV[7] .. 'events')
 return redis.call('HGETALL', KEYS[1])

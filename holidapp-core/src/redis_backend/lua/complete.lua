@@ -10,6 +10,7 @@
 -- KEYS[2]  {p}:{xx}:q:{queue}:complete   ZSET  job id -> submission number
 -- KEYS[3]  {p}:{xx}:q:{queue}:expiry     ZSET  job id -> expires-at (ms)
 -- KEYS[4]  {p}:{xx}:q:{queue}:counters   HASH  result_bytes
+-- KEYS[5]  {p}:{xx}:q:{queue}:events     STREAM one entry with the completed jobs' events
 -- ARGV[1]  job key prefix ({p}:{xx}:job:)
 -- ARGV[2]  result key prefix ({p}:{xx}:result:)
 -- ARGV[3]  expected status ('in progress')
@@ -30,8 +31,8 @@ local bytes = 0
 for i = 7, #ARGV, 4 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = ARGV[1] .. id
-  local status, current, seq, error, progress =
-    unpack(redis.call('HMGET', key, 'status', 'token', 'seq', 'error', 'progress'))
+  local status, current, seq, error, progress, kind, worker = unpack(redis.call('HMGET', key,
+    'status', 'token', 'seq', 'error', 'progress', 'kind', 'worker'))
   if status == ARGV[3] and current == token then
     local size = string.len(ARGV[i + 2])
     if size > 0 then
@@ -50,6 +51,7 @@ for i = 7, #ARGV, 4 do
     expiring[#expiring + 1] = expires_at
     expiring[#expiring + 1] = id
     done[#done + 1] = progress or 1
+    add_event(id, kind, ARGV[4], worker)
   else
     done[#done + 1] = 0
   end
@@ -61,5 +63,6 @@ if #ids > 0 then
   if bytes > 0 then
     redis.call('HINCRBY', KEYS[4], 'result_bytes', bytes)
   end
+  flush_events(KEYS[5])
 end
 return done

@@ -34,6 +34,7 @@
 -- ARGV[10] the status of a deleted job's remains ('deleted')
 -- ARGV[11] the queue's key prefix ({p}:{xx}:q:{queue}:), under which the levels' lines are
 -- ARGV[12] the status of a running job ('in progress')
+-- (The queue's event stream, ARGV[11] .. 'events', gets one entry with the stored jobs' events.)
 -- then, N times: job id, kind, params (JSON), created_at, max_attempts, unique key ('' for
 --   none), priority, when it may run (ms; '' for now), how long its unique key holds at most
 --   (ms), 'a' when the key holds only while the job waits or runs (else ''), the number F of
@@ -159,6 +160,7 @@ for i = 1, n do
       line[#line + 1] = id
     end
     stored = stored + 1
+    add_event(id, ARGV[at + 1], status, nil)
     answers[i] = 'ok'
   end
   at = at + FIXED + extra
@@ -182,5 +184,6 @@ if stored > 0 then
   end
   redis.call('RPUSH', KEYS[3], unpack(tokens))
   redis.call('LTRIM', KEYS[3], 0, wake_cap - 1)
+  flush_events(queue_prefix .. 'events')
 end
 return answers

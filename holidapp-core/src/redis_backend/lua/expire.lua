@@ -21,6 +21,7 @@
 -- ARGV[7]  wake-up list cap
 -- ARGV[8]  the queue's key prefix ({p}:{xx}:q:{queue}:), under which the levels' lines are
 -- then quadruples: job id, token it was leased under, 'requeue' or 'fail', the reason
+-- (The queue's event stream, ARGV[8] .. 'events', gets one entry with the jobs' events.)
 -- Returns {requeued, failed}.
 
 local now = now_ms(ARGV[2])
@@ -31,8 +32,8 @@ for i = 9, #ARGV, 4 do
   local id, token, decision, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = ARGV[1] .. id
   local deadline = tonumber(redis.call('ZSCORE', KEYS[1], id))
-  local status, current, seq, priority =
-    unpack(redis.call('HMGET', key, 'status', 'token', 'seq', 'priority'))
+  local status, current, seq, priority, kind =
+    unpack(redis.call('HMGET', key, 'status', 'token', 'seq', 'priority', 'kind'))
   if not deadline or deadline > now then
     -- Renewed meanwhile, or already handled by another caller: nothing to do.
   elseif status ~= ARGV[4] then
@@ -46,10 +47,12 @@ for i = 9, #ARGV, 4 do
       redis.call('ZADD', KEYS[3], seq, id)
       redis.call('ZADD', KEYS[4], expires_at, id)
       failed = failed + 1
+      add_event(id, kind, ARGV[6], nil)
     else
       redis.call('HSET', key, 'status', ARGV[5], 'error', reason)
       make_ready(ARGV[8], KEYS[2], priority, seq, id)
       requeued = requeued + 1
+      add_event(id, kind, ARGV[5], nil)
     end
   end
 end
@@ -57,4 +60,5 @@ if requeued > 0 then
   redis.call('RPUSH', KEYS[5], '1')
   redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[7]) - 1)
 end
+flush_events(ARGV[8] .. 'events')
 return {requeued, failed}

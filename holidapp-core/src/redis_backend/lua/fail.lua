@@ -9,6 +9,7 @@
 -- KEYS[4]  {p}:{xx}:q:{queue}:delayed      ZSET  job id -> ready-at (ms)
 -- KEYS[5]  {p}:{xx}:q:{queue}:expiry       ZSET  job id -> expires-at (ms)
 -- KEYS[6]  {p}:{xx}:q:{queue}:scheduled    ZSET  job id -> submission number (delayed jobs)
+-- KEYS[7]  {p}:{xx}:q:{queue}:events       STREAM one entry with the job's event
 -- ARGV[1]  job id
 -- ARGV[2]  fencing token of the caller's lease
 -- ARGV[3]  expected status ('in progress')
@@ -21,8 +22,8 @@
 -- when the lease is lost (nothing changed).
 
 local id = ARGV[1]
-local status, token, seq, progress =
-  unpack(redis.call('HMGET', KEYS[1], 'status', 'token', 'seq', 'progress'))
+local status, token, seq, progress, kind, worker = unpack(redis.call('HMGET', KEYS[1], 'status',
+  'token', 'seq', 'progress', 'kind', 'worker'))
 if status ~= ARGV[3] or token ~= ARGV[2] then
   return {0}
 end
@@ -38,4 +39,6 @@ else
   redis.call('HSET', KEYS[1], 'finished_at', rfc3339(now), 'expires_at', at)
   redis.call('ZADD', KEYS[5], at, id)
 end
+add_event(id, kind, ARGV[4], worker)
+flush_events(KEYS[7])
 return {1, now, progress}

@@ -31,7 +31,8 @@
 -- ARGV[9]  the status of a deleted job's remains ('deleted')
 -- ARGV[10] the status of a cancelled job ('cancelled')
 -- ARGV[11] the queue's key prefix ({p}:{xx}:q:{queue}:), under which the levels' lines are
--- ARGV[12..] the job fields to answer (they include `status` and `attempts`)
+-- ARGV[12..] the job fields to answer (they include `status`, `attempts` and `kind`)
+-- (The queue's event stream, ARGV[11] .. 'events', gets one entry with the leased jobs' events.)
 -- Returns {now, {id, token, {value, ...}}, ...}: the time of the lease (ms), then per leased job
 -- the values of those fields as they were before this lease, nil where the hash lacks one (the
 -- caller knows what the lease changed). Values only, in the caller's order: no field names to
@@ -45,13 +46,15 @@ local from, to = ARGV[6], ARGV[7]
 local tombstone = ARGV[9]
 local cancelled = ARGV[10]
 local queue_prefix = ARGV[11]
-local read, status_at, attempts_at = {}, nil, nil
+local read, status_at, attempts_at, kind_at = {}, nil, nil, nil
 for i = 12, #ARGV do
   read[#read + 1] = ARGV[i]
   if ARGV[i] == 'status' then
     status_at = #read
   elseif ARGV[i] == 'attempts' then
     attempts_at = #read
+  elseif ARGV[i] == 'kind' then
+    kind_at = #read
   end
 end
 
@@ -158,6 +161,7 @@ while #ids > 0 do
       scored[#scored + 1] = deadline
       scored[#scored + 1] = id
       leased[#leased + 1] = {id, token, values}
+      add_event(id, kind_at and values[kind_at], to, worker)
     elseif status == tombstone then
       redis.call('DEL', key)
       dropped_now = dropped_now + 1
@@ -182,4 +186,5 @@ end
 if #scored > 0 then
   redis.call('ZADD', KEYS[4], unpack(scored))
 end
+flush_events(queue_prefix .. 'events')
 return leased

@@ -14,11 +14,12 @@
 -- ARGV[5]  wake-up list cap
 -- ARGV[6]  change of the attempt count (-1)
 -- ARGV[7]  the queue's key prefix ({p}:{xx}:q:{queue}:), under which the levels' lines are
+-- (The queue's event stream, ARGV[7] .. 'events', gets the job's event.)
 -- Returns 1, or 0 when the lease is lost.
 
 local id = ARGV[1]
-local status, token, seq, attempts, priority =
-  unpack(redis.call('HMGET', KEYS[1], 'status', 'token', 'seq', 'attempts', 'priority'))
+local status, token, seq, attempts, priority, kind, worker = unpack(redis.call('HMGET', KEYS[1],
+  'status', 'token', 'seq', 'attempts', 'priority', 'kind', 'worker'))
 if status ~= ARGV[3] or token ~= ARGV[2] then
   return 0
 end
@@ -28,4 +29,6 @@ redis.call('ZREM', KEYS[2], id)
 make_ready(ARGV[7], KEYS[3], priority, seq, id)
 redis.call('RPUSH', KEYS[4], '1')
 redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[5]) - 1)
+add_event(id, kind, ARGV[4], worker)
+flush_events(ARGV[7] .. 'events')
 return 1

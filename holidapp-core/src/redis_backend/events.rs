@@ -1,0 +1,241 @@
+//! The event log on Redis: one capped stream per queue (`{p}:{xx}:q:{queue}:events`), each entry
+//! the events of one script call (see `lua/events.lua`), read here with `XRANGE` and waited on
+//! with a blocking `XREAD`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Value;
+
+use super::RedisBackend;
+use super::codec::{array, string};
+use super::conn::{is_outage, map_error};
+use crate::error::{Error, Result};
+use crate::events::{EventCursor, EventLog, JobEvent, MAX_READ, Position};
+use crate::job::{JobId, QueueName};
+use crate::machine::JobStatus;
+
+/// The longest one blocking wait on the streams lasts.
+const MAX_BLOCK: Duration = Duration::from_secs(1);
+
+/// How many entries one read asks of each stream.
+const ENTRIES_PER_READ: usize = 64;
+
+/// A stream entry id, `ms-seq`.
+fn entry_id(text: &str) -> Result<(u64, u64)> {
+    text.split_once('-')
+        .and_then(|(ms, seq)| Some((ms.parse().ok()?, seq.parse().ok()?)))
+        .ok_or_else(|| Error::Internal(format!("Redis answered a bad stream id '{text}'")))
+}
+
+/// The events of one stream entry (`[id, [field, value, ...]]`) of `queue`, in their order.
+fn entry_events(queue: &QueueName, stream: &Arc<str>, entry: Value) -> Result<Vec<JobEvent>> {
+    let mut parts = array(entry)?.into_iter();
+    let (Some(id), Some(fields)) = (parts.next(), parts.next()) else {
+        return Err(Error::Internal("Redis answered a bad stream entry".into()));
+    };
+    let (ms, seq) = entry_id(&string(id)?)?;
+    let at = super::codec::from_millis(i64::try_from(ms).unwrap_or(i64::MAX))?;
+    let mut fields = array(fields)?.into_iter();
+    let mut packed = None;
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        if string(name)? == "e" {
+            packed = Some(string(value)?);
+        }
+    }
+    let Some(packed) = packed else {
+        return Ok(Vec::new());
+    };
+    let mut events = Vec::new();
+    for (index, record) in packed.split('\u{1e}').enumerate() {
+        let mut f = record.split('\u{1f}');
+        let (Some(job), Some(kind), Some(status), Some(worker)) =
+            (f.next(), f.next(), f.next(), f.next())
+        else {
+            return Err(Error::Internal(format!(
+                "Redis holds a bad event '{record}'"
+            )));
+        };
+        let job: JobId = job.parse().map_err(|_| {
+            Error::Internal(format!("Redis holds an event of a bad job id '{job}'"))
+        })?;
+        let status: JobStatus = status
+            .parse()
+            .map_err(|_| Error::Internal(format!("Redis holds an event of status '{status}'")))?;
+        events.push(JobEvent {
+            stream: Arc::clone(stream),
+            position: Position {
+                ms,
+                seq,
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+            },
+            job,
+            kind: kind.to_owned(),
+            queue: queue.clone(),
+            status,
+            worker: (!worker.is_empty()).then(|| worker.to_owned()),
+            at,
+        });
+    }
+    Ok(events)
+}
+
+impl RedisBackend {
+    /// The queues whose streams a reader follows, with their stream keys and names.
+    async fn event_streams(&self) -> Result<Vec<(QueueName, String, Arc<str>)>> {
+        Ok(self
+            .known_queues()
+            .await?
+            .into_iter()
+            .map(|queue| {
+                let key = self.queue_keys(&queue).events;
+                let name: Arc<str> = Arc::from(queue.as_str());
+                (queue, key, name)
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl EventLog for RedisBackend {
+    async fn read(&self, after: &EventCursor, max: usize) -> Result<Vec<JobEvent>> {
+        let max = max.clamp(1, MAX_READ);
+        let streams = self.event_streams().await?;
+        if streams.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (_, key, name) in &streams {
+            // From the entry of the last event seen (inclusive: its later events may not have
+            // been read yet), or from the oldest retained one.
+            let start = after
+                .get(name)
+                .map_or_else(|| "-".to_owned(), |p| format!("{}-{}", p.ms, p.seq));
+            pipe.cmd("XRANGE")
+                .arg(key)
+                .arg(start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(ENTRIES_PER_READ);
+        }
+        let answers: Vec<Value> = self.conn.query_pipeline(&pipe).await?;
+        let mut events = Vec::new();
+        for ((queue, _, name), entries) in streams.iter().zip(answers) {
+            let mut taken = 0;
+            for entry in array(entries)? {
+                for event in entry_events(queue, name, entry)? {
+                    if !after.covers(name, event.position) {
+                        events.push(event);
+                        taken += 1;
+                    }
+                }
+                if taken >= max {
+                    break;
+                }
+            }
+        }
+        // Each stream's events are in order; merged by time, a prefix of the merge is a prefix of
+        // each stream, so the cursor after the last one answered skips nothing.
+        events.sort_by(|a, b| (a.position, &a.stream).cmp(&(b.position, &b.stream)));
+        events.truncate(max);
+        Ok(events)
+    }
+
+    async fn head(&self) -> Result<EventCursor> {
+        let streams = self.event_streams().await?;
+        let mut cursor = EventCursor::start();
+        if streams.is_empty() {
+            return Ok(cursor);
+        }
+        let mut pipe = redis::pipe();
+        for (_, key, _) in &streams {
+            pipe.cmd("XREVRANGE")
+                .arg(key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1);
+        }
+        let answers: Vec<Value> = self.conn.query_pipeline(&pipe).await?;
+        for ((queue, _, name), last) in streams.iter().zip(answers) {
+            if let Some(entry) = array(last)?.into_iter().next()
+                && let Some(event) = entry_events(queue, name, entry)?.pop()
+            {
+                cursor.pass(&event);
+            }
+        }
+        Ok(cursor)
+    }
+
+    /// Blocks on the streams of the queues known now for at most a second (or `timeout`), so
+    /// that the stream of a queue that appears meanwhile is followed within a second.
+    async fn wait(&self, after: &EventCursor, timeout: Duration) {
+        let timeout = timeout.min(MAX_BLOCK);
+        let Ok(streams) = self.event_streams().await else {
+            tokio::time::sleep(timeout.min(Duration::from_secs(1))).await;
+            return;
+        };
+        if streams.is_empty() || timeout < Duration::from_millis(1) {
+            tokio::time::sleep(timeout).await;
+            return;
+        }
+        let mut xread = redis::cmd("XREAD");
+        xread
+            .arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(
+                u64::try_from(timeout.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )
+            .arg("STREAMS");
+        for (_, key, _) in &streams {
+            xread.arg(key);
+        }
+        for (_, _, name) in &streams {
+            xread.arg(
+                after
+                    .get(name)
+                    .map_or_else(|| "0-0".to_owned(), |p| format!("{}-{}", p.ms, p.seq)),
+            );
+        }
+        let mut reuse = true;
+        loop {
+            let Ok((mut blocking, reused)) = self.blocking_connection(reuse).await else {
+                tokio::time::sleep(timeout.min(Duration::from_secs(1))).await;
+                return;
+            };
+            let command = xread.query_async::<Value>(&mut blocking);
+            // The server ends the XREAD at `timeout`; the extra second covers one that cannot.
+            match tokio::time::timeout(timeout + Duration::from_secs(1), command).await {
+                Ok(Ok(_)) => {
+                    self.return_blocking_connection(blocking);
+                    return;
+                }
+                // An idle connection may have died with a server restart: try a new one once.
+                Ok(Err(e)) if reused && is_outage(&e) => reuse = false,
+                Ok(Err(e)) => {
+                    tracing::debug!("waiting for events: {}", map_error(e));
+                    tokio::time::sleep(timeout.min(Duration::from_secs(1))).await;
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_are_read_strictly() {
+        assert_eq!(entry_id("1700000000000-3").unwrap(), (1_700_000_000_000, 3));
+        for bad in ["", "1", "1-", "-1", "a-1", "1-2-3"] {
+            assert!(entry_id(bad).is_err(), "{bad:?}");
+        }
+    }
+}
