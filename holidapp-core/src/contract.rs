@@ -1425,6 +1425,81 @@ pub async fn cancel_refuses_finished_jobs_and_cancelled_ones_expire<M: MakeBacke
     assert!(nothing_ready(&*b).await);
 }
 
+/// A failed job that is retried is `submitted` again at once, with its attempts counted from zero
+/// and its error, finish time and retention gone: it lists and counts as waiting, is leased ahead
+/// of the jobs submitted after it, and can complete. Only a failed job can be retried.
+pub async fn retry_runs_a_failed_job_again<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    let failed = submit(&*b, &clock).await;
+    let later = submit(&*b, &clock).await;
+    let first = lease(&*b, "w").await;
+    assert_eq!(first.id(), failed.id);
+    b.fail(&first, "bad input", FailureKind::Permanent)
+        .await
+        .unwrap();
+    assert_eq!(status(&*b, failed.id).await, JobStatus::Failed);
+    clock.advance(Duration::from_secs(10));
+    let retried = b.retry(failed.id).await.unwrap().expect("the job exists");
+    assert_eq!(
+        (
+            retried.status,
+            retried.attempts,
+            retried.error.as_deref(),
+            retried.finished_at
+        ),
+        (JobStatus::Submitted, 0, None, None)
+    );
+    assert_eq!(retried, stored(&*b, failed.id).await);
+    assert_eq!(
+        b.result(failed.id).await.unwrap(),
+        Some(ResultState::Pending(JobStatus::Submitted))
+    );
+    let stats = default_stats(&*b).await;
+    assert_eq!(
+        (stats.ready, stats.counts.submitted, stats.counts.failed),
+        (2, 2, 0)
+    );
+    assert!(
+        listed_ids(&*b, ListQuery::with_status(JobStatus::Failed))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        listed_ids(&*b, ListQuery::with_status(JobStatus::Submitted)).await,
+        vec![later.id, failed.id]
+    );
+    for waiting in [&failed, &later] {
+        assert!(
+            matches!(b.retry(waiting.id).await, Err(Error::Conflict(_))),
+            "a waiting job is not retried"
+        );
+    }
+    // Past the failed job's retention, the retried job is still there: its retention is gone.
+    clock.advance(Duration::from_secs(3601));
+    assert_eq!(b.purge_expired().await.unwrap(), 0);
+    let again = lease(&*b, "w").await;
+    assert_eq!((again.id(), again.job.attempts), (failed.id, 1));
+    b.complete(&again, png(b"second time")).await.unwrap();
+    assert!(matches!(
+        b.result(failed.id).await.unwrap(),
+        Some(ResultState::Ready(_))
+    ));
+    let before = stored(&*b, failed.id).await;
+    assert!(
+        matches!(b.retry(failed.id).await, Err(Error::Conflict(_))),
+        "a complete job is not retried"
+    );
+    assert_eq!(stored(&*b, failed.id).await, before);
+    assert_eq!(lease(&*b, "w").await.id(), later.id);
+    assert!(nothing_ready(&*b).await);
+    assert_eq!(
+        b.retry(JobId::new_in(&QueueName::default_queue()))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
 /// A progress report is kept on the job under the lease's fencing check; the last one shows.
 pub async fn progress_is_kept_under_the_lease<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
@@ -1972,6 +2047,7 @@ macro_rules! backend_contract_suite {
             cancel_takes_a_waiting_job_out_of_its_queue,
             cancel_stops_a_running_job,
             cancel_refuses_finished_jobs_and_cancelled_ones_expire,
+            retry_runs_a_failed_job_again,
             progress_is_kept_under_the_lease,
             priorities_lease_the_highest_first_and_equal_ones_in_order,
             priorities_hold_across_batches_deletes_and_cancels,

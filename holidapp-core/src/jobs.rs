@@ -456,6 +456,13 @@ impl Jobs {
         self.store.cancel(id).await
     }
 
+    /// Runs a failed job again (see [`JobStore::retry`]): answers it as it now is (`submitted`,
+    /// its attempts counted from zero), `None` when there is no such job, [`Error::Conflict`]
+    /// when it is not `failed`.
+    pub async fn retry(&self, id: JobId) -> Result<Option<Job>> {
+        self.store.retry(id).await
+    }
+
     /// The counts of every queue.
     pub async fn stats(&self) -> Result<Vec<QueueStats>> {
         self.store.stats().await

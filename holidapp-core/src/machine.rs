@@ -6,8 +6,9 @@
 //!   │  ▲                   │
 //!   │  ├── fail (retry) ───┤
 //!   │  ├── release ────────┤
-//!   │  └── expire (retry) ─┤
-//!   │                      ├── fail (give up) / expire (last attempt) ──▶ failed
+//!   │  ├── expire (retry) ─┤
+//!   │  │                   ├── fail (give up) / expire (last attempt) ──▶ failed
+//!   │  └──────────────── retry (attempts from zero) ────────────────────────┘
 //!   └──────cancel──────────┴── cancel ──▶ cancelled
 //! ```
 //!
@@ -100,6 +101,7 @@ impl JobStatus {
                 | (InProgress, Submitted)
                 | (Submitted, Cancelled)
                 | (InProgress, Cancelled)
+                | (Failed, Submitted)
         )
     }
 }
@@ -156,11 +158,13 @@ pub enum Event {
     Expire,
     /// Someone cancels it, waiting or running.
     Cancel,
+    /// Someone asks for a failed job to run again.
+    Retry,
 }
 
 impl Event {
     /// Every event, for tests that walk the whole machine.
-    pub const ALL: [Event; 7] = [
+    pub const ALL: [Event; 8] = [
         Event::Lease,
         Event::Complete,
         Event::Fail(FailureKind::Transient),
@@ -168,6 +172,7 @@ impl Event {
         Event::Release,
         Event::Expire,
         Event::Cancel,
+        Event::Retry,
     ];
 }
 
@@ -180,6 +185,8 @@ pub enum Attempts {
     Uncount,
     /// The count stays as it is.
     Keep,
+    /// The count starts again from zero (a failed job retried gets its attempts afresh).
+    Reset,
 }
 
 /// Where a job that goes back to `submitted` waits.
@@ -299,6 +306,7 @@ pub fn decide(state: JobState, event: Event, policy: &RetryPolicy) -> Result<Mov
         (InProgress, Event::Expire) if last_attempt => to(Failed),
         (InProgress, Event::Expire) => Move::to(Submitted, Attempts::Keep, Some(Requeue::Now)),
         (Submitted | InProgress, Event::Cancel) => to(Cancelled),
+        (Failed, Event::Retry) => Move::to(Submitted, Attempts::Reset, Some(Requeue::Now)),
         (from, event) => {
             return Err(Error::IllegalTransition {
                 from,
@@ -368,6 +376,9 @@ mod tests {
                             (Submitted | InProgress, Event::Cancel) => {
                                 Some((Cancelled, Attempts::Keep, None))
                             }
+                            (Failed, Event::Retry) => {
+                                Some((Submitted, Attempts::Reset, Some(Requeue::Now)))
+                            }
                             _ => None,
                         };
                     match (got, expected) {
@@ -398,6 +409,7 @@ mod tests {
             (InProgress, Submitted),
             (Submitted, Cancelled),
             (InProgress, Cancelled),
+            (Failed, Submitted),
         ];
         for from in JobStatus::ALL {
             for to in JobStatus::ALL {
@@ -407,11 +419,16 @@ mod tests {
     }
 
     #[test]
-    fn finished_statuses_are_terminal() {
+    fn finished_statuses_are_terminal_but_for_retrying_a_failed_job() {
         for from in [JobStatus::Complete, JobStatus::Failed, JobStatus::Cancelled] {
             assert!(from.is_finished());
             for event in Event::ALL {
-                assert!(decide(state(from, 1, 3), event, &RetryPolicy::default()).is_err());
+                let got = decide(state(from, 1, 3), event, &RetryPolicy::default());
+                if (from, event) == (JobStatus::Failed, Event::Retry) {
+                    assert!(!got.unwrap().finishes);
+                } else {
+                    assert!(got.is_err());
+                }
             }
         }
     }

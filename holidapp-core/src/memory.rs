@@ -36,6 +36,7 @@ use crate::queue::{
 };
 use crate::store::{
     Cursor, JobStore, ListQuery, Page, QueueStats, ResultState, StatusCounts, cancel_refused,
+    retry_refused,
 };
 use crate::workers::{MAX_WORKERS, WorkerInfo, WorkerRegistry};
 
@@ -230,6 +231,16 @@ impl State {
             Attempts::Count => entry.job.attempts += 1,
             Attempts::Uncount => entry.job.attempts = entry.job.attempts.saturating_sub(1),
             Attempts::Keep => {}
+            Attempts::Reset => entry.job.attempts = 0,
+        }
+        // A finished job moving on (a failed job retried) is no longer finished.
+        if from.is_finished() && !mv.finishes {
+            entry.job.finished_at = None;
+            entry.job.error = None;
+            entry.job.progress = None;
+            if let Some(at) = entry.expires_at.take() {
+                self.expiries.remove(&(at, id));
+            }
         }
         let old_lease = if from == JobStatus::InProgress {
             entry.lease.take()
@@ -1022,6 +1033,24 @@ impl JobStore for MemoryBackend {
         state.record(id, now, false);
         let job = state.jobs.get(&id).map(|e| e.job.clone());
         drop(state);
+        self.events_added.notify_waiters();
+        Ok(job)
+    }
+
+    async fn retry(&self, id: JobId) -> Result<Option<Job>> {
+        let now = self.clock.now();
+        let mut state = self.state();
+        let Some(entry) = state.live(id, now) else {
+            return Ok(None);
+        };
+        let status = entry.job.status;
+        let mv = decide(state.machine_state(id)?, Event::Retry, &self.settings.retry)
+            .map_err(|_| retry_refused(id, status))?;
+        state.apply(id, mv, now, self.settings.result_ttl)?;
+        state.record(id, now, false);
+        let job = state.jobs.get(&id).map(|e| e.job.clone());
+        drop(state);
+        self.work.notify_waiters();
         self.events_added.notify_waiters();
         Ok(job)
     }

@@ -274,6 +274,13 @@ pub fn cancel_refused(id: JobId, status: JobStatus) -> Error {
     ))
 }
 
+/// The refusal to retry job `id`, which is `status` (not failed).
+pub fn retry_refused(id: JobId, status: JobStatus) -> Error {
+    Error::Conflict(format!(
+        "job {id} is {status}; only a failed job can be retried"
+    ))
+}
+
 /// Where jobs and their results are read, listed, deleted and counted.
 ///
 /// Jobs are created and moved through their statuses by the [`Producer`](crate::Producer) and the
@@ -296,6 +303,11 @@ pub fn cancel_refused(id: JobId, status: JobStatus) -> Error {
 ///   `renew` answer [`Error::LeaseLost`] and change nothing). A cancelled job is finished: its
 ///   retention starts. Cancelling a job already cancelled answers it unchanged; a `complete` or
 ///   `failed` job is refused with [`Error::Conflict`].
+/// - `retry` moves a `failed` job back to `submitted` as one step, as the status machine decides:
+///   leasable at once, ahead of the jobs submitted after it, with its attempts counted from zero
+///   and its error, finish time and retention cleared (its id, parameters and history stay). Any
+///   other status is refused with [`Error::Conflict`]. A unique key the job held is not taken
+///   again.
 /// - Finished jobs and their results disappear once older than the retention setting
 ///   ([`QueueSettings::result_ttl`](crate::QueueSettings)), from every read and listing.
 #[async_trait]
@@ -315,6 +327,10 @@ pub trait JobStore: Send + Sync {
     /// Cancels a waiting or running job; answers the job as it now is, `None` when there is no
     /// such job.
     async fn cancel(&self, id: JobId) -> Result<Option<Job>>;
+
+    /// Retries a failed job; answers the job as it now is (`submitted`), `None` when there is no
+    /// such job.
+    async fn retry(&self, id: JobId) -> Result<Option<Job>>;
 
     /// The counts of every queue that has held a job, by queue name.
     async fn stats(&self) -> Result<Vec<QueueStats>>;

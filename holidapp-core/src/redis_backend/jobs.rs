@@ -10,13 +10,15 @@ use super::RedisBackend;
 use super::codec::{
     TOMBSTONE, array, duration_millis, fields_from_reply, gone, int, job_from_fields, string,
 };
+use super::queue::{WAKE_CAP, machine_state};
 use super::scripts::SCRIPTS;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId, QueueName};
 use crate::kind::Output;
-use crate::machine::{Event, JobState, JobStatus, decide};
+use crate::machine::{Attempts, Event, JobState, JobStatus, decide};
 use crate::store::{
     Cursor, JobStore, ListQuery, Page, QueueStats, ResultState, StatusCounts, cancel_refused,
+    retry_refused,
 };
 
 /// How many times a cancel reads a job again that changed between its read and its
@@ -375,6 +377,47 @@ impl JobStore for RedisBackend {
         Err(Error::Conflict(format!(
             "job {id} kept changing while it was being cancelled; try again"
         )))
+    }
+
+    /// Reads the job, asks the status machine about retrying it, and carries the move out under
+    /// a compare-and-set on the status read.
+    async fn retry(&self, id: JobId) -> Result<Option<Job>> {
+        let Some(job) = self.get(id).await? else {
+            return Ok(None);
+        };
+        let mv = decide(machine_state(&job), Event::Retry, &self.settings.retry)
+            .map_err(|_| retry_refused(id, job.status))?;
+        let attempts = match mv.attempts {
+            Attempts::Reset => 0,
+            _ => job.attempts,
+        };
+        let k = self.queue_keys(&job.queue);
+        let reply: Value = self
+            .conn
+            .invoke(
+                SCRIPTS
+                    .retry
+                    .key(self.keys.job(id))
+                    .key(&k.failed)
+                    .key(&k.expiry)
+                    .key(&k.levels)
+                    .key(&k.wake)
+                    .arg(id.to_string())
+                    .arg(job.status.as_str())
+                    .arg(mv.to.as_str())
+                    .arg(attempts)
+                    .arg(WAKE_CAP)
+                    .arg(&k.queue_prefix),
+            )
+            .await?;
+        match fields_from_reply(reply)? {
+            Some(fields) => job_from_fields(id, &fields).map(Some),
+            // Retried, or deleted, by someone else in between: answer what it is now.
+            None => match self.get(id).await? {
+                Some(now) => Err(retry_refused(id, now.status)),
+                None => Ok(None),
+            },
+        }
     }
 
     async fn stats(&self) -> Result<Vec<QueueStats>> {

@@ -48,7 +48,7 @@ const RENEW_CHUNK: usize = 1000;
 
 /// Most wake-up tokens kept per queue for idle workers. Enough to wake every idle worker of a
 /// large deployment at once; stale tokens cost at most this many spurious wake-ups.
-const WAKE_CAP: usize = 256;
+pub(super) const WAKE_CAP: usize = 256;
 
 /// Indexes of `items` grouped by a key, groups in order of first appearance.
 fn grouped<T, K: Ord + Clone>(items: &[T], key: impl Fn(&T) -> K) -> Vec<(K, Vec<usize>)> {
@@ -632,7 +632,7 @@ impl RedisBackend {
 }
 
 /// The status machine's view of a job.
-fn machine_state(job: &Job) -> JobState {
+pub(super) fn machine_state(job: &Job) -> JobState {
     JobState {
         status: job.status,
         attempts: job.attempts,
@@ -647,6 +647,7 @@ fn apply_to(job: &mut Job, mv: Move) {
         Attempts::Count => job.attempts = job.attempts.saturating_add(1),
         Attempts::Uncount => job.attempts = job.attempts.saturating_sub(1),
         Attempts::Keep => {}
+        Attempts::Reset => job.attempts = 0,
     }
 }
 
@@ -868,6 +869,7 @@ impl Consumer for RedisBackend {
             Attempts::Count => 1,
             Attempts::Uncount => -1,
             Attempts::Keep => 0,
+            Attempts::Reset => -i64::from(lease.job.attempts),
         };
         let id = lease.id();
         let k = self.queue_keys(&lease.job.queue);

@@ -578,6 +578,35 @@ pub(crate) async fn cancel_job(
     }
 }
 
+/// Run a failed job again.
+///
+/// The job keeps its id and parameters, goes back to `submitted` with its attempts counted from
+/// zero (its error and finish time cleared), and is leased ahead of the jobs submitted after it.
+/// Only a `failed` job can be retried (409 otherwise).
+#[utoipa::path(
+    post, path = "/jobs/{id}/retry", tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "The job's id (a hyphenated UUID)",
+        example = "2d6f2c39-3f0a-4d6e-9a4e-2d1c8a7f5e10")),
+    responses(
+        (status = 200, description = "The job, waiting again", body = JobDoc),
+        (status = 400, description = "The id is not a hyphenated UUID (code invalid_job_id)", body = ErrorBody),
+        (status = 404, description = "No job has this id: it never existed, was deleted, or expired", body = ErrorBody),
+        (status = 409, description = "The job is not failed (code conflict)", body = ErrorBody),
+        BackendDown,
+    )
+)]
+pub(crate) async fn retry_job(
+    State(ctx): State<Ctx>,
+    base: BasePath,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_job_id(&id)?;
+    match ctx.app.jobs.retry(id).await? {
+        Some(job) => Ok(json_bytes(StatusCode::OK, job_json(&ctx, &base, &job)?)),
+        None => Err(job_not_found(id)),
+    }
+}
+
 /// Course alias of `GET /jobs/{id}`, the id in the query (`/jobs_status` and `/job_status`).
 #[utoipa::path(
     get,

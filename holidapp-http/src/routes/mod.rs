@@ -105,6 +105,7 @@ pub(crate) fn api_routes(limits: &Limits, plots: bool) -> OpenApiRouter<Ctx> {
         .routes(body_limit(routes!(jobs::get_job, jobs::delete_job), small))
         .routes(body_limit(routes!(jobs::job_result), small))
         .routes(body_limit(routes!(jobs::cancel_job), small))
+        .routes(body_limit(routes!(jobs::retry_job), small))
         .routes(body_limit(routes!(events::events), small))
         .routes(body_limit(routes!(jobs::jobs_status), small))
         .routes(layered(

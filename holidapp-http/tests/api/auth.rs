@@ -125,6 +125,7 @@ async fn every_write_route_needs_the_token_and_changes_nothing_without_it() {
         "POST /jobs",
         "DELETE /jobs/{id}",
         "POST /jobs/{id}/cancel",
+        "POST /jobs/{id}/retry",
         "POST /data",
         "DELETE /data",
         "POST /image",

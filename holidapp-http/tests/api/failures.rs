@@ -25,6 +25,7 @@ mockall::mock! {
         async fn result(&self, id: JobId) -> Result<Option<ResultState>>;
         async fn delete(&self, id: JobId) -> Result<bool>;
         async fn cancel(&self, id: JobId) -> Result<Option<Job>>;
+        async fn retry(&self, id: JobId) -> Result<Option<Job>>;
         async fn stats(&self) -> Result<Vec<QueueStats>>;
         async fn ping(&self) -> Result<()>;
     }

@@ -18,6 +18,7 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/jobs/{id}"),
     ("GET", "/jobs/{id}/result"),
     ("POST", "/jobs/{id}/cancel"),
+    ("POST", "/jobs/{id}/retry"),
     ("GET", "/jobs_status"),
     ("GET", "/job_status"),
     ("GET", "/completed_jobs"),

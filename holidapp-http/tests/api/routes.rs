@@ -454,6 +454,47 @@ async fn cancel_stops_waiting_and_running_jobs_and_refuses_finished_ones() {
 }
 
 #[tokio::test]
+async fn retry_runs_a_failed_job_again_and_refuses_others() {
+    let app = TestApp::new();
+    let failed = enqueue(&app.backend, "1990").await;
+    let lease = app.lease().await;
+    app.backend
+        .fail(&lease, "no data", FailureKind::Permanent)
+        .await
+        .unwrap();
+    let uri = format!("/jobs/{}/retry", failed.id);
+    let answer = app.send(post_json(&uri, "")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let shown = answer.json();
+    assert_eq!(
+        (&shown["id"], &shown["status"], &shown["attempts"]),
+        (
+            &json!(failed.id.to_string()),
+            &json!("submitted"),
+            &json!(0)
+        )
+    );
+    assert!(shown.get("error").is_none_or(|e| e.is_null()), "{shown}");
+    assert_eq!(
+        app.send(get(&format!("/jobs/{}", failed.id))).await.json(),
+        shown
+    );
+    assert_eq!(app.lease().await.id(), failed.id, "leasable again");
+    app.send(post_json(&uri, ""))
+        .await
+        .assert_error(409, "conflict");
+    app.send(post_json(
+        &format!("/jobs/{}/retry", uuid::Uuid::new_v4()),
+        "",
+    ))
+    .await
+    .assert_error(404, "not_found");
+    app.send(post_json("/jobs/nope/retry", ""))
+        .await
+        .assert_error(400, "invalid_job_id");
+}
+
+#[tokio::test]
 async fn job_result_is_the_png_once_complete_and_a_clear_409_before_or_on_failure() {
     let app = TestApp::new();
     let job = enqueue(&app.backend, "1990").await;
