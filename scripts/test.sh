@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, doing its own set-up: the Redis-backed tests start their own
-# `redis-server` processes, and a process test shifts a worker's clock with libfaketime, so both
-# must be installed; they are, with apt-get, when missing. The API fuzzing harness
+# `redis-server` processes, a process test shifts a worker's clock with libfaketime, and the
+# dashboard's test drives a headless Chromium, so all must be installed; they are, with apt-get,
+# when missing. The API fuzzing harness
 # (scripts/fuzz_api.sh) needs python3 with its venv module.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,9 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+# The dashboard's browser test drives Debian's Chromium through its WebDriver, chromedriver.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "scripts/test.sh: installing ${missing[*]} with apt-get" >&2
     sudo=""

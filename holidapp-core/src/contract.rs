@@ -825,6 +825,25 @@ pub async fn stats_follow_every_move<M: MakeBackend>(make: &M) {
         (3, 1, 1, 1)
     );
     assert_eq!(total_counts(&b.stats().await.unwrap()), counts);
+    assert_eq!((stats.completed_total, stats.failed_total), (1, 1));
+    // The totals are counters: deleting or purging finished jobs does not take them back, and a
+    // lease that expires on its last attempt counts as a failure.
+    assert!(b.delete(done.id()).await.unwrap());
+    b.retry(failed.id()).await.unwrap();
+    clock.advance(Duration::from_secs(2));
+    let again = lease(&*b, "w").await;
+    b.fail(&again, "still bad", FailureKind::Permanent)
+        .await
+        .unwrap();
+    let stats = default_stats(&*b).await;
+    assert_eq!(
+        (
+            stats.counts.complete,
+            stats.completed_total,
+            stats.failed_total
+        ),
+        (0, 1, 2)
+    );
 }
 
 /// `wait_for_work` returns when a job is enqueued in a watched queue, and times out when none

@@ -463,6 +463,16 @@ impl Jobs {
         self.store.retry(id).await
     }
 
+    /// Every queue's counts with its throughput over `history`, into which this reading is
+    /// recorded (see [`Throughput`](crate::throughput::Throughput)): what a dashboard shows.
+    pub async fn overview(
+        &self,
+        history: &crate::throughput::Throughput,
+    ) -> Result<Vec<crate::throughput::QueueOverview>> {
+        let stats = self.store.stats().await?;
+        Ok(history.observe(self.clock.now(), stats))
+    }
+
     /// The counts of every queue.
     pub async fn stats(&self) -> Result<Vec<QueueStats>> {
         self.store.stats().await

@@ -141,6 +141,7 @@ pub mod stats;
 pub mod store;
 #[cfg(all(feature = "test-util", feature = "redis"))]
 pub mod testing;
+pub mod throughput;
 pub mod workers;
 
 /// The attribute a [`Renderer`] implementation needs (re-exported from `async-trait`).

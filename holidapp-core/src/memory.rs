@@ -98,6 +98,9 @@ struct QueueState {
     counts: [u64; STATUSES],
     /// The bytes of the results the queue holds.
     result_bytes: u64,
+    /// Jobs ever completed and ever failed for good (counters for throughput).
+    completed_total: u64,
+    failed_total: u64,
     /// Unique keys, each with the job holding it, when it stops holding it, and whether it
     /// holds only while the job waits or runs.
     unique: HashMap<String, (JobId, DateTime<Utc>, bool)>,
@@ -271,6 +274,11 @@ impl State {
         let q = self.queue(&queue);
         q.counts[status_slot(from)] -= 1;
         q.counts[status_slot(mv.to)] += 1;
+        match mv.to {
+            JobStatus::Complete => q.completed_total += 1,
+            JobStatus::Failed => q.failed_total += 1,
+            _ => {}
+        }
         match waited {
             Some(Some(at)) => {
                 q.delayed.remove(&(at, seq, id));
@@ -1087,6 +1095,8 @@ impl JobStore for MemoryBackend {
                 },
                 ready: q.ready_count(),
                 delayed: q.delayed.len() as u64,
+                completed_total: q.completed_total,
+                failed_total: q.failed_total,
             })
             .collect())
     }

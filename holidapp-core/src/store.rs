@@ -231,6 +231,12 @@ pub struct QueueStats {
     /// Of the `submitted` jobs, those waiting for their time (a delayed submit, a retry's
     /// backoff).
     pub delayed: u64,
+    /// Jobs that ever completed in this queue (a counter: it never goes down, whatever is purged
+    /// or deleted, so its rate is the queue's throughput).
+    pub completed_total: u64,
+    /// Jobs that ever failed for good in this queue (a counter, like `completed_total`; a failed
+    /// job retried and failing again counts twice).
+    pub failed_total: u64,
 }
 
 impl QueueStats {
@@ -241,6 +247,8 @@ impl QueueStats {
             counts: StatusCounts::default(),
             ready: 0,
             delayed: 0,
+            completed_total: 0,
+            failed_total: 0,
         }
     }
 }

@@ -759,6 +759,56 @@ pub(crate) struct WorkerDoc {
     last_seen: String,
 }
 
+/// A queue as `GET /queues` answers it (`holidapp_core::throughput::QueueOverview`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Queue)]
+pub(crate) struct QueueDoc {
+    /// The queue's name.
+    #[schema(value_type = QueueNameDoc)]
+    queue: String,
+    /// Jobs per status.
+    counts: CountsDoc,
+    /// Of the `submitted` jobs, those leasable now.
+    ready: u64,
+    /// Of the `submitted` jobs, those waiting for their time (a delayed submit, a retry's
+    /// backoff).
+    delayed: u64,
+    /// Jobs that ever completed in the queue (never goes down).
+    completed_total: u64,
+    /// Jobs that ever failed for good in the queue (never goes down).
+    failed_total: u64,
+    /// Rates between the samples this process took (at most one per 5 s, over the last 10
+    /// minutes, when someone asked), oldest first.
+    throughput: Vec<RateDoc>,
+}
+
+/// Jobs per status, by their wire names.
+#[derive(Serialize, ToSchema)]
+#[schema(as = StatusCounts)]
+pub(crate) struct CountsDoc {
+    submitted: u64,
+    #[serde(rename = "in progress")]
+    in_progress: u64,
+    complete: u64,
+    failed: u64,
+    cancelled: u64,
+}
+
+/// A queue's throughput over one interval.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Rate)]
+pub(crate) struct RateDoc {
+    /// The end of the interval (RFC 3339).
+    #[schema(format = DateTime)]
+    at: String,
+    /// Jobs completed per second.
+    completed_per_s: f64,
+    /// Jobs failed for good per second.
+    failed_per_s: f64,
+    /// Jobs waiting at the end of the interval.
+    depth: u64,
+}
+
 /// The answer of `GET /healthz` and `GET /readyz`.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Health {

@@ -443,7 +443,17 @@ impl JobStore for RedisBackend {
                         .arg(&k.queue_prefix),
                 )
                 .await?;
-            let &[ready, delayed, in_progress, complete, failed, cancelled] = &sizes[..] else {
+            let &[
+                ready,
+                delayed,
+                in_progress,
+                complete,
+                failed,
+                cancelled,
+                completed_total,
+                failed_total,
+            ] = &sizes[..]
+            else {
                 return Err(Error::Internal(format!(
                     "counts script answered {} sizes",
                     sizes.len()
@@ -460,6 +470,8 @@ impl JobStore for RedisBackend {
                 },
                 ready,
                 delayed,
+                completed_total,
+                failed_total,
             });
         }
         Ok(stats)

@@ -828,6 +828,7 @@ impl Consumer for RedisBackend {
                     .key(&k.expiry)
                     .key(&k.scheduled)
                     .key(&k.events)
+                    .key(&k.counters)
                     .arg(id.to_string())
                     .arg(lease.token.0)
                     .arg(JobStatus::InProgress.as_str())

@@ -29,6 +29,7 @@ pub(crate) mod events;
 pub(crate) mod image;
 pub(crate) mod jobs;
 pub(crate) mod service;
+mod ui;
 
 pub(crate) use document::{DocumentConfig, finish_document};
 
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     /// One permit per event stream (`GET /events`) open at once, up to
     /// [`Limits::event_streams`].
     pub(crate) event_streams: Arc<tokio::sync::Semaphore>,
+    /// The samples of the queues' counters `GET /queues` computes throughput from.
+    pub(crate) throughput: holidapp_core::throughput::Throughput,
 }
 
 /// The state handlers are given.
@@ -141,7 +144,17 @@ pub(crate) fn api_routes(limits: &Limits, plots: bool) -> OpenApiRouter<Ctx> {
         .routes(body_limit(routes!(service::readyz), small))
         .routes(body_limit(routes!(service::metrics), small))
         .routes(body_limit(routes!(service::workers), small))
-        .routes(body_limit(routes!(service::openapi_json), small));
+        .routes(body_limit(routes!(service::queues), small))
+        .routes(body_limit(routes!(service::openapi_json), small))
+        .route("/ui", get(ui::page).layer(DefaultBodyLimit::max(small)))
+        .route(
+            "/ui/app.js",
+            get(ui::script).layer(DefaultBodyLimit::max(small)),
+        )
+        .route(
+            "/ui/app.css",
+            get(ui::style).layer(DefaultBodyLimit::max(small)),
+        );
     if plots {
         router = router
             .routes(body_limit(
@@ -196,12 +209,14 @@ pub(crate) fn shared(app: AppState, doc: &utoipa::openapi::OpenApi) -> Shared {
         visits: tokio::sync::Mutex::new(()),
         request_ids: RequestIds::new(),
         event_streams,
+        throughput: holidapp_core::throughput::Throughput::default(),
     }
 }
 
-/// Registers the documented route templates with the metrics.
+/// Registers the documented route templates, and the dashboard's, with the metrics.
 pub(crate) fn register_routes(metrics: &Metrics, doc: &utoipa::openapi::OpenApi) {
-    metrics.register_routes(doc.paths.paths.keys().cloned());
+    let dashboard = ["/ui", "/ui/app.js", "/ui/app.css"].map(str::to_owned);
+    metrics.register_routes(doc.paths.paths.keys().cloned().chain(dashboard));
 }
 
 /// A JSON answer with `status`.

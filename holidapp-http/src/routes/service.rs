@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use super::{Ctx, json};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::BasePath;
-use crate::schema::{BackendDown, Health, Welcome, WorkerDoc};
+use crate::schema::{BackendDown, Health, QueueDoc, Welcome, WorkerDoc};
 use crate::state::Limits;
 
 /// Record a visit (one line with the time) in this pod's visits log and say hello.
@@ -128,6 +128,19 @@ pub(crate) async fn metrics(State(ctx): State<Ctx>) -> Response {
                 queue.queue, queue.ready, queue.delayed
             );
         }
+        out.push_str(
+            "# HELP holidapp_queue_finished_total Jobs that ever finished in a queue, by outcome \
+             (completed, or failed for good).\n\
+             # TYPE holidapp_queue_finished_total counter\n",
+        );
+        for queue in stats {
+            let _ = write!(
+                out,
+                "holidapp_queue_finished_total{{queue=\"{0}\",outcome=\"completed\"}} {1}\n\
+                 holidapp_queue_finished_total{{queue=\"{0}\",outcome=\"failed\"}} {2}\n",
+                queue.queue, queue.completed_total, queue.failed_total
+            );
+        }
     }
     let workers = ctx.app.jobs.workers().await;
     if let Ok(workers) = &workers {
@@ -148,6 +161,26 @@ pub(crate) async fn metrics(State(ctx): State<Ctx>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// Every queue: counts, depth and throughput.
+///
+/// Each queue that has held a job, by name: its jobs per status, how many wait (leasable now or
+/// for their time), the jobs that ever completed or failed in it, and its throughput between the
+/// samples this process took of those counters (at most one per 5 s, over the last 10 minutes,
+/// taken when this route is asked). The dashboard draws its charts from it.
+#[utoipa::path(
+    get, path = "/queues", tag = "jobs",
+    responses(
+        (status = 200, description = "Every queue, by name", body = Vec<QueueDoc>),
+        BackendDown,
+    )
+)]
+pub(crate) async fn queues(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
+    json(
+        StatusCode::OK,
+        &ctx.app.jobs.overview(&ctx.throughput).await?,
+    )
 }
 
 /// The live workers.

@@ -19,6 +19,7 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/jobs/{id}/result"),
     ("POST", "/jobs/{id}/cancel"),
     ("POST", "/jobs/{id}/retry"),
+    ("GET", "/queues"),
     ("GET", "/jobs_status"),
     ("GET", "/job_status"),
     ("GET", "/completed_jobs"),

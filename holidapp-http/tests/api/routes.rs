@@ -955,6 +955,8 @@ async fn metrics_count_requests_by_route_and_read_jobs_from_the_store() {
         "holidapp_jobs{queue=\"default\",status=\"in_progress\"} 0",
         "holidapp_queue_depth{queue=\"default\",state=\"ready\"} 1",
         "holidapp_queue_depth{queue=\"default\",state=\"delayed\"} 0",
+        "holidapp_queue_finished_total{queue=\"default\",outcome=\"completed\"} 1",
+        "holidapp_queue_finished_total{queue=\"default\",outcome=\"failed\"} 0",
         "holidapp_backend_up 1",
     ] {
         assert!(

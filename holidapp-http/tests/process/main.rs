@@ -1,5 +1,5 @@
-//! The real `holidapp-api` binary: the README quick start with no Redis (embedded workers), and
-//! Redis outages with the API left running.
+//! The real `holidapp-api` binary: the README quick start with no Redis (embedded workers),
+//! Redis outages with the API left running, and the dashboard in a real browser (`browser`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use holidapp_core::testing::{RedisServer, unique_prefix};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+
+mod browser;
 
 /// How long the binary may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(60);

@@ -9,7 +9,7 @@
 -- KEYS[1]  {p}:{xx}:q:{queue}:leased     ZSET  job id -> lease deadline (ms)
 -- KEYS[2]  {p}:{xx}:q:{queue}:complete   ZSET  job id -> submission number
 -- KEYS[3]  {p}:{xx}:q:{queue}:expiry     ZSET  job id -> expires-at (ms)
--- KEYS[4]  {p}:{xx}:q:{queue}:counters   HASH  result_bytes
+-- KEYS[4]  {p}:{xx}:q:{queue}:counters   HASH  result_bytes; completed: jobs completed, ever
 -- KEYS[5]  {p}:{xx}:q:{queue}:events     STREAM one entry with the completed jobs' events
 -- ARGV[1]  job key prefix ({p}:{xx}:job:)
 -- ARGV[2]  result key prefix ({p}:{xx}:result:)
@@ -63,6 +63,7 @@ if #ids > 0 then
   if bytes > 0 then
     redis.call('HINCRBY', KEYS[4], 'result_bytes', bytes)
   end
+  redis.call('HINCRBY', KEYS[4], 'completed', #ids)
   flush_events(KEYS[5])
 end
 return done

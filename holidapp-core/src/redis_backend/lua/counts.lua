@@ -9,10 +9,13 @@
 -- KEYS[7]  {p}:{xx}:q:{queue}:counters   HASH  deleted: ids of deleted or cancelled jobs left in
 --                                              ready lists
 -- ARGV[1]  the queue's key prefix ({p}:{xx}:q:{queue}:), under which the levels' lines are
--- Returns {ready, delayed, in progress, complete, failed, cancelled}: ready counts the jobs
--- leasable now, ids of deleted or cancelled jobs left in ready lists not included.
+-- Returns {ready, delayed, in progress, complete, failed, cancelled, completed ever, failed
+-- ever}: ready counts the jobs leasable now, ids of deleted or cancelled jobs left in ready lists
+-- not included.
 
-local deleted = tonumber(redis.call('HGET', KEYS[7], 'deleted') or '0')
+local deleted, completed, failed =
+  unpack(redis.call('HMGET', KEYS[7], 'deleted', 'completed', 'failed'))
+deleted = tonumber(deleted or '0')
 return {
   math.max(0, level_entries(ARGV[1], KEYS[1]) - deleted),
   redis.call('ZCARD', KEYS[2]),
@@ -20,4 +23,6 @@ return {
   redis.call('ZCARD', KEYS[4]),
   redis.call('ZCARD', KEYS[5]),
   redis.call('ZCARD', KEYS[6]),
+  tonumber(completed or '0'),
+  tonumber(failed or '0'),
 }

@@ -21,7 +21,8 @@
 -- ARGV[7]  wake-up list cap
 -- ARGV[8]  the queue's key prefix ({p}:{xx}:q:{queue}:), under which the levels' lines are
 -- then quadruples: job id, token it was leased under, 'requeue' or 'fail', the reason
--- (The queue's event stream, ARGV[8] .. 'events', gets one entry with the jobs' events.)
+-- (The queue's event stream, ARGV[8] .. 'events', gets one entry with the jobs' events, and its
+-- counters, ARGV[8] .. 'counters', count the jobs failed in `failed`.)
 -- Returns {requeued, failed}.
 
 local now = now_ms(ARGV[2])
@@ -55,6 +56,9 @@ for i = 9, #ARGV, 4 do
       add_event(id, kind, ARGV[5], nil)
     end
   end
+end
+if failed > 0 then
+  redis.call('HINCRBY', ARGV[8] .. 'counters', 'failed', failed)
 end
 if requeued > 0 then
   redis.call('RPUSH', KEYS[5], '1')

@@ -10,6 +10,7 @@
 -- KEYS[5]  {p}:{xx}:q:{queue}:expiry       ZSET  job id -> expires-at (ms)
 -- KEYS[6]  {p}:{xx}:q:{queue}:scheduled    ZSET  job id -> submission number (delayed jobs)
 -- KEYS[7]  {p}:{xx}:q:{queue}:events       STREAM one entry with the job's event
+-- KEYS[8]  {p}:{xx}:q:{queue}:counters     HASH  failed: jobs failed for good, ever
 -- ARGV[1]  job id
 -- ARGV[2]  fencing token of the caller's lease
 -- ARGV[3]  expected status ('in progress')
@@ -38,6 +39,7 @@ else
   redis.call('ZADD', KEYS[3], seq, id)
   redis.call('HSET', KEYS[1], 'finished_at', rfc3339(now), 'expires_at', at)
   redis.call('ZADD', KEYS[5], at, id)
+  redis.call('HINCRBY', KEYS[8], 'failed', 1)
 end
 add_event(id, kind, ARGV[4], worker)
 flush_events(KEYS[7])
