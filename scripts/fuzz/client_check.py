@@ -384,10 +384,20 @@ class Check:
                 if job is not None:
                     self.expect(_value(job.status) == "cancelled", f"cancel: status {_value(job.status)}")
             self.call("DELETE", "/jobs/{id}", 204, id=str(fresh.id))
+        # A complete job cannot be retried (the embedded workers' stand-in renderer fails none;
+        # the Rust tests and the browser test retry failed jobs).
+        self.call("POST", "/jobs/{id}/retry", 409, id=submitted[0])
+        r = self.call("GET", "/queues", 200)
+        if r is not None:
+            queues = json.loads(r.content)
+            default = [q for q in queues if isinstance(q, dict) and q.get("queue") == "default"]
+            self.expect(len(default) == 1 and default[0].get("completed_total", 0) >= 2,
+                        f"GET /queues: the default queue lacks its completed jobs: {r.content[:300]!r}")
         self.call("DELETE", "/jobs/{id}", 204, id=submitted[0])
         self.call("GET", "/jobs/{id}", 404, id=submitted[0])
         self.call("DELETE", "/jobs/{id}", 404, id=submitted[0])
         self.call("POST", "/jobs/{id}/cancel", 404, id=submitted[0])
+        self.call("POST", "/jobs/{id}/retry", 404, id=submitted[0])
 
     def wait(self, job_id: str) -> None:
         deadline = time.monotonic() + JOB_DEADLINE_SECONDS

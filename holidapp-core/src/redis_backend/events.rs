@@ -38,24 +38,41 @@ fn entry_events(queue: &QueueName, stream: &Arc<str>, entry: Value) -> Result<Ve
     let (ms, seq) = entry_id(&string(id)?)?;
     let at = super::codec::from_millis(i64::try_from(ms).unwrap_or(i64::MAX))?;
     let mut fields = array(fields)?.into_iter();
-    let mut packed = None;
+    let (mut packed, mut defaults) = (None, None);
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        if string(name)? == "e" {
-            packed = Some(string(value)?);
+        match string(name)?.as_str() {
+            "e" => packed = Some(string(value)?),
+            "d" => defaults = Some(string(value)?),
+            _ => {}
         }
     }
     let Some(packed) = packed else {
         return Ok(Vec::new());
     };
+    let bad = |record: &str| Error::Internal(format!("Redis holds a bad event '{record}'"));
+    // The entry's defaults: the kind, status and worker of every event given by its id alone.
+    let defaults = match &defaults {
+        Some(d) => {
+            let mut f = d.split('\u{1f}');
+            match (f.next(), f.next(), f.next(), f.next()) {
+                (Some(kind), Some(status), Some(worker), None) => Some((kind, status, worker)),
+                _ => return Err(bad(d)),
+            }
+        }
+        None => None,
+    };
     let mut events = Vec::new();
     for (index, record) in packed.split('\u{1e}').enumerate() {
         let mut f = record.split('\u{1f}');
-        let (Some(job), Some(kind), Some(status), Some(worker)) =
-            (f.next(), f.next(), f.next(), f.next())
-        else {
-            return Err(Error::Internal(format!(
-                "Redis holds a bad event '{record}'"
-            )));
+        let (job, kind, status, worker) = match (f.next(), f.next(), f.next(), f.next(), f.next()) {
+            (Some(job), None, None, None, None) => match defaults {
+                Some((kind, status, worker)) => (job, kind, status, worker),
+                None => return Err(bad(record)),
+            },
+            (Some(job), Some(kind), Some(status), Some(worker), None) => {
+                (job, kind, status, worker)
+            }
+            _ => return Err(bad(record)),
         };
         let job: JobId = job.parse().map_err(|_| {
             Error::Internal(format!("Redis holds an event of a bad job id '{job}'"))
@@ -236,6 +253,56 @@ mod tests {
         assert_eq!(entry_id("1700000000000-3").unwrap(), (1_700_000_000_000, 3));
         for bad in ["", "1", "1-", "-1", "a-1", "1-2-3"] {
             assert!(entry_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn an_entry_gives_ids_alone_the_defaults_and_full_records_their_own_fields() {
+        let queue = QueueName::default_queue();
+        let (a, b, c) = (
+            JobId::new_in(&queue),
+            JobId::new_in(&queue),
+            JobId::new_in(&queue),
+        );
+        let packed = format!("{a}\u{1e}{b}\u{1f}plot\u{1f}failed\u{1f}\u{1e}{c}");
+        let entry = Value::Array(vec![
+            bulk("1700000000000-3"),
+            Value::Array(vec![
+                bulk("d"),
+                bulk("plot\u{1f}in progress\u{1f}w1"),
+                bulk("e"),
+                bulk(&packed),
+            ]),
+        ]);
+        let stream: Arc<str> = Arc::from("default");
+        let events = entry_events(&queue, &stream, entry).unwrap();
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| (e.job, e.status, e.worker.as_deref(), e.position.index))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (a, JobStatus::InProgress, Some("w1"), 0),
+                (b, JobStatus::Failed, None, 1),
+                (c, JobStatus::InProgress, Some("w1"), 2),
+            ]
+        );
+        // An id alone with no defaults, or a record of the wrong shape, is refused.
+        for (defaults, packed) in [(None, a.to_string()), (Some("plot"), a.to_string())] {
+            let mut fields = vec![bulk("e"), bulk(&packed)];
+            if let Some(d) = defaults {
+                fields.extend([bulk("d"), bulk(d)]);
+            }
+            let entry = Value::Array(vec![bulk("1-0"), Value::Array(fields)]);
+            assert!(
+                entry_events(&queue, &stream, entry).is_err(),
+                "{defaults:?}"
+            );
         }
     }
 }
