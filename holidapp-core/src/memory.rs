@@ -12,6 +12,7 @@
 //! every method trivially atomic, which is the contract.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ pub struct MemoryBackend {
     workers: Mutex<HashMap<String, (WorkerInfo, DateTime<Utc>)>>,
     /// Wakes readers of the event log waiting in `EventLog::wait`.
     events_added: Notify,
+    /// Readers waiting in `EventLog::wait`: with none, an event wakes nobody (no notify).
+    event_readers: AtomicUsize,
 }
 
 /// One stored job and its queue bookkeeping.
@@ -174,9 +177,62 @@ struct State {
     /// Finished jobs by expiry time.
     expiries: BTreeSet<(DateTime<Utc>, JobId)>,
     /// The event log: the last [`MEMORY_RETAINED`] status changes, oldest first.
-    events: VecDeque<JobEvent>,
+    events: VecDeque<Recorded>,
+    /// The kind and worker the last event named, shared by the next events that name them.
+    names: Names,
     /// The sequence number of the last event appended (the first is 1).
     last_event: u64,
+}
+
+/// One event as the log keeps it: what [`JobEvent`] holds, its texts shared rather than copied.
+#[derive(Debug)]
+struct Recorded {
+    seq: u64,
+    job: JobId,
+    kind: Arc<str>,
+    queue: QueueName,
+    status: JobStatus,
+    worker: Option<Arc<str>>,
+    at: DateTime<Utc>,
+}
+
+impl Recorded {
+    fn event(&self) -> JobEvent {
+        JobEvent {
+            stream: Arc::clone(&MEMORY_STREAM_NAME),
+            position: Position {
+                ms: 0,
+                seq: self.seq,
+                index: 0,
+            },
+            job: self.job,
+            kind: self.kind.to_string(),
+            queue: self.queue.clone(),
+            status: self.status,
+            worker: self.worker.as_deref().map(str::to_owned),
+            at: self.at,
+        }
+    }
+}
+
+/// The texts the last event named: a run of events of one kind by one worker (a drain) shares
+/// them instead of copying each.
+#[derive(Debug, Default)]
+struct Names {
+    kind: Option<Arc<str>>,
+    worker: Option<Arc<str>>,
+}
+
+/// `text` as an `Arc`, the one in `last` when it is the same text.
+fn shared(last: &mut Option<Arc<str>>, text: &str) -> Arc<str> {
+    match last {
+        Some(kept) if **kept == *text => Arc::clone(kept),
+        _ => {
+            let kept: Arc<str> = Arc::from(text);
+            *last = Some(Arc::clone(&kept));
+            kept
+        }
+    }
 }
 
 /// How many statuses there are.
@@ -410,22 +466,17 @@ impl State {
             return;
         };
         self.last_event += 1;
-        let event = JobEvent {
-            stream: Arc::clone(&MEMORY_STREAM_NAME),
-            position: Position {
-                ms: 0,
-                seq: self.last_event,
-                index: 0,
-            },
+        let worker = match (&entry.job.worker, by_worker) {
+            (Some(worker), true) => Some(shared(&mut self.names.worker, worker)),
+            _ => None,
+        };
+        let event = Recorded {
+            seq: self.last_event,
             job: id,
-            kind: entry.job.kind.clone(),
+            kind: shared(&mut self.names.kind, &entry.job.kind),
             queue: entry.job.queue.clone(),
             status: entry.job.status,
-            worker: if by_worker {
-                entry.job.worker.clone()
-            } else {
-                None
-            },
+            worker,
             at: now,
         };
         if self.events.len() == MEMORY_RETAINED {
@@ -542,12 +593,23 @@ impl MemoryBackend {
             work: Notify::new(),
             workers: Mutex::new(HashMap::new()),
             events_added: Notify::new(),
+            event_readers: AtomicUsize::new(0),
         }
     }
 
     /// The settings this backend applies.
     pub fn settings(&self) -> &QueueSettings {
         &self.settings
+    }
+
+    /// Wakes the readers of the event log waiting for an event, if any wait.
+    fn events_changed(&self) {
+        // A reader counts itself before it looks at the log, and the log is read and written
+        // under the state's lock: a reader that found nothing new is counted here by the time
+        // the event it waits for was appended.
+        if self.event_readers.load(Ordering::SeqCst) > 0 {
+            self.events_added.notify_waiters();
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -571,7 +633,7 @@ impl MemoryBackend {
         )?;
         state.apply(lease.id(), mv, now, self.settings.result_ttl)?;
         state.record(lease.id(), now, true);
-        self.events_added.notify_waiters();
+        self.events_changed();
         let entry = state.jobs.get_mut(&lease.id()).ok_or(Error::LeaseLost)?;
         if let Some(reason) = reason {
             entry.job.error = Some(reason.to_owned());
@@ -586,7 +648,7 @@ impl Producer for MemoryBackend {
         let now = self.clock.now();
         let answer = self.state().insert(job, now, &self.settings)?;
         self.work.notify_waiters();
-        self.events_added.notify_waiters();
+        self.events_changed();
         Ok(answer)
     }
 
@@ -599,7 +661,7 @@ impl Producer for MemoryBackend {
                 .collect()
         };
         self.work.notify_waiters();
-        self.events_added.notify_waiters();
+        self.events_changed();
         Ok(answers)
     }
 }
@@ -654,7 +716,7 @@ impl Consumer for MemoryBackend {
         let lease = self.lease_next(&mut state, queue, worker, now, after(now, lease_for))?;
         drop(state);
         if lease.is_some() {
-            self.events_added.notify_waiters();
+            self.events_changed();
         }
         Ok(lease)
     }
@@ -680,7 +742,7 @@ impl Consumer for MemoryBackend {
         }
         drop(state);
         if !leases.is_empty() {
-            self.events_added.notify_waiters();
+            self.events_changed();
         }
         Ok(leases)
     }
@@ -748,7 +810,7 @@ impl Consumer for MemoryBackend {
         state.queue(&job.queue).result_bytes += bytes;
         state.record(lease.id(), now, true);
         drop(state);
-        self.events_added.notify_waiters();
+        self.events_changed();
         Ok(job)
     }
 
@@ -824,7 +886,7 @@ impl Maintenance for MemoryBackend {
             self.work.notify_waiters();
         }
         if report.requeued + report.failed > 0 {
-            self.events_added.notify_waiters();
+            self.events_changed();
         }
         Ok(report)
     }
@@ -866,7 +928,7 @@ impl EventLog for MemoryBackend {
     async fn read(&self, after: &EventCursor, max: usize) -> Result<Vec<JobEvent>> {
         let seen = after.get(MEMORY_STREAM).map_or(0, |p| p.seq);
         let state = self.state();
-        let Some(oldest) = state.events.front().map(|e| e.position.seq) else {
+        let Some(oldest) = state.events.front().map(|e| e.seq) else {
             return Ok(Vec::new());
         };
         let skip = usize::try_from(seen.saturating_sub(oldest - 1)).unwrap_or(usize::MAX);
@@ -875,7 +937,7 @@ impl EventLog for MemoryBackend {
             .iter()
             .skip(skip)
             .take(max.min(crate::events::MAX_READ))
-            .cloned()
+            .map(Recorded::event)
             .collect())
     }
 
@@ -894,6 +956,8 @@ impl EventLog for MemoryBackend {
     }
 
     async fn wait(&self, after: &EventCursor, timeout: Duration) {
+        self.event_readers.fetch_add(1, Ordering::SeqCst);
+        let _counted = Counted(&self.event_readers);
         let notified = self.events_added.notified();
         tokio::pin!(notified);
         // Register before looking, so an event appended between the look and the wait wakes it.
@@ -903,6 +967,15 @@ impl EventLog for MemoryBackend {
             return;
         }
         let _ = tokio::time::timeout(timeout, notified).await;
+    }
+}
+
+/// Uncounts a waiting reader when its wait ends, however it ends.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -1041,7 +1114,7 @@ impl JobStore for MemoryBackend {
         state.record(id, now, false);
         let job = state.jobs.get(&id).map(|e| e.job.clone());
         drop(state);
-        self.events_added.notify_waiters();
+        self.events_changed();
         Ok(job)
     }
 
@@ -1059,7 +1132,7 @@ impl JobStore for MemoryBackend {
         let job = state.jobs.get(&id).map(|e| e.job.clone());
         drop(state);
         self.work.notify_waiters();
-        self.events_added.notify_waiters();
+        self.events_changed();
         Ok(job)
     }
 
