@@ -1017,6 +1017,38 @@ async fn a_job_runs_through_the_processing_step_and_its_png_is_served() {
 }
 
 #[tokio::test]
+async fn get_queues_answers_counts_and_the_finished_counters() {
+    let app = TestApp::new();
+    assert_eq!(app.send(get("/queues")).await.json(), json!([]));
+    for start in ["1990", "1991", "1992"] {
+        enqueue(&app.backend, start).await;
+    }
+    let done = app.lease().await;
+    app.backend.complete(&done, blank_png()).await.unwrap();
+    let failed = app.lease().await;
+    app.backend
+        .fail(&failed, "no", FailureKind::Permanent)
+        .await
+        .unwrap();
+    let answer = app.send(get("/queues")).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let queues = answer.json();
+    assert_eq!(
+        queues,
+        json!([{
+            "queue": "default",
+            "counts": {"submitted": 1, "in progress": 0, "complete": 1, "failed": 1,
+                       "cancelled": 0},
+            "ready": 1,
+            "delayed": 0,
+            "completed_total": 1,
+            "failed_total": 1,
+            "throughput": [],
+        }])
+    );
+}
+
+#[tokio::test]
 async fn get_workers_lists_the_live_workers_and_metrics_export_them() {
     use holidapp_core::{WorkerInfo, WorkerRegistry};
     let app = TestApp::new();
