@@ -182,6 +182,7 @@ async fn run(config: Config) -> Result<(), String> {
         tracing::warn!("no HOLIDAPP_API_TOKEN: anyone who reaches this API can change its state");
     }
     let (stop_tx, stop_rx) = watch::channel(false);
+    let shutdown = holidapp_core::CancellationToken::new();
     let mut embedded_pool = None;
     let mut metrics = holidapp_http::Metrics::new();
 
@@ -256,7 +257,8 @@ async fn run(config: Config) -> Result<(), String> {
         .with_plots(plots)
         .with_metrics(Arc::new(metrics))
         .with_visits_log(config.visits_log)
-        .with_auth(auth);
+        .with_auth(auth)
+        .with_shutdown(shutdown.clone());
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
@@ -269,6 +271,7 @@ async fn run(config: Config) -> Result<(), String> {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests and jobs");
         let _ = stop_tx.send(true);
+        shutdown.cancel();
     });
     let options = holidapp_http::ServeOptions {
         header_read_timeout: Duration::from_secs(config.header_timeout_seconds),

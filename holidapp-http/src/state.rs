@@ -31,6 +31,11 @@ pub struct AppState {
     pub limits: Limits,
     /// The tokens requests need (none by default: every route open).
     pub auth: Auth,
+    /// Cancelled by the caller when the server begins to shut down: open event streams
+    /// (`GET /events`) end then, rather than hold the graceful shutdown until its grace period
+    /// runs out. A fresh token (never cancelled) unless [`with_shutdown`](Self::with_shutdown)
+    /// gives one.
+    pub shutdown: holidapp_core::CancellationToken,
 }
 
 impl AppState {
@@ -44,6 +49,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             limits: Limits::default(),
             auth: Auth::open(),
+            shutdown: holidapp_core::CancellationToken::new(),
         }
     }
 
@@ -68,6 +74,13 @@ impl AppState {
     /// The same state asking for the tokens of `auth`.
     pub fn with_auth(mut self, auth: Auth) -> Self {
         self.auth = auth;
+        self
+    }
+
+    /// The same state ending open event streams when `shutdown` is cancelled: cancel it when
+    /// the shutdown future given to [`serve`](crate::serve) completes.
+    pub fn with_shutdown(mut self, shutdown: holidapp_core::CancellationToken) -> Self {
+        self.shutdown = shutdown;
         self
     }
 

@@ -159,7 +159,7 @@ pub(crate) async fn events(
             .map_err(|e| ApiError::InvalidQuery(format!("queue: {e}")))?,
         kind: match query.kind {
             Some(kind) => {
-                QueueName::new(kind.as_str())
+                holidapp_core::job::check_kind_name(&kind)
                     .map_err(|e| ApiError::InvalidQuery(format!("kind: {e}")))?;
                 Some(kind)
             }
@@ -211,11 +211,18 @@ pub(crate) async fn events(
         out.push(message(Ok(Followed::Quiet(cursor))));
         Sse::new(futures::stream::iter(out)).into_response()
     } else {
-        let stream = ctx.app.jobs.events(after, filter, QUIET).map(move |m| {
-            // The stream holds its place among the open ones until it is dropped.
-            let _ = &permit;
-            message(m)
-        });
+        let stream = ctx
+            .app
+            .jobs
+            .events(after, filter, QUIET)
+            .map(move |m| {
+                // The stream holds its place among the open ones until it is dropped.
+                let _ = &permit;
+                message(m)
+            })
+            // A shutdown ends the stream, so an open stream does not hold the server's graceful
+            // shutdown for its whole grace period (a client resumes on another replica).
+            .take_until(ctx.app.shutdown.clone().cancelled_owned());
         Sse::new(stream).into_response()
     };
     let mut response = response;

@@ -602,6 +602,40 @@ async fn a_slow_client_does_not_hold_up_a_shutdown() {
 }
 
 #[tokio::test]
+async fn an_open_event_stream_ends_when_the_server_shuts_down() {
+    let mut api = Api::start(&[]);
+    let http = client(Duration::from_secs(60));
+    let mut stream = http.get(api.url("/events")).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let first = stream.chunk().await.unwrap().expect("a first message");
+    assert!(
+        String::from_utf8_lossy(&first).contains("event: ping"),
+        "{first:?}"
+    );
+    assert!(api.terminate(Duration::from_secs(30)), "a clean exit");
+    // The stream ended with the shutdown: the grace period had no connection left to drop.
+    let mut logs = Vec::new();
+    while let Ok(line) = api.logs.recv_timeout(Duration::from_secs(30)) {
+        let last = line.ends_with("stopped");
+        logs.push(line);
+        if last {
+            break;
+        }
+    }
+    assert!(
+        logs.iter().any(|l| l.ends_with("stopped")),
+        "the server logs its stop: {logs:?}"
+    );
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains("after the shutdown grace period")),
+        "{logs:?}"
+    );
+    while let Ok(Some(_)) = stream.chunk().await {}
+}
+
+#[tokio::test]
 async fn connections_past_the_cap_wait_until_one_closes() {
     let api = Api::start(&[("HOLIDAPP_MAX_CONNECTIONS", "1")]);
     let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
