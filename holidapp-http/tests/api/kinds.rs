@@ -278,7 +278,21 @@ async fn links_carry_the_path_the_router_is_mounted_under() {
         (welcome["help"].as_str(), welcome["openapi"].as_str()),
         (Some("/api/help"), Some("/api/openapi.json"))
     );
+    // The dashboard's page loads its assets, and calls the API, under the prefix.
+    let page = send(&nested, get("/api/ui")).await.text();
+    assert!(page.contains(r#"<script src="/api/ui/app.js""#), "{page}");
+    assert!(page.contains(r#"content="/api""#), "{page}");
+    assert_eq!(
+        send(&nested, get("/api/ui/app.js")).await.status,
+        StatusCode::OK
+    );
     // Not nested: no prefix.
     let direct = app.send(get(&format!("/jobs/{id}"))).await.json();
     assert_eq!(direct["result"], format!("/jobs/{id}/result"));
+    assert!(
+        app.send(get("/ui"))
+            .await
+            .text()
+            .contains(r#"<script src="/ui/app.js""#)
+    );
 }
