@@ -39,6 +39,8 @@ pub struct RedisServerOptions {
     pub aof: bool,
     /// A password clients must give (`--requirepass`); [`RedisServer::url`] carries it.
     pub password: Option<String>,
+    /// The port of a server on `127.0.0.1` this one replicates (`--replicaof`).
+    pub replica_of: Option<u16>,
 }
 
 /// A `redis-server` process owned by a test.
@@ -224,6 +226,33 @@ impl RedisServer {
         }
     }
 
+    /// Waits until `n` replicas of this server are in sync (`INFO replication` shows them
+    /// online).
+    ///
+    /// # Panics
+    ///
+    /// When they are not within a minute, or the server does not answer.
+    pub async fn wait_for_replicas(&self, n: usize) {
+        let mut conn = redis::Client::open(self.url())
+            .and_then(|client| client.get_connection())
+            .unwrap_or_else(|e| panic!("cannot connect to redis-server: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut conn)
+                .unwrap_or_else(|e| panic!("INFO replication failed: {e}"));
+            if info.matches("state=online").count() >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} replicas did not come in sync:\n{info}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Starts the server again on the same port and in the same directory, so it reloads its
     /// append-only file, and waits until it answers. Stops it first if it is running.
     ///
@@ -293,6 +322,8 @@ fn spawn(port: u16, options: &RedisServerOptions, dir: &Path) -> Result<Running,
         .arg("--port")
         .arg(port.to_string())
         .args(["--bind", "127.0.0.1", "--daemonize", "no", "--save", ""])
+        // A replica attached to it syncs at once, not after the default 5 s.
+        .args(["--repl-diskless-sync-delay", "0"])
         .arg("--dir")
         .arg(dir)
         .arg("--logfile")
@@ -308,6 +339,13 @@ fn spawn(port: u16, options: &RedisServerOptions, dir: &Path) -> Result<Running,
                 .iter()
                 .flat_map(|password| ["--requirepass", password.as_str()]),
         )
+        .args(options.replica_of.iter().flat_map(|master| {
+            [
+                "--replicaof".to_owned(),
+                "127.0.0.1".to_owned(),
+                master.to_string(),
+            ]
+        }))
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

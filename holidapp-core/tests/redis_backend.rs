@@ -652,3 +652,93 @@ async fn oom_and_busy_redis_are_outages() {
     assert!(spin.await.unwrap().is_err(), "the script was killed");
     assert!(backend.get(stored.id).await.unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_replica_acks_a_write_no_replica_acknowledges_is_not_answered() {
+    let server = RedisServer::start();
+    let (plain, _) = connect(&server, "no-replica").await;
+    let backend = plain
+        .clone()
+        .with_replica_acks(1, Duration::from_millis(50));
+    let [job] = &numbered_jobs(1)[..] else {
+        unreachable!()
+    };
+    let refused = backend.enqueue(job).await;
+    assert!(
+        matches!(&refused, Err(Error::Unavailable(m)) if m.contains("0 of 1 replicas")),
+        "{refused:?}"
+    );
+    // It reached the primary all the same: a worker can run it; its completion is not answered
+    // either.
+    let lease = plain.lease(&default(), "w", LEASE).await.unwrap().unwrap();
+    assert_eq!(lease.id(), job.id);
+    let completed = backend.complete(&lease, bytes("x")).await;
+    assert!(
+        matches!(&completed, Err(Error::Unavailable(_))),
+        "{completed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_replica_acks_a_failover_loses_nothing_that_was_answered() {
+    let mut primary = RedisServer::start();
+    let replica = RedisServer::start_with(RedisServerOptions {
+        replica_of: Some(primary.port()),
+        ..RedisServerOptions::default()
+    });
+    primary.wait_for_replicas(1).await;
+    let (backend, config) = connect(&primary, "failover").await;
+    let backend = backend.with_replica_acks(1, Duration::from_secs(5));
+    let jobs = numbered_jobs(300);
+    // Submitted one by one and in a batch, then half of them completed: each answered.
+    for job in &jobs[..100] {
+        assert_eq!(backend.enqueue(job).await.unwrap(), Enqueued::Stored);
+    }
+    for answer in backend.enqueue_many(&jobs[100..]).await.unwrap() {
+        assert_eq!(answer.unwrap(), Enqueued::Stored);
+    }
+    let leases = backend
+        .lease_many(&default(), "w", LEASE, 150)
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 150);
+    for lease in &leases {
+        backend.complete(lease, bytes("done")).await.unwrap();
+    }
+    // The primary dies at once; the replica takes over.
+    primary.kill();
+    let mut promoted = operator(&replica).await;
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut promoted)
+        .await
+        .unwrap();
+    let after = RedisBackend::connect(
+        &RedisConfig {
+            url: replica.url(),
+            ..config
+        },
+        QueueSettings::default(),
+    )
+    .await
+    .unwrap();
+    for (i, job) in jobs.iter().enumerate() {
+        let stored = after
+            .get(job.id)
+            .await
+            .unwrap()
+            .expect("an answered submit");
+        let expected = if i < 150 {
+            JobStatus::Complete
+        } else {
+            JobStatus::Submitted
+        };
+        assert_eq!(stored.status, expected, "job {i}");
+    }
+    let result = after.result(jobs[0].id).await.unwrap();
+    assert!(
+        matches!(&result, Some(ResultState::Ready(o)) if o.bytes().as_ref() == b"done"),
+        "{result:?}"
+    );
+}

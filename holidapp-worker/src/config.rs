@@ -70,6 +70,28 @@ pub struct BackendArgs {
         value_parser = clap::value_parser!(u32).range(0..=15)
     )]
     pub redis_image_db: Option<u32>,
+
+    /// Replicas that must acknowledge a submit or a completion (Redis `WAIT`) before it is
+    /// answered, so that a failover to a replica loses nothing that was answered. 0: answer as
+    /// soon as the primary has it.
+    #[arg(
+        long = "redis-wait-replicas",
+        env = "HOLIDAPP_REDIS_WAIT_REPLICAS",
+        default_value_t = 0,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(0..=16)
+    )]
+    pub redis_wait_replicas: u32,
+
+    /// How long a write waits for its replicas' acknowledgement before it is answered 503.
+    #[arg(
+        long = "redis-wait-timeout-ms",
+        env = "HOLIDAPP_REDIS_WAIT_TIMEOUT_MS",
+        default_value_t = 1000,
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(1..=60_000)
+    )]
+    pub redis_wait_timeout_ms: u64,
 }
 
 /// What a shipped binary runs on: the engine's backends and the plot product's stores, on Redis
@@ -111,7 +133,11 @@ impl BackendArgs {
         };
         let backend = RedisBackend::connect(&redis, queue.queue_settings())
             .await
-            .map_err(|e| format!("cannot use Redis: {e}"))?;
+            .map_err(|e| format!("cannot use Redis: {e}"))?
+            .with_replica_acks(
+                self.redis_wait_replicas,
+                Duration::from_millis(self.redis_wait_timeout_ms),
+            );
         let images = match self.redis_image_db {
             Some(db) => redis
                 .open_database(db)

@@ -42,7 +42,7 @@ use holidapp_core::plot::redis::RedisDataStore;
 use holidapp_core::plot::{DataSet, DataStore, MemoryPlotStore, PlotParams, PlotRenderer};
 use holidapp_core::redis_backend::RedisBackend;
 use holidapp_core::store::total_counts;
-use holidapp_core::testing::RedisServer;
+use holidapp_core::testing::{RedisServer, RedisServerOptions};
 use holidapp_core::{
     Context, Job, JobId, JobStore, Producer, QueueName, QueueSettings, Renderer, ResultState,
 };
@@ -82,6 +82,11 @@ struct Args {
     /// by the time the workers start), or `both`, interleaved in each round.
     #[arg(long, value_enum, default_value_t = MixArg::Plain)]
     mix: MixArg,
+    /// Replicas of the benchmark's Redis to start, each kept in sync; the workers run with
+    /// HOLIDAPP_REDIS_WAIT_REPLICAS set to their number, so every completion waits for them
+    /// (a build without the setting ignores it: pair one against a build with it to see its cost).
+    #[arg(long, default_value_t = 0)]
+    wait_replicas: u16,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -149,6 +154,21 @@ async fn main() -> anyhow::Result<()> {
         builds.push(("baseline", baseline));
     }
     let server = RedisServer::start();
+    let replicas: Vec<RedisServer> = (0..args.wait_replicas)
+        .map(|_| {
+            RedisServer::start_with(RedisServerOptions {
+                replica_of: Some(server.port()),
+                ..RedisServerOptions::default()
+            })
+        })
+        .collect();
+    if !replicas.is_empty() {
+        server.wait_for_replicas(replicas.len()).await;
+        println!(
+            "worker_drain: {} replica(s) in sync; workers wait for them on every completion",
+            replicas.len()
+        );
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "worker_drain: {cores} cores, redis-server on port {}, {} rounds",
@@ -213,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
                     case,
                     data.as_ref(),
                     args.commandstats,
+                    args.wait_replicas,
                 )
                 .await?;
                 results.entry((case.clone(), b)).or_default().push(measure);
@@ -316,6 +337,7 @@ async fn measure(
     case: &Case,
     data: Option<&DataSet>,
     commandstats: bool,
+    wait_replicas: u16,
 ) -> anyhow::Result<Measure> {
     let mut config = server.config("worker_drain");
     config.prefix = "bench".to_owned();
@@ -328,7 +350,7 @@ async fn measure(
     redis::cmd("FLUSHALL").query_async::<()>(&mut admin).await?;
     let spawn = |processes: usize| -> anyhow::Result<Vec<Worker>> {
         (0..processes)
-            .map(|p| Worker::spawn(bin, &config.url, &config.prefix, p, case))
+            .map(|p| Worker::spawn(bin, &config.url, &config.prefix, p, case, wait_replicas))
             .collect()
     };
     let measure = if case.renderer == "plot" {
@@ -644,7 +666,14 @@ struct Worker {
 }
 
 impl Worker {
-    fn spawn(bin: &Path, url: &str, prefix: &str, p: usize, case: &Case) -> anyhow::Result<Self> {
+    fn spawn(
+        bin: &Path,
+        url: &str,
+        prefix: &str,
+        p: usize,
+        case: &Case,
+        wait_replicas: u16,
+    ) -> anyhow::Result<Self> {
         let log = std::env::temp_dir().join(format!(
             "holidapp-worker-drain-{}-{p}.log",
             std::process::id()
@@ -658,6 +687,9 @@ impl Worker {
             .env("HOLIDAPP_RENDERER", case.renderer);
         if let Setting::Concurrency(n) = case.setting {
             command.env("HOLIDAPP_WORKER_CONCURRENCY", n.to_string());
+        }
+        if wait_replicas > 0 {
+            command.env("HOLIDAPP_REDIS_WAIT_REPLICAS", wait_replicas.to_string());
         }
         let child = command
             .stdin(Stdio::null())

@@ -131,6 +131,43 @@ impl RedisConn {
     }
 }
 
+impl RedisConn {
+    /// Runs `script` and, on the same connection right after it, `WAIT replicas wait`: answers
+    /// the script's reply only once `replicas` replicas have acknowledged every write this
+    /// connection made, the script's included; fewer within `wait` is [`Error::Unavailable`]
+    /// (the writes reached the primary and may still be replicated; they were not acknowledged).
+    /// Both go in one pipeline, so a reconnection between them cannot make the `WAIT` answer for
+    /// another connection's writes.
+    pub(super) async fn invoke_acked<T: FromRedisValue>(
+        &self,
+        script: &redis::ScriptInvocation<'_>,
+        replicas: u32,
+        wait: Duration,
+    ) -> Result<T> {
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(script)
+            .cmd("WAIT")
+            .arg(replicas)
+            .arg(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+        let deadline = self.timeout + wait;
+        let mut conn = self.manager.clone();
+        let mut reply: RedisResult<(T, u32)> =
+            run_raw(deadline, pipe.query_async(&mut conn)).await?;
+        if matches!(&reply, Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)) {
+            // First use on this server (or after a restart): load it, then once more.
+            self.run(script.load_async(&mut conn)).await?;
+            reply = run_raw(deadline, pipe.query_async(&mut conn)).await?;
+        }
+        let (value, acked) = reply.map_err(map_error)?;
+        if acked < replicas {
+            return Err(Error::Unavailable(format!(
+                "Redis: {acked} of {replicas} replicas acknowledged the write within {wait:?}"
+            )));
+        }
+        Ok(value)
+    }
+}
+
 /// Runs one Redis call with a deadline; a missed deadline is an outage, other errors are the
 /// caller's to map.
 pub(super) async fn run_raw<T>(

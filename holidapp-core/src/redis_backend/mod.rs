@@ -199,6 +199,9 @@ pub struct RedisBackend {
     completions: Option<Coalescer<(Lease, Output), Job>>,
     /// Gathers concurrent `enqueue` calls into one script call per queue.
     enqueues: Option<Coalescer<Job, Enqueued>>,
+    /// Replicas that must acknowledge a submit or a completion before it is answered, and how
+    /// long to wait for them (see [`with_replica_acks`](Self::with_replica_acks)).
+    replica_acks: Option<(u32, Duration)>,
 }
 
 /// Where the scripts read the time.
@@ -282,6 +285,7 @@ impl RedisBackend {
             leases: None,
             completions: None,
             enqueues: None,
+            replica_acks: None,
         };
         Ok(backend.start_batching())
     }
@@ -289,6 +293,17 @@ impl RedisBackend {
     /// The same backend with calls giving up after `timeout` instead of one second.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.conn = self.conn.with_timeout(timeout);
+        self.start_batching()
+    }
+
+    /// The same backend answering a submit or a completion only once `replicas` replicas have
+    /// acknowledged it (Redis's `WAIT`, sent with the script on the same connection), waiting
+    /// at most `wait` for them: a failover to a replica then loses nothing that was answered.
+    /// A write the replicas do not acknowledge in time answers [`Error::Unavailable`]; it
+    /// reached the primary, so a submit retried with the same unique key finds it. `replicas`
+    /// 0 turns this off (the default).
+    pub fn with_replica_acks(mut self, replicas: u32, wait: Duration) -> Self {
+        self.replica_acks = (replicas > 0).then_some((replicas, wait));
         self.start_batching()
     }
 

@@ -247,13 +247,23 @@ impl RedisBackend {
                 .arg(output.content_type());
             leases.push((lease, output.content_type_shared()));
         }
-        let answer: Vec<Value> = self
-            .conn
-            .run_bulk({
-                let mut conn = self.conn.manager();
-                async move { invocation.invoke_async(&mut conn).await }
-            })
-            .await?;
+        let answer: Vec<Value> = match self.replica_acks {
+            Some((replicas, wait)) => {
+                self.conn
+                    .clone()
+                    .with_timeout(super::BULK_TIMEOUT)
+                    .invoke_acked(&invocation, replicas, wait)
+                    .await?
+            }
+            None => {
+                self.conn
+                    .run_bulk({
+                        let mut conn = self.conn.manager();
+                        async move { invocation.invoke_async(&mut conn).await }
+                    })
+                    .await?
+            }
+        };
         let mut answer = answer.into_iter();
         let now = from_millis(int(answer
             .next()
@@ -373,14 +383,23 @@ impl RedisBackend {
                 job.id
             })
             .collect();
-        let mut conn = self.conn.manager();
-        let call = async move { invocation.invoke_async::<Vec<String>>(&mut conn).await };
         // One job answers within the default deadline, so a client submitting to a hung Redis
         // gets its 503 in about a second; only real batches get the bulk deadline.
-        let answers = if single {
-            self.conn.run(call).await?
+        let answers: Vec<String> = if let Some((replicas, wait)) = self.replica_acks {
+            let conn = if single {
+                self.conn.clone()
+            } else {
+                self.conn.clone().with_timeout(super::BULK_TIMEOUT)
+            };
+            conn.invoke_acked(&invocation, replicas, wait).await?
         } else {
-            self.conn.run_bulk(call).await?
+            let mut conn = self.conn.manager();
+            let call = async move { invocation.invoke_async::<Vec<String>>(&mut conn).await };
+            if single {
+                self.conn.run(call).await?
+            } else {
+                self.conn.run_bulk(call).await?
+            }
         };
         if answers.len() != ids.len() {
             return Err(Error::Internal(format!(
