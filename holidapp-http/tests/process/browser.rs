@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use super::{Api, POLL_INTERVAL, client, json_of};
+use super::{Api, POLL_INTERVAL, client, json_of, submit_body};
 
 const TOKEN: &str = "dashboard-test-token-0123456789";
 
@@ -144,17 +144,7 @@ async fn wait_for_message(page: &Client, needle: &str) -> String {
 }
 
 async fn submit(http: &reqwest::Client, api: &Api, body: Value) -> String {
-    let (status, job) = json_of(
-        http.post(api.url("/jobs"))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 201, "{job}");
-    job["id"].as_str().unwrap().to_owned()
+    submit_body(http, api, &body, Some(TOKEN)).await
 }
 
 async fn job(http: &reqwest::Client, api: &Api, id: &str) -> Value {

@@ -755,18 +755,27 @@ impl EventStream {
     }
 }
 
-/// Submits a plot job to `queue` through the API and answers its id.
-async fn submit_to(http: &reqwest::Client, api: &Api, queue: &str) -> String {
-    let (status, job) = json_of(
-        http.post(api.url("/jobs"))
-            .json(&json!({"kind": "plot", "params": {"start": 1990, "end": 2000}, "queue": queue}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+/// Submits `body` to `POST /jobs`, with `token` as a bearer token when given, and answers the
+/// new job's id.
+async fn submit_body(
+    http: &reqwest::Client,
+    api: &Api,
+    body: &Value,
+    token: Option<&str>,
+) -> String {
+    let mut request = http.post(api.url("/jobs")).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let (status, job) = json_of(request.send().await.unwrap()).await;
     assert_eq!(status, 201, "{job}");
     job["id"].as_str().unwrap().to_owned()
+}
+
+/// Submits a plot job to `queue` through the API and answers its id.
+async fn submit_to(http: &reqwest::Client, api: &Api, queue: &str) -> String {
+    let body = json!({"kind": "plot", "params": {"start": 1990, "end": 2000}, "queue": queue});
+    submit_body(http, api, &body, None).await
 }
 
 /// Follows the events, disconnects mid-stream, and resumes with `Last-Event-ID`: every event
