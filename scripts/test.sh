@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 # The dashboard's browser test drives Debian's Chromium through its WebDriver, chromedriver.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)

@@ -41,6 +41,9 @@ pub struct RedisServerOptions {
     pub password: Option<String>,
     /// The port of a server on `127.0.0.1` this one replicates (`--replicaof`).
     pub replica_of: Option<u16>,
+    /// A node of a Redis Cluster (`--cluster-enabled yes`, its cluster bus on a free port of its
+    /// own, a node timeout of one second); [`RedisCluster`] starts six and joins them.
+    pub cluster: bool,
 }
 
 /// A `redis-server` process owned by a test.
@@ -50,6 +53,8 @@ pub struct RedisServerOptions {
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
+    /// The cluster bus port of a cluster node.
+    bus_port: Option<u16>,
     options: RedisServerOptions,
     dir: TempDir,
     process: Option<Running>,
@@ -110,10 +115,12 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("cannot create a directory for redis-server: {e}"));
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            match spawn(port, &options, dir.path()) {
+            let bus_port = options.cluster.then(free_port);
+            match spawn(port, bus_port, &options, dir.path()) {
                 Ok(process) => {
                     return RedisServer {
                         port,
+                        bus_port,
                         options,
                         dir,
                         process: Some(process),
@@ -165,6 +172,11 @@ impl RedisServer {
     pub fn config(&self, test_name: &str) -> RedisConfig {
         RedisConfig {
             url: self.url(),
+            cluster_urls: if self.options.cluster {
+                vec![self.url()]
+            } else {
+                Vec::new()
+            },
             prefix: unique_prefix(test_name),
         }
     }
@@ -261,7 +273,7 @@ impl RedisServer {
     /// When the server does not come back (for example, another process took its port).
     pub fn restart(&mut self) {
         self.stop();
-        match spawn(self.port, &self.options, self.dir.path()) {
+        match spawn(self.port, self.bus_port, &self.options, self.dir.path()) {
             Ok(process) => self.process = Some(process),
             Err(StartError::PortTaken) => panic!(
                 "redis-server could not restart: port {} was taken by another process",
@@ -285,6 +297,167 @@ impl Running {
         let _ = self.watchdog.kill();
         let _ = self.watchdog.wait();
     }
+}
+
+/// How long a cluster node may be silent before its peers count it failed and a replica takes
+/// over (`--cluster-node-timeout`).
+const CLUSTER_NODE_TIMEOUT_MS: u64 = 1000;
+
+/// A Redis Cluster of `redis-server` processes owned by a test: masters and their replicas on
+/// `127.0.0.1`, each on free ports, joined with `redis-cli --cluster create`, and killed on drop.
+///
+/// Its nodes are [`RedisServer`]s, so a fault test can [`kill`](RedisServer::kill) a master and
+/// watch its replica take over.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `masters` masters with `replicas` replicas each, joins them, and waits until every
+    /// node sees every slot served and every replica is in sync.
+    ///
+    /// # Panics
+    ///
+    /// When `redis-server` or `redis-cli` is missing, or the cluster does not come up within a
+    /// minute.
+    pub fn start(masters: usize, replicas: usize) -> Self {
+        assert!(masters >= 3, "Redis Cluster needs at least three masters");
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
+            .map(|_| {
+                RedisServer::start_with(RedisServerOptions {
+                    cluster: true,
+                    ..RedisServerOptions::default()
+                })
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port()));
+        }
+        let output = create
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli --cluster create: {e}"));
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_until_healthy(masters * replicas);
+        cluster
+    }
+
+    /// One cluster of three masters with one replica each for the whole test binary, started on
+    /// first use. Tests that share it keep apart by key prefix.
+    pub fn shared() -> &'static RedisCluster {
+        static SHARED: OnceLock<RedisCluster> = OnceLock::new();
+        SHARED.get_or_init(|| RedisCluster::start(3, 1))
+    }
+
+    /// Every node's URL: the seed list for [`RedisConfig::cluster`].
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// A backend configuration for this cluster with a key prefix of its own for `test_name`.
+    pub fn config(&self, test_name: &str) -> RedisConfig {
+        RedisConfig {
+            prefix: unique_prefix(test_name),
+            ..RedisConfig::cluster(self.urls())
+        }
+    }
+
+    /// The nodes, masters and replicas, in the order they were started.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// The node at `index` (of [`nodes`](Self::nodes)), to stop, kill or freeze.
+    pub fn node_mut(&mut self, index: usize) -> &mut RedisServer {
+        &mut self.nodes[index]
+    }
+
+    /// The indexes of the running nodes that are masters now (`ROLE`).
+    pub fn masters(&mut self) -> Vec<usize> {
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_running())
+            .collect();
+        running
+            .into_iter()
+            .filter(|&i| {
+                query_node(&self.nodes[i], &["ROLE"]).is_some_and(|role| role.starts_with("master"))
+            })
+            .collect()
+    }
+
+    /// Waits until every running node says the cluster is ok (every slot served) and sees
+    /// `replicas` replicas with their links up.
+    ///
+    /// # Panics
+    ///
+    /// When that does not happen within a minute.
+    pub fn wait_until_healthy(&self, replicas: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut last = String::new();
+            let healthy = self
+                .nodes
+                .iter()
+                .filter(|n| n.process.is_some())
+                .all(|node| {
+                    let info = query_node(node, &["CLUSTER", "INFO"]).unwrap_or_default();
+                    let nodes = query_node(node, &["CLUSTER", "NODES"]).unwrap_or_default();
+                    let ok = info.contains("cluster_state:ok")
+                        && nodes
+                            .lines()
+                            .filter(|l| l.contains("slave") && !l.contains("fail"))
+                            .count()
+                            >= replicas;
+                    if !ok {
+                        last = format!("node {}:\n{info}\n{nodes}", node.port());
+                    }
+                    ok
+                });
+            if healthy && self.replicas_in_sync(replicas) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the Redis Cluster did not become healthy; last seen:\n{last}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether `replicas` replicas have their link to their master up.
+    fn replicas_in_sync(&self, replicas: usize) -> bool {
+        self.nodes
+            .iter()
+            .filter(|n| n.process.is_some())
+            .filter_map(|node| query_node(node, &["INFO", "replication"]))
+            .filter(|info| info.contains("role:slave") && info.contains("master_link_status:up"))
+            .count()
+            >= replicas
+    }
+}
+
+/// One command's answer from `node` as text, through `redis-cli`; `None` when it cannot answer.
+fn query_node(node: &RedisServer, args: &[&str]) -> Option<String> {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &node.port().to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// A unique key prefix for one test: `test:{name}:{n}-{random}`. Two calls never return the same
@@ -315,7 +488,12 @@ fn free_port() -> u16 {
 }
 
 /// Starts `redis-server` on `port` in `dir` and waits until it answers `PING`.
-fn spawn(port: u16, options: &RedisServerOptions, dir: &Path) -> Result<Running, StartError> {
+fn spawn(
+    port: u16,
+    bus_port: Option<u16>,
+    options: &RedisServerOptions,
+    dir: &Path,
+) -> Result<Running, StartError> {
     let log = dir.join("redis.log");
     let mut command = Command::new("redis-server");
     command
@@ -339,6 +517,18 @@ fn spawn(port: u16, options: &RedisServerOptions, dir: &Path) -> Result<Running,
                 .iter()
                 .flat_map(|password| ["--requirepass", password.as_str()]),
         )
+        .args(bus_port.iter().flat_map(|bus| {
+            [
+                "--cluster-enabled".to_owned(),
+                "yes".to_owned(),
+                "--cluster-config-file".to_owned(),
+                "nodes.conf".to_owned(),
+                "--cluster-node-timeout".to_owned(),
+                CLUSTER_NODE_TIMEOUT_MS.to_string(),
+                "--cluster-port".to_owned(),
+                bus.to_string(),
+            ]
+        }))
         .args(options.replica_of.iter().flat_map(|master| {
             [
                 "--replicaof".to_owned(),
@@ -417,7 +607,7 @@ fn wait_until_ready(
     loop {
         if let Ok(Some(status)) = server.try_wait() {
             let log_text = std::fs::read_to_string(log).unwrap_or_default();
-            if log_text.contains("Address already in use") {
+            if log_text.contains("Address already in use") || log_text.contains("Could not bind") {
                 return Err(StartError::PortTaken);
             }
             return Err(StartError::Other(format!(

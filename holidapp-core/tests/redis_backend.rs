@@ -263,7 +263,7 @@ async fn a_password_in_the_url_is_used_and_a_wrong_one_refused() {
 
     let wrong = RedisConfig {
         url: format!("redis://:nope@127.0.0.1:{}/", server.port()),
-        prefix: config.prefix.clone(),
+        ..config.clone()
     };
     let refused = RedisBackend::connect(&wrong, QueueSettings::default())
         .await

@@ -37,6 +37,17 @@ pub struct BackendArgs {
     #[arg(long, env = "REDIS_URL", value_name = "URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// Seed nodes of a Redis Cluster, comma-separated `redis://` URLs (any reachable node is
+    /// enough; the client learns the rest). Wins over REDIS_URL and REDIS_IP. Never shown in
+    /// `--help`: the URLs may hold a password.
+    #[arg(
+        long,
+        env = "REDIS_CLUSTER_URLS",
+        value_name = "URLS",
+        hide_env_values = true
+    )]
+    pub redis_cluster_urls: Option<String>,
+
     /// Redis host name or address, the course's way to point at Redis (used with REDIS_PORT and
     /// REDIS_DB when REDIS_URL is unset).
     #[arg(long, env = "REDIS_IP", value_name = "HOST")]
@@ -107,16 +118,22 @@ pub struct Services {
 }
 
 impl BackendArgs {
-    /// The Redis configuration: `REDIS_URL` when set, else `REDIS_IP` with `REDIS_PORT` and
-    /// `REDIS_DB`; `None` when neither is set (blank counts as unset), meaning no Redis.
+    /// The Redis configuration: the cluster of `REDIS_CLUSTER_URLS` when set, else `REDIS_URL`,
+    /// else `REDIS_IP` with `REDIS_PORT` and `REDIS_DB`; `None` when none is set (blank counts
+    /// as unset), meaning no Redis.
     pub fn redis_config(&self) -> Option<RedisConfig> {
+        let cluster = self
+            .redis_cluster_urls
+            .as_deref()
+            .filter(|urls| urls.split(',').any(|u| !u.trim().is_empty()));
         RedisConfig::from_parts(
-            self.redis_url.as_deref(),
+            cluster.or(self.redis_url.as_deref()),
             self.redis_ip.as_deref(),
             self.redis_port,
             i64::from(self.redis_db),
             &self.prefix,
         )
+        .map(|config| config.with_cluster_urls(cluster))
     }
 
     /// Connects what the configuration names: Redis (the engine's backend, the data set beside
@@ -670,7 +687,7 @@ mod tests {
     fn no_redis_unless_a_url_or_host_is_given() {
         let all = parse(&[]).unwrap();
         // A shell that points at Redis (REDIS_URL exported) must not fail the test.
-        if ["REDIS_URL", "REDIS_IP"]
+        if ["REDIS_URL", "REDIS_IP", "REDIS_CLUSTER_URLS"]
             .iter()
             .all(|v| std::env::var_os(v).is_none())
         {
@@ -688,6 +705,36 @@ mod tests {
             url.unwrap().backend.redis_config().unwrap().url,
             "rediss://:pw@cache:6380/2"
         );
+        // The cluster's seed nodes win over both, blanks between commas skipped.
+        let cluster = parse(&[
+            "--redis-cluster-urls",
+            "redis://:pw@n1:6379, ,redis://n2:6379",
+            "--redis-url",
+            "redis://single:6379",
+            "--prefix",
+            "team",
+        ])
+        .unwrap()
+        .backend
+        .redis_config()
+        .unwrap();
+        assert_eq!(
+            cluster.cluster_urls,
+            vec!["redis://:pw@n1:6379", "redis://n2:6379"]
+        );
+        assert!(cluster.is_cluster());
+        assert_eq!(cluster.prefix, "team");
+        assert_eq!(
+            cluster.redacted_url(),
+            "redis://***@n1:6379,redis://n2:6379"
+        );
+        let blank_cluster = parse(&["--redis-cluster-urls", " , ", "--redis-url", "redis://s"])
+            .unwrap()
+            .backend
+            .redis_config()
+            .unwrap();
+        assert!(!blank_cluster.is_cluster());
+        assert_eq!(blank_cluster.url, "redis://s");
         assert_eq!(all.backend.prefix, "holidapp");
         assert_eq!(all.backend.redis_port, 6379);
         assert_eq!(all.queue.lease_seconds, 30);

@@ -276,7 +276,7 @@ impl DataStore for RedisDataStore {
     }
 
     async fn ids(&self) -> Result<Vec<String>> {
-        let mut conn = self.conn.manager();
+        let mut conn = self.conn.link();
         self.conn
             .run_bulk(
                 redis::cmd("LRANGE")
@@ -321,7 +321,7 @@ impl DataStore for RedisDataStore {
 #[async_trait]
 impl ImageStore for RedisImageStore {
     async fn put_image(&self, png: Bytes) -> Result<()> {
-        let mut conn = self.conn.manager();
+        let mut conn = self.conn.link();
         self.conn
             .run_bulk(
                 redis::cmd("SET")
@@ -333,7 +333,7 @@ impl ImageStore for RedisImageStore {
     }
 
     async fn get_image(&self) -> Result<Option<Bytes>> {
-        let mut conn = self.conn.manager();
+        let mut conn = self.conn.link();
         let png: Option<Vec<u8>> = self
             .conn
             .run_bulk(redis::cmd("GET").arg(&self.key).query_async(&mut conn))

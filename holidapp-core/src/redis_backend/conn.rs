@@ -1,11 +1,19 @@
-//! [`RedisConn`]: a shared, self-reconnecting connection with a deadline on every call and one
-//! mapping of Redis errors to core errors.
+//! [`RedisConn`]: a shared, self-reconnecting connection, to one Redis or to a Redis Cluster,
+//! with a deadline on every call and one mapping of Redis errors to core errors.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult,
+    ServerErrorKind, Value,
+};
 
 use super::RedisConfig;
 use crate::error::{Error, Result};
@@ -16,9 +24,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one bulk call (a chunk of a bulk write, a large read) may take.
 pub const BULK_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A multiplexed connection to one Redis, shared by every clone. It is made on first use and
-/// remade after every outage; meanwhile each call gives up after its deadline with
-/// [`Error::Unavailable`], so a caller can answer at once and recover without a restart.
+/// A multiplexed connection to one Redis or to a Redis Cluster, shared by every clone. It is
+/// made on first use and remade after every outage; meanwhile each call gives up after its
+/// deadline with [`Error::Unavailable`], so a caller can answer at once and recover without a
+/// restart. On a cluster, the `redis` crate's cluster client routes each command to the master
+/// of its slot and follows `MOVED`, `ASK` and failovers by itself.
 ///
 /// The [`RedisBackend`](super::RedisBackend) runs on one, and stores built beside it (the plot
 /// product's data set and image stores) use it through
@@ -26,8 +36,150 @@ pub const BULK_TIMEOUT: Duration = Duration::from_secs(15);
 /// [`RedisConn::open`] (another logical database).
 #[derive(Clone)]
 pub struct RedisConn {
-    manager: ConnectionManager,
+    link: RedisLink,
     timeout: Duration,
+}
+
+/// The connection under a [`RedisConn`], to hand to the `redis` crate's `query_async` and
+/// `invoke_async`: one Redis through a [`ConnectionManager`], or a cluster through a
+/// [`ClusterConnection`] opened on first use. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct RedisLink(Link);
+
+#[derive(Clone)]
+enum Link {
+    /// One Redis, reconnecting by itself.
+    Single(ConnectionManager),
+    /// One Redis on a connection that is not remade (a blocking command's own).
+    Plain(MultiplexedConnection),
+    /// A Redis Cluster.
+    Cluster(Arc<LazyCluster>),
+}
+
+/// A cluster connection made on the first call, and retried on the next call while it cannot
+/// be made (every seed node down), so that opening never fails for an outage.
+struct LazyCluster {
+    client: ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
+}
+
+impl LazyCluster {
+    async fn get(&self) -> RedisResult<ClusterConnection> {
+        self.conn
+            .get_or_try_init(|| self.client.get_async_connection())
+            .await
+            .cloned()
+    }
+}
+
+impl RedisLink {
+    /// Whether this connection is to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.0, Link::Cluster(_))
+    }
+}
+
+impl ConnectionLike for RedisLink {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match &mut self.0 {
+            Link::Single(manager) => manager.req_packed_command(cmd),
+            Link::Plain(conn) => conn.req_packed_command(cmd),
+            Link::Cluster(lazy) => Box::pin(async move {
+                let mut conn = lazy.get().await?;
+                conn.req_packed_command(cmd).await
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &mut self.0 {
+            Link::Single(manager) => manager.req_packed_commands(pipeline, offset, count),
+            Link::Plain(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(lazy) => Box::pin(async move {
+                let mut conn = lazy.get().await?;
+                conn.req_packed_commands(pipeline, offset, count).await
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.0 {
+            Link::Single(manager) => manager.get_db(),
+            Link::Plain(conn) => conn.get_db(),
+            Link::Cluster(_) => 0,
+        }
+    }
+}
+
+/// Opens the connections blocking commands (`BLPOP`, `XREAD BLOCK`) run on, one per command at a
+/// time: a blocking command holds its connection until it ends, so it must not share the
+/// connection every other call goes through.
+#[derive(Clone)]
+pub(super) enum BlockingClient {
+    /// To one Redis.
+    Single(Box<redis::Client>),
+    /// To a Redis Cluster: each connection is a cluster connection of its own.
+    Cluster(Box<ClusterClient>),
+}
+
+/// How long a blocking command's connection waits for its answer (the commands themselves block
+/// for at most a few seconds).
+const BLOCKING_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl BlockingClient {
+    /// The client for `config`.
+    pub(super) fn new(config: &RedisConfig) -> Result<Self> {
+        if config.is_cluster() {
+            cluster_client(&config.cluster_urls, BLOCKING_RESPONSE_TIMEOUT)
+                .map(|client| BlockingClient::Cluster(Box::new(client)))
+                .map_err(|e| config.invalid(e))
+        } else {
+            redis::Client::open(config.url.as_str())
+                .map(|client| BlockingClient::Single(Box::new(client)))
+                .map_err(|e| config.invalid(e))
+        }
+    }
+
+    /// A new connection, made within `timeout`.
+    pub(super) async fn connect(&self, timeout: Duration) -> Result<RedisLink> {
+        match self {
+            BlockingClient::Single(client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(None);
+                let call = client.get_multiplexed_async_connection_with_config(&config);
+                run_raw(timeout, call)
+                    .await?
+                    .map(|conn| RedisLink(Link::Plain(conn)))
+                    .map_err(map_error)
+            }
+            BlockingClient::Cluster(client) => {
+                let lazy = LazyCluster {
+                    client: ClusterClient::clone(client),
+                    conn: tokio::sync::OnceCell::new(),
+                };
+                run_raw(timeout, lazy.get()).await?.map_err(map_error)?;
+                Ok(RedisLink(Link::Cluster(Arc::new(lazy))))
+            }
+        }
+    }
+}
+
+/// A cluster client for `urls` (seed nodes; the client learns the rest from them) whose calls
+/// wait at most `response_timeout` for an answer.
+pub(super) fn cluster_client(
+    urls: &[String],
+    response_timeout: Duration,
+) -> RedisResult<ClusterClient> {
+    ClusterClientBuilder::new(urls.iter().map(String::as_str))
+        .connection_timeout(DEFAULT_TIMEOUT)
+        .response_timeout(response_timeout)
+        .build()
 }
 
 impl std::fmt::Debug for RedisConn {
@@ -42,13 +194,28 @@ impl RedisConn {
     /// A connection to `config`'s URL. Does not fail when Redis is down (the connection is made
     /// on first use); fails only for a URL that cannot be used.
     pub fn open(config: &RedisConfig) -> Result<Self> {
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            Error::Internal(format!(
-                "invalid Redis URL '{}': {e}",
-                config.redacted_url()
-            ))
-        })?;
+        Self::open_for(config)
+    }
+
+    pub(super) fn open_for(config: &RedisConfig) -> Result<Self> {
+        if config.is_cluster() {
+            let client = cluster_client(&config.cluster_urls, BULK_TIMEOUT)
+                .map_err(|e| config.invalid(e))?;
+            return Ok(Self::from_cluster_client(client));
+        }
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| config.invalid(e))?;
         Self::from_client(client)
+    }
+
+    /// A connection through `client`, to a cluster, made on first use.
+    pub(super) fn from_cluster_client(client: ClusterClient) -> Self {
+        RedisConn {
+            link: RedisLink(Link::Cluster(Arc::new(LazyCluster {
+                client,
+                conn: tokio::sync::OnceCell::new(),
+            }))),
+            timeout: DEFAULT_TIMEOUT,
+        }
     }
 
     pub(super) fn from_client(client: redis::Client) -> Result<Self> {
@@ -63,7 +230,7 @@ impl RedisConn {
         let manager =
             ConnectionManager::new_lazy_with_config(client, manager_config).map_err(map_error)?;
         Ok(RedisConn {
-            manager,
+            link: RedisLink(Link::Single(manager)),
             timeout: DEFAULT_TIMEOUT,
         })
     }
@@ -80,25 +247,30 @@ impl RedisConn {
     }
 
     /// The underlying connection, for a command that needs it directly.
-    pub fn manager(&self) -> ConnectionManager {
-        self.manager.clone()
+    pub fn link(&self) -> RedisLink {
+        self.link.clone()
+    }
+
+    /// Whether this connection is to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.link.is_cluster()
     }
 
     /// Runs one command with the default deadline.
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        let mut conn = self.manager.clone();
+        let mut conn = self.link.clone();
         self.run(cmd.query_async(&mut conn)).await
     }
 
     /// Runs a short pipeline (a command or two) with the default deadline.
     pub async fn query_pipeline<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
-        let mut conn = self.manager.clone();
+        let mut conn = self.link.clone();
         self.run(pipe.query_async(&mut conn)).await
     }
 
     /// Runs a pipeline with the bulk deadline.
     pub async fn query_bulk<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
-        let mut conn = self.manager.clone();
+        let mut conn = self.link.clone();
         self.run_bulk(pipe.query_async(&mut conn)).await
     }
 
@@ -107,7 +279,7 @@ impl RedisConn {
         &self,
         script: &redis::ScriptInvocation<'_>,
     ) -> Result<T> {
-        let mut conn = self.manager.clone();
+        let mut conn = self.link.clone();
         self.run(script.invoke_async(&mut conn)).await
     }
 
@@ -150,7 +322,7 @@ impl RedisConn {
             .arg(replicas)
             .arg(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
         let deadline = self.timeout + wait;
-        let mut conn = self.manager.clone();
+        let mut conn = self.link.clone();
         let mut reply: RedisResult<(T, u32)> =
             run_raw(deadline, pipe.query_async(&mut conn)).await?;
         if matches!(&reply, Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)) {

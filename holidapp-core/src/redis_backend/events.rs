@@ -10,7 +10,7 @@ use redis::Value;
 
 use super::RedisBackend;
 use super::codec::{array, string};
-use super::conn::{is_outage, map_error};
+
 use crate::error::{Error, Result};
 use crate::events::{EventCursor, EventLog, JobEvent, MAX_READ, Position};
 use crate::job::{JobId, QueueName};
@@ -122,21 +122,25 @@ impl EventLog for RedisBackend {
         if streams.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for (_, key, name) in &streams {
-            // From the entry of the last event seen (inclusive: its later events may not have
-            // been read yet), or from the oldest retained one.
-            let start = after
-                .get(name)
-                .map_or_else(|| "-".to_owned(), |p| format!("{}-{}", p.ms, p.seq));
-            pipe.cmd("XRANGE")
-                .arg(key)
-                .arg(start)
-                .arg("+")
-                .arg("COUNT")
-                .arg(ENTRIES_PER_READ);
-        }
-        let answers: Vec<Value> = self.conn.query_pipeline(&pipe).await?;
+        let reads = streams
+            .iter()
+            .map(|(queue, key, name)| {
+                // From the entry of the last event seen (inclusive: its later events may not
+                // have been read yet), or from the oldest retained one.
+                let start = after
+                    .get(name)
+                    .map_or_else(|| "-".to_owned(), |p| format!("{}-{}", p.ms, p.seq));
+                let mut xrange = redis::cmd("XRANGE");
+                xrange
+                    .arg(key)
+                    .arg(start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(ENTRIES_PER_READ);
+                (queue.tag(), xrange)
+            })
+            .collect();
+        let (answers, _) = self.query_by_tag(reads, false).await?;
         let mut events = Vec::new();
         for ((queue, _, name), entries) in streams.iter().zip(answers) {
             let mut taken = 0;
@@ -165,16 +169,15 @@ impl EventLog for RedisBackend {
         if streams.is_empty() {
             return Ok(cursor);
         }
-        let mut pipe = redis::pipe();
-        for (_, key, _) in &streams {
-            pipe.cmd("XREVRANGE")
-                .arg(key)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1);
-        }
-        let answers: Vec<Value> = self.conn.query_pipeline(&pipe).await?;
+        let reads = streams
+            .iter()
+            .map(|(queue, key, _)| {
+                let mut xrevrange = redis::cmd("XREVRANGE");
+                xrevrange.arg(key).arg("+").arg("-").arg("COUNT").arg(1);
+                (queue.tag(), xrevrange)
+            })
+            .collect();
+        let (answers, _) = self.query_by_tag(reads, false).await?;
         for ((queue, _, name), last) in streams.iter().zip(answers) {
             if let Some(entry) = array(last)?.into_iter().next()
                 && let Some(event) = entry_events(queue, name, entry)?.pop()
@@ -197,49 +200,48 @@ impl EventLog for RedisBackend {
             tokio::time::sleep(timeout).await;
             return;
         }
-        let mut xread = redis::cmd("XREAD");
-        xread
-            .arg("COUNT")
-            .arg(1)
-            .arg("BLOCK")
-            .arg(
-                u64::try_from(timeout.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .max(1),
-            )
-            .arg("STREAMS");
-        for (_, key, _) in &streams {
-            xread.arg(key);
-        }
-        for (_, _, name) in &streams {
-            xread.arg(
-                after
-                    .get(name)
-                    .map_or_else(|| "0-0".to_owned(), |p| format!("{}-{}", p.ms, p.seq)),
-            );
-        }
-        let mut reuse = true;
-        loop {
-            let Ok((mut blocking, reused)) = self.blocking_connection(reuse).await else {
-                tokio::time::sleep(timeout.min(Duration::from_secs(1))).await;
-                return;
+        // One XREAD for every stream on one Redis; on a cluster, one per slot tag.
+        let mut groups: Vec<(u8, Vec<(&String, &Arc<str>)>)> = Vec::new();
+        for (queue, key, name) in &streams {
+            let tag = if self.conn.is_cluster() {
+                queue.tag()
+            } else {
+                0
             };
-            let command = xread.query_async::<Value>(&mut blocking);
-            // The server ends the XREAD at `timeout`; the extra second covers one that cannot.
-            match tokio::time::timeout(timeout + Duration::from_secs(1), command).await {
-                Ok(Ok(_)) => {
-                    self.return_blocking_connection(blocking);
-                    return;
-                }
-                // An idle connection may have died with a server restart: try a new one once.
-                Ok(Err(e)) if reused && is_outage(&e) => reuse = false,
-                Ok(Err(e)) => {
-                    tracing::debug!("waiting for events: {}", map_error(e));
-                    tokio::time::sleep(timeout.min(Duration::from_secs(1))).await;
-                    return;
-                }
-                Err(_) => return,
+            match groups.iter_mut().find(|(t, _)| *t == tag) {
+                Some((_, members)) => members.push((key, name)),
+                None => groups.push((tag, vec![(key, name)])),
             }
+        }
+        let block_ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let commands = groups
+            .into_iter()
+            .map(|(_, members)| {
+                let mut xread = redis::cmd("XREAD");
+                xread
+                    .arg("COUNT")
+                    .arg(1)
+                    .arg("BLOCK")
+                    .arg(block_ms)
+                    .arg("STREAMS");
+                for (key, _) in &members {
+                    xread.arg(*key);
+                }
+                for (_, name) in &members {
+                    xread.arg(
+                        after
+                            .get(name)
+                            .map_or_else(|| "0-0".to_owned(), |p| format!("{}-{}", p.ms, p.seq)),
+                    );
+                }
+                xread
+            })
+            .collect();
+        if let Err(e) = self.block_on_any(commands, timeout).await {
+            tracing::debug!("waiting for events: {e}");
+            tokio::time::sleep(timeout.min(Duration::from_secs(1))).await;
         }
     }
 }

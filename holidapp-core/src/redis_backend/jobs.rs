@@ -125,13 +125,15 @@ impl RedisBackend {
                     .map_err(|_| Error::Internal(format!("an index holds '{id}', not a job id")))
             })
             .collect::<Result<_>>()?;
-        let mut pipe = redis::pipe();
-        for &id in &ids {
-            pipe.hgetall(self.keys.job(id));
-        }
-        self.ask_time(&mut pipe);
-        let mut replies: Vec<Value> = self.conn.query_bulk(&pipe).await?;
-        let now = self.time_of(&mut replies)?;
+        let reads = ids
+            .iter()
+            .map(|&id| {
+                let mut hgetall = redis::cmd("HGETALL");
+                hgetall.arg(self.keys.job(id));
+                (id.tag(), hgetall)
+            })
+            .collect();
+        let (replies, now) = self.query_by_tag(reads, true).await?;
         let mut jobs = Vec::with_capacity(replies.len());
         for (id, reply) in ids.into_iter().zip(replies) {
             if let Some(fields) = fields_from_reply(reply)?

@@ -66,9 +66,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::IntoConnectionInfo;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisResult};
+use redis::{IntoConnectionInfo, RedisResult, Value};
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -77,7 +75,8 @@ use crate::kind::Output;
 use crate::queue::{Enqueued, Lease, QueueSettings};
 
 use coalesce::{Abandoned, Coalescer};
-pub use conn::{BULK_TIMEOUT, DEFAULT_TIMEOUT, RedisConn, map_error};
+use conn::BlockingClient;
+pub use conn::{BULK_TIMEOUT, DEFAULT_TIMEOUT, RedisConn, RedisLink, map_error};
 use conn::{is_outage, run_raw};
 use keys::{Keys, QueueKeys};
 
@@ -94,8 +93,12 @@ pub const MAX_LEASE_BATCH: usize = 1000;
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisConfig {
     /// `redis://` or `rediss://` URL (`REDIS_URL`, or built from `REDIS_IP`, `REDIS_PORT` and
-    /// `REDIS_DB`).
+    /// `REDIS_DB`). Unused when [`cluster_urls`](Self::cluster_urls) is not empty.
     pub url: String,
+    /// Seed nodes of a Redis Cluster (`REDIS_CLUSTER_URLS`, comma-separated `redis://` URLs);
+    /// when not empty, the backend runs on that cluster and `url` is unused. Any one reachable
+    /// node is enough: the client learns the others from it.
+    pub cluster_urls: Vec<String>,
     /// Key namespace (`HOLIDAPP_PREFIX`, default `holidapp`): every key starts with it and a
     /// colon, so several deployments can share one Redis.
     pub prefix: String,
@@ -106,8 +109,47 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),
+            cluster_urls: Vec::new(),
             prefix: DEFAULT_PREFIX.to_owned(),
         }
+    }
+
+    /// A configuration for the Redis Cluster that `urls` (seed nodes) belong to, with the
+    /// default prefix.
+    pub fn cluster(urls: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let cluster_urls: Vec<String> = urls.into_iter().map(Into::into).collect();
+        RedisConfig {
+            url: cluster_urls.first().cloned().unwrap_or_default(),
+            cluster_urls,
+            prefix: DEFAULT_PREFIX.to_owned(),
+        }
+    }
+
+    /// The same configuration on the cluster named by `urls`, a comma-separated list of seed
+    /// node URLs (`REDIS_CLUSTER_URLS`), when it names any; unchanged otherwise.
+    pub fn with_cluster_urls(mut self, urls: Option<&str>) -> Self {
+        let urls: Vec<String> = urls
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if !urls.is_empty() {
+            self.url = urls[0].clone();
+            self.cluster_urls = urls;
+        }
+        self
+    }
+
+    /// Whether this configuration names a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_urls.is_empty()
+    }
+
+    /// The error for a URL the client refused.
+    fn invalid(&self, e: redis::RedisError) -> Error {
+        Error::Internal(format!("invalid Redis URL '{}': {e}", self.redacted_url()))
     }
 
     /// Builds the configuration from the environment's parts: `REDIS_URL` wins; otherwise
@@ -135,6 +177,7 @@ impl RedisConfig {
         let prefix = prefix.trim();
         Some(RedisConfig {
             url,
+            cluster_urls: Vec::new(),
             prefix: if prefix.is_empty() {
                 DEFAULT_PREFIX.to_owned()
             } else {
@@ -143,22 +186,42 @@ impl RedisConfig {
         })
     }
 
-    /// The URL with any password replaced by `***`, for logs.
+    /// The URL (or, for a cluster, the comma-separated seed URLs) with any password replaced by
+    /// `***`, for logs.
     pub fn redacted_url(&self) -> String {
-        match (self.url.find("://"), self.url.rfind('@')) {
-            (Some(scheme_end), Some(at)) if at > scheme_end => {
-                format!("{}***{}", &self.url[..scheme_end + 3], &self.url[at..])
+        fn redact(url: &str) -> String {
+            match (url.find("://"), url.rfind('@')) {
+                (Some(scheme_end), Some(at)) if at > scheme_end => {
+                    format!("{}***{}", &url[..scheme_end + 3], &url[at..])
+                }
+                _ => url.to_owned(),
             }
-            _ => self.url.clone(),
+        }
+        if self.is_cluster() {
+            self.cluster_urls
+                .iter()
+                .map(|u| redact(u))
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            redact(&self.url)
         }
     }
 
     /// A connection to the same server, in logical database `db` (the course's second Redis
-    /// "tab", `REDIS_IMAGE_DB`). Fails only for a URL that cannot be used.
+    /// "tab", `REDIS_IMAGE_DB`). Fails for a URL that cannot be used, and on a cluster, which
+    /// has only database 0.
     pub fn open_database(&self, db: u32) -> Result<RedisConn> {
-        let info = self.url.as_str().into_connection_info().map_err(|e| {
-            Error::Internal(format!("invalid Redis URL '{}': {e}", self.redacted_url()))
-        })?;
+        if self.is_cluster() {
+            return Err(Error::Internal(format!(
+                "a Redis Cluster has only database 0; database {db} cannot be used"
+            )));
+        }
+        let info = self
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| self.invalid(e))?;
         let settings = info.redis_settings().clone().set_db(i64::from(db));
         let info = info.set_redis_settings(settings);
         let client = redis::Client::open(info).map_err(map_error)?;
@@ -181,11 +244,12 @@ pub struct RedisBackend {
     /// The multiplexed connection every call shares; it reconnects by itself after an outage.
     conn: RedisConn,
     /// Opens the connections that [`Consumer::wait_for_work`](crate::Consumer::wait_for_work)
-    /// blocks on: a blocking `BLPOP` would stall every other call on the shared connection.
-    client: redis::Client,
+    /// and event readers block on: a blocking `BLPOP` would stall every other call on the
+    /// shared connection.
+    blocking: BlockingClient,
     /// Idle blocking connections, kept for the next wait. A std mutex: held for a push or a pop,
     /// never across an await.
-    waiters: Arc<Mutex<Vec<MultiplexedConnection>>>,
+    waiters: Arc<Mutex<Vec<RedisLink>>>,
     keys: Arc<Keys>,
     settings: QueueSettings,
     time: Time,
@@ -268,15 +332,9 @@ impl RedisBackend {
     }
 
     fn open(config: &RedisConfig, settings: QueueSettings, time: Time) -> Result<Self> {
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            Error::Internal(format!(
-                "invalid Redis URL '{}': {e}",
-                config.redacted_url()
-            ))
-        })?;
         let backend = RedisBackend {
-            conn: RedisConn::from_client(client.clone())?,
-            client,
+            conn: RedisConn::open_for(config)?,
+            blocking: BlockingClient::new(config)?,
             waiters: Arc::new(Mutex::new(Vec::new())),
             keys: Arc::new(Keys::new(&config.prefix)),
             settings,
@@ -460,7 +518,7 @@ impl RedisBackend {
     /// on (a restart loses everything). A server that refuses `CONFIG GET` (some managed
     /// services) gives a warning saying the settings could not be checked.
     pub async fn check_durability(&self) -> Result<Vec<String>> {
-        let mut conn = self.conn.manager();
+        let mut conn = self.conn.link();
         let mut pipe = redis::pipe();
         pipe.cmd("CONFIG")
             .arg("GET")
@@ -510,34 +568,139 @@ impl RedisBackend {
 
     /// A connection for one blocking command: an idle one when `reuse` and there is one, else
     /// new. Answers whether it was reused.
-    async fn blocking_connection(&self, reuse: bool) -> Result<(MultiplexedConnection, bool)> {
+    async fn blocking_connection(&self, reuse: bool) -> Result<(RedisLink, bool)> {
         if reuse {
             let idle = self.waiters.lock().unwrap_or_else(|e| e.into_inner()).pop();
             if let Some(conn) = idle {
                 return Ok((conn, true));
             }
         }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.conn.timeout()))
-            .set_response_timeout(None);
-        let conn = self
-            .conn
-            .run(
-                self.client
-                    .get_multiplexed_async_connection_with_config(&config),
-            )
-            .await?;
+        let conn = self.blocking.connect(self.conn.timeout()).await?;
         Ok((conn, false))
     }
 
-    /// Keeps a blocking connection for the next wait.
-    fn return_blocking_connection(&self, conn: MultiplexedConnection) {
-        self.waiters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(conn);
+    /// Keeps a blocking connection for the next wait (up to [`IDLE_BLOCKING`] of them).
+    fn return_blocking_connection(&self, conn: RedisLink) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if waiters.len() < IDLE_BLOCKING {
+            waiters.push(conn);
+        }
+    }
+
+    /// Runs one blocking command (a `BLPOP` or an `XREAD BLOCK` on keys of one slot) that the
+    /// server ends after at most `wait`, on a connection of its own, and answers when it ends.
+    async fn block_on(&self, command: &redis::Cmd, wait: Duration) -> Result<()> {
+        let mut reuse = true;
+        loop {
+            let (mut blocking, reused) = self.blocking_connection(reuse).await?;
+            let call = command.query_async::<Value>(&mut blocking);
+            // The server ends the command at `wait`; the extra second covers one that cannot.
+            match tokio::time::timeout(wait + Duration::from_secs(1), call).await {
+                Ok(Ok(_)) => {
+                    self.return_blocking_connection(blocking);
+                    return Ok(());
+                }
+                // An idle connection may have died with a server restart: try a new one once.
+                Ok(Err(e)) if reused && is_outage(&e) => reuse = false,
+                Ok(Err(e)) => return Err(map_error(e)),
+                Err(_) => {
+                    return Err(Error::Unavailable(
+                        "Redis did not end a blocking wait".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Runs blocking commands, each on keys of one slot, at once, and answers when the first
+    /// ends. On one Redis the caller gives one command for every key; on a cluster, where one
+    /// command cannot name keys of two slots, one per slot. The others then run to their end
+    /// (at most `wait`) in the background and keep their connections for later waits.
+    async fn block_on_any(&self, commands: Vec<redis::Cmd>, wait: Duration) -> Result<()> {
+        if commands.len() <= 1 {
+            return match commands.first() {
+                Some(command) => self.block_on(command, wait).await,
+                None => Ok(()),
+            };
+        }
+        let tasks = commands.into_iter().map(|command| {
+            let backend = self.clone();
+            tokio::spawn(async move { backend.block_on(&command, wait).await })
+        });
+        let (first, _, _others) = futures::future::select_all(tasks).await;
+        first.map_err(|e| Error::Internal(format!("a blocking wait failed: {e}")))?
+    }
+
+    /// Runs `commands`, each on keys of the slot tag it comes with, and answers their replies
+    /// in the order given, with the time of the read (see [`ask_time`](Self::ask_time)). On one
+    /// Redis they go in one pipeline; on a cluster, in one pipeline per tag, sent at once, and
+    /// the time is that of the first tag's node (the nodes' clocks are taken to agree, as
+    /// retention and deadlines already assume). `bulk` gives the calls the bulk deadline.
+    async fn query_by_tag(
+        &self,
+        commands: Vec<(u8, redis::Cmd)>,
+        bulk: bool,
+    ) -> Result<(Vec<Value>, i64)> {
+        let run = |pipe: redis::Pipeline| async move {
+            let mut replies: Vec<Value> = if bulk {
+                self.conn.query_bulk(&pipe).await?
+            } else {
+                self.conn.query_pipeline(&pipe).await?
+            };
+            let now = self.time_of(&mut replies)?;
+            Ok::<_, Error>((replies, now))
+        };
+        if !self.conn.is_cluster() || commands.is_empty() {
+            let mut pipe = redis::pipe();
+            for (_, command) in &commands {
+                pipe.add_command(command.clone());
+            }
+            self.ask_time(&mut pipe);
+            return run(pipe).await;
+        }
+        // The commands of each tag, with their places in the answer.
+        let mut groups: Vec<(u8, Vec<usize>, redis::Pipeline)> = Vec::new();
+        for (i, (tag, command)) in commands.into_iter().enumerate() {
+            let group = match groups.iter().position(|(t, _, _)| *t == tag) {
+                Some(g) => g,
+                None => {
+                    groups.push((tag, Vec::new(), redis::pipe()));
+                    groups.len() - 1
+                }
+            };
+            groups[group].1.push(i);
+            groups[group].2.add_command(command);
+        }
+        let count: usize = groups.iter().map(|(_, places, _)| places.len()).sum();
+        let answers =
+            futures::future::try_join_all(groups.into_iter().map(|(_, places, mut pipe)| {
+                self.ask_time(&mut pipe);
+                let call = run(pipe);
+                async move { Ok::<_, Error>((places, call.await?)) }
+            }))
+            .await?;
+        let mut replies = vec![Value::Nil; count];
+        let mut now = None;
+        for (places, (answer, time)) in answers {
+            if answer.len() != places.len() {
+                return Err(Error::Internal(format!(
+                    "Redis answered {} replies to {} commands",
+                    answer.len(),
+                    places.len()
+                )));
+            }
+            now.get_or_insert(time);
+            for (place, reply) in places.into_iter().zip(answer) {
+                replies[place] = reply;
+            }
+        }
+        let now = now.ok_or_else(|| Error::Internal("Redis answered no time".into()))?;
+        Ok((replies, now))
     }
 }
+
+/// Most idle blocking connections a backend keeps.
+const IDLE_BLOCKING: usize = 64;
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@ use super::codec::{
 };
 use super::keys::QueueKeys;
 use super::scripts::SCRIPTS;
-use super::{LeaseRequest, MAX_LEASE_BATCH, RedisBackend, is_outage, map_error};
+use super::{LeaseRequest, MAX_LEASE_BATCH, RedisBackend};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId, Progress, QueueName};
 use crate::kind::Output;
@@ -258,7 +258,7 @@ impl RedisBackend {
             None => {
                 self.conn
                     .run_bulk({
-                        let mut conn = self.conn.manager();
+                        let mut conn = self.conn.link();
                         async move { invocation.invoke_async(&mut conn).await }
                     })
                     .await?
@@ -393,7 +393,7 @@ impl RedisBackend {
             };
             conn.invoke_acked(&invocation, replicas, wait).await?
         } else {
-            let mut conn = self.conn.manager();
+            let mut conn = self.conn.link();
             let call = async move { invocation.invoke_async::<Vec<String>>(&mut conn).await };
             if single {
                 self.conn.run(call).await?
@@ -577,20 +577,16 @@ impl RedisBackend {
 
     async fn wait_for_work_inner(&self, queues: &[QueueName], timeout: Duration) -> Result<()> {
         let keys: Vec<QueueKeys> = queues.iter().map(|q| self.queue_keys(q)).collect();
-        let mut pipe = redis::pipe();
-        for k in &keys {
-            pipe.llen(&k.ready)
-                .zcard(&k.returned)
-                .zrange_withscores(&k.delayed, 0, 0)
-                .hget(&k.counters, "deleted")
-                .zcard(&k.levels);
+        let mut reads = Vec::with_capacity(keys.len() * 5);
+        for (queue, k) in queues.iter().zip(&keys) {
+            let tag = queue.tag();
+            reads.push((tag, redis::Cmd::llen(&k.ready)));
+            reads.push((tag, redis::Cmd::zcard(&k.returned)));
+            reads.push((tag, redis::Cmd::zrange_withscores(&k.delayed, 0, 0)));
+            reads.push((tag, redis::Cmd::hget(&k.counters, "deleted")));
+            reads.push((tag, redis::Cmd::zcard(&k.levels)));
         }
-        self.ask_time(&mut pipe);
-        let mut answers: Vec<Value> = {
-            let mut conn = self.conn.manager();
-            self.conn.run(pipe.query_async(&mut conn)).await?
-        };
-        let now = self.time_of(&mut answers)?;
+        let (answers, now) = self.query_by_tag(reads, false).await?;
         let mut wait = timeout;
         let mut answers = answers.into_iter();
         while let (Some(never_leased), Some(returned), Some(delayed), Some(deleted), Some(levels)) = (
@@ -622,31 +618,33 @@ impl RedisBackend {
         if wait < Duration::from_millis(1) || keys.is_empty() {
             return Ok(());
         }
-        let mut blpop = redis::cmd("BLPOP");
-        for k in &keys {
-            blpop.arg(&k.wake);
-        }
-        blpop.arg(wait.as_secs_f64());
-        let mut reuse = true;
-        loop {
-            let (mut blocking, reused) = self.blocking_connection(reuse).await?;
-            let command = blpop.query_async::<Value>(&mut blocking);
-            // The server ends the BLPOP at `wait`; the extra second covers a server that cannot.
-            match tokio::time::timeout(wait + Duration::from_secs(1), command).await {
-                Ok(Ok(_)) => {
-                    self.return_blocking_connection(blocking);
-                    return Ok(());
+        // One BLPOP on every wake-up list on one Redis; on a cluster, one per slot tag.
+        let mut groups: Vec<(u8, redis::Cmd)> = Vec::new();
+        for (queue, k) in queues.iter().zip(&keys) {
+            let tag = if self.conn.is_cluster() {
+                queue.tag()
+            } else {
+                0
+            };
+            match groups.iter_mut().find(|(t, _)| *t == tag) {
+                Some((_, blpop)) => {
+                    blpop.arg(&k.wake);
                 }
-                // An idle connection may have died with a server restart: try a new one once.
-                Ok(Err(e)) if reused && is_outage(&e) => reuse = false,
-                Ok(Err(e)) => return Err(map_error(e)),
-                Err(_) => {
-                    return Err(Error::Unavailable(
-                        "Redis did not end a blocking wait".into(),
-                    ));
+                None => {
+                    let mut blpop = redis::cmd("BLPOP");
+                    blpop.arg(&k.wake);
+                    groups.push((tag, blpop));
                 }
             }
         }
+        let commands = groups
+            .into_iter()
+            .map(|(_, mut blpop)| {
+                blpop.arg(wait.as_secs_f64());
+                blpop
+            })
+            .collect();
+        self.block_on_any(commands, wait).await
     }
 }
 

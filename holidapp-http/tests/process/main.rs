@@ -406,7 +406,12 @@ fn help_lists_every_variable_of_the_configuration_table() {
         );
     }
     // REDIS_URL and the tokens are listed, without their values: they are secrets.
-    for secret in ["REDIS_URL", "HOLIDAPP_API_TOKEN", "HOLIDAPP_READ_TOKEN"] {
+    for secret in [
+        "REDIS_URL",
+        "REDIS_CLUSTER_URLS",
+        "HOLIDAPP_API_TOKEN",
+        "HOLIDAPP_READ_TOKEN",
+    ] {
         assert!(
             help.contains(&format!("[env: {secret}]")),
             "--help lacks {secret}"
