@@ -150,7 +150,7 @@ impl FromStr for EventCursor {
                 return Err(bad());
             };
             let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-            let named = stream == MEMORY_STREAM || QueueName::new(stream).is_ok();
+            let named = stream == MEMORY_STREAM || is_queue_stream(stream);
             if !named
                 || ![ms, seq, index].into_iter().all(digits)
                 || cursor.streams.len() == MAX_STREAMS
@@ -168,6 +168,17 @@ impl FromStr for EventCursor {
         }
         Ok(cursor)
     }
+}
+
+/// Whether `name` names a queue's stream: the queue's name, or for one partition of a split
+/// queue, the name, `#` and the partition's slot tag in two hex digits.
+fn is_queue_stream(name: &str) -> bool {
+    let (queue, tag) = match name.split_once('#') {
+        Some((queue, tag)) => (queue, Some(tag)),
+        None => (name, None),
+    };
+    QueueName::new(queue).is_ok()
+        && tag.is_none_or(|t| t.len() == 2 && t.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// One status change of one job.
@@ -346,8 +357,13 @@ mod tests {
         cursor.advance(&Arc::from("default"), at(1_700_000_000_123, 4, 17));
         cursor.advance(&Arc::from("mail.v-2"), at(5, 0, 0));
         cursor.advance(&Arc::from(MEMORY_STREAM), at(0, 9, 0));
+        // One partition of a split queue.
+        cursor.advance(&Arc::from("default#0a"), at(6, 1, 2));
         let text = cursor.to_string();
-        assert_eq!(text, "*:0-9-0,default:1700000000123-4-17,mail.v-2:5-0-0");
+        assert_eq!(
+            text,
+            "*:0-9-0,default:1700000000123-4-17,default#0a:6-1-2,mail.v-2:5-0-0"
+        );
         assert_eq!(text.parse::<EventCursor>().unwrap(), cursor);
         // A stream named twice keeps its further position.
         let twice: EventCursor = "q:1-2-3,q:1-2-1".parse().unwrap();
@@ -382,6 +398,11 @@ mod tests {
             "default:-2-3",
             "bad name:1-2-3",
             ":1-2-3",
+            "default#:1-2-3",
+            "default#0:1-2-3",
+            "default#0g:1-2-3",
+            "default#0a#0b:1-2-3",
+            "#0a:1-2-3",
             "default:99999999999999999999-0-0",
             "default:1-2-3,",
             many.as_str(),

@@ -27,8 +27,14 @@ pub struct JobId(Uuid);
 impl JobId {
     /// A fresh random identifier for a job of `queue`.
     pub fn new_in(queue: &QueueName) -> Self {
+        Self::new_with_tag(queue.tag())
+    }
+
+    /// A fresh random identifier with the slot tag `tag`: for a job of a queue partition whose
+    /// tag is not the queue's own (see the Redis backend's partitioned queues).
+    pub fn new_with_tag(tag: u8) -> Self {
         let mut bytes = *Uuid::new_v4().as_bytes();
-        bytes[0] = queue.tag();
+        bytes[0] = tag;
         JobId(Uuid::from_bytes(bytes))
     }
 

@@ -397,6 +397,7 @@ impl Jobs {
         }
         let queue = request.queue.unwrap_or_else(|| self.default_queue.clone());
         let mut job = Job::new(kind, queue, params, max_attempts, now);
+        job.id = self.producer.new_id(&job.queue);
         job.unique_key = request.unique_key;
         job.unique_scope = unique_scope;
         job.timeout = request.timeout;

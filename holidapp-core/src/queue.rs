@@ -161,6 +161,13 @@ pub struct RequeueReport {
 ///   [`QueueSettings::unique_ttl`], is not stored: the answer names the job that holds the key.
 #[async_trait]
 pub trait Producer: Send + Sync {
+    /// A fresh id for a new job of `queue`. The default names the queue's slot tag
+    /// ([`JobId::new_in`]); a backend that splits queues into partitions
+    /// names the partition the job will go to.
+    fn new_id(&self, queue: &QueueName) -> JobId {
+        JobId::new_in(queue)
+    }
+
     /// Stores `job` (status `submitted`) and queues it in its queue, as one step.
     async fn enqueue(&self, job: &Job) -> Result<Enqueued>;
 

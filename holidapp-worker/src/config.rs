@@ -19,7 +19,7 @@ use clap::Args;
 use holidapp_core::plot::Plots;
 use holidapp_core::plot::parse::DataLimits;
 use holidapp_core::plot::redis::{RedisDataStore, RedisImageStore};
-use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
+use holidapp_core::redis_backend::{MAX_PARTITIONS, RedisBackend, RedisConfig};
 use holidapp_core::{
     Backends, Jobs, MemoryBackend, QueueName, QueueSettings, Quotas, RetryPolicy, Schedule,
     Scheduler,
@@ -94,6 +94,19 @@ pub struct BackendArgs {
     )]
     pub redis_wait_replicas: u32,
 
+    /// Queues split into partitions, each on a slot tag of its own so that on a Redis Cluster
+    /// one queue spreads over the masters: `queue=N` pairs, comma-separated (N from 1 to 64).
+    /// Only submitting reads it (new jobs go to the partitions in turn); workers serve every
+    /// partition of their queues whatever it says. Ignored without Redis.
+    #[arg(
+        long = "queue-partitions",
+        env = "HOLIDAPP_QUEUE_PARTITIONS",
+        default_value = "",
+        value_name = "QUEUE=N,...",
+        value_parser = parse_partitions
+    )]
+    pub queue_partitions: PartitionList,
+
     /// How long a write waits for its replicas' acknowledgement before it is answered 503.
     #[arg(
         long = "redis-wait-timeout-ms",
@@ -103,6 +116,36 @@ pub struct BackendArgs {
         value_parser = clap::value_parser!(u64).range(1..=60_000)
     )]
     pub redis_wait_timeout_ms: u64,
+}
+
+/// Queues and the number of partitions each is split into (`HOLIDAPP_QUEUE_PARTITIONS`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionList(pub Vec<(QueueName, u16)>);
+
+fn parse_partitions(s: &str) -> Result<PartitionList, String> {
+    let mut list: Vec<(QueueName, u16)> = Vec::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, n) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("'{pair}' is not QUEUE=N"))?;
+        let queue = QueueName::new(name.trim()).map_err(|e| e.to_string())?;
+        let n: u16 = n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_PARTITIONS).contains(n))
+            .ok_or_else(|| {
+                format!("'{pair}': the number of partitions is 1 to {MAX_PARTITIONS}")
+            })?;
+        if list.iter().any(|(q, _)| *q == queue) {
+            return Err(format!("queue '{queue}' is named twice"));
+        }
+        list.push((queue, n));
+    }
+    if list.len() > MAX_QUEUES {
+        return Err(format!("at most {MAX_QUEUES} queues, not {}", list.len()));
+    }
+    Ok(PartitionList(list))
 }
 
 /// What a shipped binary runs on: the engine's backends and the plot product's stores, on Redis
@@ -154,7 +197,8 @@ impl BackendArgs {
             .with_replica_acks(
                 self.redis_wait_replicas,
                 Duration::from_millis(self.redis_wait_timeout_ms),
-            );
+            )
+            .with_partitions(self.queue_partitions.0.iter().cloned());
         let images = match self.redis_image_db {
             Some(db) => redis
                 .open_database(db)
@@ -677,6 +721,11 @@ mod tests {
             &["--queues", "a,,b"],
             &["--queues", "no space"],
             &["--redis-image-db", "16"],
+            &["--queue-partitions", "default"],
+            &["--queue-partitions", "default=0"],
+            &["--queue-partitions", "default=65"],
+            &["--queue-partitions", "a=2,a=3"],
+            &["--queue-partitions", "bad name=2"],
         ] {
             let err = parse(bad).unwrap_err().to_string();
             assert!(err.contains(bad[0]), "the error names the flag: {err}");
@@ -743,6 +792,15 @@ mod tests {
         assert_eq!(all.worker.renderer, RendererChoice::Plot);
         assert_eq!(all.worker.queues.0, vec![QueueName::default_queue()]);
         assert_eq!(all.backend.redis_image_db, None);
+        assert_eq!(all.backend.queue_partitions, PartitionList::default());
+        let split = parse(&["--queue-partitions", " default=6, thumbs=1 ,"]).unwrap();
+        assert_eq!(
+            split.backend.queue_partitions.0,
+            vec![
+                (QueueName::default_queue(), 6),
+                (QueueName::new("thumbs").unwrap(), 1)
+            ]
+        );
         assert!(all.worker.concurrency() >= 1);
         assert!(!all.worker.identity().is_empty());
     }

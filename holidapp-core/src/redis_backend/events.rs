@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::Value;
 
-use super::RedisBackend;
 use super::codec::{array, string};
+use super::{Partition, RedisBackend};
 
 use crate::error::{Error, Result};
 use crate::events::{EventCursor, EventLog, JobEvent, MAX_READ, Position};
@@ -99,16 +99,17 @@ fn entry_events(queue: &QueueName, stream: &Arc<str>, entry: Value) -> Result<Ve
 }
 
 impl RedisBackend {
-    /// The queues whose streams a reader follows, with their stream keys and names.
-    async fn event_streams(&self) -> Result<Vec<(QueueName, String, Arc<str>)>> {
+    /// The queue partitions whose streams a reader follows, with their stream keys and names
+    /// (a partition's [`name`](Partition::name)).
+    async fn event_streams(&self) -> Result<Vec<(Partition, String, Arc<str>)>> {
         Ok(self
-            .known_queues()
+            .known_partitions()
             .await?
-            .into_iter()
-            .map(|queue| {
-                let key = self.queue_keys(&queue).events;
-                let name: Arc<str> = Arc::from(queue.as_str());
-                (queue, key, name)
+            .iter()
+            .map(|partition| {
+                let key = self.partition_keys(partition).events;
+                let name: Arc<str> = Arc::from(partition.name());
+                (partition.clone(), key, name)
             })
             .collect())
     }
@@ -124,7 +125,7 @@ impl EventLog for RedisBackend {
         }
         let reads = streams
             .iter()
-            .map(|(queue, key, name)| {
+            .map(|(partition, key, name)| {
                 // From the entry of the last event seen (inclusive: its later events may not
                 // have been read yet), or from the oldest retained one.
                 let start = after
@@ -137,15 +138,15 @@ impl EventLog for RedisBackend {
                     .arg("+")
                     .arg("COUNT")
                     .arg(ENTRIES_PER_READ);
-                (queue.tag(), xrange)
+                (partition.tag, xrange)
             })
             .collect();
         let (answers, _) = self.query_by_tag(reads, false).await?;
         let mut events = Vec::new();
-        for ((queue, _, name), entries) in streams.iter().zip(answers) {
+        for ((partition, _, name), entries) in streams.iter().zip(answers) {
             let mut taken = 0;
             for entry in array(entries)? {
-                for event in entry_events(queue, name, entry)? {
+                for event in entry_events(&partition.queue, name, entry)? {
                     if !after.covers(name, event.position) {
                         events.push(event);
                         taken += 1;
@@ -171,16 +172,16 @@ impl EventLog for RedisBackend {
         }
         let reads = streams
             .iter()
-            .map(|(queue, key, _)| {
+            .map(|(partition, key, _)| {
                 let mut xrevrange = redis::cmd("XREVRANGE");
                 xrevrange.arg(key).arg("+").arg("-").arg("COUNT").arg(1);
-                (queue.tag(), xrevrange)
+                (partition.tag, xrevrange)
             })
             .collect();
         let (answers, _) = self.query_by_tag(reads, false).await?;
-        for ((queue, _, name), last) in streams.iter().zip(answers) {
+        for ((partition, _, name), last) in streams.iter().zip(answers) {
             if let Some(entry) = array(last)?.into_iter().next()
-                && let Some(event) = entry_events(queue, name, entry)?.pop()
+                && let Some(event) = entry_events(&partition.queue, name, entry)?.pop()
             {
                 cursor.pass(&event);
             }
@@ -202,9 +203,9 @@ impl EventLog for RedisBackend {
         }
         // One XREAD for every stream on one Redis; on a cluster, one per slot tag.
         let mut groups: Vec<(u8, Vec<(&String, &Arc<str>)>)> = Vec::new();
-        for (queue, key, name) in &streams {
+        for (partition, key, name) in &streams {
             let tag = if self.conn.is_cluster() {
-                queue.tag()
+                partition.tag
             } else {
                 0
             };

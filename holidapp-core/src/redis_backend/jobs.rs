@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use redis::Value;
 
-use super::RedisBackend;
 use super::codec::{
     TOMBSTONE, array, duration_millis, fields_from_reply, gone, int, job_from_fields, string,
 };
 use super::queue::{WAKE_CAP, machine_state};
 use super::scripts::SCRIPTS;
+use super::{Partition, RedisBackend};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId, QueueName};
 use crate::kind::Output;
@@ -41,17 +41,17 @@ struct Candidates {
 }
 
 impl RedisBackend {
-    /// Up to `want` jobs of `queue` matching `query` before `before`, examining at most
-    /// [`LIST_BUDGET`] jobs.
+    /// Up to `want` jobs of one queue partition matching `query` before `before`, examining at
+    /// most [`LIST_BUDGET`] jobs.
     async fn list_candidates(
         &self,
-        queue: &QueueName,
+        partition: &Partition,
         query: &ListQuery,
         before: Option<Cursor>,
         want: usize,
     ) -> Result<Candidates> {
-        let k = self.queue_keys(queue);
-        let tag = queue.tag();
+        let k = self.partition_keys(partition);
+        let tag = partition.tag;
         // One flag per status, in `JobStatus::ALL` order (the order the script reads them).
         let flags: String = JobStatus::ALL
             .iter()
@@ -202,9 +202,9 @@ impl JobStore for RedisBackend {
     /// rounds continue from there (at most eight, after which the page may be short, with a
     /// cursor).
     async fn list(&self, query: &ListQuery) -> Result<Page> {
-        let queues = match &query.queue {
-            Some(queue) => vec![queue.clone()],
-            None => self.known_queues().await?,
+        let partitions: Vec<Partition> = match &query.queue {
+            Some(queue) => self.partitions_of(queue).await?,
+            None => self.known_partitions().await?.to_vec(),
         };
         let size = query.page_size();
         let mut skip = query.bounded_offset();
@@ -215,8 +215,8 @@ impl JobStore for RedisBackend {
             let want = skip + size - page.len() + 1;
             let mut found = Vec::new();
             let mut frontier: Option<Cursor> = None;
-            for queue in &queues {
-                let candidates = self.list_candidates(queue, query, before, want).await?;
+            for partition in &partitions {
+                let candidates = self.list_candidates(partition, query, before, want).await?;
                 found.extend(candidates.found);
                 frontier = frontier.max(candidates.frontier);
             }
@@ -295,7 +295,7 @@ impl JobStore for RedisBackend {
         let Some((_, queue)) = self.status_and_queue(id).await? else {
             return Ok(false);
         };
-        let k = self.queue_keys(&queue);
+        let k = self.partition_keys(&Partition::of(&queue, id));
         let deleted: i64 = self
             .conn
             .invoke(
@@ -350,7 +350,7 @@ impl JobStore for RedisBackend {
                     None => Ok(None),
                 };
             }
-            let k = self.queue_keys(&queue);
+            let k = self.partition_keys(&Partition::of(&queue, id));
             let reply: Value = self
                 .conn
                 .invoke(
@@ -393,7 +393,7 @@ impl JobStore for RedisBackend {
             Attempts::Reset => 0,
             _ => job.attempts,
         };
-        let k = self.queue_keys(&job.queue);
+        let k = self.partition_keys(&Partition::of(&job.queue, id));
         let reply: Value = self
             .conn
             .invoke(
@@ -422,14 +422,14 @@ impl JobStore for RedisBackend {
         }
     }
 
+    /// One script call per queue partition; a split queue's counts are the sums over its
+    /// partitions.
     async fn stats(&self) -> Result<Vec<QueueStats>> {
-        let queues = self.known_queues().await?;
-        if queues.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut stats = Vec::with_capacity(queues.len());
-        for queue in queues {
-            let k = self.queue_keys(&queue);
+        let partitions = self.known_partitions().await?;
+        let mut stats: Vec<QueueStats> = Vec::new();
+        for partition in partitions.iter() {
+            let queue = partition.queue.clone();
+            let k = self.partition_keys(partition);
             let sizes: Vec<u64> = self
                 .conn
                 .invoke(
@@ -461,20 +461,30 @@ impl JobStore for RedisBackend {
                     sizes.len()
                 )));
             };
-            stats.push(QueueStats {
-                queue,
-                counts: StatusCounts {
-                    submitted: ready + delayed,
-                    in_progress,
-                    complete,
-                    failed,
-                    cancelled,
-                },
-                ready,
-                delayed,
-                completed_total,
-                failed_total,
-            });
+            // Partitions come sorted by queue: a split queue's are next to each other.
+            let entry = match stats.last_mut() {
+                Some(last) if last.queue == queue => last,
+                _ => {
+                    stats.push(QueueStats {
+                        queue,
+                        counts: StatusCounts::default(),
+                        ready: 0,
+                        delayed: 0,
+                        completed_total: 0,
+                        failed_total: 0,
+                    });
+                    stats.last_mut().expect("just pushed")
+                }
+            };
+            entry.counts.submitted += ready + delayed;
+            entry.counts.in_progress += in_progress;
+            entry.counts.complete += complete;
+            entry.counts.failed += failed;
+            entry.counts.cancelled += cancelled;
+            entry.ready += ready;
+            entry.delayed += delayed;
+            entry.completed_total += completed_total;
+            entry.failed_total += failed_total;
         }
         Ok(stats)
     }

@@ -61,16 +61,17 @@ mod queue;
 mod scripts;
 mod workers;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::{IntoConnectionInfo, RedisResult, Value};
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::job::{Job, QueueName};
+use crate::job::{Job, JobId, QueueName};
 use crate::kind::Output;
 use crate::queue::{Enqueued, Lease, QueueSettings};
 
@@ -78,7 +79,8 @@ use coalesce::{Abandoned, Coalescer};
 use conn::BlockingClient;
 pub use conn::{BULK_TIMEOUT, DEFAULT_TIMEOUT, RedisConn, RedisLink, map_error};
 use conn::{is_outage, run_raw};
-use keys::{Keys, QueueKeys};
+pub use keys::MAX_PARTITIONS;
+use keys::{Keys, Partition, QueueKeys};
 
 /// The key namespace used when none is configured (`HOLIDAPP_PREFIX`).
 pub const DEFAULT_PREFIX: &str = "holidapp";
@@ -253,9 +255,18 @@ pub struct RedisBackend {
     keys: Arc<Keys>,
     settings: QueueSettings,
     time: Time,
-    /// Queues this process has added to the queue registry (`{prefix}:queues`), so it adds each
-    /// once. A std mutex: held for a lookup or an insert, never across an await.
-    registered: Arc<Mutex<HashSet<QueueName>>>,
+    /// Queue partitions this process has added to the registry (`{prefix}:queues`), so it adds
+    /// each once. A std mutex: held for a lookup or an insert, never across an await.
+    registered: Arc<Mutex<HashSet<Partition>>>,
+    /// The partition tags of each queue split into more than one partition, for the ids of new
+    /// jobs (see [`with_partitions`](Self::with_partitions)).
+    splits: Arc<HashMap<QueueName, Vec<u8>>>,
+    /// Turns over the partitions that new jobs of a split queue go to, and the partition a
+    /// lease of such a queue tries first.
+    turn: Arc<AtomicUsize>,
+    /// The registry as last read, and when: leases and waits read it at most once per
+    /// [`REGISTRY_REFRESH`]. A std mutex, never held across an await.
+    known: Arc<Mutex<Option<RegistryRead>>>,
     /// Gathers concurrent `lease` calls into `lease_many` calls. `None` in the batching tasks'
     /// own copies, which call the scripts directly.
     leases: Option<Coalescer<LeaseRequest, Option<Lease>>>,
@@ -340,6 +351,9 @@ impl RedisBackend {
             settings,
             time,
             registered: Arc::new(Mutex::new(HashSet::new())),
+            splits: Arc::new(HashMap::new()),
+            turn: Arc::new(AtomicUsize::new(0)),
+            known: Arc::new(Mutex::new(None)),
             leases: None,
             completions: None,
             enqueues: None,
@@ -362,6 +376,32 @@ impl RedisBackend {
     /// 0 turns this off (the default).
     pub fn with_replica_acks(mut self, replicas: u32, wait: Duration) -> Self {
         self.replica_acks = (replicas > 0).then_some((replicas, wait));
+        self.start_batching()
+    }
+
+    /// The same backend splitting each queue named in `partitions` into that many partitions
+    /// (at most [`MAX_PARTITIONS`]; 1 is no split): new jobs of the queue go to its partitions in
+    /// turn, each partition under a slot tag of its own, so that on a Redis Cluster one queue
+    /// spreads over the masters. The tags are chosen from the queue's name and the number alone,
+    /// so every process that submits agrees on them.
+    ///
+    /// Only submitting needs this setting. A partition is recorded in the queue registry with
+    /// its first job, and leases, waits, listings, counts, events and recovery follow the
+    /// registry: a worker serves every partition of its queues whatever its own setting, and
+    /// changing the number (up or down) strands no job.
+    pub fn with_partitions(
+        mut self,
+        partitions: impl IntoIterator<Item = (QueueName, u16)>,
+    ) -> Self {
+        let splits: HashMap<QueueName, Vec<u8>> = partitions
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(queue, n)| {
+                let tags = keys::partition_tags(&queue, n);
+                (queue, tags)
+            })
+            .collect();
+        self.splits = Arc::new(splits);
         self.start_batching()
     }
 
@@ -464,20 +504,29 @@ impl RedisBackend {
         }
     }
 
-    /// The keys of `queue`.
-    fn queue_keys(&self, queue: &QueueName) -> QueueKeys {
-        self.keys.queue(queue)
+    /// The keys of one partition of a queue.
+    fn partition_keys(&self, partition: &Partition) -> QueueKeys {
+        self.keys.partition(partition)
     }
 
-    /// Adds `queues` to the queue registry, once per process, so that listings, counts and
-    /// recovery find them.
-    async fn register(&self, queues: impl Iterator<Item = &QueueName>) -> Result<()> {
-        let new: Vec<QueueName> = {
+    /// A fresh id for a new job of `queue`: in the queue's next partition in turn when it is
+    /// split, else in its only one.
+    fn new_job_id(&self, queue: &QueueName) -> JobId {
+        match self.splits.get(queue) {
+            Some(tags) if !tags.is_empty() => {
+                let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+                JobId::new_with_tag(tags[turn % tags.len()])
+            }
+            _ => JobId::new_in(queue),
+        }
+    }
+
+    /// Adds `partitions` to the queue registry, once per process, so that leases, waits,
+    /// listings, counts and recovery find them.
+    async fn register(&self, partitions: impl Iterator<Item = Partition>) -> Result<()> {
+        let new: Vec<Partition> = {
             let registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
-            let mut new: Vec<QueueName> = queues
-                .filter(|q| !registered.contains(*q))
-                .cloned()
-                .collect();
+            let mut new: Vec<Partition> = partitions.filter(|p| !registered.contains(p)).collect();
             new.sort();
             new.dedup();
             new
@@ -485,11 +534,24 @@ impl RedisBackend {
         if new.is_empty() {
             return Ok(());
         }
-        let names: Vec<&str> = new.iter().map(QueueName::as_str).collect();
+        let names: Vec<String> = new.iter().map(Partition::name).collect();
         let _: i64 = self
             .conn
             .query(redis::cmd("SADD").arg(&self.keys.queues).arg(&names))
             .await?;
+        // This process's own view follows at once; others' within a refresh.
+        if let Some((_, known)) = self
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            let mut all: Vec<Partition> =
+                known.iter().cloned().chain(new.iter().cloned()).collect();
+            all.sort();
+            all.dedup();
+            *known = Arc::new(all);
+        }
         self.registered
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -497,19 +559,54 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// Every queue in the registry, sorted by name. Names that are not valid queue names (written
-    /// by something else) are skipped.
-    async fn known_queues(&self) -> Result<Vec<QueueName>> {
+    /// Every queue partition in the registry, sorted by queue and tag, read now. Names that are
+    /// not partition names (written by something else) are skipped.
+    async fn known_partitions(&self) -> Result<Arc<Vec<Partition>>> {
         let names: Vec<String> = self
             .conn
             .query(redis::cmd("SMEMBERS").arg(&self.keys.queues))
             .await?;
-        let mut queues: Vec<QueueName> = names
-            .into_iter()
-            .filter_map(|n| QueueName::new(n).ok())
-            .collect();
-        queues.sort();
-        Ok(queues)
+        let mut partitions: Vec<Partition> =
+            names.iter().filter_map(|n| Partition::parse(n)).collect();
+        partitions.sort();
+        let partitions = Arc::new(partitions);
+        *self.known.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), Arc::clone(&partitions)));
+        Ok(partitions)
+    }
+
+    /// The partitions of `queue`: its base partition first, then the others in the registry as
+    /// read at most [`REGISTRY_REFRESH`] ago (this process's own additions at once).
+    async fn partitions_of(&self, queue: &QueueName) -> Result<Vec<Partition>> {
+        let cached = self
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(read, _)| read.elapsed() < REGISTRY_REFRESH)
+            .map(|(_, known)| Arc::clone(known));
+        let known = match cached {
+            Some(known) => known,
+            None => self.known_partitions().await?,
+        };
+        let base = Partition::base(queue);
+        let mut partitions = vec![base.clone()];
+        partitions.extend(
+            known
+                .iter()
+                .filter(|p| p.queue == *queue && **p != base)
+                .cloned(),
+        );
+        Ok(partitions)
+    }
+
+    /// The partitions of `queues`, in the order of the queues.
+    async fn partitions_of_all(&self, queues: &[QueueName]) -> Result<Vec<Partition>> {
+        let mut all = Vec::new();
+        for queue in queues {
+            all.extend(self.partitions_of(queue).await?);
+        }
+        Ok(all)
     }
 
     /// Checks the server settings that decide whether jobs can be lost, and returns one warning
@@ -698,6 +795,13 @@ impl RedisBackend {
         Ok((replies, now))
     }
 }
+
+/// The queue registry as read at a time.
+type RegistryRead = (Instant, Arc<Vec<Partition>>);
+
+/// How old the registry read that leases and waits go by may be: a partition another process
+/// adds is served within this much (or, by a worker blocked waiting, within its wait).
+const REGISTRY_REFRESH: Duration = Duration::from_secs(1);
 
 /// Most idle blocking connections a backend keeps.
 const IDLE_BLOCKING: usize = 64;

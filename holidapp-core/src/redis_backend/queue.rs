@@ -2,6 +2,7 @@
 //! for workers that want throughput.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +17,7 @@ use super::codec::{
 };
 use super::keys::QueueKeys;
 use super::scripts::SCRIPTS;
-use super::{LeaseRequest, MAX_LEASE_BATCH, RedisBackend};
+use super::{LeaseRequest, MAX_LEASE_BATCH, Partition, RedisBackend};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId, Progress, QueueName};
 use crate::kind::Output;
@@ -79,7 +80,7 @@ impl RedisBackend {
     /// batch.
     async fn lease_in(
         &self,
-        queue: &QueueName,
+        partition: &Partition,
         worker: &str,
         lease_for: Duration,
         max: usize,
@@ -88,7 +89,8 @@ impl RedisBackend {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let k = self.queue_keys(queue);
+        let queue = &partition.queue;
+        let k = self.partition_keys(partition);
         let lease_ms = duration_millis(lease_for);
         let reply: Value = self
             .conn
@@ -154,6 +156,34 @@ impl RedisBackend {
             .collect()
     }
 
+    /// [`Consumer::lease_many`] on every partition of `queue`: from each in turn until `max`
+    /// jobs are leased or every partition was asked. The partition asked first turns with each
+    /// call, so when workers take fewer jobs than are ready, no partition waits behind another:
+    /// each is first once in every round of as many calls as there are partitions.
+    async fn lease_from(
+        &self,
+        queue: &QueueName,
+        worker: &str,
+        lease_for: Duration,
+        max: usize,
+    ) -> Result<Vec<Lease>> {
+        let partitions = self.partitions_of(queue).await?;
+        let [only] = &partitions[..] else {
+            let first = self.turn.fetch_add(1, Ordering::Relaxed) % partitions.len();
+            let mut leases = Vec::new();
+            for i in 0..partitions.len() {
+                let want = max.min(MAX_LEASE_BATCH).saturating_sub(leases.len());
+                if want == 0 {
+                    break;
+                }
+                let partition = &partitions[(first + i) % partitions.len()];
+                leases.extend(self.lease_in(partition, worker, lease_for, want).await?);
+            }
+            return Ok(leases);
+        };
+        self.lease_in(only, worker, lease_for, max).await
+    }
+
     /// Leases for a batch of `lease` calls: one `lease_many` per queue, worker and lease length,
     /// in the order the calls came; calls left without a job get `None`.
     pub(super) async fn lease_batch(
@@ -167,7 +197,7 @@ impl RedisBackend {
         });
         for ((queue, worker, lease_for), members) in groups {
             match self
-                .lease_in(&queue, &worker, lease_for, members.len())
+                .lease_from(&queue, &worker, lease_for, members.len())
                 .await
             {
                 Ok(leases) => {
@@ -191,12 +221,14 @@ impl RedisBackend {
     /// lease that is no longer held (which does not stop the others).
     pub async fn complete_many(&self, done: Vec<(Lease, Output)>) -> Result<Vec<Result<Job>>> {
         let mut answers: Vec<Option<Result<Job>>> = (0..done.len()).map(|_| None).collect();
-        let groups = grouped(&done, |(lease, _)| lease.job.queue.clone());
+        let groups = grouped(&done, |(lease, _)| {
+            Partition::of(&lease.job.queue, lease.id())
+        });
         let mut done: Vec<Option<(Lease, Output)>> = done.into_iter().map(Some).collect();
-        for (queue, members) in groups {
+        for (partition, members) in groups {
             let batch: Vec<(Lease, Output)> =
                 members.iter().filter_map(|&i| done[i].take()).collect();
-            let finished = self.complete_in(&queue, batch).await?;
+            let finished = self.complete_in(&partition, batch).await?;
             for (i, answer) in members.into_iter().zip(finished) {
                 answers[i] = Some(answer);
             }
@@ -215,16 +247,16 @@ impl RedisBackend {
             .unwrap_or_else(|e| coalesce::for_each(&e, calls))
     }
 
-    /// One complete script call for leases of `queue`.
+    /// One complete script call for leases of one partition.
     async fn complete_in(
         &self,
-        queue: &QueueName,
+        partition: &Partition,
         done: Vec<(Lease, Output)>,
     ) -> Result<Vec<Result<Job>>> {
         if done.is_empty() {
             return Ok(Vec::new());
         }
-        let k = self.queue_keys(queue);
+        let k = self.partition_keys(partition);
         let mut invocation = SCRIPTS.complete.prepare_invoke();
         invocation
             .key(&k.leased)
@@ -298,11 +330,11 @@ impl RedisBackend {
             .collect()
     }
 
-    /// Runs one enqueue script call for up to [`ENQUEUE_CHUNK`] jobs of one queue: one answer
-    /// per job.
+    /// Runs one enqueue script call for up to [`ENQUEUE_CHUNK`] jobs of one partition: one
+    /// answer per job.
     async fn enqueue_chunk(
         &self,
-        queue: &QueueName,
+        partition: &Partition,
         jobs: &[Job],
     ) -> Result<Vec<Result<Enqueued>>> {
         let mut answers: Vec<Result<Enqueued>> = jobs
@@ -314,7 +346,7 @@ impl RedisBackend {
             return Ok(answers);
         }
         let stored = self
-            .run_enqueue(queue, valid.iter().map(|&i| &jobs[i]))
+            .run_enqueue(partition, valid.iter().map(|&i| &jobs[i]))
             .await?;
         for (i, answer) in valid.into_iter().zip(stored) {
             answers[i] = answer;
@@ -322,17 +354,17 @@ impl RedisBackend {
         Ok(answers)
     }
 
-    /// Enqueues jobs of separate callers in one script call per queue, each refused or stored on
-    /// its own.
+    /// Enqueues jobs of separate callers in one script call per partition, each refused or
+    /// stored on its own.
     pub(super) async fn enqueue_batch(&self, jobs: Vec<Job>) -> Vec<Result<Enqueued>> {
-        if let Err(e) = self.register(jobs.iter().map(|j| &j.queue)).await {
+        if let Err(e) = self.register(jobs.iter().map(partition_of)).await {
             return coalesce::for_each(&e, jobs.len());
         }
         let mut answers: Vec<Result<Enqueued>> =
             jobs.iter().map(|_| Ok(Enqueued::Stored)).collect();
-        for (queue, members) in grouped(&jobs, |job| job.queue.clone()) {
+        for (partition, members) in grouped(&jobs, partition_of) {
             let group: Vec<Job> = members.iter().map(|&i| jobs[i].clone()).collect();
-            match self.enqueue_chunk(&queue, &group).await {
+            match self.enqueue_chunk(&partition, &group).await {
                 Ok(stored) => {
                     for (i, answer) in members.into_iter().zip(stored) {
                         answers[i] = answer;
@@ -348,13 +380,14 @@ impl RedisBackend {
         answers
     }
 
-    /// One enqueue script call for `jobs` of `queue`: one answer per job, in order.
+    /// One enqueue script call for `jobs` of one partition: one answer per job, in order.
     async fn run_enqueue<'a>(
         &self,
-        queue: &QueueName,
+        partition: &Partition,
         jobs: impl ExactSizeIterator<Item = &'a Job>,
     ) -> Result<Vec<Result<Enqueued>>> {
-        let k = self.queue_keys(queue);
+        let queue = &partition.queue;
+        let k = self.partition_keys(partition);
         let quotas = self.settings.quotas;
         let single = jobs.len() <= 1;
         let mut invocation = SCRIPTS.enqueue.prepare_invoke();
@@ -445,15 +478,15 @@ impl RedisBackend {
         Ok(job)
     }
 
-    /// Renews `leases` of one queue (one script call) for `lease_for` from now; the new
+    /// Renews `leases` of one partition (one script call) for `lease_for` from now; the new
     /// deadline, and one flag per lease.
     async fn renew_in(
         &self,
-        queue: &QueueName,
+        partition: &Partition,
         leases: &[&Lease],
         lease_for: Duration,
     ) -> Result<(DateTime<Utc>, Vec<Renewal>)> {
-        let k = self.queue_keys(queue);
+        let k = self.partition_keys(partition);
         let mut invocation = SCRIPTS.renew.prepare_invoke();
         invocation
             .key(&k.leased)
@@ -492,10 +525,10 @@ impl RedisBackend {
     /// lease, in order.
     async fn renew_for(&self, leases: &[Lease], lease_for: Duration) -> Result<Vec<Renewal>> {
         let mut held = vec![Renewal::Lost; leases.len()];
-        for (queue, members) in grouped(leases, |l| l.job.queue.clone()) {
+        for (partition, members) in grouped(leases, |l| Partition::of(&l.job.queue, l.id())) {
             for chunk in members.chunks(RENEW_CHUNK) {
                 let batch: Vec<&Lease> = chunk.iter().map(|&i| &leases[i]).collect();
-                let (_, flags) = self.renew_in(&queue, &batch, lease_for).await?;
+                let (_, flags) = self.renew_in(&partition, &batch, lease_for).await?;
                 for (&i, flag) in chunk.iter().zip(flags) {
                     held[i] = flag;
                 }
@@ -504,11 +537,11 @@ impl RedisBackend {
         Ok(held)
     }
 
-    /// One recovery round on `queue`: finds up to [`REQUEUE_CHUNK`] expired leases, asks the
+    /// One recovery round on one partition: finds up to [`REQUEUE_CHUNK`] expired leases, asks the
     /// status machine what each one's expiry does, and carries the decisions out. Answers the
     /// report and how many expired leases were found.
-    async fn requeue_round(&self, queue: &QueueName) -> Result<(RequeueReport, usize)> {
-        let k = self.queue_keys(queue);
+    async fn requeue_round(&self, partition: &Partition) -> Result<(RequeueReport, usize)> {
+        let k = self.partition_keys(partition);
         let found: Value = self
             .conn
             .invoke(
@@ -576,10 +609,11 @@ impl RedisBackend {
     }
 
     async fn wait_for_work_inner(&self, queues: &[QueueName], timeout: Duration) -> Result<()> {
-        let keys: Vec<QueueKeys> = queues.iter().map(|q| self.queue_keys(q)).collect();
+        let partitions = self.partitions_of_all(queues).await?;
+        let keys: Vec<QueueKeys> = partitions.iter().map(|p| self.partition_keys(p)).collect();
         let mut reads = Vec::with_capacity(keys.len() * 5);
-        for (queue, k) in queues.iter().zip(&keys) {
-            let tag = queue.tag();
+        for (partition, k) in partitions.iter().zip(&keys) {
+            let tag = partition.tag;
             reads.push((tag, redis::Cmd::llen(&k.ready)));
             reads.push((tag, redis::Cmd::zcard(&k.returned)));
             reads.push((tag, redis::Cmd::zrange_withscores(&k.delayed, 0, 0)));
@@ -620,9 +654,9 @@ impl RedisBackend {
         }
         // One BLPOP on every wake-up list on one Redis; on a cluster, one per slot tag.
         let mut groups: Vec<(u8, redis::Cmd)> = Vec::new();
-        for (queue, k) in queues.iter().zip(&keys) {
+        for (partition, k) in partitions.iter().zip(&keys) {
             let tag = if self.conn.is_cluster() {
-                queue.tag()
+                partition.tag
             } else {
                 0
             };
@@ -646,6 +680,11 @@ impl RedisBackend {
             .collect();
         self.block_on_any(commands, wait).await
     }
+}
+
+/// The partition that holds `job`: the one its id names.
+fn partition_of(job: &Job) -> Partition {
+    Partition::of(&job.queue, job.id)
 }
 
 /// The status machine's view of a job.
@@ -682,6 +721,12 @@ fn check_new(job: &Job) -> Result<()> {
 
 #[async_trait]
 impl Producer for RedisBackend {
+    /// In the queue's next partition in turn when it is split (see
+    /// [`RedisBackend::with_partitions`]).
+    fn new_id(&self, queue: &QueueName) -> JobId {
+        self.new_job_id(queue)
+    }
+
     /// Concurrent calls from one process (an API under load) are gathered into one script call
     /// per queue, each job still stored or refused on its own.
     async fn enqueue(&self, job: &Job) -> Result<Enqueued> {
@@ -692,8 +737,9 @@ impl Producer for RedisBackend {
             }
             None => {
                 check_new(job)?;
-                self.register(std::iter::once(&job.queue)).await?;
-                self.run_enqueue(&job.queue, std::iter::once(job))
+                let partition = partition_of(job);
+                self.register(std::iter::once(partition.clone())).await?;
+                self.run_enqueue(&partition, std::iter::once(job))
                     .await?
                     .pop()
                     .unwrap_or_else(|| Err(Error::Internal("enqueue answered nothing".into())))
@@ -708,24 +754,24 @@ impl Producer for RedisBackend {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        self.register(jobs.iter().map(|j| &j.queue)).await?;
+        self.register(jobs.iter().map(partition_of)).await?;
         let mut answers = Vec::with_capacity(jobs.len());
         let mut start = 0;
         while start < jobs.len() {
-            // The longest run of jobs of one queue from `start`.
-            let queue = &jobs[start].queue;
+            // The longest run of jobs of one partition from `start`.
+            let partition = partition_of(&jobs[start]);
             let end = jobs[start..]
                 .iter()
-                .position(|j| j.queue != *queue)
+                .position(|j| partition_of(j) != partition)
                 .map_or(jobs.len(), |n| start + n);
             let mut chunks = jobs[start..end].chunks(ENQUEUE_CHUNK);
             // The first call alone: it loads the script if the server does not have it yet, so
             // the calls sent together below cannot overtake each other through a reload.
             if let Some(first) = chunks.next() {
-                answers.extend(self.enqueue_chunk(queue, first).await?);
+                answers.extend(self.enqueue_chunk(&partition, first).await?);
             }
             let calls: Vec<_> = chunks
-                .map(|chunk| self.enqueue_chunk(queue, chunk))
+                .map(|chunk| self.enqueue_chunk(&partition, chunk))
                 .collect();
             let rest: Vec<Vec<Result<Enqueued>>> = futures::stream::iter(calls)
                 .buffered(ENQUEUE_IN_FLIGHT)
@@ -758,7 +804,7 @@ impl Consumer for RedisBackend {
                     .run(async { Ok(batch.call(request).await) })
                     .await?
             }
-            None => Ok(self.lease_in(queue, worker, lease_for, 1).await?.pop()),
+            None => Ok(self.lease_from(queue, worker, lease_for, 1).await?.pop()),
         }
     }
 
@@ -770,11 +816,18 @@ impl Consumer for RedisBackend {
         lease_for: Duration,
         max: usize,
     ) -> Result<Vec<Lease>> {
-        self.lease_in(queue, worker, lease_for, max).await
+        self.lease_from(queue, worker, lease_for, max).await
     }
 
     async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<DateTime<Utc>> {
-        match self.renew_in(&lease.job.queue, &[lease], lease_for).await? {
+        match self
+            .renew_in(
+                &Partition::of(&lease.job.queue, lease.id()),
+                &[lease],
+                lease_for,
+            )
+            .await?
+        {
             (deadline, held) if held == [Renewal::Held] => Ok(deadline),
             _ => Err(Error::LeaseLost),
         }
@@ -832,7 +885,7 @@ impl Consumer for RedisBackend {
             None => ("give_up", duration_millis(self.settings.result_ttl)),
         };
         let id = lease.id();
-        let k = self.queue_keys(&lease.job.queue);
+        let k = self.partition_keys(&Partition::of(&lease.job.queue, lease.id()));
         let changed: Vec<Value> = self
             .conn
             .invoke(
@@ -890,7 +943,7 @@ impl Consumer for RedisBackend {
             Attempts::Reset => -i64::from(lease.job.attempts),
         };
         let id = lease.id();
-        let k = self.queue_keys(&lease.job.queue);
+        let k = self.partition_keys(&Partition::of(&lease.job.queue, lease.id()));
         let released: i64 = self
             .conn
             .invoke(
@@ -934,9 +987,9 @@ impl Consumer for RedisBackend {
 impl Maintenance for RedisBackend {
     async fn requeue_expired(&self) -> Result<RequeueReport> {
         let mut report = RequeueReport::default();
-        for queue in self.known_queues().await? {
+        for partition in self.known_partitions().await?.iter() {
             for _ in 0..REQUEUE_ROUNDS {
-                let (round, examined) = self.requeue_round(&queue).await?;
+                let (round, examined) = self.requeue_round(partition).await?;
                 report.requeued += round.requeued;
                 report.failed += round.failed;
                 if examined < REQUEUE_CHUNK {
@@ -950,8 +1003,8 @@ impl Maintenance for RedisBackend {
     async fn purge_expired(&self) -> Result<u64> {
         let now = self.time.arg();
         let mut purged = 0;
-        for queue in self.known_queues().await? {
-            let k = self.queue_keys(&queue);
+        for partition in self.known_partitions().await?.iter() {
+            let k = self.partition_keys(partition);
             loop {
                 let n: u64 = self
                     .conn

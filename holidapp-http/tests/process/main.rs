@@ -380,6 +380,7 @@ fn help_lists_every_variable_of_the_configuration_table() {
         "REDIS_IMAGE_DB",
         "HOLIDAPP_REDIS_WAIT_REPLICAS",
         "HOLIDAPP_REDIS_WAIT_TIMEOUT_MS",
+        "HOLIDAPP_QUEUE_PARTITIONS",
         "HOLIDAPP_QUEUES",
         "WORKER_IP",
         "HOLIDAPP_WORKER_CONCURRENCY",
