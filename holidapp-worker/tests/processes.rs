@@ -1,5 +1,6 @@
-//! The real `holidapp-worker` binary, started as separate processes against a `redis-server` each
-//! test starts: sharing work, SIGKILL, SIGSTOP/SIGCONT, SIGTERM and a Redis restart.
+//! The real `holidapp-worker` binary, started as separate processes against a `redis-server` (or
+//! a Redis Cluster) each test starts: sharing work, SIGKILL, SIGSTOP/SIGCONT, SIGTERM, a Redis
+//! restart, and on a cluster, a drain over partitions and a master failover.
 //!
 //! Tests wait for conditions by polling the store (or a worker's log) against a deadline; the
 //! deadlines are generous because they only bound a failure, never a measurement. A failing test
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
 use holidapp_core::store::total_counts;
-use holidapp_core::testing::RedisServer;
+use holidapp_core::testing::{RedisCluster, RedisServer};
 use holidapp_core::{
     Job, JobId, JobStatus, JobStore, ListQuery, Params, Producer, QueueName, QueueSettings,
     ResultState, StatusCounts,
@@ -28,25 +29,64 @@ const LEASE_SECONDS: u64 = 2;
 /// The recovery interval that follows from it: `min(5 s, lease / 3)`, jittered by up to 20 %.
 const RECOVERY: Duration = Duration::from_millis(LEASE_SECONDS * 1000 / 3 * 6 / 5);
 
-/// A Redis server, a backend on a key prefix of the test's own, and a directory for worker logs.
+/// A Redis server (or cluster), a backend on a key prefix of the test's own, and a directory for
+/// worker logs.
 struct Rig {
-    server: RedisServer,
+    redis: Redis,
     config: RedisConfig,
     backend: RedisBackend,
     dir: TempDir,
 }
 
+/// What a test's workers run on.
+enum Redis {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl From<RedisServer> for Redis {
+    fn from(server: RedisServer) -> Self {
+        Redis::Single(server)
+    }
+}
+
+impl From<RedisCluster> for Redis {
+    fn from(cluster: RedisCluster) -> Self {
+        Redis::Cluster(cluster)
+    }
+}
+
 impl Rig {
-    async fn new(test: &str, server: RedisServer) -> Rig {
-        let config = server.config(test);
+    async fn new(test: &str, redis: impl Into<Redis>) -> Rig {
+        let redis = redis.into();
+        let config = match &redis {
+            Redis::Single(server) => server.config(test),
+            Redis::Cluster(cluster) => cluster.config(test),
+        };
         let backend = RedisBackend::connect(&config, QueueSettings::default())
             .await
             .expect("connect to the test's redis-server");
         Rig {
-            server,
+            redis,
             config,
             backend,
             dir: tempfile::tempdir().expect("a log directory"),
+        }
+    }
+
+    /// The single server of a rig that has one.
+    fn server(&mut self) -> &mut RedisServer {
+        match &mut self.redis {
+            Redis::Single(server) => server,
+            Redis::Cluster(_) => panic!("this rig runs on a cluster"),
+        }
+    }
+
+    /// The cluster of a rig that runs on one.
+    fn cluster(&mut self) -> &mut RedisCluster {
+        match &mut self.redis {
+            Redis::Cluster(cluster) => cluster,
+            Redis::Single(_) => panic!("this rig runs on one server"),
         }
     }
 
@@ -55,7 +95,10 @@ impl Rig {
             .map(|i| {
                 let params = Params::from_json(format!(r#"{{"start":"{i}","end":"2000"}}"#));
                 let queue = QueueName::default_queue();
-                Job::new("plot", queue, params.expect("JSON"), 3, Utc::now())
+                let mut job = Job::new("plot", queue, params.expect("JSON"), 3, Utc::now());
+                // In the queue's next partition, when the test's backend splits it.
+                job.id = self.backend.new_id(&job.queue);
+                job
             })
             .collect();
         self.backend.enqueue_all(&jobs).await.expect("enqueue");
@@ -121,9 +164,13 @@ impl Rig {
         let log = self.dir.path().join(format!("worker-{ip}.log"));
         let file = File::create(&log).expect("a log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_holidapp-worker"));
+        command.env_clear();
+        if self.config.is_cluster() {
+            command.env("REDIS_CLUSTER_URLS", self.config.cluster_urls.join(","));
+        } else {
+            command.env("REDIS_URL", &self.config.url);
+        }
         command
-            .env_clear()
-            .env("REDIS_URL", &self.config.url)
             .env("HOLIDAPP_PREFIX", &self.config.prefix)
             .env("WORKER_IP", ip)
             .env("HOLIDAPP_RENDERER", renderer)
@@ -489,14 +536,14 @@ async fn a_worker_carries_on_after_redis_restarts() {
     .await;
 
     // Down long enough for the fetch loop to fail, back off and fail again.
-    rig.server.stop();
+    rig.server().stop();
     eventually(
         Duration::from_secs(20),
         "two failed lease attempts",
         || async { worker.log().matches("could not lease a job").count() >= 2 },
     )
     .await;
-    rig.server.restart();
+    rig.server().restart();
 
     eventually(Duration::from_secs(60), "every job complete", || async {
         // The test's own connection reconnects too; a failed call is just a "not yet".
@@ -591,7 +638,7 @@ async fn a_worker_whose_clock_runs_ahead_expires_nothing_early() {
     };
     let backend = RedisBackend::connect(&config, settings).await.unwrap();
     let rig = Rig {
-        server,
+        redis: server.into(),
         config,
         backend,
         dir: tempfile::tempdir().unwrap(),
@@ -687,11 +734,11 @@ async fn a_finished_job_survives_a_redis_outage_before_its_completion() {
     let [id] = rig.submit_and_hold(1).await[..] else {
         unreachable!()
     };
-    rig.server.stop();
+    rig.server().stop();
     worker
         .wait_for_log("could not store an outcome; trying again")
         .await;
-    rig.server.restart();
+    rig.server().restart();
     eventually(Duration::from_secs(30), "the job complete", || async {
         rig.backend
             .get(id)
@@ -874,4 +921,185 @@ async fn one_worker_slot_takes_the_highest_priority_waiting_every_time() {
     );
     let distinct: std::collections::HashSet<i32> = jobs.iter().map(|j| j.priority).collect();
     assert!(distinct.len() >= 10, "{distinct:?}");
+}
+
+/// The ids of `jobs` new `plot` jobs from the rig's backend (in its queue's partitions in turn).
+fn new_jobs(rig: &Rig, from: usize, n: usize) -> Vec<Job> {
+    (from..from + n)
+        .map(|i| {
+            let params = Params::from_json(format!(r#"{{"start":"{i}","end":"2000"}}"#));
+            let queue = QueueName::default_queue();
+            let mut job = Job::new("plot", queue, params.expect("JSON"), 10, Utc::now());
+            job.id = rig.backend.new_id(&job.queue);
+            job
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_drain_20000_jobs_over_six_partitions_of_a_cluster_each_once() {
+    let mut rig = Rig::new("cluster-drain", RedisCluster::start(3, 1)).await;
+    rig.backend = rig
+        .backend
+        .clone()
+        .with_partitions([(QueueName::default_queue(), 6)]);
+    let mut a = rig.worker("10.0.0.1", "noop", 4);
+    let mut b = rig.worker("10.0.0.2", "noop", 4);
+    a.wait_for_log("worker started").await;
+    b.wait_for_log("worker started").await;
+
+    let ids = rig.submit(20_000).await;
+    let tags: std::collections::HashSet<u8> = ids.iter().map(|id| id.tag()).collect();
+    assert_eq!(tags.len(), 6, "the jobs went to six partitions");
+    eventually(Duration::from_secs(180), "20,000 complete jobs", || async {
+        rig.counts().await.complete == 20_000
+    })
+    .await;
+    let (done_a, done_b) = (a.stop().await, b.stop().await);
+
+    let counts = rig.counts().await;
+    assert_eq!(
+        (counts.submitted, counts.in_progress, counts.failed),
+        (0, 0, 0)
+    );
+    let jobs = rig.complete_jobs().await;
+    assert_eq!(jobs.len(), ids.len());
+    for job in &jobs {
+        assert_eq!(job.attempts, 1, "job {} ran more than once", job.id);
+    }
+    let listed: std::collections::HashSet<JobId> = jobs.iter().map(|j| j.id).collect();
+    assert_eq!(listed, ids.iter().copied().collect());
+    assert_eq!(done_a["completed"] + done_b["completed"], 20_000);
+    assert!(
+        done_a["completed"] > 0 && done_b["completed"] > 0,
+        "{done_a:?} {done_b:?}"
+    );
+    assert_eq!(done_a["lease_lost"] + done_b["lease_lost"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_mid_drain_loses_no_acknowledged_job() {
+    use holidapp_core::events::{EventCursor, EventLog};
+    use std::collections::{HashMap as Map, HashSet};
+
+    let mut rig = Rig::new("cluster-failover", RedisCluster::start(3, 1)).await;
+    // Submits are acknowledged once a replica has them, as the workers' completions are.
+    rig.backend = rig
+        .backend
+        .clone()
+        .with_partitions([(QueueName::default_queue(), 6)])
+        .with_replica_acks(1, Duration::from_secs(1));
+    let acks = [
+        ("HOLIDAPP_REDIS_WAIT_REPLICAS", "1"),
+        ("HOLIDAPP_MAX_ATTEMPTS", "10"),
+    ];
+    let mut a = rig.worker_with("10.0.0.1", "sleep:20", 8, &acks);
+    let mut b = rig.worker_with("10.0.0.2", "sleep:20", 8, &acks);
+    let first = new_jobs(&rig, 0, 2000);
+    rig.backend.enqueue_all(&first).await.expect("enqueue");
+    let mut acknowledged: HashSet<JobId> = first.iter().map(|j| j.id).collect();
+    eventually(Duration::from_secs(60), "400 complete jobs", || async {
+        rig.counts().await.complete >= 400
+    })
+    .await;
+
+    // Cut a master off its replica and submit a batch: what that master stores now reaches no
+    // replica until the link is remade, so it must not be acknowledged. Then SIGKILL the master
+    // mid-drain; its replica takes over. Meanwhile more jobs are submitted: a batch answered
+    // without error is acknowledged, the others may or may not be stored.
+    let master = rig.cluster().masters()[0];
+    let mut node = redis::Client::open(rig.cluster().nodes()[master].url())
+        .and_then(|client| client.get_connection())
+        .expect("connect to the master");
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query(&mut node)
+        .expect("CLIENT KILL");
+    let cut_off = new_jobs(&rig, 5_000, 60);
+    if rig.backend.enqueue_all(&cut_off).await.is_ok() {
+        acknowledged.extend(cut_off.iter().map(|j| j.id));
+    }
+    rig.cluster().node_mut(master).kill();
+    let mut answered_errors = 0;
+    for round in 0..30 {
+        let more = new_jobs(&rig, 10_000 + round * 20, 20);
+        match rig.backend.enqueue_all(&more).await {
+            Ok(_) => acknowledged.extend(more.iter().map(|j| j.id)),
+            Err(_) => answered_errors += 1,
+        }
+    }
+    rig.cluster().wait_until_healthy(2);
+    // The killed node comes back (as the orchestrator restarts a pod) and rejoins as a replica
+    // of the master that replaced it, so every master has a replica to acknowledge writes again.
+    rig.cluster().node_mut(master).restart();
+    rig.cluster().wait_until_healthy(3);
+
+    // None stuck: everything stored ends complete.
+    eventually(
+        Duration::from_secs(180),
+        "every stored job complete",
+        || async {
+            rig.backend
+                .stats()
+                .await
+                .map(|stats| total_counts(&stats))
+                .is_ok_and(|c| c.submitted == 0 && c.in_progress == 0 && c.complete > 0)
+        },
+    )
+    .await;
+    a.stop().await;
+    b.stop().await;
+    let complete: HashSet<JobId> = rig.complete_jobs().await.iter().map(|j| j.id).collect();
+    let lost: Vec<&JobId> = acknowledged.difference(&complete).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged jobs were lost (of {}): {lost:?}",
+        lost.len(),
+        acknowledged.len()
+    );
+    assert_eq!(rig.counts().await.failed, 0);
+
+    // None ran again after its completion: in the history that survived, no job is taken
+    // after it completed.
+    let mut cursor = EventCursor::start();
+    let mut completed_at: Map<JobId, usize> = Map::new();
+    let mut rerun = Vec::new();
+    let mut seen = 0;
+    loop {
+        let events = rig.backend.read(&cursor, 1000).await.expect("events");
+        if events.is_empty() {
+            break;
+        }
+        for event in &events {
+            cursor.pass(event);
+            seen += 1;
+            match event.status {
+                JobStatus::Complete => {
+                    completed_at.entry(event.job).or_insert(seen);
+                }
+                JobStatus::InProgress if completed_at.contains_key(&event.job) => {
+                    rerun.push(event.job);
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(rerun.is_empty(), "taken again after completing: {rerun:?}");
+    // Each partition's stream keeps about its last 1,000 entries, so the oldest completions
+    // may have been trimmed; most of the history is there.
+    assert!(
+        completed_at.len() * 2 > complete.len(),
+        "{} of {} completions in the event history",
+        completed_at.len(),
+        complete.len()
+    );
+    eprintln!(
+        "{} jobs acknowledged, {} complete ({} with their completion in the history), \
+         {answered_errors} submit batches refused during the failover",
+        acknowledged.len(),
+        complete.len(),
+        completed_at.len()
+    );
 }
