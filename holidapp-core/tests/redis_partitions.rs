@@ -228,9 +228,23 @@ async fn six_partitions_land_two_on_each_of_three_masters() {
         .unwrap()
         .get_connection()
         .unwrap();
-    // Slot ranges and the port of the master serving each.
-    let ranges: Vec<(i64, i64, Vec<redis::Value>)> =
+    // Slot ranges and the port of the master serving each: `[start, end, [host, port, id, ..],
+    // replicas..]`.
+    let reply: Vec<Vec<redis::Value>> =
         redis::cmd("CLUSTER").arg("SLOTS").query(&mut node).unwrap();
+    let int = |v: &redis::Value| match v {
+        redis::Value::Int(n) => *n,
+        other => panic!("CLUSTER SLOTS answered {other:?} for a number"),
+    };
+    let ranges: Vec<(i64, i64, i64)> = reply
+        .iter()
+        .map(|range| {
+            let redis::Value::Array(master) = &range[2] else {
+                panic!("CLUSTER SLOTS answered {range:?}");
+            };
+            (int(&range[0]), int(&range[1]), int(&master[1]))
+        })
+        .collect();
     let mut per_master: BTreeMap<i64, usize> = BTreeMap::new();
     for tag in tags {
         let slot: i64 = redis::cmd("CLUSTER")
@@ -238,14 +252,10 @@ async fn six_partitions_land_two_on_each_of_three_masters() {
             .arg(format!("{{{tag:02x}}}"))
             .query(&mut node)
             .unwrap();
-        let (_, _, master) = ranges
+        let &(_, _, port) = ranges
             .iter()
             .find(|(start, end, _)| (*start..=*end).contains(&slot))
             .expect("every slot is served");
-        let port = match &master[1] {
-            redis::Value::Int(port) => *port,
-            other => panic!("CLUSTER SLOTS answered a master port {other:?}"),
-        };
         *per_master.entry(port).or_default() += 1;
     }
     assert_eq!(per_master.len(), 3, "{per_master:?}");
