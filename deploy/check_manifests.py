@@ -16,13 +16,18 @@ the objects fit Holidapp and each other:
 * the API has its probes, the workers get `WORKER_IP` from the downward API and a termination
   grace period longer than their own shutdown grace;
 * Redis persists (AOF, `appendfsync everysec`, `noeviction`) in both Kubernetes and compose, and
-  its volume holds an AOF rewrite: at least (2 + auto-aof-rewrite-percentage/100) x maxmemory;
+  its volume (a claim, or a StatefulSet's claim template) holds an AOF rewrite: at least
+  (2 + auto-aof-rewrite-percentage/100) x maxmemory; a Redis Cluster node is a StatefulSet pod
+  that keeps its cluster state on that volume;
 * Redis requires a password (`--requirepass`) from a Secret in Kubernetes and from a required
-  variable in compose; the API's and the workers' `REDIS_URL` carry that same password, and its
-  probes authenticate; no password is written in a manifest, a ConfigMap or the compose file,
-  and the Secret is generated from a git-ignored file, never from a committed value;
-* NetworkPolicies deny ingress by default, let only the API and the workers reach Redis, and
-  keep the API's port open;
+  variable in compose; the API's and the workers' `REDIS_URL` (or every URL of
+  `REDIS_CLUSTER_URLS`) carry that same password, and its probes and redis-cli tools
+  authenticate, as a cluster's replicas do with their masters (`--masterauth`); no password is
+  written in a manifest, a ConfigMap or the compose file, and the Secret is generated from a
+  git-ignored file, never from a committed value;
+* NetworkPolicies deny ingress by default, let only the API and the workers reach Redis (and, in
+  a cluster, its own nodes, on the data and the bus port, and its redis-cli tools), and keep the
+  API's port open;
 * the debug pod is only in the `debug` overlay;
 * the Dockerfile copies sources that exist and are not excluded by .dockerignore, builds
   packages of the workspace, and installs binaries by their Cargo `[[bin]]` names.
@@ -158,13 +163,26 @@ def as_ip(host: str) -> bool:
         return False
 
 
-def redis_host(env: dict[str, str]) -> str | None:
-    """The Redis host a set of variables points at, as the binaries read them."""
-    url = env.get("REDIS_URL")
-    if url:
-        match = re.match(r"^rediss?://(?:[^@/]*@)?(\[[^\]]*\]|[^:/]*)", url)
-        return match.group(1) if match else url
-    return env.get("REDIS_IP")
+def redis_urls(env: dict[str, str]) -> list[str]:
+    """The Redis URLs a set of variables gives, as the binaries read them: the seed nodes of
+    REDIS_CLUSTER_URLS when it names any, else REDIS_URL."""
+    cluster = [u.strip() for u in env.get("REDIS_CLUSTER_URLS", "").split(",") if u.strip()]
+    if cluster:
+        return cluster
+    return [env["REDIS_URL"]] if env.get("REDIS_URL") else []
+
+
+def url_host(url: str) -> str:
+    match = re.match(r"^rediss?://(?:[^@/]*@)?(\[[^\]]*\]|[^:/]*)", url)
+    return match.group(1) if match else url
+
+
+def redis_hosts(env: dict[str, str]) -> list[str]:
+    """The Redis hosts a set of variables points at, as the binaries read them."""
+    urls = redis_urls(env)
+    if urls:
+        return [url_host(u) for u in urls]
+    return [env["REDIS_IP"]] if env.get("REDIS_IP") else []
 
 
 def url_password(url: str) -> str | None:
@@ -338,24 +356,36 @@ def check_manifests(m: Manifests, binaries: dict[str, Binary], report: Report) -
         for b in (API, WORKER) for n in [sum(1 for _, x in ours if x.name == b)] if n != 1])
 
 
+def dns_names(m: Manifests, namespace: str) -> set[str]:
+    """The names a pod in `namespace` may resolve: every Service, and every pod of a StatefulSet
+    through its headless Service (`NAME-0.SERVICE`, ...), short where in the same namespace."""
+    names = set()
+
+    def add(name: str, space: str) -> None:
+        names.update({f"{name}.{space}", f"{name}.{space}.svc", f"{name}.{space}.svc.cluster.local"})
+        if space == namespace:
+            names.add(name)
+
+    for s in m.services:
+        add(s["metadata"]["name"], ns(s))
+    for d in m.docs:
+        if d["kind"] == "StatefulSet" and d["spec"].get("serviceName"):
+            for i in range(d["spec"].get("replicas", 1)):
+                add(f"{d['metadata']['name']}-{i}.{d['spec']['serviceName']}", ns(d))
+    return names
+
+
 def check_redis_names(m: Manifests, ours: list[tuple[Container, Binary]]) -> list[str]:
     errors = []
     for c, _ in ours:
-        host = redis_host(c.env)
-        if host is None:
-            errors.append(f"{c.where}: neither REDIS_URL nor REDIS_IP is set (it would run without Redis)")
-            continue
-        if as_ip(host):
-            errors.append(f"{c.where}: Redis host {host} is an IP address; use the Service's DNS name")
-            continue
-        names = set()
-        for s in m.services:
-            n, space = s["metadata"]["name"], ns(s)
-            names |= {f"{n}.{space}", f"{n}.{space}.svc", f"{n}.{space}.svc.cluster.local"}
-            if space == ns(c.doc):
-                names.add(n)
-        if host not in names:
-            errors.append(f"{c.where}: Redis host {host!r} is not a Service of this deployment")
+        hosts = redis_hosts(c.env)
+        if not hosts:
+            errors.append(f"{c.where}: none of REDIS_CLUSTER_URLS, REDIS_URL, REDIS_IP is set (it would run without Redis)")
+        for host in hosts:
+            if as_ip(host):
+                errors.append(f"{c.where}: Redis host {host} is an IP address; use the Service's DNS name")
+            elif host not in dns_names(m, ns(c.doc)):
+                errors.append(f"{c.where}: Redis host {host!r} is not a Service or StatefulSet pod of this deployment")
     return errors
 
 
@@ -506,6 +536,22 @@ def is_redis(image: str) -> bool:
     return image.rsplit("/", 1)[-1].split(":", 1)[0] == "redis"
 
 
+def is_redis_server(c: dict[str, Any]) -> bool:
+    """A container that runs redis-server (the redis image also serves redis-cli tools)."""
+    command = [str(a) for a in c.get("command", []) + c.get("args", [])]
+    return is_redis(c["image"]) and (not command or os.path.basename(command[0]) == "redis-server")
+
+
+def cluster_enabled(args: list[str]) -> bool:
+    return flag_value(args, "--cluster-enabled") == "yes"
+
+
+def redis_ports(args: list[str]) -> tuple[int, int]:
+    """The data port and the cluster bus port a redis-server command line sets."""
+    port = int(flag_value(args, "--port") or 6379)
+    return port, int(flag_value(args, "--cluster-port") or port + 10000)
+
+
 def redis_bytes(text: str) -> int:
     """A Redis memory setting in bytes: `384mb`, `1gb`, `100m`, `1000` (Redis's units)."""
     match = re.fullmatch(r"(\d+)\s*(k|kb|m|mb|g|gb)?", text.strip().lower())
@@ -531,7 +577,7 @@ def flag_value(args: list[str], flag: str) -> str | None:
     return None
 
 
-def aof_volume_errors(m: Manifests, d: dict[str, Any], args: list[str], claim: str, where: str) -> list[str]:
+def aof_volume_errors(storage: str, args: list[str], claim: str, where: str) -> list[str]:
     """The claim holding /data must hold an AOF rewrite: Redis starts one when the append-only
     file has grown by auto-aof-rewrite-percentage over its base (100% by default), so the old base
     and its increments take up to (1 + percentage/100) x the data, and the new base, up to the
@@ -541,11 +587,6 @@ def aof_volume_errors(m: Manifests, d: dict[str, Any], args: list[str], claim: s
         return [f"{where}: redis-server has no --maxmemory, so no volume size can hold its AOF rewrites"]
     percentage = int(flag_value(args, "--auto-aof-rewrite-percentage") or 100)
     needed = (2 + percentage / 100) * redis_bytes(maxmemory)
-    pvc = next((p for p in m.docs if p["kind"] == "PersistentVolumeClaim" and ns(p) == ns(d)
-                and p["metadata"]["name"] == claim), None)
-    if pvc is None:
-        return [f"{where}: PersistentVolumeClaim {claim} does not exist"]
-    storage = pvc["spec"].get("resources", {}).get("requests", {}).get("storage", "0")
     if quantity_bytes(storage) < needed:
         return [f"{where}: PersistentVolumeClaim {claim} requests {storage}, less than the "
                 f"{needed / 2**20:.0f}Mi an AOF rewrite may need ((2 + {percentage}/100) x maxmemory {maxmemory})"]
@@ -557,19 +598,42 @@ def check_k8s_redis(m: Manifests) -> list[str]:
     found = False
     for d, t in m.pods():
         for c in t.get("spec", {}).get("containers", []):
-            if not is_redis(c["image"]):
+            if not is_redis_server(c):
                 continue
             found = True
             where = f"{m.name}: {d['kind']}/{d['metadata']['name']}"
             args = [str(a) for a in c.get("command", []) + c.get("args", [])]
             errors += redis_flag_errors(args, where)
-            claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
-                      for v in t["spec"].get("volumes", []) if "persistentVolumeClaim" in v}
+            # Each volume backed by a claim, with the storage it requests: a claim of the
+            # namespace, or one of a StatefulSet's claim templates (one claim per pod).
+            claims: dict[str, tuple[str, str | None]] = {}
+            for v in t["spec"].get("volumes", []):
+                if "persistentVolumeClaim" in v:
+                    name = v["persistentVolumeClaim"]["claimName"]
+                    pvc = next((p for p in m.docs if p["kind"] == "PersistentVolumeClaim" and ns(p) == ns(d)
+                                and p["metadata"]["name"] == name), None)
+                    claims[v["name"]] = (name, pvc and pvc["spec"].get("resources", {}).get("requests", {}).get("storage", "0"))
+            if d["kind"] == "StatefulSet":
+                for ct in d["spec"].get("volumeClaimTemplates", []):
+                    name = ct["metadata"]["name"]
+                    claims[name] = (f"{name} (claim template)", ct["spec"].get("resources", {}).get("requests", {}).get("storage", "0"))
             data = [vm["name"] for vm in c.get("volumeMounts", []) if vm["mountPath"] == "/data" and vm["name"] in claims]
             if not data:
                 errors.append(f"{where}: /data is not on a PersistentVolumeClaim")
             else:
-                errors += aof_volume_errors(m, d, args, claims[data[0]], where)
+                claim, storage = claims[data[0]]
+                if storage is None:
+                    errors.append(f"{where}: PersistentVolumeClaim {claim} does not exist")
+                else:
+                    errors += aof_volume_errors(storage, args, claim, where)
+            if cluster_enabled(args):
+                if d["kind"] != "StatefulSet":
+                    errors.append(f"{where}: a Redis Cluster node needs a stable identity and volume: "
+                                  "run it in a StatefulSet")
+                config = flag_value(args, "--cluster-config-file") or "nodes.conf"
+                if not os.path.join(flag_value(args, "--dir") or "/", config).startswith("/data/"):
+                    errors.append(f"{where}: the cluster config file {config!r} is not on the /data volume: "
+                                  "a restarted node would forget the cluster")
     if not found:
         errors.append(f"{m.name}: no Redis container")
     return errors
@@ -580,8 +644,12 @@ def check_redis_password(m: Manifests, containers: list[Container], ours: list[t
     the workers put the same Secret key in REDIS_URL."""
     errors = []
     required: set[str] = set()
+    tools = []
     for c in containers:
         if not is_redis(c.spec["image"]):
+            continue
+        if not is_redis_server(c.spec):
+            tools.append(c)
             continue
         password = flag_value(c.command, "--requirepass")
         if password is None:
@@ -592,6 +660,9 @@ def check_redis_password(m: Manifests, containers: list[Container], ours: list[t
                           "give it as $(VAR), VAR an env entry with a secretKeyRef defined before it is used")
             continue
         required.add(password)
+        if cluster_enabled(c.command) and flag_value(c.command, "--masterauth") != password:
+            errors.append(f"{c.where}: a cluster node lacks `--masterauth` with the password `--requirepass` "
+                          "takes, so its replicas cannot follow their masters")
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             command = " ".join(str(a) for a in c.spec.get(probe, {}).get("exec", {}).get("command", []))
             if "redis-cli" in command and c.env.get("REDISCLI_AUTH") != password:
@@ -599,18 +670,22 @@ def check_redis_password(m: Manifests, containers: list[Container], ours: list[t
                               "`--requirepass` takes, so it is refused")
     if len(required) > 1:
         errors.append(f"{m.name}: Redis containers require different passwords: {sorted(required)}")
+    for c in tools:
+        if "redis-cli" in " ".join(c.command) and c.env.get("REDISCLI_AUTH") not in required:
+            errors.append(f"{c.where}: runs redis-cli, but REDISCLI_AUTH is not the password Redis requires")
     for c, binary in ours:
-        url = c.env.get("REDIS_URL")
-        if not url:
-            errors.append(f"{c.where}: no REDIS_URL, so {binary.name} gives Redis no password")
-            continue
-        password = url_password(url)
-        if password is None:
-            errors.append(f"{c.where}: REDIS_URL carries no password")
-        elif password not in required:
-            errors.append(f"{c.where}: REDIS_URL's password is {password!r}, not the Secret key Redis requires "
-                          f"({', '.join(sorted(required)) or 'none'}): write it as $(VAR), VAR an env entry "
-                          "with that secretKeyRef, defined before REDIS_URL")
+        variable = "REDIS_CLUSTER_URLS" if c.env.get("REDIS_CLUSTER_URLS", "").strip() else "REDIS_URL"
+        urls = redis_urls(c.env)
+        if not urls:
+            errors.append(f"{c.where}: no REDIS_URL or REDIS_CLUSTER_URLS, so {binary.name} gives Redis no password")
+        for url in urls:
+            password = url_password(url)
+            if password is None:
+                errors.append(f"{c.where}: {variable} carries no password ({url_host(url)})")
+            elif password not in required:
+                errors.append(f"{c.where}: {variable}'s password is {password!r}, not the Secret key Redis requires "
+                              f"({', '.join(sorted(required)) or 'none'}): write it as $(VAR), VAR an env entry "
+                              f"with that secretKeyRef, defined before {variable}")
     return errors
 
 
@@ -624,15 +699,14 @@ def check_no_literal_passwords(m: Manifests, containers: list[Container]) -> lis
             written = SECRET_VALUE.sub("", value)
             if SECRET_NAME.search(name) and written:
                 errors.append(f"{c.where}: {name} has a written value; take it from a Secret")
-            password = url_password(value)
-            if password and not SECRET_VALUE.fullmatch(password):
+            if any((p := url_password(url)) and not SECRET_VALUE.fullmatch(p) for url in value.split(",")):
                 errors.append(f"{c.where}: {name} has a written password; take it from a Secret with $(VAR)")
         for flag, value in zip(c.command, c.command[1:]):
             if flag in PASSWORD_FLAGS and not SECRET_VALUE.fullmatch(value):
                 errors.append(f"{c.where}: {flag} has a written value; take it from a Secret with $(VAR)")
     for (_, name), cm in m.configmaps.items():
         for key, value in (cm.get("data") or {}).items():
-            if SECRET_NAME.search(key) or url_password(str(value)):
+            if SECRET_NAME.search(key) or any(url_password(u) for u in str(value).split(",")):
                 errors.append(f"{m.name}: ConfigMap {name} key {key} holds a password; a ConfigMap is no place for one")
     for (_, name), secret in m.secrets.items():
         for key, encoded in (secret.get("data") or {}).items():
@@ -673,9 +747,17 @@ def port_allowed(rule: dict[str, Any], container: dict[str, Any]) -> bool:
     return not ports or any(p.get("port") is None or any(p["port"] in pair for pair in declared) for p in ports)
 
 
+def rule_allows_port(rule: dict[str, Any], container: dict[str, Any], number: int) -> bool:
+    """Whether an ingress rule lets traffic in on one port of a container (by number or name)."""
+    names = {p.get("name") for p in container.get("ports", []) if p["containerPort"] == number} - {None}
+    ports = rule.get("ports")
+    return not ports or any(p.get("port") is None or p["port"] == number or p["port"] in names for p in ports)
+
+
 def check_network_policies(m: Manifests, ours: list[tuple[Container, Binary]]) -> list[str]:
     """Ingress is denied by default; Redis admits the API and worker pods only, on its port, and
-    all of them; the API's port is open to any source."""
+    all of them (a cluster also its own nodes, on the data and the bus port, and pods that run
+    only redis-cli tools); the API's port is open to any source."""
     errors = []
     policies = [d for d in m.docs if d["kind"] == "NetworkPolicy"]
     templates = list(m.pods())
@@ -692,11 +774,19 @@ def check_network_policies(m: Manifests, ours: list[tuple[Container, Binary]]) -
                           "(podSelector {}, policyTypes [Ingress], no rules)")
 
     clients = {id(c.pod): (c, binary) for c, binary in ours}
+    def only_redis(pt: dict[str, Any]) -> bool:
+        containers = pt.get("spec", {}).get("containers", [])
+        return bool(containers) and all(is_redis(c["image"]) for c in containers)
+
     for d, t in templates:
-        redis = [c for c in t.get("spec", {}).get("containers", []) if is_redis(c["image"])]
+        redis = [c for c in t.get("spec", {}).get("containers", []) if is_redis_server(c)]
         if not redis:
             continue
         where = f"{m.name}: {workload(d)}"
+        args = [str(a) for a in redis[0].get("command", []) + redis[0].get("args", [])]
+        cluster = cluster_enabled(args)
+        # Ports the cluster's own nodes are let in on.
+        node_ports: set[int] = set()
         selecting = ingress_policies(d, t)
         if not selecting:
             errors.append(f"{where}: no NetworkPolicy restricts ingress to Redis")
@@ -721,9 +811,16 @@ def check_network_policies(m: Manifests, ours: list[tuple[Container, Binary]]) -
                     if not matched:
                         errors.append(f"{pw}: podSelector {peer.get('podSelector')} matches no pod template")
                     for pd, pt in matched:
-                        if id(pt) not in clients:
+                        if cluster and pt is t:
+                            node_ports |= {n for n in redis_ports(args) if rule_allows_port(rule, redis[0], n)}
+                        elif id(pt) not in clients and not (cluster and only_redis(pt)):
                             errors.append(f"{pw}: lets {workload(pd)} reach Redis; only the API and the workers may")
                         reached.add(id(pt))
+        if cluster:
+            for number, role in zip(redis_ports(args), ("data port (replication)", "bus port (gossip, failover)")):
+                if number not in node_ports:
+                    errors.append(f"{where}: no NetworkPolicy rule lets the cluster's nodes reach one another "
+                                  f"on the {role} {number}")
         for key, (c, binary) in clients.items():
             if key not in reached and ns(c.doc) == ns(d):
                 errors.append(f"{where}: {binary.name} ({workload(c.doc)}) cannot reach Redis: no NetworkPolicy "
@@ -863,9 +960,10 @@ def check_compose(compose: dict[str, Any], binaries: dict[str, Binary], report: 
         ours.append((where, compose_env(s)))
         env = {k: interpolate(v) for k, v in compose_env(s).items()}
         env_errors += unknown_env(list(env), binary, where)
-        host = redis_host(env)
-        if host not in services:
-            other.append(f"{where}: Redis host {host!r} is not a compose service")
+        hosts = redis_hosts(env) or [None]
+        for host in hosts:
+            if host not in services:
+                other.append(f"{where}: Redis host {host!r} is not a compose service")
         if binary.name == WORKER:
             grace = shutdown_grace(env, binary)
             stop = parse_duration(s.get("stop_grace_period", "10s"))
@@ -1211,6 +1309,51 @@ def breakages(base: str, binaries: dict[str, Binary], git_usable: bool) -> list[
     ] if git_usable else [])
 
 
+CLUSTER = "redis-cluster"
+
+
+def cluster_breakages() -> list[Breakage]:
+    """Breakages of the Redis Cluster overlay."""
+
+    def node(i: Inputs) -> dict[str, Any]:
+        return first_container(i.rendered[CLUSTER], "StatefulSet", "holidapp-redis-cluster")
+
+    def node_rule(i: Inputs) -> dict[str, Any]:
+        return find(i.rendered[CLUSTER], "NetworkPolicy", "holidapp-redis")["spec"]["ingress"][1]
+
+    def seeds(i: Inputs, name: str) -> dict[str, Any]:
+        return env_var(first_container(i.rendered[CLUSTER], "Deployment", name), "REDIS_CLUSTER_URLS")
+
+    def job(i: Inputs) -> dict[str, Any]:
+        return first_container(i.rendered[CLUSTER], "Job", "holidapp-redis-cluster-create")
+
+    def statefulset(i: Inputs) -> dict[str, Any]:
+        return find(i.rendered[CLUSTER], "StatefulSet", "holidapp-redis-cluster")
+
+    return [
+        ("cluster bus closed", lambda i: node_rule(i).update(ports=[{"protocol": "TCP", "port": 6379}]),
+         "reach one another on the bus port (gossip, failover) 16379"),
+        ("cluster replication closed", lambda i: node_rule(i).update(ports=[{"protocol": "TCP", "port": 16379}]),
+         "reach one another on the data port (replication) 6379"),
+        ("cluster replicas without masterauth", lambda i: set_flag(node(i)["args"], "--masterauth", None),
+         "lacks `--masterauth`"),
+        ("cluster state off the volume", lambda i: set_flag(node(i)["args"], "--cluster-config-file", "/tmp/nodes.conf"),
+         "is not on the /data volume"),
+        ("cluster node volume too small", lambda i: statefulset(i)["spec"]["volumeClaimTemplates"][0]["spec"]["resources"].update(requests={"storage": "1Gi"}),
+         "an AOF rewrite may need"),
+        ("cluster seed that is no node", lambda i: seeds(i, WORKER).update(value=seeds(i, WORKER)["value"].replace("cluster-5.", "cluster-6.")),
+         "'holidapp-redis-cluster-6.holidapp-redis-cluster' is not a Service or StatefulSet pod"),
+        ("cluster seed without a password", lambda i: seeds(i, API).update(value=seeds(i, API)["value"].replace(":$(REDIS_PASSWORD)@", "@")),
+         "REDIS_CLUSTER_URLS carries no password"),
+        ("cluster seed with a written password", lambda i: seeds(i, API).update(value=seeds(i, API)["value"] + ",redis://:hunter2@holidapp-redis-cluster-0.holidapp-redis-cluster:6379"),
+         "REDIS_CLUSTER_URLS has a written password"),
+        ("cluster tool without the password", lambda i: job(i).update(env=[v for v in job(i)["env"] if v["name"] != "REDISCLI_AUTH"]),
+         "runs redis-cli, but REDISCLI_AUTH"),
+        ("cluster node as a Deployment", lambda i: statefulset(i).update(kind="Deployment"),
+         "run it in a StatefulSet"),
+    ]
+
+
 def self_test(inputs: Inputs, repo: Path, binaries: dict[str, Binary]) -> int:
     clean = run_checks(inputs, repo, binaries)
     if clean.failures:
@@ -1219,7 +1362,8 @@ def self_test(inputs: Inputs, repo: Path, binaries: dict[str, Binary]) -> int:
     base = "base" if "base" in inputs.rendered else next(iter(inputs.rendered))
     passed = failed = 0
     git_usable = git_status(repo, "rev-parse", "--git-dir") == 0
-    for title, breakage, expected in breakages(base, binaries, git_usable):
+    tests = breakages(base, binaries, git_usable) + (cluster_breakages() if CLUSTER in inputs.rendered else [])
+    for title, breakage, expected in tests:
         broken = copy.deepcopy(inputs)
         breakage(broken)
         failures = run_checks(broken, repo, binaries).failures

@@ -15,7 +15,9 @@
 //! * a volume's mount path becomes a temporary directory of that pod;
 //! * `status.podIP` (downward API) becomes a distinct loopback address per pod.
 //!
-//! Then it loads the bundled data, runs jobs through the two workers, and fetches a PNG. A
+//! Then it loads the bundled data, runs jobs through the two workers, and fetches a PNG. A second
+//! test does the same with the `redis-cluster` overlay, on six `redis-server` nodes started with
+//! its StatefulSet's arguments and formed into a cluster by its Job's script. A
 //! variable renamed in a binary but not in the manifests, a wrong command, a missing volume for the
 //! visits log, a Redis host that is not a Service or a `REDIS_URL` without the Secret's password
 //! makes this test fail.
@@ -108,22 +110,30 @@ fn run(command: &mut Command, input: &[u8]) -> Vec<u8> {
     out.stdout
 }
 
-/// Every object of the rendered base, as JSON (an empty merge patch applied offline turns
-/// kustomize's YAML into JSON without a YAML parser). The base generates the Redis password and
-/// API token Secrets from `redis-password.env` and `api-token.env`, which are never committed:
-/// this renders a copy of the base whose files hold `redis_password` and `api_token`.
-fn render_base(redis_password: &str, api_token: &str) -> Vec<Value> {
-    let kubectl = kubectl();
-    let copy = tempfile::tempdir().expect("a temporary directory");
-    let base = copy.path();
-    let source = repo_root().join("deploy/k8s/base");
-    for entry in std::fs::read_dir(&source).expect("read the base") {
+/// Copies the folder `from` into `to`, recursively.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create a folder");
+    for entry in std::fs::read_dir(from).expect("read a folder") {
         let path = entry.expect("a directory entry").path();
-        if path.is_file() {
-            let name = path.file_name().expect("a file name");
-            std::fs::copy(&path, base.join(name)).expect("copy the base");
+        let target = to.join(path.file_name().expect("a file name"));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy a file");
         }
     }
+}
+
+/// Every object of the rendered `variant` of `deploy/k8s` (`base`, `overlays/redis-cluster`), as
+/// JSON (an empty merge patch applied offline turns kustomize's YAML into JSON without a YAML
+/// parser). The base generates the Redis password and API token Secrets from
+/// `redis-password.env` and `api-token.env`, which are never committed: this renders a copy of
+/// `deploy/k8s` whose files hold `redis_password` and `api_token`.
+fn render(variant: &str, redis_password: &str, api_token: &str) -> Vec<Value> {
+    let kubectl = kubectl();
+    let copy = tempfile::tempdir().expect("a temporary directory");
+    copy_dir(&repo_root().join("deploy/k8s"), copy.path());
+    let base = copy.path().join("base");
     std::fs::write(
         base.join("redis-password.env"),
         format!("REDIS_PASSWORD={redis_password}\n"),
@@ -134,7 +144,12 @@ fn render_base(redis_password: &str, api_token: &str) -> Vec<Value> {
         format!("HOLIDAPP_API_TOKEN={api_token}\n"),
     )
     .expect("write the token file");
-    let yaml = run(Command::new(&kubectl).arg("kustomize").arg(base), b"");
+    let yaml = run(
+        Command::new(&kubectl)
+            .arg("kustomize")
+            .arg(copy.path().join(variant)),
+        b"",
+    );
     let json = run(
         Command::new(&kubectl).args([
             "patch", "--local", "-f", "-", "--type", "merge", "-p", "{}", "-o", "json",
@@ -221,22 +236,33 @@ fn decode_base64(text: &str) -> String {
 /// The rendered objects, indexed the way the kubelet resolves references.
 struct Cluster {
     objects: Vec<Value>,
-    /// Every name a pod may reach a Service by.
+    /// Every name a pod may reach a Service by, or a StatefulSet's pod through its headless
+    /// Service (`NAME-0.SERVICE`).
     service_names: Vec<String>,
 }
 
 impl Cluster {
     fn new(objects: Vec<Value>) -> Self {
         let mut service_names = Vec::new();
-        for s in objects.iter().filter(|o| o["kind"] == "Service") {
-            let name = s["metadata"]["name"]
-                .as_str()
-                .expect("a Service has a name");
-            let ns = s["metadata"]["namespace"].as_str().unwrap_or("default");
+        let mut add = |name: String, ns: &str| {
             for suffix in ["", ".svc", ".svc.cluster.local"] {
                 service_names.push(format!("{name}.{ns}{suffix}"));
             }
-            service_names.push(name.to_owned());
+            service_names.push(name);
+        };
+        for o in &objects {
+            let name = o["metadata"]["name"].as_str().unwrap_or_default();
+            let ns = o["metadata"]["namespace"].as_str().unwrap_or("default");
+            if o["kind"] == "Service" {
+                add(name.to_owned(), ns);
+            } else if let ("StatefulSet", Some(service)) = (
+                o["kind"].as_str().unwrap_or_default(),
+                o["spec"]["serviceName"].as_str(),
+            ) {
+                for i in 0..o["spec"]["replicas"].as_u64().unwrap_or(1) {
+                    add(format!("{name}-{i}.{service}"), ns);
+                }
+            }
         }
         Cluster {
             objects,
@@ -248,7 +274,7 @@ impl Cluster {
         self.objects
             .iter()
             .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-            .unwrap_or_else(|| panic!("the rendered base has no {kind} {name}"))
+            .unwrap_or_else(|| panic!("the rendered manifests have no {kind} {name}"))
     }
 
     fn configmap(&self, name: &str) -> &serde_json::Map<String, Value> {
@@ -257,15 +283,16 @@ impl Cluster {
             .unwrap_or_else(|| panic!("ConfigMap {name} has no data"))
     }
 
-    /// The container of a Deployment: its command (command then args) and its environment
-    /// (image, then envFrom, then env), with `status.podIP` given as `pod_ip` and `$(VAR)`
-    /// expanded.
+    /// The container of a workload (`kind` and name): its command (command then args) and its
+    /// environment (image, then envFrom, then env), with the downward API's fields taken from
+    /// `fields` (`status.podIP`, `metadata.name`) and `$(VAR)` expanded.
     fn container(
         &self,
+        kind: &str,
         deployment: &str,
-        pod_ip: &str,
+        fields: &[(&str, &str)],
     ) -> (Vec<String>, BTreeMap<String, String>, Vec<String>) {
-        let pod = &self.find("Deployment", deployment)["spec"]["template"]["spec"];
+        let pod = &self.find(kind, deployment)["spec"]["template"]["spec"];
         let containers = pod["containers"].as_array().expect("containers");
         assert_eq!(containers.len(), 1, "{deployment}: one container expected");
         let c = &containers[0];
@@ -305,11 +332,11 @@ impl Cluster {
             let value = if let Some(v) = var["value"].as_str() {
                 expand(v, &defined)
             } else if let Some(field) = var["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-                assert_eq!(
-                    field, "status.podIP",
-                    "{deployment}: {name}: only status.podIP is simulated"
-                );
-                pod_ip.to_owned()
+                let (_, value) = fields
+                    .iter()
+                    .find(|(f, _)| *f == field)
+                    .unwrap_or_else(|| panic!("{deployment}: {name}: {field} is not simulated"));
+                (*value).to_owned()
             } else if let Some(key_ref) = var["valueFrom"]["configMapKeyRef"].as_object() {
                 let cm = self.configmap(key_ref["name"].as_str().expect("name"));
                 cm[key_ref["key"].as_str().expect("key")]
@@ -380,15 +407,54 @@ struct Pod<'a> {
     pod_ip: &'a str,
 }
 
+/// Where the pods' Redis runs here: one server's port, or each cluster node's port by the name
+/// of its pod.
+enum LocalRedis<'a> {
+    Server(u16),
+    Nodes(&'a BTreeMap<String, u16>),
+}
+
+impl LocalRedis<'_> {
+    /// The local port of the Redis a manifest names by `host`, a Service or a node's DNS name.
+    fn port(&self, host: &str) -> u16 {
+        match self {
+            LocalRedis::Server(port) => *port,
+            LocalRedis::Nodes(ports) => ports
+                .iter()
+                .find(|(pod, _)| host == pod.as_str() || host.starts_with(&format!("{pod}.")))
+                .map(|(_, port)| *port)
+                .unwrap_or_else(|| panic!("{host} is no node of the Redis Cluster")),
+        }
+    }
+}
+
+/// `redis://[user:password@]HOST[:PORT][/DB]` pointed at the local Redis: HOST must be a Service
+/// (or a StatefulSet pod behind one), and becomes `127.0.0.1` with the local port.
+fn local_url(cluster: &Cluster, redis: &LocalRedis<'_>, url: &str, deployment: &str) -> String {
+    let at = url.rfind('@').map_or("redis://".len(), |at| at + 1);
+    let (start, rest) = url.split_at(at);
+    let (host, db) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = host.split_once(':').map_or(host, |(host, _)| host);
+    assert!(
+        cluster.service_names.iter().any(|s| s == host),
+        "{deployment}: the Redis host {host:?} of {url:?} is not a Service"
+    );
+    format!("{start}127.0.0.1:{}/{db}", redis.port(host))
+}
+
 /// Starts one pod's container: the manifest's command and environment, translated as the module
 /// doc says. Returns the process and its final environment.
 fn start_pod(
     cluster: &Cluster,
     pod: Pod<'_>,
-    redis_port: u16,
+    redis: &LocalRedis<'_>,
     root: &Path,
 ) -> (Process, BTreeMap<String, String>) {
-    let (command, mut env, mounts) = cluster.container(pod.deployment, pod.pod_ip);
+    let (command, mut env, mounts) = cluster.container(
+        "Deployment",
+        pod.deployment,
+        &[("status.podIP", pod.pod_ip)],
+    );
     let pod_dir = root.join(pod.name);
     for (name, value) in env.iter_mut() {
         if cluster.service_names.iter().any(|s| s == value) {
@@ -402,36 +468,27 @@ fn start_pod(
             }
         }
         match name.as_str() {
-            "REDIS_PORT" => *value = redis_port.to_string(),
+            "REDIS_PORT" => *value = redis.port("").to_string(),
             "HOLIDAPP_BIND" => {
                 let (host, _) = value.rsplit_once(':').expect("HOLIDAPP_BIND is HOST:PORT");
                 *value = format!("{host}:{}", free_port());
             }
-            "REDIS_URL" => {
-                // redis://[user:password@]HOST[:PORT][/DB]: HOST must be a Service; it and the
-                // port become the local server's.
-                let at = value.rfind('@').map_or("redis://".len(), |at| at + 1);
-                let (start, rest) = value.split_at(at);
-                let (host, db) = rest.split_once('/').unwrap_or((rest, ""));
-                let host = host.split_once(':').map_or(host, |(host, _)| host);
-                assert!(
-                    cluster.service_names.iter().any(|s| s == host),
-                    "{}: REDIS_URL's host {host:?} is not a Service",
-                    pod.deployment
-                );
-                *value = format!("{start}127.0.0.1:{redis_port}/{db}");
+            "REDIS_URL" => *value = local_url(cluster, redis, value, pod.deployment),
+            "REDIS_CLUSTER_URLS" => {
+                let urls: Vec<String> = value
+                    .split(',')
+                    .map(|url| local_url(cluster, redis, url.trim(), pod.deployment))
+                    .collect();
+                *value = urls.join(",");
             }
             _ => {}
         }
     }
     assert!(
-        env.contains_key("REDIS_URL"),
-        "{}: REDIS_URL is not set, so Redis gets no password",
+        env.contains_key("REDIS_URL") || env.contains_key("REDIS_CLUSTER_URLS"),
+        "{}: neither REDIS_URL nor REDIS_CLUSTER_URLS is set, so Redis gets no password",
         pod.deployment
     );
-    if !env.contains_key("REDIS_PORT") {
-        env.insert("REDIS_PORT".to_owned(), redis_port.to_string());
-    }
 
     // The image's binaries live in /usr/local/bin; here, in the target directory.
     let program = bin_dir().join(Path::new(&command[0]).file_name().expect("a binary name"));
@@ -480,13 +537,119 @@ where
     }
 }
 
+/// The API of a pod started by [`start_pod`], with the token the manifests give it.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    bearer: String,
+}
+
+impl Api {
+    /// The API listening where `HOLIDAPP_BIND` of `env` says.
+    fn new(env: &BTreeMap<String, String>) -> Self {
+        let port = env["HOLIDAPP_BIND"].rsplit_once(':').expect("HOST:PORT").1;
+        Api {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("an HTTP client"),
+            base: format!("http://127.0.0.1:{port}"),
+            bearer: format!("Bearer {}", env["HOLIDAPP_API_TOKEN"]),
+        }
+    }
+
+    /// Waits for `/readyz`: Redis answered the API, so the manifests' Redis settings reached it.
+    async fn ready(&self, all: &[&Process]) {
+        wait_for("the API's /readyz", all, || {
+            let request = self.http.get(format!("{}/readyz", self.base));
+            async move {
+                request
+                    .send()
+                    .await
+                    .ok()?
+                    .status()
+                    .is_success()
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// Loads the data from the configured source (DATA_SOURCE, else the bundled sample).
+    async fn load_data(&self) {
+        let loaded = self
+            .http
+            .post(format!("{}/data", self.base))
+            .header("authorization", &self.bearer)
+            .send()
+            .await
+            .expect("POST /data");
+        let status = loaded.status();
+        let body: Value = loaded.json().await.expect("POST /data answers JSON");
+        assert!(status.is_success(), "POST /data answered {status}: {body}");
+    }
+
+    /// Submits a plot job; answers its id.
+    async fn submit(&self, start: &str, end: &str) -> String {
+        let r = self
+            .http
+            .post(format!("{}/jobs", self.base))
+            .header("authorization", &self.bearer)
+            .json(&json!({"start": start, "end": end}))
+            .send()
+            .await
+            .expect("POST /jobs");
+        let status = r.status();
+        let job: Value = r.json().await.expect("a job as JSON");
+        assert_eq!(status, reqwest::StatusCode::CREATED, "POST /jobs: {job}");
+        job["id"].as_str().expect("a job id").to_owned()
+    }
+
+    /// Waits until job `id` is complete; answers it.
+    async fn complete(&self, id: &str, all: &[&Process]) -> Value {
+        wait_for(&format!("job {id} to complete"), all, || {
+            let request = self.http.get(format!("{}/jobs/{id}", self.base));
+            async move {
+                let job: Value = request.send().await.ok()?.json().await.ok()?;
+                match job["status"].as_str() {
+                    Some("complete") => Some(job),
+                    Some("failed") => panic!("job failed: {job}"),
+                    _ => None,
+                }
+            }
+        })
+        .await
+    }
+
+    /// Job `id`'s result, checked to be served as a PNG: its width and height.
+    async fn png_size(&self, id: &str) -> (u32, u32) {
+        let result = self
+            .http
+            .get(format!("{}/jobs/{id}/result", self.base))
+            .send()
+            .await
+            .expect("GET the result");
+        assert_eq!(result.status(), reqwest::StatusCode::OK);
+        assert_eq!(
+            result
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("image/png")
+        );
+        let bytes = result.bytes().await.expect("the PNG");
+        let decoder = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()));
+        let reader = decoder.read_info().expect("a valid PNG");
+        (reader.info().width, reader.info().height)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_base_manifests_run_jobs_through_two_workers() {
     // The password of the base's Secret, which Redis requires as in the cluster.
     let redis_password = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let api_token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    let bearer = format!("Bearer {api_token}");
-    let cluster = Cluster::new(render_base(&redis_password, &api_token));
+    let cluster = Cluster::new(render("base", &redis_password, &api_token));
     let redis = RedisServer::start_with(RedisServerOptions {
         password: Some(redis_password),
         ..RedisServerOptions::default()
@@ -501,7 +664,7 @@ async fn the_base_manifests_run_jobs_through_two_workers() {
             deployment: "holidapp-api",
             pod_ip: "127.0.0.1",
         },
-        redis.port(),
+        &LocalRedis::Server(redis.port()),
         root.path(),
     );
     let mut workers: Vec<Process> = worker_ips
@@ -516,7 +679,7 @@ async fn the_base_manifests_run_jobs_through_two_workers() {
                     deployment: "holidapp-worker",
                     pod_ip: ip,
                 },
-                redis.port(),
+                &LocalRedis::Server(redis.port()),
                 root.path(),
             )
             .0
@@ -524,30 +687,9 @@ async fn the_base_manifests_run_jobs_through_two_workers() {
         .collect();
     let all: Vec<&Process> = std::iter::once(&api).chain(workers.iter()).collect();
 
-    let port = api_env["HOLIDAPP_BIND"]
-        .rsplit_once(':')
-        .expect("HOST:PORT")
-        .1;
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("an HTTP client");
-
-    // Ready means Redis answered the API: the manifests' Redis host and port reached it.
-    wait_for("the API's /readyz", &all, || {
-        let request = http.get(format!("{base}/readyz"));
-        async move {
-            request
-                .send()
-                .await
-                .ok()?
-                .status()
-                .is_success()
-                .then_some(())
-        }
-    })
-    .await;
+    let api_client = Api::new(&api_env);
+    let (http, base) = (&api_client.http, &api_client.base);
+    api_client.ready(&all).await;
     let health = http
         .get(format!("{base}/healthz"))
         .send()
@@ -583,46 +725,15 @@ async fn the_base_manifests_run_jobs_through_two_workers() {
         .expect("POST /data");
     assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
 
-    // Data from the configured source (DATA_SOURCE, else the bundled sample).
-    let loaded = http
-        .post(format!("{base}/data"))
-        .header("authorization", &bearer)
-        .send()
-        .await
-        .expect("POST /data");
-    let status = loaded.status();
-    let body: Value = loaded.json().await.expect("POST /data answers JSON");
-    assert!(status.is_success(), "POST /data answered {status}: {body}");
-
+    api_client.load_data().await;
     let mut ids = Vec::new();
     for _ in 0..JOBS {
-        let r = http
-            .post(format!("{base}/jobs"))
-            .header("authorization", &bearer)
-            .json(&json!({"start": 1900, "end": 2025}))
-            .send()
-            .await
-            .expect("POST /jobs");
-        let status = r.status();
-        let job: Value = r.json().await.expect("a job as JSON");
-        assert_eq!(status, reqwest::StatusCode::CREATED, "POST /jobs: {job}");
-        ids.push(job["id"].as_str().expect("a job id").to_owned());
+        ids.push(api_client.submit("1900", "2025").await);
     }
 
     let mut taken_by = BTreeMap::<String, usize>::new();
     for id in &ids {
-        let job = wait_for(&format!("job {id} to complete"), &all, || {
-            let request = http.get(format!("{base}/jobs/{id}"));
-            async move {
-                let job: Value = request.send().await.ok()?.json().await.ok()?;
-                match job["status"].as_str() {
-                    Some("complete") => Some(job),
-                    Some("failed") => panic!("job failed: {job}"),
-                    _ => None,
-                }
-            }
-        })
-        .await;
+        let job = api_client.complete(id, &all).await;
         let worker = job["worker"]
             .as_str()
             .unwrap_or_else(|| panic!("no worker on {job}"));
@@ -634,28 +745,10 @@ async fn the_base_manifests_run_jobs_through_two_workers() {
     }
     eprintln!("jobs per worker: {taken_by:?}");
 
-    let result = http
-        .get(format!("{base}/jobs/{}/result", ids[0]))
-        .send()
-        .await
-        .expect("GET the result");
-    assert_eq!(result.status(), reqwest::StatusCode::OK);
-    assert_eq!(
-        result
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
-        Some("image/png")
-    );
-    let bytes = result.bytes().await.expect("the PNG");
-    let decoder = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()));
-    let reader = decoder.read_info().expect("a valid PNG");
-    let info = reader.info();
+    let (width, height) = api_client.png_size(&ids[0]).await;
     assert!(
-        info.width >= 100 && info.height >= 100,
-        "a real plot, not {}x{}",
-        info.width,
-        info.height
+        width >= 100 && height >= 100,
+        "a real plot, not {width}x{height}"
     );
     // The worker registry: both worker pods, by the identity the manifests give them, whose
     // counts add up to the jobs done.
@@ -739,5 +832,232 @@ async fn the_base_manifests_run_jobs_through_two_workers() {
     eprintln!(
         "the killed worker left GET /workers after {:?}",
         killed.elapsed()
+    );
+}
+
+/// One command's answer from the local Redis on `port`, through `redis-cli`.
+fn redis_cli(port: u16, password: &str, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .env("REDISCLI_AUTH", password)
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A free port whose cluster bus port (port + 10000) is free too.
+fn free_node_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The `redis-cluster` overlay: the StatefulSet's six Redis nodes as local `redis-server`
+/// processes (each with the manifest's arguments, `/data` in a folder of its own, its own free
+/// port, and `localhost` as the name it announces instead of its pod's DNS name), formed into a
+/// cluster by the creation Job's own script (run twice: a re-applied Job leaves the cluster as
+/// it is), then the API and a worker with the environment the overlay gives them, their seed
+/// URLs pointing at the nodes: plot jobs complete with a PNG, and their partitions spread over
+/// the three masters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_cluster_overlay_forms_a_cluster_and_runs_jobs_on_it() {
+    let redis_password = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let api_token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let cluster = Cluster::new(render(
+        "overlays/redis-cluster",
+        &redis_password,
+        &api_token,
+    ));
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let statefulset = cluster.find("StatefulSet", "holidapp-redis-cluster");
+    let service = statefulset["spec"]["serviceName"]
+        .as_str()
+        .expect("the StatefulSet's headless Service");
+    let replicas = statefulset["spec"]["replicas"].as_u64().expect("replicas");
+    assert_eq!(replicas, 6, "three masters with a replica each");
+
+    // The six nodes.
+    let mut ports = BTreeMap::new();
+    let mut nodes = Vec::new();
+    for i in 0..replicas {
+        let pod = format!("holidapp-redis-cluster-{i}");
+        let (command, env, mounts) = cluster.container(
+            "StatefulSet",
+            "holidapp-redis-cluster",
+            &[("metadata.name", &pod)],
+        );
+        assert_eq!(env["REDIS_PASSWORD"], redis_password);
+        let data = root.path().join(&pod);
+        std::fs::create_dir_all(&data).expect("the node's volume");
+        let mut args: Vec<String> = command
+            .iter()
+            .map(
+                |arg| match mounts.iter().find(|m| arg.starts_with(m.as_str())) {
+                    Some(mount) => format!("{}{}", data.display(), &arg[mount.len()..]),
+                    None => arg.clone(),
+                },
+            )
+            .collect();
+        let announced = args
+            .iter()
+            .position(|a| a == "--cluster-announce-hostname")
+            .expect("each node announces its name")
+            + 1;
+        assert_eq!(args[announced], format!("{pod}.{service}"));
+        args[announced] = "localhost".to_owned();
+        let port = free_node_port();
+        args.extend(["--port", &port.to_string(), "--bind", "127.0.0.1", "-::1"].map(String::from));
+        let log = data.join("output.log");
+        let out = File::create(&log).expect("create the log file");
+        let child = Command::new(&args[0])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("clone the log file"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", args[0]));
+        nodes.push(Process {
+            name: pod.clone(),
+            child,
+            log,
+        });
+        ports.insert(pod, port);
+    }
+    let node_refs: Vec<&Process> = nodes.iter().collect();
+    for &port in ports.values() {
+        wait_for(&format!("the node on port {port}"), &node_refs, || {
+            let pong = redis_cli(port, &redis_password, &["PING"]);
+            async move { (pong.trim() == "PONG").then_some(()) }
+        })
+        .await;
+    }
+
+    // The creation Job's script, with its environment; NODES names the local nodes.
+    let (script, mut job_env, _) = cluster.container("Job", "holidapp-redis-cluster-create", &[]);
+    let nodes_list: Vec<String> = ports.values().map(|p| format!("localhost:{p}")).collect();
+    job_env.insert("NODES".to_owned(), nodes_list.join(" "));
+    for run in 1..=2 {
+        let output = Command::new(&script[0])
+            .args(&script[1..])
+            .envs(&job_env)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the Job's script runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "the creation Job failed (run {run}):\n{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if run == 2 {
+            assert!(
+                stdout.contains("already form a cluster of 6"),
+                "run again, the Job did not find the cluster formed:\n{stdout}"
+            );
+        }
+        // Three masters serving every slot, each followed by its replica, which authenticated
+        // to it; every node announcing its name.
+        let first = *ports.values().next().expect("a node");
+        wait_for("3 masters, each followed by a replica", &node_refs, || {
+            let view = redis_cli(first, &redis_password, &["CLUSTER", "NODES"]);
+            let following = ports
+                .values()
+                .filter(|&&p| {
+                    let info = redis_cli(p, &redis_password, &["INFO", "replication"]);
+                    info.contains("role:slave") && info.contains("master_link_status:up")
+                })
+                .count();
+            let ok = ports.values().all(|&p| {
+                redis_cli(p, &redis_password, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+            });
+            let masters = view.lines().filter(|l| l.contains("master")).count();
+            let named = view.lines().all(|l| l.contains(",localhost "));
+            async move { (ok && masters == 3 && following == 3 && named).then_some(()) }
+        })
+        .await;
+    }
+
+    // The API and a worker, with the overlay's environment.
+    let redis = LocalRedis::Nodes(&ports);
+    let (api, api_env) = start_pod(
+        &cluster,
+        Pod {
+            name: "api-0",
+            deployment: "holidapp-api",
+            pod_ip: "127.0.0.1",
+        },
+        &redis,
+        root.path(),
+    );
+    assert_eq!(
+        api_env["REDIS_CLUSTER_URLS"].split(',').count(),
+        6,
+        "every node is a seed"
+    );
+    let (worker, _) = start_pod(
+        &cluster,
+        Pod {
+            name: "worker-0",
+            deployment: "holidapp-worker",
+            pod_ip: "127.0.0.2",
+        },
+        &redis,
+        root.path(),
+    );
+    let all: Vec<&Process> = [&api, &worker].into_iter().chain(nodes.iter()).collect();
+    let api_client = Api::new(&api_env);
+    api_client.ready(&all).await;
+    api_client.load_data().await;
+    let mut ids = Vec::new();
+    for start in 1990..2002 {
+        ids.push(api_client.submit(&start.to_string(), "2020").await);
+    }
+    for id in &ids {
+        api_client.complete(id, &all).await;
+        assert_eq!(api_client.png_size(id).await, (800, 600), "job {id}");
+    }
+
+    // A job id's first byte is its partition's tag, `{xx}` in the partition's keys: the six
+    // partitions of HOLIDAPP_QUEUE_PARTITIONS put the jobs on all three masters.
+    let masters: Vec<u16> = ports
+        .values()
+        .copied()
+        .filter(|&p| {
+            redis_cli(p, &redis_password, &["INFO", "replication"]).contains("role:master")
+        })
+        .collect();
+    let first = masters[0];
+    let mut holding = std::collections::BTreeSet::new();
+    for tag in ids
+        .iter()
+        .map(|id| &id[..2])
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let slot = redis_cli(
+            first,
+            &redis_password,
+            &["CLUSTER", "KEYSLOT", &format!("{{{tag}}}")],
+        );
+        for &m in &masters {
+            let keys = redis_cli(
+                m,
+                &redis_password,
+                &["CLUSTER", "COUNTKEYSINSLOT", slot.trim()],
+            );
+            if keys.trim().parse::<u64>().unwrap_or(0) > 0 {
+                holding.insert(m);
+            }
+        }
+    }
+    assert_eq!(
+        holding.len(),
+        3,
+        "the jobs sit on {} of the 3 masters",
+        holding.len()
     );
 }
