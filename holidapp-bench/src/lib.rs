@@ -7,6 +7,7 @@
 //! | `render` | ms per 800x600 per-year histogram of 45,000 records |
 //! | `redis_queue` | Redis enqueue (single, bulk), drain (20k vs 200k backlog), purge and data load |
 //! | `worker_drain` | jobs/s, Redis and worker CPU per job for 1 and 2 `holidapp-worker` processes on Redis, paired against another build's worker with `--baseline-bin` |
+//! | `cluster_drain` | jobs/s of `holidapp-worker` processes draining a partitioned queue on a Redis Cluster of 1 and of 3 masters, Redis CPU per job on each master and its spread |
 //! | `http_load` | `POST /jobs` requests/s and latency against the in-memory `holidapp-api` |
 //!
 //! To compare two builds on any of them, build each (a `git worktree` for the old one) and run
@@ -21,6 +22,8 @@
 //! ```
 //!
 //! This library holds what the binaries share.
+
+pub mod drain;
 
 use holidapp_core::plot::{DataSet, PlotParams, Record};
 use holidapp_core::{Job, Kinds, Params, QueueName};

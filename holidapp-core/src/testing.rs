@@ -315,14 +315,30 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     /// Starts `masters` masters with `replicas` replicas each, joins them, and waits until every
-    /// node sees every slot served and every replica is in sync.
+    /// node sees every slot served and every replica is in sync. One master with no replica is
+    /// a cluster of one node serving every slot (a baseline to compare larger clusters with;
+    /// `redis-cli --cluster create` wants three masters).
     ///
     /// # Panics
     ///
-    /// When `redis-server` or `redis-cli` is missing, or the cluster does not come up within a
-    /// minute.
+    /// When `redis-server` or `redis-cli` is missing, for two masters or one with replicas, or
+    /// when the cluster does not come up within a minute.
     pub fn start(masters: usize, replicas: usize) -> Self {
-        assert!(masters >= 3, "Redis Cluster needs at least three masters");
+        if (masters, replicas) == (1, 0) {
+            let node = RedisServer::start_with(RedisServerOptions {
+                cluster: true,
+                ..RedisServerOptions::default()
+            });
+            query_node(&node, &["CLUSTER", "ADDSLOTSRANGE", "0", "16383"])
+                .expect("a one-node cluster takes every slot");
+            let cluster = RedisCluster { nodes: vec![node] };
+            cluster.wait_until_healthy(0);
+            return cluster;
+        }
+        assert!(
+            masters >= 3,
+            "Redis Cluster needs one master alone or at least three"
+        );
         let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| {
                 RedisServer::start_with(RedisServerOptions {

@@ -31,17 +31,16 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use clap::Parser;
+use holidapp_bench::drain::{Worker, all_complete, drain_time, redis_cpu, stop_all};
 use holidapp_bench::{per_second, plot_job};
 use holidapp_core::plot::redis::RedisDataStore;
 use holidapp_core::plot::{DataSet, DataStore, MemoryPlotStore, PlotParams, PlotRenderer};
 use holidapp_core::redis_backend::RedisBackend;
-use holidapp_core::store::total_counts;
 use holidapp_core::testing::{RedisServer, RedisServerOptions};
 use holidapp_core::{
     Context, Job, JobId, JobStore, Producer, QueueName, QueueSettings, Renderer, ResultState,
@@ -147,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     let current = match args.worker_bin.clone() {
         Some(bin) => bin,
-        None => build_worker()?,
+        None => holidapp_bench::drain::build_worker()?,
     };
     let mut builds = vec![("this build", current)];
     if let Some(baseline) = args.baseline_bin.clone() {
@@ -302,34 +301,6 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds `holidapp-worker` with this benchmark's profile and answers its path.
-fn build_worker() -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let release = !cfg!(debug_assertions);
-    let mut command = Command::new(cargo);
-    command.args([
-        "build",
-        "-q",
-        "-p",
-        "holidapp-worker",
-        "--bin",
-        "holidapp-worker",
-    ]);
-    if release {
-        command.arg("--release");
-    }
-    let status = command.status()?;
-    anyhow::ensure!(status.success(), "building holidapp-worker failed");
-    // This binary sits in the same target directory, profile folder included.
-    let dir = std::env::current_exe()?
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| anyhow::anyhow!("the benchmark binary has no directory"))?;
-    let bin = dir.join("holidapp-worker");
-    anyhow::ensure!(bin.exists(), "{} was not built", bin.display());
-    Ok(bin)
-}
-
 /// One measure of `case` with the worker `bin`, on an emptied Redis.
 async fn measure(
     server: &RedisServer,
@@ -350,7 +321,20 @@ async fn measure(
     redis::cmd("FLUSHALL").query_async::<()>(&mut admin).await?;
     let spawn = |processes: usize| -> anyhow::Result<Vec<Worker>> {
         (0..processes)
-            .map(|p| Worker::spawn(bin, &config.url, &config.prefix, p, case, wait_replicas))
+            .map(|p| {
+                let mut env = vec![
+                    ("REDIS_URL", config.url.clone()),
+                    ("HOLIDAPP_PREFIX", config.prefix.clone()),
+                    ("HOLIDAPP_RENDERER", case.renderer.to_owned()),
+                ];
+                if let Setting::Concurrency(n) = case.setting {
+                    env.push(("HOLIDAPP_WORKER_CONCURRENCY", n.to_string()));
+                }
+                if wait_replicas > 0 {
+                    env.push(("HOLIDAPP_REDIS_WAIT_REPLICAS", wait_replicas.to_string()));
+                }
+                Worker::spawn(bin, &env, p)
+            })
             .collect()
     };
     let measure = if case.renderer == "plot" {
@@ -374,7 +358,7 @@ async fn measure(
         all_complete(&backend, warm + jobs.len()).await?;
         let elapsed = started.elapsed();
         let cpu = redis_cpu(&mut admin).await? - cpu;
-        let worker_cpu = stop(&mut workers)?;
+        let worker_cpu = stop_all(&mut workers)?;
         if commandstats {
             print_commandstats(&mut admin, bin, case).await?;
         }
@@ -402,7 +386,7 @@ async fn measure(
         let mut workers = spawn(case.processes)?;
         all_complete(&backend, jobs.len()).await?;
         let cpu = redis_cpu(&mut admin).await? - cpu;
-        let worker_cpu = stop(&mut workers)?;
+        let worker_cpu = stop_all(&mut workers)?;
         if commandstats {
             print_commandstats(&mut admin, bin, case).await?;
         }
@@ -475,20 +459,6 @@ async fn print_commandstats(
     Ok(())
 }
 
-/// Redis's CPU time so far (user and system, every thread), in seconds.
-async fn redis_cpu(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<f64> {
-    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
-    let field = |name: &str| -> anyhow::Result<f64> {
-        info.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-            .ok_or_else(|| anyhow::anyhow!("INFO cpu has no {name}"))?
-            .trim()
-            .parse::<f64>()
-            .map_err(Into::into)
-    };
-    Ok(field("used_cpu_user")? + field("used_cpu_sys")?)
-}
-
 /// Runs warm-up jobs until each of `processes` workers has done one; answers how many were
 /// submitted.
 async fn warm_up(backend: &RedisBackend, processes: usize) -> anyhow::Result<usize> {
@@ -509,46 +479,6 @@ async fn warm_up(backend: &RedisBackend, processes: usize) -> anyhow::Result<usi
         }
     }
     anyhow::bail!("a worker did no warm-up job")
-}
-
-/// From the first job's lease to the last completion, on Redis's clock. The backlog is leased
-/// highest priority first, oldest first within a priority, so the first job leased is among the
-/// first few thousand of the highest priority, and the last to finish among the last few thousand
-/// of the lowest.
-async fn drain_time(backend: &RedisBackend, jobs: &[Job]) -> anyhow::Result<Duration> {
-    let highest = jobs.iter().map(|j| j.priority).max().unwrap_or(0);
-    let lowest = jobs.iter().map(|j| j.priority).min().unwrap_or(0);
-    let head: Vec<JobId> = jobs
-        .iter()
-        .filter(|j| j.priority == highest)
-        .take(2000)
-        .map(|j| j.id)
-        .collect();
-    let tail: Vec<JobId> = jobs
-        .iter()
-        .rev()
-        .filter(|j| j.priority == lowest)
-        .take(4000)
-        .map(|j| j.id)
-        .collect();
-    let read =
-        |ids: Vec<JobId>| futures::future::try_join_all(ids.into_iter().map(|id| backend.get(id)));
-    let started = read(head)
-        .await?
-        .into_iter()
-        .filter_map(|j| j.and_then(|j| j.started_at))
-        .min()
-        .ok_or_else(|| anyhow::anyhow!("the first jobs have no start time"))?;
-    let finished = read(tail)
-        .await?
-        .into_iter()
-        .filter_map(|j| j.and_then(|j| j.finished_at))
-        .max()
-        .ok_or_else(|| anyhow::anyhow!("no job has finished"))?;
-    (finished - started)
-        .to_std()
-        .map(|d| d.max(Duration::from_millis(1)))
-        .map_err(|_| anyhow::anyhow!("the last job finished before the first started"))
 }
 
 /// The same plots rendered by the plot renderer alone, `cores` at a time: plots per second.
@@ -616,138 +546,4 @@ fn jobs(n: usize) -> Vec<Job> {
             plot_job(&start.to_string(), &(start + 20).to_string(), now)
         })
         .collect()
-}
-
-/// Waits until the store counts `n` jobs `complete`; fails if any job failed.
-async fn all_complete(backend: &RedisBackend, n: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let counts = total_counts(&backend.stats().await?);
-        if counts.complete == n as u64 {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            counts.failed == 0,
-            "{} jobs failed; see a worker's log",
-            counts.failed
-        );
-        anyhow::ensure!(Instant::now() < deadline, "the drain took over 10 minutes");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Stops every worker with SIGTERM and checks each exits cleanly.
-/// Stops the workers and answers the CPU seconds they used, all of them together.
-fn stop(workers: &mut [Worker]) -> anyhow::Result<f64> {
-    let mut cpu = 0.0;
-    for worker in workers.iter_mut() {
-        cpu += worker.cpu_seconds()?;
-        worker.stop()?;
-    }
-    Ok(cpu)
-}
-
-/// Clock ticks per second, the unit of CPU times in `/proc`.
-fn clock_ticks() -> anyhow::Result<f64> {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    if let Some(ticks) = TICKS.get() {
-        return Ok(*ticks);
-    }
-    let out = Command::new("getconf").arg("CLK_TCK").output()?;
-    let ticks: f64 = String::from_utf8(out.stdout)?.trim().parse()?;
-    anyhow::ensure!(ticks > 0.0, "getconf CLK_TCK answered {ticks}");
-    Ok(*TICKS.get_or_init(|| ticks))
-}
-
-/// A worker process of the benchmark, killed on drop if still running.
-struct Worker {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Worker {
-    fn spawn(
-        bin: &Path,
-        url: &str,
-        prefix: &str,
-        p: usize,
-        case: &Case,
-        wait_replicas: u16,
-    ) -> anyhow::Result<Self> {
-        let log = std::env::temp_dir().join(format!(
-            "holidapp-worker-drain-{}-{p}.log",
-            std::process::id()
-        ));
-        let mut command = Command::new(bin);
-        command
-            .env_clear()
-            .env("REDIS_URL", url)
-            .env("HOLIDAPP_PREFIX", prefix)
-            .env("WORKER_IP", format!("bench-{p}"))
-            .env("HOLIDAPP_RENDERER", case.renderer);
-        if let Setting::Concurrency(n) = case.setting {
-            command.env("HOLIDAPP_WORKER_CONCURRENCY", n.to_string());
-        }
-        if wait_replicas > 0 {
-            command.env("HOLIDAPP_REDIS_WAIT_REPLICAS", wait_replicas.to_string());
-        }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?;
-        Ok(Worker { child, log })
-    }
-
-    async fn wait_started(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !std::fs::read_to_string(&self.log)?.contains("worker started") {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the worker did not start:\n{}",
-                std::fs::read_to_string(&self.log)?
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        Ok(())
-    }
-
-    /// User and system CPU time of the process so far, every thread included, from
-    /// `/proc/<pid>/stat` (in clock ticks of `getconf CLK_TCK`).
-    fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // The fields after the command name, which is in parentheses and may hold spaces.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| -> anyhow::Result<f64> {
-            Ok(fields
-                .get(i)
-                .ok_or_else(|| anyhow::anyhow!("short /proc stat: {stat}"))?
-                .parse::<f64>()?)
-        };
-        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-        Ok((ticks(11)? + ticks(12)?) / clock_ticks()?)
-    }
-
-    fn stop(&mut self) -> anyhow::Result<()> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status()?;
-        let status = self.child.wait()?;
-        anyhow::ensure!(
-            status.success(),
-            "a worker exited with {status}:\n{}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-        Ok(())
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
 }
