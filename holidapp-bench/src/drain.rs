@@ -1,5 +1,6 @@
 //! Worker processes and the figures of a drain, shared by `worker_drain` and `cluster_drain`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,6 +49,66 @@ pub fn build_worker() -> anyhow::Result<PathBuf> {
     let bin = dir.join("holidapp-worker");
     anyhow::ensure!(bin.exists(), "{} was not built", bin.display());
     Ok(bin)
+}
+
+/// `INFO commandstats` of one or more Redis servers: calls and microseconds by command.
+#[derive(Clone, Debug, Default)]
+pub struct CommandStats(BTreeMap<String, (f64, f64)>);
+
+impl CommandStats {
+    /// One server's statistics since its last `CONFIG RESETSTAT`.
+    pub async fn read(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<Self> {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(conn)
+            .await?;
+        let mut stats = BTreeMap::new();
+        for line in info.lines() {
+            let Some((name, fields)) = line
+                .strip_prefix("cmdstat_")
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            let value = |key: &str| -> f64 {
+                fields
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0)
+            };
+            stats.insert(name.to_owned(), (value("calls"), value("usec")));
+        }
+        Ok(CommandStats(stats))
+    }
+
+    /// The statistics of both, added command by command (servers of one cluster).
+    pub fn add(mut self, other: &CommandStats) -> Self {
+        for (name, (calls, usec)) in &other.0 {
+            let entry = self.0.entry(name.clone()).or_default();
+            entry.0 += calls;
+            entry.1 += usec;
+        }
+        self
+    }
+
+    /// One line per command, the costliest first: calls and microseconds per job of `jobs`,
+    /// and microseconds per call.
+    pub fn per_job(&self, jobs: usize) -> String {
+        let jobs = jobs as f64;
+        let mut rows: Vec<_> = self.0.iter().collect();
+        rows.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+        rows.iter()
+            .map(|(name, (calls, usec))| {
+                format!(
+                    "  {name:<14} {:>8.3} calls/job {:>7.3} µs/job {:>6.2} µs/call\n",
+                    calls / jobs,
+                    usec / jobs,
+                    usec / calls.max(1.0)
+                )
+            })
+            .collect()
+    }
 }
 
 /// From the first job's lease to the last completion, on Redis's clock. The backlog is leased

@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use clap::Parser;
-use holidapp_bench::drain::{Worker, all_complete, build_worker, drain_time, redis_cpu, stop_all};
+use holidapp_bench::drain::{
+    CommandStats, Worker, all_complete, build_worker, drain_time, redis_cpu, stop_all,
+};
 use holidapp_bench::{per_second, plot_job};
 use holidapp_core::redis_backend::RedisBackend;
 use holidapp_core::testing::RedisCluster;
@@ -48,6 +50,10 @@ struct Args {
     /// Rounds; each drains once on every cluster size.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Prints where the masters spent their time in each drain: `INFO commandstats` of all of
+    /// them together (commands run by scripts included), per drained job.
+    #[arg(long)]
+    commandstats: bool,
     /// The `holidapp-worker` binary to run (default: build this workspace's).
     #[arg(long)]
     worker_bin: Option<PathBuf>,
@@ -193,6 +199,10 @@ async fn measure(cluster: &RedisCluster, bin: &Path, args: &Args) -> anyhow::Res
 
     let mut before = Vec::new();
     for (_, conn) in &mut nodes {
+        redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async::<()>(conn)
+            .await?;
         before.push(redis_cpu(conn).await?);
     }
     let mut env = vec![
@@ -218,6 +228,18 @@ async fn measure(cluster: &RedisCluster, bin: &Path, args: &Args) -> anyhow::Res
         masters.insert(*port, Master { jobs, cpu_seconds });
     }
     stop_all(&mut workers)?;
+    if args.commandstats {
+        let mut stats = CommandStats::default();
+        for (_, conn) in &mut nodes {
+            stats = stats.add(&CommandStats::read(conn).await?);
+        }
+        println!(
+            "commandstats, {} masters, {} jobs:\n{}",
+            nodes.len(),
+            jobs.len(),
+            stats.per_job(jobs.len())
+        );
+    }
     let elapsed = drain_time(&backend, &jobs).await?;
     for (_, conn) in &mut nodes {
         redis::cmd("FLUSHALL").query_async::<()>(conn).await?;

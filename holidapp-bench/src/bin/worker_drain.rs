@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use clap::Parser;
-use holidapp_bench::drain::{Worker, all_complete, drain_time, redis_cpu, stop_all};
+use holidapp_bench::drain::{CommandStats, Worker, all_complete, drain_time, redis_cpu, stop_all};
 use holidapp_bench::{per_second, plot_job};
 use holidapp_core::plot::redis::RedisDataStore;
 use holidapp_core::plot::{DataSet, DataStore, MemoryPlotStore, PlotParams, PlotRenderer};
@@ -415,37 +415,6 @@ async fn print_commandstats(
     bin: &Path,
     case: &Case,
 ) -> anyhow::Result<()> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await?;
-    let mut rows: Vec<(f64, String)> = Vec::new();
-    for line in info.lines() {
-        let Some((name, stats)) = line
-            .strip_prefix("cmdstat_")
-            .and_then(|l| l.split_once(':'))
-        else {
-            continue;
-        };
-        let value = |key: &str| -> f64 {
-            stats
-                .split(',')
-                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0)
-        };
-        let jobs = case.jobs as f64;
-        rows.push((
-            value("usec") / jobs,
-            format!(
-                "  {name:<14} {:>8.3} calls/job {:>7.3} µs/job {:>6.2} µs/call",
-                value("calls") / jobs,
-                value("usec") / jobs,
-                value("usec_per_call")
-            ),
-        ));
-    }
-    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
     println!(
         "commandstats, {} ({} jobs, {} x {}):",
         bin.display(),
@@ -453,9 +422,7 @@ async fn print_commandstats(
         case.processes,
         case.setting
     );
-    for (_, row) in rows {
-        println!("{row}");
-    }
+    print!("{}", CommandStats::read(conn).await?.per_job(case.jobs));
     Ok(())
 }
 
