@@ -82,14 +82,13 @@ impl CommandStats {
         Ok(CommandStats(stats))
     }
 
-    /// The statistics of both, added command by command (servers of one cluster).
-    pub fn add(mut self, other: &CommandStats) -> Self {
+    /// Adds `other`'s statistics to these, command by command (servers of one cluster).
+    pub fn merge(&mut self, other: &CommandStats) {
         for (name, (calls, usec)) in &other.0 {
             let entry = self.0.entry(name.clone()).or_default();
             entry.0 += calls;
             entry.1 += usec;
         }
-        self
     }
 
     /// One line per command, the costliest first: calls and microseconds per job of `jobs`,

@@ -231,7 +231,7 @@ async fn measure(cluster: &RedisCluster, bin: &Path, args: &Args) -> anyhow::Res
     if args.commandstats {
         let mut stats = CommandStats::default();
         for (_, conn) in &mut nodes {
-            stats = stats.add(&CommandStats::read(conn).await?);
+            stats.merge(&CommandStats::read(conn).await?);
         }
         println!(
             "commandstats, {} masters, {} jobs:\n{}",
