@@ -201,9 +201,9 @@ pub fn check_kind_name(name: &str) -> Result<()> {
 ///
 /// The engine never looks inside: the job's kind ([`Renderer`](crate::Renderer)) decodes them
 /// into its own `Params` type. They are stored as one field (`params` in a Redis job hash),
-/// readable with `HGETALL`.
+/// readable with `HGETALL`. Cheap to clone: clones share the text.
 #[derive(Clone)]
-pub struct Params(Box<RawValue>);
+pub struct Params(Arc<RawValue>);
 
 impl Serialize for Params {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -213,7 +213,7 @@ impl Serialize for Params {
 
 impl<'de> Deserialize<'de> for Params {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Box::<RawValue>::deserialize(d).map(Params)
+        Box::<RawValue>::deserialize(d).map(|raw| Params(Arc::from(raw)))
     }
 }
 
@@ -230,14 +230,14 @@ impl Params {
     /// Parameters holding `value`, serialized.
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
         serde_json::value::to_raw_value(value)
-            .map(Params)
+            .map(|raw| Params(Arc::from(raw)))
             .map_err(|e| Error::InvalidParams(format!("parameters cannot be serialized: {e}")))
     }
 
     /// Parameters from JSON text; the text must be one valid JSON value.
     pub fn from_json(text: impl Into<String>) -> Result<Self> {
         RawValue::from_string(text.into())
-            .map(Params)
+            .map(|raw| Params(Arc::from(raw)))
             .map_err(|e| Error::Internal(format!("stored parameters are not JSON: {e}")))
     }
 

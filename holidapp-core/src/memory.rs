@@ -29,7 +29,8 @@ use crate::events::{
 use crate::job::{Job, JobId, Progress, QueueName, UniqueScope};
 use crate::kind::Output;
 use crate::machine::{
-    Attempts, Event, FailureKind, JobState, JobStatus, Move, Requeue, decide, expiry_reason,
+    Attempts, Event, FailureKind, JobState, JobStatus, Move, Requeue, RetryPolicy, decide,
+    expiry_reason,
 };
 use crate::queue::{
     Consumer, Enqueued, Lease, LeaseToken, Maintenance, Producer, QueueSettings, Quota, Renewal,
@@ -271,18 +272,24 @@ impl State {
     }
 
     /// The status machine's view of a job.
-    fn machine_state(&self, id: JobId) -> Result<JobState> {
-        let entry = self.jobs.get(&id).ok_or(Error::LeaseLost)?;
-        Ok(JobState {
+    /// Asks the status machine what `event` does to job `id` and carries out its move, keeping
+    /// every index in step (one lookup of the job for both). Answers the job's state before the
+    /// move, and the move; changes nothing when the machine refuses.
+    fn transition(
+        &mut self,
+        id: JobId,
+        event: Event,
+        policy: &RetryPolicy,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<(JobState, Move)> {
+        let entry = self.jobs.get_mut(&id).ok_or(Error::LeaseLost)?;
+        let before = JobState {
             status: entry.job.status,
             attempts: entry.job.attempts,
             max_attempts: entry.job.max_attempts,
-        })
-    }
-
-    /// Carries out a move the status machine decided, keeping every index in step.
-    fn apply(&mut self, id: JobId, mv: Move, now: DateTime<Utc>, ttl: Duration) -> Result<()> {
-        let entry = self.jobs.get_mut(&id).ok_or(Error::LeaseLost)?;
+        };
+        let mv = decide(before, event, policy)?;
         let from = entry.job.status;
         let (seq, queue, priority) = (entry.seq, entry.job.queue.clone(), entry.job.priority);
         entry.job.status = mv.to;
@@ -349,7 +356,7 @@ impl State {
             }
             _ => {}
         }
-        Ok(())
+        Ok((before, mv))
     }
 
     /// Makes jobs of `queue` whose time has come (delayed submits, retries after their backoff)
@@ -626,12 +633,13 @@ impl MemoryBackend {
         let now = self.clock.now();
         let mut state = self.state();
         state.current_lease(lease)?;
-        let mv = decide(
-            state.machine_state(lease.id())?,
+        state.transition(
+            lease.id(),
             event,
             &self.settings.retry,
+            now,
+            self.settings.result_ttl,
         )?;
-        state.apply(lease.id(), mv, now, self.settings.result_ttl)?;
         state.record(lease.id(), now, true);
         self.events_changed();
         let entry = state.jobs.get_mut(&lease.id()).ok_or(Error::LeaseLost)?;
@@ -679,8 +687,13 @@ impl MemoryBackend {
         let Some(id) = state.next_ready(queue) else {
             return Ok(None);
         };
-        let mv = decide(state.machine_state(id)?, Event::Lease, &self.settings.retry)?;
-        state.apply(id, mv, now, self.settings.result_ttl)?;
+        state.transition(
+            id,
+            Event::Lease,
+            &self.settings.retry,
+            now,
+            self.settings.result_ttl,
+        )?;
         state.next_token += 1;
         let token = LeaseToken(state.next_token);
         state.leased.insert((deadline, id));
@@ -795,12 +808,13 @@ impl Consumer for MemoryBackend {
         let now = self.clock.now();
         let mut state = self.state();
         state.current_lease(lease)?;
-        let mv = decide(
-            state.machine_state(lease.id())?,
+        state.transition(
+            lease.id(),
             Event::Complete,
             &self.settings.retry,
+            now,
+            self.settings.result_ttl,
         )?;
-        state.apply(lease.id(), mv, now, self.settings.result_ttl)?;
         let bytes = output.bytes().len() as u64;
         let entry = state.jobs.get_mut(&lease.id()).ok_or(Error::LeaseLost)?;
         entry.job.error = None;
@@ -868,9 +882,13 @@ impl Maintenance for MemoryBackend {
                 if deadline > now {
                     break;
                 }
-                let machine = state.machine_state(id)?;
-                let mv = decide(machine, Event::Expire, &self.settings.retry)?;
-                state.apply(id, mv, now, self.settings.result_ttl)?;
+                let (machine, mv) = state.transition(
+                    id,
+                    Event::Expire,
+                    &self.settings.retry,
+                    now,
+                    self.settings.result_ttl,
+                )?;
                 if mv.to == JobStatus::Failed {
                     report.failed += 1;
                 } else {
@@ -1104,13 +1122,15 @@ impl JobStore for MemoryBackend {
         if status == JobStatus::Cancelled {
             return Ok(Some(entry.job.clone()));
         }
-        let mv = decide(
-            state.machine_state(id)?,
-            Event::Cancel,
-            &self.settings.retry,
-        )
-        .map_err(|_| cancel_refused(id, status))?;
-        state.apply(id, mv, now, self.settings.result_ttl)?;
+        state
+            .transition(
+                id,
+                Event::Cancel,
+                &self.settings.retry,
+                now,
+                self.settings.result_ttl,
+            )
+            .map_err(|_| cancel_refused(id, status))?;
         state.record(id, now, false);
         let job = state.jobs.get(&id).map(|e| e.job.clone());
         drop(state);
@@ -1125,9 +1145,15 @@ impl JobStore for MemoryBackend {
             return Ok(None);
         };
         let status = entry.job.status;
-        let mv = decide(state.machine_state(id)?, Event::Retry, &self.settings.retry)
+        state
+            .transition(
+                id,
+                Event::Retry,
+                &self.settings.retry,
+                now,
+                self.settings.result_ttl,
+            )
             .map_err(|_| retry_refused(id, status))?;
-        state.apply(id, mv, now, self.settings.result_ttl)?;
         state.record(id, now, false);
         let job = state.jobs.get(&id).map(|e| e.job.clone());
         drop(state);
