@@ -143,6 +143,45 @@ async fn a_job_is_a_hash_a_person_can_read() {
     }
 }
 
+/// The fencing token counter never runs behind the clock: a counter that lost its last steps, as
+/// on a replica promoted before it received them, hands out no token a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_counter_that_lost_its_last_steps_gives_no_token_twice() {
+    let server = RedisServer::shared();
+    let config = server.config("token-floor");
+    let clock = Arc::new(ManualClock::starting_now());
+    let backend = RedisBackend::with_clock(&config, QueueSettings::default(), clock.clone())
+        .await
+        .unwrap();
+    let jobs = numbered_jobs(2);
+    backend.enqueue_all(&jobs).await.unwrap();
+    let first = backend
+        .lease(&default(), "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    let tag = &jobs[0].id.to_string()[..2];
+    let mut redis = operator(server).await;
+    redis::cmd("DEL")
+        .arg(format!("{}:{{{tag}}}:token", config.prefix))
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    // A failover takes at least a node timeout.
+    clock.advance(Duration::from_secs(1));
+    let second = backend
+        .lease(&default(), "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        second.token.0 > first.token.0,
+        "token {} after the counter's loss, {} before it",
+        second.token.0,
+        first.token.0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_jobs_leave_redis_through_the_purge() {
     let server = RedisServer::shared();

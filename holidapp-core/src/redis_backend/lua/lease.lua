@@ -145,8 +145,12 @@ local worker = ARGV[4]
 local leased, scored = {now}, {}
 local dropped = 0
 while #ids > 0 do
-  -- One counter step for the whole batch: each lease still gets a token never used before.
-  local token = tonumber(redis.call('INCRBY', KEYS[5], #ids)) - #ids
+  -- One counter step for the whole batch: each lease still gets a token never used before. The
+  -- counter never runs behind the clock (at least now * 1024, as submission numbers), so a
+  -- counter that lost its last steps (a replica promoted before it received them) does not hand
+  -- their tokens out again: by the time a replica takes over, the clock has passed them.
+  local token = math.max(tonumber(redis.call('GET', KEYS[5]) or '0'), now * 1024)
+  redis.call('SET', KEYS[5], string.format('%d', token + #ids))
   local dropped_now = 0
   for _, id in ipairs(ids) do
     local key = job_prefix .. id
