@@ -25,6 +25,19 @@ async fn connect(server: &RedisServer, test: &str) -> (RedisBackend, RedisConfig
     (backend, config)
 }
 
+/// A backend on `server` for `test`, on a manual clock that starts now.
+async fn on_a_manual_clock(
+    server: &RedisServer,
+    test: &str,
+) -> (RedisBackend, RedisConfig, Arc<ManualClock>) {
+    let config = server.config(test);
+    let clock = Arc::new(ManualClock::starting_now());
+    let backend = RedisBackend::with_clock(&config, QueueSettings::default(), clock.clone())
+        .await
+        .unwrap();
+    (backend, config, clock)
+}
+
 /// `n` jobs in the `default` queue, the i-th with parameters `{"n": i}`.
 fn numbered_jobs(n: usize) -> Vec<Job> {
     let clock = ManualClock::starting_now();
@@ -148,11 +161,7 @@ async fn a_job_is_a_hash_a_person_can_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_counter_that_lost_its_last_steps_gives_no_token_twice() {
     let server = RedisServer::shared();
-    let config = server.config("token-floor");
-    let clock = Arc::new(ManualClock::starting_now());
-    let backend = RedisBackend::with_clock(&config, QueueSettings::default(), clock.clone())
-        .await
-        .unwrap();
+    let (backend, config, clock) = on_a_manual_clock(server, "token-floor").await;
     let jobs = numbered_jobs(2);
     backend.enqueue_all(&jobs).await.unwrap();
     let first = backend
@@ -353,11 +362,7 @@ async fn a_blocked_wait_does_not_stall_other_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_due_retry_ends_a_wait() {
     let server = RedisServer::shared();
-    let config = server.config("wait_retry");
-    let clock = Arc::new(ManualClock::starting_now());
-    let backend = RedisBackend::with_clock(&config, QueueSettings::default(), clock.clone())
-        .await
-        .unwrap();
+    let (backend, _, clock) = on_a_manual_clock(server, "wait_retry").await;
     backend.enqueue(&numbered_jobs(1)[0]).await.unwrap();
     let lease = backend
         .lease(&default(), "w", LEASE)
@@ -442,11 +447,7 @@ async fn batch_leases_and_completions_fence_each_job_on_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_jobs_list_by_submission_not_by_lease_order() {
     let server = RedisServer::shared();
-    let config = server.config("list_running");
-    let clock = Arc::new(ManualClock::starting_now());
-    let backend = RedisBackend::with_clock(&config, QueueSettings::default(), clock.clone())
-        .await
-        .unwrap();
+    let (backend, _, clock) = on_a_manual_clock(server, "list_running").await;
     let jobs = numbered_jobs(7);
     backend.enqueue_all(&jobs).await.unwrap();
     let first = backend
