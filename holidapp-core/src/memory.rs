@@ -271,7 +271,6 @@ impl State {
         }
     }
 
-    /// The status machine's view of a job.
     /// Asks the status machine what `event` does to job `id` and carries out its move, keeping
     /// every index in step (one lookup of the job for both). Answers the job's state before the
     /// move, and the move; changes nothing when the machine refuses.
@@ -290,7 +289,7 @@ impl State {
             max_attempts: entry.job.max_attempts,
         };
         let mv = decide(before, event, policy)?;
-        let from = entry.job.status;
+        let from = before.status;
         let (seq, queue, priority) = (entry.seq, entry.job.queue.clone(), entry.job.priority);
         entry.job.status = mv.to;
         match mv.attempts {

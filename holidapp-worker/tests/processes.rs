@@ -556,8 +556,11 @@ async fn a_worker_carries_on_after_redis_restarts() {
     .await;
     let summary = worker.stop().await;
     assert!(summary["backend_errors"] > 0, "{summary:?}");
+    // Every job was this worker's. A completion that reached Redis just before it stopped, its
+    // answer lost with the connection, is sent again after the restart and refused (a job is
+    // completed once): the worker counts it as a lost lease though the job is complete.
     assert!(
-        summary["completed"] >= 150 - summary["unrecorded"],
+        summary["completed"] + summary["lease_lost"] >= 150 - summary["unrecorded"],
         "{summary:?}"
     );
 }

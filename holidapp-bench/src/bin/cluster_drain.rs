@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use chrono::Utc;
 use clap::Parser;
@@ -244,9 +243,6 @@ async fn measure(cluster: &RedisCluster, bin: &Path, args: &Args) -> anyhow::Res
     for (_, conn) in &mut nodes {
         redis::cmd("FLUSHALL").query_async::<()>(conn).await?;
     }
-    // Idle connections of the backend are closed before the next drain starts its own.
-    drop(backend);
-    tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(Measure {
         jobs_per_second: per_second(jobs.len(), elapsed),
         masters,
