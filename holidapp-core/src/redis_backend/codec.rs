@@ -143,8 +143,8 @@ pub(super) fn job_from_fields(id: JobId, fields: &HashMap<String, String>) -> Re
     job_from_lookup(id, |name| fields.get(name).map(String::as_str))
 }
 
-/// The job `id` from the field/value items `HGETALL` answers for its hash, as a lease reads
-/// them without building a map. Looked up by a scan rather than through a map: a job has a dozen fields at
+/// The job `id` from the field/value items `HGETALL` answers for its hash, as the lease script
+/// passes them on. Looked up by a scan rather than through a map: a job has a dozen fields at
 /// most.
 pub(super) fn job_from_flat_fields(id: JobId, items: Vec<Value>) -> Result<Job> {
     let items = items
@@ -153,7 +153,7 @@ pub(super) fn job_from_flat_fields(id: JobId, items: Vec<Value>) -> Result<Job> 
         .collect::<Result<Vec<String>>>()?;
     if items.len() % 2 != 0 {
         return Err(Error::Internal(
-            "a stored job was read as a field without its value".into(),
+            "lease script answered a field without its value".into(),
         ));
     }
     job_from_lookup(id, |name| {
@@ -162,17 +162,6 @@ pub(super) fn job_from_flat_fields(id: JobId, items: Vec<Value>) -> Result<Job> 
             .find(|pair| pair[0] == name)
             .map(|pair| pair[1].as_str())
     })
-}
-
-/// The fencing token in a job hash read as flat `[field, value, ...]` items, if it has one.
-pub(super) fn token_in_flat_fields(items: &[Value]) -> Option<u64> {
-    items
-        .chunks_exact(2)
-        .find(|pair| matches!(&pair[0], Value::BulkString(f) if f == b"token"))
-        .and_then(|pair| match &pair[1] {
-            Value::BulkString(t) => std::str::from_utf8(t).ok()?.parse().ok(),
-            _ => None,
-        })
 }
 
 /// A job from its stored fields, each looked up by name (`None` when the hash lacks it).
@@ -367,10 +356,6 @@ mod tests {
             .map(|s| Value::BulkString(s.into_bytes()))
             .collect();
         assert_eq!(job_from_flat_fields(job.id, items.clone()).unwrap(), job);
-        assert_eq!(token_in_flat_fields(&items), None);
-        let mut leased = items.clone();
-        leased.extend(["token", "42"].map(|s| Value::BulkString(s.into())));
-        assert_eq!(token_in_flat_fields(&leased), Some(42));
         let odd = items[..items.len() - 1].to_vec();
         assert!(matches!(
             job_from_flat_fields(job.id, odd),

@@ -13,7 +13,7 @@ use redis::Value;
 use super::coalesce;
 use super::codec::{
     TOMBSTONE, array, duration_millis, enqueue_args, from_millis, int, job_from_flat_fields,
-    progress_from_json, progress_json, string, token_in_flat_fields,
+    progress_from_json, progress_json, string,
 };
 use super::keys::QueueKeys;
 use super::scripts::SCRIPTS;
@@ -140,13 +140,20 @@ impl RedisBackend {
         // in between (cancelled, say) is left out: its lease is no longer this worker's to run.
         let mut pipe = redis::pipe();
         for (id, _) in &granted {
-            pipe.hgetall(self.keys.job(*id));
+            pipe.hgetall(format!("{}{id}", k.job_prefix));
         }
         let hashes: Vec<Value> = self.conn.query_bulk(&pipe).await?;
         let mut leases = Vec::with_capacity(granted.len());
         for ((id, token), hash) in granted.into_iter().zip(hashes) {
             let items = array(hash)?;
-            if token_in_flat_fields(&items) != Some(token) {
+            let stored_token = items
+                .chunks_exact(2)
+                .find(|pair| matches!(&pair[0], Value::BulkString(f) if f == b"token"))
+                .and_then(|pair| match &pair[1] {
+                    Value::BulkString(t) => std::str::from_utf8(t).ok()?.parse::<u64>().ok(),
+                    _ => None,
+                });
+            if stored_token != Some(token) {
                 continue;
             }
             let job = job_from_flat_fields(id, items)?;
