@@ -143,24 +143,48 @@ pub(super) fn job_from_fields(id: JobId, fields: &HashMap<String, String>) -> Re
     job_from_lookup(id, |name| fields.get(name).map(String::as_str))
 }
 
-/// The job `id` from the field/value items `HGETALL` answers for its hash, as the lease script
-/// passes them on. Looked up by a scan rather than through a map: a job has a dozen fields at
-/// most.
-pub(super) fn job_from_flat_fields(id: JobId, items: Vec<Value>) -> Result<Job> {
-    let items = items
+/// The fields a lease reads of each job it takes, in the order the lease script answers their
+/// values: what [`job_from_lookup`] needs of a `submitted` job besides its queue (the caller
+/// knows it; the lease sets the rest).
+pub(super) const LEASE_FIELDS: [&str; 13] = [
+    "status",
+    "kind",
+    "params",
+    "created_at",
+    "max_attempts",
+    "attempts",
+    "error",
+    "unique_key",
+    "timeout",
+    "progress",
+    "priority",
+    "run_at",
+    "unique_scope",
+];
+
+/// The job `id` of `queue` from the values of [`LEASE_FIELDS`], in that order (`Nil` for a field
+/// the hash lacks), as the lease script answers them.
+pub(super) fn job_from_lease_values(id: JobId, value: Value, queue: &QueueName) -> Result<Job> {
+    let values = array(value)?
         .into_iter()
-        .map(string)
-        .collect::<Result<Vec<String>>>()?;
-    if items.len() % 2 != 0 {
-        return Err(Error::Internal(
-            "lease script answered a field without its value".into(),
-        ));
+        .map(|v| match v {
+            Value::Nil => Ok(None),
+            other => string(other).map(Some),
+        })
+        .collect::<Result<Vec<Option<String>>>>()?;
+    if values.len() != LEASE_FIELDS.len() {
+        return Err(Error::Internal(format!(
+            "lease script answered {} values for {} fields",
+            values.len(),
+            LEASE_FIELDS.len()
+        )));
     }
     job_from_lookup(id, |name| {
-        items
-            .chunks_exact(2)
-            .find(|pair| pair[0] == name)
-            .map(|pair| pair[1].as_str())
+        if name == "queue" {
+            return Some(queue.as_str());
+        }
+        let at = LEASE_FIELDS.iter().position(|f| *f == name)?;
+        values[at].as_deref()
     })
 }
 
@@ -345,20 +369,26 @@ mod tests {
     }
 
     #[test]
-    fn flat_fields_read_like_the_hash() {
+    fn lease_values_read_like_the_hash() {
         let mut job = a_job();
         job.attempts = 1;
         job.error = Some("lease expired".into());
         job.timeout = Some(5);
-        let items: Vec<Value> = stored_fields(&job)
-            .into_iter()
-            .flat_map(|(f, v)| [f, v])
-            .map(|s| Value::BulkString(s.into_bytes()))
+        let fields = stored_fields(&job);
+        let values = LEASE_FIELDS
+            .iter()
+            .map(|f| {
+                fields
+                    .get(*f)
+                    .map_or(Value::Nil, |v| Value::BulkString(v.clone().into_bytes()))
+            })
             .collect();
-        assert_eq!(job_from_flat_fields(job.id, items.clone()).unwrap(), job);
-        let odd = items[..items.len() - 1].to_vec();
+        assert_eq!(
+            job_from_lease_values(job.id, Value::Array(values), &job.queue).unwrap(),
+            job
+        );
         assert!(matches!(
-            job_from_flat_fields(job.id, odd),
+            job_from_lease_values(job.id, Value::Array(vec![Value::Nil]), &job.queue),
             Err(Error::Internal(_))
         ));
     }

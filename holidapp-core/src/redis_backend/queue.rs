@@ -12,8 +12,8 @@ use redis::Value;
 
 use super::coalesce;
 use super::codec::{
-    TOMBSTONE, array, duration_millis, enqueue_args, from_millis, int, job_from_flat_fields,
-    progress_from_json, progress_json, string,
+    LEASE_FIELDS, TOMBSTONE, array, duration_millis, enqueue_args, from_millis, int,
+    job_from_lease_values, progress_from_json, progress_json, string,
 };
 use super::keys::QueueKeys;
 use super::scripts::SCRIPTS;
@@ -89,6 +89,7 @@ impl RedisBackend {
         if max == 0 {
             return Ok(Vec::new());
         }
+        let queue = &partition.queue;
         let k = self.partition_keys(partition);
         let lease_ms = duration_millis(lease_for);
         let reply: Value = self
@@ -113,61 +114,46 @@ impl RedisBackend {
                     .arg(PROMOTE_LIMIT)
                     .arg(TOMBSTONE)
                     .arg(JobStatus::Cancelled.as_str())
-                    .arg(&k.queue_prefix),
+                    .arg(&k.queue_prefix)
+                    .arg(&LEASE_FIELDS[..]),
             )
             .await?;
         let mut items = array(reply)?.into_iter();
         let now_ms = int(items
             .next()
             .ok_or_else(|| Error::Internal("lease script answered no time".into()))?)?;
+        let now = from_millis(now_ms)?;
         let deadline = from_millis(now_ms.saturating_add(lease_ms))?;
-        let mut granted = Vec::new();
-        while let Some(id) = items.next() {
-            let token = items
-                .next()
-                .ok_or_else(|| Error::Internal("lease script answered an id alone".into()))?;
-            let token = u64::try_from(int(token)?)
-                .map_err(|_| Error::Internal("negative lease token".into()))?;
-            let id: JobId = string(id)?
-                .parse()
-                .map_err(|_| Error::Internal("lease script answered a bad job id".into()))?;
-            granted.push((id, token));
-        }
-        if granted.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The jobs as the lease left them, read after it (see lease.lua for why). A job changed
-        // in between (cancelled, say) is left out: its lease is no longer this worker's to run.
-        let mut pipe = redis::pipe();
-        for (id, _) in &granted {
-            pipe.hgetall(format!("{}{id}", k.job_prefix));
-        }
-        let hashes: Vec<Value> = self.conn.query_bulk(&pipe).await?;
-        let mut leases = Vec::with_capacity(granted.len());
-        for ((id, token), hash) in granted.into_iter().zip(hashes) {
-            let items = array(hash)?;
-            let stored_token = items
-                .chunks_exact(2)
-                .find(|pair| matches!(&pair[0], Value::BulkString(f) if f == b"token"))
-                .and_then(|pair| match &pair[1] {
-                    Value::BulkString(t) => std::str::from_utf8(t).ok()?.parse::<u64>().ok(),
-                    _ => None,
-                });
-            if stored_token != Some(token) {
-                continue;
-            }
-            let job = job_from_flat_fields(id, items)?;
-            if job.status != JobStatus::InProgress {
-                continue;
-            }
-            leases.push(Lease {
-                job,
-                token: LeaseToken(token),
-                worker: worker.to_owned(),
-                deadline,
-            });
-        }
-        Ok(leases)
+        items
+            .map(|item| {
+                let mut parts = array(item)?.into_iter();
+                let (Some(id), Some(token), Some(values)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(Error::Internal(
+                        "lease script answered a short entry".into(),
+                    ));
+                };
+                let token = u64::try_from(int(token)?)
+                    .map_err(|_| Error::Internal("negative lease token".into()))?;
+                let id = string(id)?
+                    .parse()
+                    .map_err(|_| Error::Internal("lease script answered a bad job id".into()))?;
+                let mut job = job_from_lease_values(id, values, queue)?;
+                let mv = decide(machine_state(&job), Event::Lease, &self.settings.retry)?;
+                // What the script changed, as it changed it: the lease's move, the worker, the
+                // start time.
+                apply_to(&mut job, mv);
+                job.worker = Some(worker.to_owned());
+                job.started_at = Some(now);
+                Ok(Lease {
+                    job,
+                    token: LeaseToken(token),
+                    worker: worker.to_owned(),
+                    deadline,
+                })
+            })
+            .collect()
     }
 
     /// [`Consumer::lease_many`] on every partition of `queue`: from each in turn until `max`

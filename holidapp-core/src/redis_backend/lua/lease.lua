@@ -31,22 +31,32 @@
 -- ARGV[9]  the status of a deleted job's remains ('deleted')
 -- ARGV[10] the status of a cancelled job ('cancelled')
 -- ARGV[11] the queue's key prefix ({p}:{xx}:q:{queue}:), under which the levels' lines are
+-- ARGV[12..] the job fields to answer (they include `status`, `attempts` and `kind`)
 -- (The queue's event stream, ARGV[11] .. 'events', gets one entry with the leased jobs' events.)
--- Returns {now, id, token, id, token, ...}: the time of the lease (ms), then the id and token of
--- each leased job. The caller reads the leased jobs' hashes itself, with plain HGETALLs: a
--- script pays for every value a command answers it (turned into Lua) and for every value it
--- answers (checked and turned back), which made reading the jobs here the largest part of a
--- lease's cost.
+-- Returns {now, {id, token, {value, ...}}, ...}: the time of the lease (ms), then per leased job
+-- the values of those fields as they were before this lease, nil where the hash lacks one (the
+-- caller knows what the lease changed). Values only, in the caller's order: no field names to
+-- send, scan or parse.
 
 local job_prefix = ARGV[1]
 local now = now_ms(ARGV[2])
--- As a string: a number would be formatted for ZADD with '%.14g', once per job.
-local deadline = string.format('%d', now + tonumber(ARGV[3]))
+local deadline = now + tonumber(ARGV[3])
 local max = tonumber(ARGV[5])
 local from, to = ARGV[6], ARGV[7]
 local tombstone = ARGV[9]
 local cancelled = ARGV[10]
 local queue_prefix = ARGV[11]
+local read, status_at, attempts_at, kind_at = {}, nil, nil, nil
+for i = 12, #ARGV do
+  read[#read + 1] = ARGV[i]
+  if ARGV[i] == 'status' then
+    status_at = #read
+  elseif ARGV[i] == 'attempts' then
+    attempts_at = #read
+  elseif ARGV[i] == 'kind' then
+    kind_at = #read
+  end
+end
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[8]))
 if #due > 0 then
@@ -133,7 +143,6 @@ end
 local started_at = rfc3339(now)
 local worker = ARGV[4]
 local leased, scored = {now}, {}
-local taken = 0
 local dropped = 0
 while #ids > 0 do
   -- One counter step for the whole batch: each lease still gets a token never used before. The
@@ -145,18 +154,18 @@ while #ids > 0 do
   local dropped_now = 0
   for _, id in ipairs(ids) do
     local key = job_prefix .. id
-    local status, attempts, kind = unpack(redis.call('HMGET', key, 'status', 'attempts', 'kind'))
+    local values = redis.call('HMGET', key, unpack(read))
+    local status = values[status_at]
+    local attempts = tonumber(values[attempts_at])
     if status == from then
       token = token + 1
       -- Integers formatted with '%d': a bare number would go through the much slower '%.14g'.
       redis.call('HSET', key, 'status', to, 'worker', worker, 'started_at', started_at,
-        'token', string.format('%d', token), 'attempts', string.format('%d', (tonumber(attempts) or 0) + 1))
+        'token', string.format('%d', token), 'attempts', string.format('%d', (attempts or 0) + 1))
       scored[#scored + 1] = deadline
       scored[#scored + 1] = id
-      leased[2 * taken + 2] = id
-      leased[2 * taken + 3] = token
-      taken = taken + 1
-      add_event(id, kind, to, worker)
+      leased[#leased + 1] = {id, token, values}
+      add_event(id, kind_at and values[kind_at], to, worker)
     elseif status == tombstone then
       redis.call('DEL', key)
       dropped_now = dropped_now + 1
@@ -171,8 +180,8 @@ while #ids > 0 do
   -- Remains of deleted jobs took places in the batch: take more in their stead (each is
   -- dropped once, so this costs no more than the deletes did).
   ids = {}
-  if dropped_now > 0 and taken < max then
-    ids = take(max - taken)
+  if dropped_now > 0 and #leased - 1 < max then
+    ids = take(max - (#leased - 1))
   end
 end
 if dropped > 0 then
