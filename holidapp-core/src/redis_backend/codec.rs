@@ -162,30 +162,77 @@ pub(super) const LEASE_FIELDS: [&str; 13] = [
     "unique_scope",
 ];
 
-/// The job `id` of `queue` from the values of [`LEASE_FIELDS`], in that order (`Nil` for a field
-/// the hash lacks), as the lease script answers them.
-pub(super) fn job_from_lease_values(id: JobId, value: Value, queue: &QueueName) -> Result<Job> {
-    let values = array(value)?
-        .into_iter()
-        .map(|v| match v {
-            Value::Nil => Ok(None),
-            other => string(other).map(Some),
-        })
-        .collect::<Result<Vec<Option<String>>>>()?;
-    if values.len() != LEASE_FIELDS.len() {
-        return Err(Error::Internal(format!(
-            "lease script answered {} values for {} fields",
-            values.len(),
-            LEASE_FIELDS.len()
-        )));
+/// One job a lease took, as the lease script answers it: its new fencing token and the job as it
+/// was before the lease (the caller applies the lease's move).
+pub(super) struct Leased {
+    pub(super) token: u64,
+    pub(super) job: Job,
+}
+
+/// Reads the lease script's answer, one MessagePack string of `[now, [id, token, [value, ...]],
+/// ...]` (see `lease.lua`), the jobs being of `queue`: the time of the lease (ms since the epoch)
+/// and the jobs taken. The values are those of [`LEASE_FIELDS`], in that order, `false` for a
+/// field the hash lacks. Anything else is an internal error, never a panic.
+pub(super) fn read_lease_answer(answer: &[u8], queue: &QueueName) -> Result<(i64, Vec<Leased>)> {
+    use rmp::decode::{read_array_len, read_int};
+    let bad = |what: &str| Error::Internal(format!("lease script answered {what}"));
+    let mut rd = answer;
+    let items = read_array_len(&mut rd).map_err(|_| bad("no array"))?;
+    if items == 0 {
+        return Err(bad("no time"));
     }
-    job_from_lookup(id, |name| {
-        if name == "queue" {
-            return Some(queue.as_str());
+    let now: i64 = read_int(&mut rd).map_err(|_| bad("a bad time"))?;
+    // Bounded by what the answer can hold: each entry takes at least one byte.
+    let mut leased = Vec::with_capacity((items as usize - 1).min(rd.len()));
+    for _ in 1..items {
+        if read_array_len(&mut rd).map_err(|_| bad("an entry that is no array"))? != 3 {
+            return Err(bad("an entry without its id, token and values"));
         }
-        let at = LEASE_FIELDS.iter().position(|f| *f == name)?;
-        values[at].as_deref()
-    })
+        let id: JobId = msgpack_str(&mut rd)?
+            .ok_or_else(|| bad("an entry without its id"))?
+            .parse()
+            .map_err(|_| bad("a bad job id"))?;
+        let token: u64 = read_int(&mut rd).map_err(|_| bad("a bad token"))?;
+        let count = read_array_len(&mut rd).map_err(|_| bad("values that are no array"))?;
+        if count as usize != LEASE_FIELDS.len() {
+            return Err(bad(&format!(
+                "{count} values for {} fields",
+                LEASE_FIELDS.len()
+            )));
+        }
+        let mut values = [None; LEASE_FIELDS.len()];
+        for value in &mut values {
+            *value = msgpack_str(&mut rd)?;
+        }
+        let job = job_from_lookup(id, |name| {
+            if name == "queue" {
+                return Some(queue.as_str());
+            }
+            values[LEASE_FIELDS.iter().position(|f| *f == name)?]
+        })?;
+        leased.push(Leased { token, job });
+    }
+    if !rd.is_empty() {
+        return Err(bad("bytes after its end"));
+    }
+    Ok((now, leased))
+}
+
+/// A MessagePack string at the head of `rd` (borrowed from it), or `None` for `false`, which
+/// stands for a missing value (a Lua table cannot hold `nil`); `rd` moves past it.
+fn msgpack_str<'a>(rd: &mut &'a [u8]) -> Result<Option<&'a str>> {
+    let bad = || Error::Internal("lease script answered a value that is no text".into());
+    if rd.first() == Some(&rmp::Marker::False.to_u8()) {
+        *rd = &rd[1..];
+        return Ok(None);
+    }
+    let len = rmp::decode::read_str_len(rd).map_err(|_| bad())? as usize;
+    if rd.len() < len {
+        return Err(bad());
+    }
+    let (text, rest) = rd.split_at(len);
+    *rd = rest;
+    std::str::from_utf8(text).map(Some).map_err(|_| bad())
 }
 
 /// A job from its stored fields, each looked up by name (`None` when the hash lacks it).
@@ -368,29 +415,68 @@ mod tests {
         assert_eq!(job_from_fields(job.id, &fields).unwrap(), job);
     }
 
+    /// A lease script answer of `jobs`, each with token 7 + its index, encoded as cmsgpack does
+    /// (a missing value is `false`).
+    fn lease_answer(now: i64, jobs: &[Job]) -> Vec<u8> {
+        use rmp::encode::{write_array_len, write_bool, write_sint, write_str};
+        let mut out = Vec::new();
+        write_array_len(&mut out, jobs.len() as u32 + 1).unwrap();
+        write_sint(&mut out, now).unwrap();
+        for (i, job) in jobs.iter().enumerate() {
+            let fields = stored_fields(job);
+            write_array_len(&mut out, 3).unwrap();
+            write_str(&mut out, &job.id.to_string()).unwrap();
+            write_sint(&mut out, 7 + i as i64).unwrap();
+            write_array_len(&mut out, LEASE_FIELDS.len() as u32).unwrap();
+            for field in LEASE_FIELDS {
+                match fields.get(field) {
+                    Some(value) => write_str(&mut out, value).unwrap(),
+                    None => write_bool(&mut out, false).unwrap(),
+                }
+            }
+        }
+        out
+    }
+
     #[test]
-    fn lease_values_read_like_the_hash() {
+    fn lease_answers_read_like_the_hash() {
         let mut job = a_job();
         job.attempts = 1;
         job.error = Some("lease expired".into());
         job.timeout = Some(5);
-        let fields = stored_fields(&job);
-        let values = LEASE_FIELDS
-            .iter()
-            .map(|f| {
-                fields
-                    .get(*f)
-                    .map_or(Value::Nil, |v| Value::BulkString(v.clone().into_bytes()))
-            })
+        let mut other = a_job();
+        other.params = Params::from_json(r#"{"text":"\u00e9t\u00e9 \"quoted\""}"#).unwrap();
+        let answer = lease_answer(1_700_000_000_123, &[job.clone(), other.clone()]);
+        let (now, leased) = read_lease_answer(&answer, &job.queue).unwrap();
+        assert_eq!(now, 1_700_000_000_123);
+        let read: Vec<(JobId, u64, Job)> = leased
+            .into_iter()
+            .map(|l| (l.job.id, l.token, l.job))
             .collect();
-        assert_eq!(
-            job_from_lease_values(job.id, Value::Array(values), &job.queue).unwrap(),
-            job
-        );
-        assert!(matches!(
-            job_from_lease_values(job.id, Value::Array(vec![Value::Nil]), &job.queue),
-            Err(Error::Internal(_))
-        ));
+        assert_eq!(read, vec![(job.id, 7, job.clone()), (other.id, 8, other)]);
+        let (_, none) = read_lease_answer(&lease_answer(5, &[]), &job.queue).unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn broken_lease_answers_are_internal_errors_not_panics() {
+        let job = a_job();
+        let answer = lease_answer(5, std::slice::from_ref(&job));
+        let mut broken: Vec<Vec<u8>> = (0..answer.len()).map(|n| answer[..n].to_vec()).collect();
+        let mut trailing = answer.clone();
+        trailing.push(0);
+        broken.push(trailing);
+        // Not MessagePack, and a RESP-shaped reply.
+        broken.push(b"*1\r\n:5\r\n".to_vec());
+        for bytes in broken {
+            assert!(
+                matches!(
+                    read_lease_answer(&bytes, &job.queue),
+                    Err(Error::Internal(_))
+                ),
+                "{bytes:?}"
+            );
+        }
     }
 
     #[test]

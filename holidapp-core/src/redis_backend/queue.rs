@@ -12,8 +12,8 @@ use redis::Value;
 
 use super::coalesce;
 use super::codec::{
-    LEASE_FIELDS, TOMBSTONE, array, duration_millis, enqueue_args, from_millis, int,
-    job_from_lease_values, progress_from_json, progress_json, string,
+    LEASE_FIELDS, Leased, TOMBSTONE, array, duration_millis, enqueue_args, from_millis, int,
+    progress_from_json, progress_json, read_lease_answer, string,
 };
 use super::keys::QueueKeys;
 use super::scripts::SCRIPTS;
@@ -118,28 +118,17 @@ impl RedisBackend {
                     .arg(&LEASE_FIELDS[..]),
             )
             .await?;
-        let mut items = array(reply)?.into_iter();
-        let now_ms = int(items
-            .next()
-            .ok_or_else(|| Error::Internal("lease script answered no time".into()))?)?;
+        let Value::BulkString(answer) = reply else {
+            return Err(Error::Internal(
+                "lease script answered no MessagePack string".into(),
+            ));
+        };
+        let (now_ms, leased) = read_lease_answer(&answer, queue)?;
         let now = from_millis(now_ms)?;
         let deadline = from_millis(now_ms.saturating_add(lease_ms))?;
-        items
-            .map(|item| {
-                let mut parts = array(item)?.into_iter();
-                let (Some(id), Some(token), Some(values)) =
-                    (parts.next(), parts.next(), parts.next())
-                else {
-                    return Err(Error::Internal(
-                        "lease script answered a short entry".into(),
-                    ));
-                };
-                let token = u64::try_from(int(token)?)
-                    .map_err(|_| Error::Internal("negative lease token".into()))?;
-                let id = string(id)?
-                    .parse()
-                    .map_err(|_| Error::Internal("lease script answered a bad job id".into()))?;
-                let mut job = job_from_lease_values(id, values, queue)?;
+        leased
+            .into_iter()
+            .map(|Leased { token, mut job }| {
                 let mv = decide(machine_state(&job), Event::Lease, &self.settings.retry)?;
                 // What the script changed, as it changed it: the lease's move, the worker, the
                 // start time.
