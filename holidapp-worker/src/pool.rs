@@ -216,7 +216,8 @@ struct Shared {
 
 /// A held lease, as the heartbeat and the shutdown see it.
 struct Active {
-    lease: Lease,
+    /// Shared with the job's task: a lease carries its whole job, copied once.
+    lease: Arc<Lease>,
     /// Tells the job task to stop; taken by whoever stops it first.
     stop: Option<oneshot::Sender<StopJob>>,
     /// The render's cancellation ([`Context::cancelled`](holidapp_core::Context::cancelled)).
@@ -486,12 +487,13 @@ async fn fetch_loop(shared: &Arc<Shared>, mut shutdown: Pin<&mut impl Future<Out
 
 /// Registers a leased job and runs it in its own task, holding `held` until it lets the lease go.
 fn start_job(shared: &Arc<Shared>, lease: Lease, held: OwnedSemaphorePermit) {
+    let lease = Arc::new(lease);
     let (stop_tx, stop_rx) = oneshot::channel();
     let cancel = CancellationToken::new();
     shared.active().insert(
         lease.id(),
         Active {
-            lease: lease.clone(),
+            lease: Arc::clone(&lease),
             stop: Some(stop_tx),
             cancel: cancel.clone(),
             running: false,
@@ -556,7 +558,7 @@ impl Drop for Busy<'_> {
 /// the outcome.
 async fn run_job(
     shared: Arc<Shared>,
-    lease: Lease,
+    lease: Arc<Lease>,
     held: OwnedSemaphorePermit,
     stop: oneshot::Receiver<StopJob>,
     cancel: CancellationToken,
@@ -720,7 +722,11 @@ async fn heartbeat_loop(shared: &Shared) -> Infallible {
     loop {
         tokio::time::sleep(wait).await;
         wait = every;
-        let leases: Vec<Lease> = shared.active().values().map(|a| a.lease.clone()).collect();
+        let leases: Vec<Lease> = shared
+            .active()
+            .values()
+            .map(|a| Lease::clone(&a.lease))
+            .collect();
         if leases.is_empty() {
             continue;
         }

@@ -306,7 +306,7 @@ impl RedisBackend {
                     text => (1, Some(progress_from_json(&string(text)?)?)),
                 };
                 Ok(
-                    self.after_fenced_change(&lease, changed, Event::Complete, |job| {
+                    self.after_fenced_change(lease, changed, Event::Complete, |job| {
                         job.finished_at = Some(now);
                         job.error = None;
                         job.result_type = Some(content_type);
@@ -447,12 +447,12 @@ impl RedisBackend {
     }
 
     /// The job as a script that passed the fencing check (`changed == 1`) left it: the job as
-    /// leased, moved as the status machine decides for `event`, with `update` applied. The check
-    /// proves nothing else touched it since the lease (renewals change only the lease deadline),
-    /// so there is no need to read it back.
+    /// leased (taken from the spent `lease`, not copied), moved as the status machine decides for
+    /// `event`, with `update` applied. The check proves nothing else touched it since the lease
+    /// (renewals change only the lease deadline), so there is no need to read it back.
     fn after_fenced_change(
         &self,
-        lease: &Lease,
+        lease: Lease,
         changed: i64,
         event: Event,
         update: impl FnOnce(&mut Job),
@@ -460,7 +460,7 @@ impl RedisBackend {
         if changed != 1 {
             return Err(Error::LeaseLost);
         }
-        let mut job = lease.job.clone();
+        let mut job = lease.job;
         let mv = decide(machine_state(&job), event, &self.settings.retry)?;
         apply_to(&mut job, mv);
         update(&mut job);
