@@ -216,7 +216,7 @@ struct Shared {
 
 /// A held lease, as the heartbeat and the shutdown see it.
 struct Active {
-    /// Shared with the job's task: a lease carries its whole job, copied once.
+    /// Shared with the job's task rather than copied: a lease carries its whole job.
     lease: Arc<Lease>,
     /// Tells the job task to stop; taken by whoever stops it first.
     stop: Option<oneshot::Sender<StopJob>>,
