@@ -503,6 +503,46 @@ pub async fn stale_lease_cannot_finish_the_job<M: MakeBackend>(make: &M) {
     );
 }
 
+/// A lease ended by its holder giving the job back, by expiry or by a failure to retry is over at
+/// once, before the job is leased again: it can no longer complete, renew, report progress or
+/// fail, and the job waits unchanged.
+pub async fn an_ended_lease_finishes_nothing<M: MakeBackend>(make: &M) {
+    let (b, clock) = fixture(make).await;
+    for end in ["release", "expiry", "retry"] {
+        let job = submit(&*b, &clock).await;
+        let ended = lease(&*b, "w").await;
+        match end {
+            "release" => b.release(&ended).await.unwrap(),
+            "expiry" => {
+                clock.advance(LEASE + Duration::from_secs(1));
+                assert_eq!(b.requeue_expired().await.unwrap().requeued, 1);
+            }
+            _ => {
+                b.fail(&ended, "again", FailureKind::Transient)
+                    .await
+                    .unwrap();
+            }
+        }
+        let waiting = stored(&*b, job.id).await;
+        assert_eq!(waiting.status, JobStatus::Submitted, "{end}");
+        assert_lease_lost(b.complete(&ended, png(b"late")).await, end);
+        assert_lease_lost(b.renew(&ended, LEASE).await, end);
+        assert_lease_lost(b.progress(&ended, &Progress::new(1.0, "")).await, end);
+        assert_lease_lost(b.fail(&ended, "late", FailureKind::Permanent).await, end);
+        assert_eq!(stored(&*b, job.id).await, waiting, "{end}");
+        assert_eq!(
+            b.result(job.id).await.unwrap(),
+            Some(ResultState::Pending(JobStatus::Submitted)),
+            "{end}"
+        );
+        // Leave the queue empty for the next round.
+        clock.advance(Duration::from_secs(3600));
+        let next = lease(&*b, "w").await;
+        assert_eq!(next.id(), job.id);
+        b.complete(&next, png(b"done")).await.unwrap();
+    }
+}
+
 /// A finished job cannot be finished again with the same lease.
 pub async fn complete_twice_is_refused<M: MakeBackend>(make: &M) {
     let (b, clock) = fixture(make).await;
@@ -2041,6 +2081,7 @@ macro_rules! backend_contract_suite {
             complete_stores_the_result,
             results_keep_their_bytes_and_content_type,
             stale_lease_cannot_finish_the_job,
+            an_ended_lease_finishes_nothing,
             complete_twice_is_refused,
             transient_failure_retries_after_backoff,
             permanent_failure_fails_at_once,

@@ -444,6 +444,40 @@ async fn batch_leases_and_completions_fence_each_job_on_its_own() {
     assert_eq!(rest, vec![jobs[1].id, jobs[3].id, jobs[4].id]);
 }
 
+/// A lease given twice in one batch of completions (two tasks finishing the same job at once)
+/// completes the job once, with the first result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_twice_in_one_batch_completes_once() {
+    let server = RedisServer::shared();
+    let (backend, _) = connect(server, "twice-in-a-batch").await;
+    let jobs = numbered_jobs(1);
+    backend.enqueue_all(&jobs).await.unwrap();
+    let lease = backend
+        .lease(&default(), "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    let answers = backend
+        .complete_many(vec![
+            (lease.clone(), bytes("first")),
+            (lease.clone(), bytes("second")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers[0].as_ref().unwrap().status, JobStatus::Complete);
+    assert!(matches!(answers[1], Err(Error::LeaseLost)), "{answers:?}");
+    assert_eq!(
+        backend.result(lease.id()).await.unwrap(),
+        Some(ResultState::Ready(bytes("first")))
+    );
+    let stats = backend.stats().await.unwrap();
+    assert_eq!(
+        (stats[0].counts.complete, stats[0].completed_total),
+        (1, 1),
+        "{stats:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_jobs_list_by_submission_not_by_lease_order() {
     let server = RedisServer::shared();
