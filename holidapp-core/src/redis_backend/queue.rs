@@ -265,7 +265,10 @@ impl RedisBackend {
                 .arg(lease.id().to_string())
                 .arg(lease.token.0)
                 .arg(output.bytes().as_ref())
-                .arg(output.content_type());
+                .arg(output.content_type())
+                .arg(&lease.job.kind)
+                .arg(&lease.worker)
+                .arg(if lease.job.error.is_some() { "e" } else { "" });
             leases.push((lease, output.content_type_shared()));
         }
         let answer: Vec<Value> = match self.replica_acks {

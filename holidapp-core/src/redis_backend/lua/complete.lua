@@ -17,8 +17,11 @@
 -- ARGV[4]  new status ('complete')
 -- ARGV[5]  now (ms since the epoch), or '' for Redis's clock
 -- ARGV[6]  retention (ms)
--- then quadruples: job id, fencing token of the caller's lease, result bytes, content type
--- Returns {now, done, ...}: the time of completion (ms), then per quadruple 1 (completed), the
+-- then septuples: job id, fencing token of the caller's lease, result bytes, content type, the
+-- job's kind and worker as the lease gave them (for its event), and 'e' when the lease found an
+-- error of an earlier attempt on the job (to clear), else '' (nothing but the scripts that end a
+-- lease changes these, so a lease that passes the fencing check knows them)
+-- Returns {now, done, ...}: the time of completion (ms), then per septuple 1 (completed), the
 -- job's last progress report (completed, and it has one: the caller answers the job with it) or 0
 -- (lease lost).
 
@@ -28,11 +31,11 @@ local expires_at = string.format('%d', now + tonumber(ARGV[6]))
 local done = {now}
 local ids, by_seq, expiring = {}, {}, {}
 local bytes = 0
-for i = 7, #ARGV, 4 do
+for i = 7, #ARGV, 7 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = ARGV[1] .. id
-  local status, current, seq, error, progress, kind, worker = unpack(redis.call('HMGET', key,
-    'status', 'token', 'seq', 'error', 'progress', 'kind', 'worker'))
+  local status, current, seq, progress = unpack(redis.call('HMGET', key, 'status', 'token',
+    'seq', 'progress'))
   if status == ARGV[3] and current == token then
     local size = string.len(ARGV[i + 2])
     if size > 0 then
@@ -42,7 +45,7 @@ for i = 7, #ARGV, 4 do
     -- The token stays, as that of the last lease.
     redis.call('HSET', key, 'status', ARGV[4], 'finished_at', finished_at, 'expires_at',
       expires_at, 'result_type', ARGV[i + 3])
-    if error then
+    if ARGV[i + 6] == 'e' then
       redis.call('HDEL', key, 'error')
     end
     ids[#ids + 1] = id
@@ -51,7 +54,7 @@ for i = 7, #ARGV, 4 do
     expiring[#expiring + 1] = expires_at
     expiring[#expiring + 1] = id
     done[#done + 1] = progress or 1
-    add_event(id, kind, ARGV[4], worker)
+    add_event(id, ARGV[i + 4], ARGV[4], ARGV[i + 5])
   else
     done[#done + 1] = 0
   end
