@@ -39,9 +39,11 @@ measure() {
     label=$1
     bin=$2
     # Under valgrind, Redis answers ~50 times slower: a call that outlasts the client's timeout
-    # fails the run, which is then reported and left out.
+    # fails the run, which is then reported and its partial counts left out.
+    failed=
     if ! PATH="$work/bin:$PATH" "$bin" --only drain --runs 1 --small 20000 --large 20000 \
         --small-rounds 1 --loops 1 > "$work/log" 2>&1; then
+        failed=1
         echo "$label: the benchmark failed: $(grep -m1 -i error "$work/log" || true)"
     fi
     for pid in $(pgrep -f "callgrind-out-file=$work" || true); do
@@ -52,7 +54,8 @@ measure() {
     done
     for out in "$work"/out.*; do
         [ -e "$out" ] || continue
-        echo "$label $(grep -m1 '^summary:' "$out" | cut -d' ' -f2) instructions"
+        [ -n "$failed" ] ||
+            echo "$label $(grep -m1 '^summary:' "$out" | cut -d' ' -f2) instructions"
         rm -f "$out"
     done
 }
