@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 
 use crate::error::{Error, Result};
-use crate::job::{JobId, QueueName};
+use crate::job::{JobId, Name, QueueName};
 use crate::machine::JobStatus;
 
 /// How many events the in-memory backend keeps.
@@ -191,14 +191,14 @@ pub struct JobEvent {
     /// The job.
     pub job: JobId,
     /// The job's kind.
-    pub kind: String,
+    pub kind: Name,
     /// The job's queue.
     pub queue: QueueName,
     /// The status the job moved to.
     pub status: JobStatus,
     /// The worker that made the change, for a lease, an outcome or a release (the identity it
     /// writes on jobs).
-    pub worker: Option<String>,
+    pub worker: Option<Name>,
     /// When it happened (the backend's clock).
     pub at: DateTime<Utc>,
 }

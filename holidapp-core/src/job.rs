@@ -192,6 +192,130 @@ impl<'de> Deserialize<'de> for QueueName {
     }
 }
 
+/// A name a job carries: its kind, or the worker that took it. Cheap to clone: clones share
+/// the text, so a job's copies (in its lease, its events, the answers of the calls that change
+/// it) cost no allocation. Any text is kept as given: a kind name is checked where a job is
+/// submitted ([`check_kind_name`]), and a worker names itself.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Name {
+    fn from(text: &str) -> Self {
+        Name(Arc::from(text))
+    }
+}
+
+impl From<String> for Name {
+    fn from(text: String) -> Self {
+        Name(Arc::from(text))
+    }
+}
+
+impl From<&String> for Name {
+    fn from(text: &String) -> Self {
+        Name(Arc::from(text.as_str()))
+    }
+}
+
+impl From<Arc<str>> for Name {
+    fn from(text: Arc<str>) -> Self {
+        Name(text)
+    }
+}
+
+impl From<Name> for Arc<str> {
+    fn from(name: Name) -> Self {
+        name.0
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<String> for Name {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<Name> for str {
+    fn eq(&self, other: &Name) -> bool {
+        *self == *other.0
+    }
+}
+
+impl PartialEq<Name> for &str {
+    fn eq(&self, other: &Name) -> bool {
+        **self == *other.0
+    }
+}
+
+impl PartialEq<Name> for String {
+    fn eq(&self, other: &Name) -> bool {
+        **self == *other.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d).map(Name::from)
+    }
+}
+
 /// Checks a kind name (the same rules as a queue name).
 pub fn check_kind_name(name: &str) -> Result<()> {
     check_name("kind", name)
@@ -312,7 +436,7 @@ pub struct Job {
     /// Its identifier.
     pub id: JobId,
     /// Which kind of job it is: the name its [`Renderer`](crate::Renderer) is registered under.
-    pub kind: String,
+    pub kind: Name,
     /// The queue it waits in.
     pub queue: QueueName,
     /// Where it is in its life.
@@ -332,7 +456,7 @@ pub struct Job {
     pub attempts: u32,
     /// Identity (IP) of the worker that took it last; absent until taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worker: Option<String>,
+    pub worker: Option<Name>,
     /// When it was submitted.
     pub created_at: DateTime<Utc>,
     /// When its last attempt started.
@@ -369,7 +493,7 @@ impl Job {
     /// queue. The caller has checked `params` (the [`Jobs`](crate::Jobs) use cases do, with the
     /// kind's renderer).
     pub fn new(
-        kind: impl Into<String>,
+        kind: impl Into<Name>,
         queue: QueueName,
         params: Params,
         max_attempts: u32,
@@ -573,6 +697,19 @@ mod tests {
                 .as_str(),
             "fast"
         );
+    }
+
+    #[test]
+    fn names_read_and_write_as_plain_text_and_clones_share_it() {
+        let name = Name::from("thumb");
+        assert_eq!(serde_json::to_string(&name).unwrap(), r#""thumb""#);
+        assert_eq!(serde_json::from_str::<Name>(r#""thumb""#).unwrap(), name);
+        assert_eq!(name, "thumb");
+        assert_eq!("thumb", name);
+        assert_eq!(name.to_string(), "thumb");
+        assert_eq!(format!("{name:?}"), r#""thumb""#);
+        let copy = name.clone();
+        assert!(std::ptr::eq(copy.as_str(), name.as_str()));
     }
 
     #[test]

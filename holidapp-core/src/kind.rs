@@ -465,15 +465,6 @@ impl Kinds {
         self.get(kind)?.run(params, ctx).await
     }
 
-    /// The name `kind` as a shared string: the registry's own copy when the kind is registered
-    /// (no allocation per job), else a new one.
-    pub(crate) fn shared_name(&self, kind: &str) -> Arc<str> {
-        match self.by_name.get_key_value(kind) {
-            Some((name, _)) => Arc::clone(name),
-            None => Arc::from(kind),
-        }
-    }
-
     fn get(&self, kind: &str) -> Result<&Arc<dyn ErasedKind>> {
         self.by_name.get(kind).ok_or_else(|| Error::UnknownKind {
             kind: crate::job::truncate(kind, 64),

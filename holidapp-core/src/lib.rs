@@ -153,7 +153,7 @@ pub use tokio_util::sync::CancellationToken;
 pub use backends::{Backend, Backends};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
-pub use job::{Job, JobId, Params, Progress, QueueName, UniqueScope};
+pub use job::{Job, JobId, Name, Params, Progress, QueueName, UniqueScope};
 pub use jobs::{Jobs, Submit, Submitted};
 pub use kind::{Context, JobOutput, Json, Kinds, Output, Png, Renderer};
 pub use machine::{FailureKind, JobStatus, RetryPolicy};

@@ -26,11 +26,10 @@ use crate::error::{Error, Result};
 use crate::events::{
     EventCursor, EventLog, JobEvent, MEMORY_RETAINED, MEMORY_STREAM, MEMORY_STREAM_NAME, Position,
 };
-use crate::job::{Job, JobId, Progress, QueueName, UniqueScope};
+use crate::job::{Job, JobId, Name, Progress, QueueName, UniqueScope};
 use crate::kind::Output;
 use crate::machine::{
-    Attempts, Event, FailureKind, JobState, JobStatus, Move, Requeue, RetryPolicy, decide,
-    expiry_reason,
+    Attempts, Event, FailureKind, JobState, JobStatus, Move, Requeue, decide, expiry_reason,
 };
 use crate::queue::{
     Consumer, Enqueued, Lease, LeaseToken, Maintenance, Producer, QueueSettings, Quota, Renewal,
@@ -177,23 +176,53 @@ struct State {
     by_status: [BTreeSet<(u64, JobId)>; STATUSES],
     /// Finished jobs by expiry time.
     expiries: BTreeSet<(DateTime<Utc>, JobId)>,
-    /// The event log: the last [`MEMORY_RETAINED`] status changes, oldest first.
-    events: VecDeque<Recorded>,
-    /// The kind and worker the last event named, shared by the next events that name them.
-    names: Names,
-    /// The sequence number of the last event appended (the first is 1).
-    last_event: u64,
+    /// The event log.
+    log: Log,
+    /// The kind of the last job stored and the worker that took the last job: a run of jobs of
+    /// one kind (a bulk submit) shares one copy of its name, as does a run of leases by one
+    /// worker (a drain), instead of a copy per job.
+    last_kind: Option<Name>,
+    last_worker: Option<Name>,
 }
 
-/// One event as the log keeps it: what [`JobEvent`] holds, its texts shared rather than copied.
+/// The event log: the last [`MEMORY_RETAINED`] status changes, oldest first.
+#[derive(Debug, Default)]
+struct Log {
+    events: VecDeque<Recorded>,
+    /// The sequence number of the last event appended (the first is 1).
+    last: u64,
+}
+
+impl Log {
+    /// Appends the event of `job`'s change to its current status, with the worker that made it
+    /// when `by_worker`.
+    fn record(&mut self, job: &Job, now: DateTime<Utc>, by_worker: bool) {
+        self.last += 1;
+        let event = Recorded {
+            seq: self.last,
+            job: job.id,
+            kind: job.kind.clone(),
+            queue: job.queue.clone(),
+            status: job.status,
+            worker: job.worker.as_ref().filter(|_| by_worker).cloned(),
+            at: now,
+        };
+        if self.events.len() == MEMORY_RETAINED {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+}
+
+/// One event as the log keeps it: what [`JobEvent`] holds but its stream and position.
 #[derive(Debug)]
 struct Recorded {
     seq: u64,
     job: JobId,
-    kind: Arc<str>,
+    kind: Name,
     queue: QueueName,
     status: JobStatus,
-    worker: Option<Arc<str>>,
+    worker: Option<Name>,
     at: DateTime<Utc>,
 }
 
@@ -207,32 +236,21 @@ impl Recorded {
                 index: 0,
             },
             job: self.job,
-            kind: self.kind.to_string(),
+            kind: self.kind.clone(),
             queue: self.queue.clone(),
             status: self.status,
-            worker: self.worker.as_deref().map(str::to_owned),
+            worker: self.worker.clone(),
             at: self.at,
         }
     }
 }
 
-/// The texts the last event named: a run of events of one kind by one worker (a drain) shares
-/// them instead of copying each.
-#[derive(Debug, Default)]
-struct Names {
-    kind: Option<Arc<str>>,
-    worker: Option<Arc<str>>,
-}
-
-/// `text` as an `Arc`, the one in `last` when it is the same text.
-fn shared(last: &mut Option<Arc<str>>, text: &str) -> Arc<str> {
+/// `name` as a [`Name`]: the one in `last` when it is the same text, else a new one, kept in
+/// `last` for the next call.
+fn same_as_last(last: &mut Option<Name>, name: &str) -> Name {
     match last {
-        Some(kept) if **kept == *text => Arc::clone(kept),
-        _ => {
-            let kept: Arc<str> = Arc::from(text);
-            *last = Some(Arc::clone(&kept));
-            kept
-        }
+        Some(kept) if **kept == *name => kept.clone(),
+        _ => last.insert(Name::from(name)).clone(),
     }
 }
 
@@ -272,23 +290,26 @@ impl State {
     }
 
     /// Asks the status machine what `event` does to job `id` and carries out its move, keeping
-    /// every index in step (one lookup of the job for both). Answers the job's state before the
-    /// move, and the move; changes nothing when the machine refuses.
+    /// every index in step, then makes the caller's `change` to the job and records the event
+    /// (with the job's worker when `by_worker`), all with one lookup of the job. Answers the
+    /// job's state before the move, the move, and the job's entry; changes nothing when the
+    /// machine refuses.
     fn transition(
         &mut self,
         id: JobId,
         event: Event,
-        policy: &RetryPolicy,
+        settings: &QueueSettings,
         now: DateTime<Utc>,
-        ttl: Duration,
-    ) -> Result<(JobState, Move)> {
+        by_worker: bool,
+        change: impl FnOnce(&mut Entry),
+    ) -> Result<(JobState, Move, &mut Entry)> {
         let entry = self.jobs.get_mut(&id).ok_or(Error::LeaseLost)?;
         let before = JobState {
             status: entry.job.status,
             attempts: entry.job.attempts,
             max_attempts: entry.job.max_attempts,
         };
-        let mv = decide(before, event, policy)?;
+        let mv = decide(before, event, &settings.retry)?;
         let from = before.status;
         let (seq, queue, priority) = (entry.seq, entry.job.queue.clone(), entry.job.priority);
         entry.job.status = mv.to;
@@ -323,7 +344,7 @@ impl State {
             entry.ready_at = ready_at;
         }
         if mv.finishes {
-            let expires_at = after(now, ttl);
+            let expires_at = after(now, settings.result_ttl);
             entry.job.finished_at = Some(now);
             entry.expires_at = Some(expires_at);
             self.expiries.insert((expires_at, id));
@@ -333,7 +354,7 @@ impl State {
         }
         self.by_status[status_slot(from)].remove(&(seq, id));
         self.by_status[status_slot(mv.to)].insert((seq, id));
-        let q = self.queue(&queue);
+        let q = self.queues.entry(queue).or_default();
         q.counts[status_slot(from)] -= 1;
         q.counts[status_slot(mv.to)] += 1;
         match mv.to {
@@ -355,7 +376,9 @@ impl State {
             }
             _ => {}
         }
-        Ok((before, mv))
+        change(entry);
+        self.log.record(&entry.job, now, by_worker);
+        Ok((before, mv, entry))
     }
 
     /// Makes jobs of `queue` whose time has come (delayed submits, retries after their backoff)
@@ -465,32 +488,6 @@ impl State {
         Some(entry)
     }
 
-    /// Appends the event of job `id`'s change to its current status, with the worker that made
-    /// it when `by_worker`.
-    fn record(&mut self, id: JobId, now: DateTime<Utc>, by_worker: bool) {
-        let Some(entry) = self.jobs.get(&id) else {
-            return;
-        };
-        self.last_event += 1;
-        let worker = match (&entry.job.worker, by_worker) {
-            (Some(worker), true) => Some(shared(&mut self.names.worker, worker)),
-            _ => None,
-        };
-        let event = Recorded {
-            seq: self.last_event,
-            job: id,
-            kind: shared(&mut self.names.kind, &entry.job.kind),
-            queue: entry.job.queue.clone(),
-            status: entry.job.status,
-            worker,
-            at: now,
-        };
-        if self.events.len() == MEMORY_RETAINED {
-            self.events.pop_front();
-        }
-        self.events.push_back(event);
-    }
-
     /// Stores and queues a new job, or answers why not (as the Redis enqueue script does, in
     /// the same order: a taken id, a held unique key, a full quota).
     fn insert(
@@ -571,7 +568,10 @@ impl State {
         self.jobs.insert(
             job.id,
             Box::new(Entry {
-                job: job.clone(),
+                job: Job {
+                    kind: same_as_last(&mut self.last_kind, &job.kind),
+                    ..job.clone()
+                },
                 seq,
                 lease: None,
                 ready_at,
@@ -579,7 +579,7 @@ impl State {
                 expires_at: None,
             }),
         );
-        self.record(job.id, now, false);
+        self.log.record(job, now, false);
         Ok(Enqueued::Stored)
     }
 }
@@ -632,20 +632,15 @@ impl MemoryBackend {
         let now = self.clock.now();
         let mut state = self.state();
         state.current_lease(lease)?;
-        state.transition(
-            lease.id(),
-            event,
-            &self.settings.retry,
-            now,
-            self.settings.result_ttl,
-        )?;
-        state.record(lease.id(), now, true);
-        self.events_changed();
-        let entry = state.jobs.get_mut(&lease.id()).ok_or(Error::LeaseLost)?;
+        let (_, _, entry) =
+            state.transition(lease.id(), event, &self.settings, now, true, |_| {})?;
         if let Some(reason) = reason {
             entry.job.error = Some(reason.to_owned());
         }
-        Ok(entry.job.clone())
+        let job = entry.job.clone();
+        drop(state);
+        self.events_changed();
+        Ok(job)
     }
 }
 
@@ -686,31 +681,23 @@ impl MemoryBackend {
         let Some(id) = state.next_ready(queue) else {
             return Ok(None);
         };
-        state.transition(
-            id,
-            Event::Lease,
-            &self.settings.retry,
-            now,
-            self.settings.result_ttl,
-        )?;
-        state.next_token += 1;
-        let token = LeaseToken(state.next_token);
+        let worker = same_as_last(&mut state.last_worker, worker);
+        let token = LeaseToken(state.next_token + 1);
+        let (_, _, entry) =
+            state.transition(id, Event::Lease, &self.settings, now, true, |entry| {
+                entry.lease = Some((token, deadline));
+                entry.job.worker = Some(worker.clone());
+                entry.job.started_at = Some(now);
+            })?;
+        let job = entry.job.clone();
+        state.next_token = token.0;
         state.leased.insert((deadline, id));
-        let entry = state
-            .jobs
-            .get_mut(&id)
-            .ok_or_else(|| Error::Internal("queued job vanished".into()))?;
-        entry.lease = Some((token, deadline));
-        entry.job.worker = Some(worker.to_owned());
-        entry.job.started_at = Some(now);
-        let lease = Lease {
-            job: entry.job.clone(),
+        Ok(Some(Lease {
+            job,
             token,
-            worker: worker.to_owned(),
+            worker,
             deadline,
-        };
-        state.record(id, now, true);
-        Ok(Some(lease))
+        }))
     }
 }
 
@@ -807,21 +794,20 @@ impl Consumer for MemoryBackend {
         let now = self.clock.now();
         let mut state = self.state();
         state.current_lease(lease)?;
-        state.transition(
+        let bytes = output.bytes().len() as u64;
+        let (_, _, entry) = state.transition(
             lease.id(),
             Event::Complete,
-            &self.settings.retry,
+            &self.settings,
             now,
-            self.settings.result_ttl,
+            true,
+            |_| {},
         )?;
-        let bytes = output.bytes().len() as u64;
-        let entry = state.jobs.get_mut(&lease.id()).ok_or(Error::LeaseLost)?;
         entry.job.error = None;
         entry.job.result_type = Some(output.content_type_shared());
         entry.result = Some(output);
         let job = entry.job.clone();
         state.queue(&job.queue).result_bytes += bytes;
-        state.record(lease.id(), now, true);
         drop(state);
         self.events_changed();
         Ok(job)
@@ -881,22 +867,14 @@ impl Maintenance for MemoryBackend {
                 if deadline > now {
                     break;
                 }
-                let (machine, mv) = state.transition(
-                    id,
-                    Event::Expire,
-                    &self.settings.retry,
-                    now,
-                    self.settings.result_ttl,
-                )?;
+                let (machine, mv, entry) =
+                    state.transition(id, Event::Expire, &self.settings, now, false, |_| {})?;
+                entry.job.error = Some(expiry_reason(machine.attempts, machine.max_attempts));
                 if mv.to == JobStatus::Failed {
                     report.failed += 1;
                 } else {
                     report.requeued += 1;
                 }
-                if let Some(entry) = state.jobs.get_mut(&id) {
-                    entry.job.error = Some(expiry_reason(machine.attempts, machine.max_attempts));
-                }
-                state.record(id, now, false);
             }
         }
         if report.requeued > 0 {
@@ -945,11 +923,12 @@ impl EventLog for MemoryBackend {
     async fn read(&self, after: &EventCursor, max: usize) -> Result<Vec<JobEvent>> {
         let seen = after.get(MEMORY_STREAM).map_or(0, |p| p.seq);
         let state = self.state();
-        let Some(oldest) = state.events.front().map(|e| e.seq) else {
+        let Some(oldest) = state.log.events.front().map(|e| e.seq) else {
             return Ok(Vec::new());
         };
         let skip = usize::try_from(seen.saturating_sub(oldest - 1)).unwrap_or(usize::MAX);
         Ok(state
+            .log
             .events
             .iter()
             .skip(skip)
@@ -960,7 +939,7 @@ impl EventLog for MemoryBackend {
 
     async fn head(&self) -> Result<EventCursor> {
         let mut cursor = EventCursor::start();
-        let last = self.state().last_event;
+        let last = self.state().log.last;
         cursor.advance(
             &MEMORY_STREAM_NAME,
             Position {
@@ -980,7 +959,7 @@ impl EventLog for MemoryBackend {
         // Register before looking, so an event appended between the look and the wait wakes it.
         notified.as_mut().enable();
         let seen = after.get(MEMORY_STREAM).map_or(0, |p| p.seq);
-        if self.state().last_event > seen {
+        if self.state().log.last > seen {
             return;
         }
         let _ = tokio::time::timeout(timeout, notified).await;
@@ -1121,20 +1100,15 @@ impl JobStore for MemoryBackend {
         if status == JobStatus::Cancelled {
             return Ok(Some(entry.job.clone()));
         }
-        state
-            .transition(
-                id,
-                Event::Cancel,
-                &self.settings.retry,
-                now,
-                self.settings.result_ttl,
-            )
-            .map_err(|_| cancel_refused(id, status))?;
-        state.record(id, now, false);
-        let job = state.jobs.get(&id).map(|e| e.job.clone());
+        let job = state
+            .transition(id, Event::Cancel, &self.settings, now, false, |_| {})
+            .map_err(|_| cancel_refused(id, status))?
+            .2
+            .job
+            .clone();
         drop(state);
         self.events_changed();
-        Ok(job)
+        Ok(Some(job))
     }
 
     async fn retry(&self, id: JobId) -> Result<Option<Job>> {
@@ -1144,21 +1118,16 @@ impl JobStore for MemoryBackend {
             return Ok(None);
         };
         let status = entry.job.status;
-        state
-            .transition(
-                id,
-                Event::Retry,
-                &self.settings.retry,
-                now,
-                self.settings.result_ttl,
-            )
-            .map_err(|_| retry_refused(id, status))?;
-        state.record(id, now, false);
-        let job = state.jobs.get(&id).map(|e| e.job.clone());
+        let job = state
+            .transition(id, Event::Retry, &self.settings, now, false, |_| {})
+            .map_err(|_| retry_refused(id, status))?
+            .2
+            .job
+            .clone();
         drop(state);
         self.work.notify_waiters();
         self.events_changed();
-        Ok(job)
+        Ok(Some(job))
     }
 
     async fn delete(&self, id: JobId) -> Result<bool> {

@@ -261,13 +261,8 @@ impl Processor {
     async fn run_in(&self, lease: &Lease, cancel: Option<CancellationToken>) -> Ran {
         let job = &lease.job;
         let cell = Arc::new(ProgressCell::default());
-        let mut ctx = Context::new(
-            job.id,
-            self.kinds.shared_name(&job.kind),
-            job.queue.clone(),
-            lease.attempt(),
-        )
-        .with_progress(Arc::clone(&cell));
+        let mut ctx = Context::new(job.id, job.kind.clone(), job.queue.clone(), lease.attempt())
+            .with_progress(Arc::clone(&cell));
         if let Some(cancel) = cancel {
             ctx = ctx.with_cancellation(cancel);
         }

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
-use crate::job::{Job, JobId, Progress, QueueName};
+use crate::job::{Job, JobId, Name, Progress, QueueName};
 use crate::kind::Output;
 use crate::machine::{FailureKind, RetryPolicy};
 
@@ -35,7 +35,7 @@ pub struct Lease {
     /// The fencing token of this lease.
     pub token: LeaseToken,
     /// The worker identity written on the job.
-    pub worker: String,
+    pub worker: Name,
     /// When the lease runs out unless renewed.
     pub deadline: DateTime<Utc>,
 }

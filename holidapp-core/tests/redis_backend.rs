@@ -568,7 +568,9 @@ async fn concurrent_calls_sharing_one_backend_each_get_their_own_answer() {
         let result = backend.result(job.id).await.unwrap();
         assert_eq!(
             result,
-            Some(ResultState::Ready(bytes(stored.worker.unwrap())))
+            Some(ResultState::Ready(bytes(
+                stored.worker.unwrap().to_string()
+            )))
         );
     }
 }

@@ -382,7 +382,7 @@ async fn eight_lessees_racing_for_1000_jobs_complete_each_exactly_once() {
     for job in &all {
         let stored = producer.get(job.id).await.unwrap().unwrap();
         let result = producer.result(job.id).await.unwrap();
-        assert_eq!(result, ready(stored.worker.unwrap()));
+        assert_eq!(result, ready(stored.worker.unwrap().to_string()));
     }
 }
 

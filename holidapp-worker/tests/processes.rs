@@ -18,7 +18,7 @@ use holidapp_core::redis_backend::{RedisBackend, RedisConfig};
 use holidapp_core::store::total_counts;
 use holidapp_core::testing::{RedisCluster, RedisServer};
 use holidapp_core::{
-    Job, JobId, JobStatus, JobStore, ListQuery, Params, Producer, QueueName, QueueSettings,
+    Job, JobId, JobStatus, JobStore, ListQuery, Name, Params, Producer, QueueName, QueueSettings,
     ResultState, StatusCounts,
 };
 use tempfile::TempDir;
@@ -319,7 +319,7 @@ async fn two_workers_share_200_jobs_each_done_exactly_once() {
     );
     let jobs = rig.complete_jobs().await;
     assert_eq!(jobs.len(), ids.len());
-    let mut by_worker: HashMap<String, u64> = HashMap::new();
+    let mut by_worker: HashMap<Name, u64> = HashMap::new();
     for job in &jobs {
         assert_eq!(job.attempts, 1, "job {} ran more than once", job.id);
         *by_worker.entry(job.worker.clone().unwrap()).or_default() += 1;

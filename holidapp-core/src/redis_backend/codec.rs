@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use redis::Value;
 
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, Params, Progress, QueueName, UniqueScope};
+use crate::job::{Job, JobId, Name, Params, Progress, QueueName, UniqueScope};
 use crate::machine::JobStatus;
 
 /// Milliseconds since the epoch: the unit of every score and deadline the scripts compare.
@@ -60,7 +60,7 @@ pub(super) fn enqueue_args(job: &Job, unique_ttl: Duration) -> Vec<String> {
     let optional = optional_fields(job);
     let mut args = Vec::with_capacity(11 + optional.len());
     args.push(job.id.to_string());
-    args.push(job.kind.clone());
+    args.push(job.kind.to_string());
     args.push(job.params.as_json().to_owned());
     args.push(rfc3339(job.created_at));
     args.push(job.max_attempts.to_string());
@@ -98,7 +98,7 @@ pub(super) fn optional_fields(job: &Job) -> Vec<String> {
             "queue",
             (job.queue.as_str() != QueueName::DEFAULT).then(|| job.queue.to_string()),
         ),
-        ("worker", job.worker.clone()),
+        ("worker", job.worker.as_deref().map(str::to_owned)),
         ("started_at", job.started_at.map(rfc3339)),
         ("finished_at", job.finished_at.map(rfc3339)),
         ("error", job.error.clone()),
@@ -260,7 +260,7 @@ fn job_from_lookup<'a>(id: JobId, field: impl Fn(&str) -> Option<&'a str>) -> Re
     };
     Ok(Job {
         id,
-        kind: required("kind")?.to_owned(),
+        kind: required("kind")?.into(),
         queue,
         status,
         priority: match field("priority") {
@@ -271,7 +271,7 @@ fn job_from_lookup<'a>(id: JobId, field: impl Fn(&str) -> Option<&'a str>) -> Re
         params: Params::from_json(required("params")?)?,
         max_attempts: number("max_attempts", 1)?,
         attempts: number("attempts", 0)?,
-        worker: field("worker").map(str::to_owned),
+        worker: field("worker").map(Name::from),
         created_at: time("created_at", required("created_at")?)?,
         started_at: optional_time("started_at")?,
         finished_at: optional_time("finished_at")?,

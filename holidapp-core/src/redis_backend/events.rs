@@ -88,10 +88,10 @@ fn entry_events(queue: &QueueName, stream: &Arc<str>, entry: Value) -> Result<Ve
                 index: u32::try_from(index).unwrap_or(u32::MAX),
             },
             job,
-            kind: kind.to_owned(),
+            kind: kind.into(),
             queue: queue.clone(),
             status,
-            worker: (!worker.is_empty()).then(|| worker.to_owned()),
+            worker: (!worker.is_empty()).then(|| worker.into()),
             at,
         });
     }

@@ -19,7 +19,7 @@ use super::keys::QueueKeys;
 use super::scripts::SCRIPTS;
 use super::{LeaseRequest, MAX_LEASE_BATCH, Partition, RedisBackend};
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, Progress, QueueName};
+use crate::job::{Job, JobId, Name, Progress, QueueName};
 use crate::kind::Output;
 use crate::machine::{
     Attempts, Event, FailureKind, JobState, JobStatus, Move, Requeue, decide, expiry_reason,
@@ -126,6 +126,7 @@ impl RedisBackend {
         let (now_ms, leased) = read_lease_answer(&answer, queue)?;
         let now = from_millis(now_ms)?;
         let deadline = from_millis(now_ms.saturating_add(lease_ms))?;
+        let worker = Name::from(worker);
         leased
             .into_iter()
             .map(|Leased { token, mut job }| {
@@ -133,12 +134,12 @@ impl RedisBackend {
                 // What the script changed, as it changed it: the lease's move, the worker, the
                 // start time.
                 apply_to(&mut job, mv);
-                job.worker = Some(worker.to_owned());
+                job.worker = Some(worker.clone());
                 job.started_at = Some(now);
                 Ok(Lease {
                     job,
                     token: LeaseToken(token),
-                    worker: worker.to_owned(),
+                    worker: worker.clone(),
                     deadline,
                 })
             })
@@ -266,8 +267,8 @@ impl RedisBackend {
                 .arg(lease.token.0)
                 .arg(output.bytes().as_ref())
                 .arg(output.content_type())
-                .arg(&lease.job.kind)
-                .arg(&lease.worker)
+                .arg(lease.job.kind.as_str())
+                .arg(lease.worker.as_str())
                 .arg(if lease.job.error.is_some() { "e" } else { "" });
             leases.push((lease, output.content_type_shared()));
         }
