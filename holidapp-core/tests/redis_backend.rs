@@ -478,6 +478,91 @@ async fn a_lease_twice_in_one_batch_completes_once() {
     );
 }
 
+/// A large result travels to Redis as a plain write to a staging key of its lease, which the
+/// completion renames into place: the stored result outlives the staging key's time limit, a
+/// lease given twice in one batch completes with its first result, and no staging key is left
+/// behind, by a completion or by a lease lost meanwhile. Small results are stored the same way
+/// as seen from outside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_results_are_renamed_into_place_and_kept_without_a_time_limit() {
+    let server = RedisServer::shared();
+    let (backend, config) = connect(server, "staging").await;
+    let mut redis = operator(server).await;
+    let jobs = numbered_jobs(3);
+    backend.enqueue_all(&jobs).await.unwrap();
+    let large = backend
+        .lease(&default(), "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    let lost = backend
+        .lease(&default(), "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    let small = backend
+        .lease(&default(), "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    backend.release(&lost).await.unwrap();
+    let first = bytes(vec![b'1'; 64 * 1024]);
+    let answers = backend
+        .complete_many(vec![
+            (large.clone(), first.clone()),
+            (large.clone(), bytes(vec![b'2'; 64 * 1024])),
+            (lost.clone(), bytes(vec![b'3'; 64 * 1024])),
+            (small.clone(), bytes("small")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers[0].as_ref().unwrap().status, JobStatus::Complete);
+    assert!(matches!(answers[1], Err(Error::LeaseLost)), "{answers:?}");
+    assert!(matches!(answers[2], Err(Error::LeaseLost)), "{answers:?}");
+    assert_eq!(answers[3].as_ref().unwrap().status, JobStatus::Complete);
+    assert_eq!(
+        backend.result(large.id()).await.unwrap(),
+        Some(ResultState::Ready(first))
+    );
+    assert_eq!(
+        backend.result(small.id()).await.unwrap(),
+        Some(ResultState::Ready(bytes("small")))
+    );
+    let mut results: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*:result:*", config.prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    results.sort();
+    let mut expected = vec![large.id().to_string(), small.id().to_string()];
+    expected.sort();
+    let ids: Vec<&str> = results
+        .iter()
+        .map(|key| key.rsplit(':').next().unwrap())
+        .collect();
+    assert_eq!(ids, expected, "{results:?}");
+    for key in &results {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert_eq!(ttl, -1, "{key}: a stored result has no time limit");
+    }
+    let counters: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*:q:default:counters", config.prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let result_bytes: u64 = redis::cmd("HGET")
+        .arg(&counters[0])
+        .arg("result_bytes")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(result_bytes, 64 * 1024 + 5);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_jobs_list_by_submission_not_by_lease_order() {
     let server = RedisServer::shared();

@@ -304,6 +304,52 @@ impl RedisConn {
 }
 
 impl RedisConn {
+    /// Runs the commands of `before` (their replies are not read; an error in any fails the
+    /// call), then `script`, in one round trip on one connection, with the bulk deadline; with
+    /// `acks`, `WAIT` for that many replicas within that time as well (see
+    /// [`invoke_acked`](Self::invoke_acked)). Answers the script's reply. A server that does not
+    /// know the script yet gets it loaded, and the whole pipeline runs once more: `before` must
+    /// be safe to run twice.
+    pub(super) async fn invoke_after<T: FromRedisValue>(
+        &self,
+        before: &redis::Pipeline,
+        script: &redis::ScriptInvocation<'_>,
+        acks: Option<(u32, Duration)>,
+    ) -> Result<T> {
+        let mut pipe = before.clone();
+        pipe.invoke_script(script);
+        let mut deadline = BULK_TIMEOUT.max(self.timeout);
+        if let Some((replicas, wait)) = acks {
+            pipe.cmd("WAIT")
+                .arg(replicas)
+                .arg(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+            deadline += wait;
+        }
+        let mut conn = self.link.clone();
+        let mut reply: RedisResult<Vec<Value>> =
+            run_raw(deadline, pipe.query_async(&mut conn)).await?;
+        if matches!(&reply, Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)) {
+            self.run(script.load_async(&mut conn)).await?;
+            reply = run_raw(deadline, pipe.query_async(&mut conn)).await?;
+        }
+        let mut replies = reply.map_err(map_error)?.into_iter();
+        let value = replies
+            .next()
+            .ok_or_else(|| Error::Internal("a script pipeline answered nothing".into()))?;
+        if let Some((replicas, wait)) = acks {
+            let acked: u32 = match replies.next() {
+                Some(v) => redis::from_redis_value(v).map_err(unexpected)?,
+                None => 0,
+            };
+            if acked < replicas {
+                return Err(Error::Unavailable(format!(
+                    "Redis: {acked} of {replicas} replicas acknowledged the write within {wait:?}"
+                )));
+            }
+        }
+        redis::from_redis_value(value).map_err(unexpected)
+    }
+
     /// Runs `script` and, on the same connection right after it, `WAIT replicas wait`: answers
     /// the script's reply only once `replicas` replicas have acknowledged every write this
     /// connection made, the script's included; fewer within `wait` is [`Error::Unavailable`]
@@ -338,6 +384,11 @@ impl RedisConn {
         }
         Ok(value)
     }
+}
+
+/// A reply of a shape the caller did not expect.
+fn unexpected(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("Redis answered an unexpected reply: {e}"))
 }
 
 /// Runs one Redis call with a deadline; a missed deadline is an outage, other errors are the

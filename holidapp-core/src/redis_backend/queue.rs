@@ -74,6 +74,16 @@ fn grouped<T, K: Ord + Clone>(items: &[T], key: impl Fn(&T) -> K) -> Vec<(K, Vec
         .collect()
 }
 
+/// The size from which a result goes to Redis apart from the completion script (see
+/// `complete.lua`). Below it, the Lua string a result costs is cheaper than the extra commands
+/// (a SET, and a RENAME and a PERSIST in the script).
+pub(super) const STAGE_FROM: usize = 2048;
+
+/// How long a result uploaded for a completion waits for the completion script that renames it
+/// into place (it runs right after, in the same round trip): only a worker or connection lost in
+/// between leaves one behind, and this frees its memory.
+const STAGING_TTL: Duration = Duration::from_secs(300);
+
 impl RedisBackend {
     /// [`Consumer::lease_many`]: up to `max` ready jobs of `queue` (at most [`MAX_LEASE_BATCH`])
     /// in one script call, oldest first, each with its own fencing token and one deadline for the
@@ -260,35 +270,50 @@ impl RedisBackend {
             .arg(JobStatus::Complete.as_str())
             .arg(self.time.arg())
             .arg(duration_millis(self.settings.result_ttl));
+        // A large result goes up as a plain SET to a staging key of its lease, in the same round
+        // trip before the script, which renames it into place under the fencing check: passed
+        // through the script, it would cost Redis a Lua string as large as itself.
+        let mut uploads = redis::pipe();
+        let mut uploaded = std::collections::HashSet::new();
         let mut leases = Vec::with_capacity(done.len());
         for (lease, output) in done {
+            let bytes = output.bytes();
+            let staged = bytes.len() >= STAGE_FROM;
+            // A lease given twice completes with its first result: the second is not uploaded.
+            if staged && uploaded.insert((lease.id(), lease.token)) {
+                uploads
+                    .cmd("SET")
+                    .arg(format!(
+                        "{}{}:{}",
+                        k.result_prefix,
+                        lease.id(),
+                        lease.token.0
+                    ))
+                    .arg(bytes.as_ref())
+                    .arg("PX")
+                    .arg(duration_millis(STAGING_TTL))
+                    .ignore();
+            }
+            let (inline, staged_size): (&[u8], usize) = if staged {
+                (b"", bytes.len())
+            } else {
+                (bytes.as_ref(), 0)
+            };
             invocation
                 .arg(lease.id().to_string())
                 .arg(lease.token.0)
-                .arg(output.bytes().as_ref())
+                .arg(inline)
+                .arg(staged_size)
                 .arg(output.content_type())
                 .arg(lease.job.kind.as_str())
                 .arg(lease.worker.as_str())
                 .arg(if lease.job.error.is_some() { "e" } else { "" });
             leases.push((lease, output.content_type_shared()));
         }
-        let answer: Vec<Value> = match self.replica_acks {
-            Some((replicas, wait)) => {
-                self.conn
-                    .clone()
-                    .with_timeout(super::BULK_TIMEOUT)
-                    .invoke_acked(&invocation, replicas, wait)
-                    .await?
-            }
-            None => {
-                self.conn
-                    .run_bulk({
-                        let mut conn = self.conn.link();
-                        async move { invocation.invoke_async(&mut conn).await }
-                    })
-                    .await?
-            }
-        };
+        let answer: Vec<Value> = self
+            .conn
+            .invoke_after(&uploads, &invocation, self.replica_acks)
+            .await?;
         let mut answer = answer.into_iter();
         let now = from_millis(int(answer
             .next()
@@ -304,8 +329,14 @@ impl RedisBackend {
             .into_iter()
             .zip(answer)
             .map(|((lease, content_type), done)| {
-                // 1: completed; a text: completed, with this last progress report; 0: lost.
+                // 1: completed; a text: completed, with this last progress report; 0: lost;
+                // -1: its result's staging key was gone, nothing changed.
                 let (changed, progress) = match done {
+                    Value::Int(-1) => {
+                        return Ok(Err(Error::Unavailable(
+                            "the result's upload expired before its completion ran".into(),
+                        )));
+                    }
                     Value::Int(flag) => (flag, None),
                     text => (1, Some(progress_from_json(&string(text)?)?)),
                 };

@@ -1,10 +1,14 @@
 -- complete: for each given lease of one queue, stores the job's result and its content type and
 -- marks it `complete`, as one step, only under the current fencing token (compare-and-set on
--- status and token). A result of zero length is not stored as a key at all: a `complete` job
--- without a result key has an empty result. The job is filed in the expiry index, from which a purge deletes its hash
--- and result once past retention (no Redis TTL: see docs/redis-layout.md), and the result's size
--- is counted in the queue's result bytes. A lost lease changes nothing and does not stop the
--- others.
+-- status and token). A small result comes as an argument. A large one does not pass through Lua
+-- (where a value costs a Lua string as large as itself, and garbage-collector work): the caller
+-- sends it beforehand, in the same round trip, as a plain SET to a staging key named by the job
+-- and the lease's token ({p}:{xx}:result:{id}:{token}, with a time limit), which this script
+-- renames into place and makes persistent. A result of zero length is not stored as a key at
+-- all: a `complete` job without a result key has an empty result. The job is filed in the expiry
+-- index, from which a purge deletes its hash and result once past retention (no Redis TTL: see
+-- docs/redis-layout.md), and the result's size is counted in the queue's result bytes. A lost
+-- lease changes nothing but deleting its staging key, and does not stop the others.
 --
 -- KEYS[1]  {p}:{xx}:q:{queue}:leased     ZSET  job id -> lease deadline (ms)
 -- KEYS[2]  {p}:{xx}:q:{queue}:complete   ZSET  job id -> submission number
@@ -17,13 +21,15 @@
 -- ARGV[4]  new status ('complete')
 -- ARGV[5]  now (ms since the epoch), or '' for Redis's clock
 -- ARGV[6]  retention (ms)
--- then septuples: job id, fencing token of the caller's lease, result bytes, content type, the
--- job's kind and worker as the lease gave them (for its event), and 'e' when the lease found an
--- error of an earlier attempt on the job (to clear), else '' (nothing but the scripts that end a
--- lease changes these, so a lease that passes the fencing check knows them)
--- Returns {now, done, ...}: the time of completion (ms), then per septuple 1 (completed), the
--- job's last progress report (completed, and it has one: the caller answers the job with it) or 0
--- (lease lost).
+-- then octuples: job id, fencing token of the caller's lease, the result's bytes when they come
+-- as an argument (else ''), the size of a staged result ('0' for none), content type, the job's
+-- kind and worker as the lease gave them (for its event), and 'e' when the lease found an error
+-- of an earlier attempt on the job (to clear), else '' (nothing but the scripts that end a lease
+-- changes these, so a lease that passes the fencing check knows them)
+-- Returns {now, done, ...}: the time of completion (ms), then per octuple 1 (completed), the
+-- job's last progress report (completed, and it has one: the caller answers the job with it), 0
+-- (lease lost) or -1 (its staging key is gone, its time limit past: nothing changed, the caller
+-- may send the result again).
 
 local now = now_ms(ARGV[5])
 local finished_at = rfc3339(now)
@@ -31,21 +37,29 @@ local expires_at = string.format('%d', now + tonumber(ARGV[6]))
 local done = {now}
 local ids, by_seq, expiring = {}, {}, {}
 local bytes = 0
-for i = 7, #ARGV, 7 do
+for i = 7, #ARGV, 8 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = ARGV[1] .. id
   local status, current, seq, progress = unpack(redis.call('HMGET', key, 'status', 'token',
     'seq', 'progress'))
-  if status == ARGV[3] and current == token then
-    local size = string.len(ARGV[i + 2])
-    if size > 0 then
+  local staged = tonumber(ARGV[i + 3])
+  local staging = staged > 0 and ARGV[2] .. id .. ':' .. token
+  local held = status == ARGV[3] and current == token
+  if held and staging and redis.call('EXISTS', staging) == 0 then
+    done[#done + 1] = -1
+  elseif held then
+    if staging then
+      redis.call('RENAME', staging, ARGV[2] .. id)
+      redis.call('PERSIST', ARGV[2] .. id)
+      bytes = bytes + staged
+    elseif string.len(ARGV[i + 2]) > 0 then
       redis.call('SET', ARGV[2] .. id, ARGV[i + 2])
-      bytes = bytes + size
+      bytes = bytes + string.len(ARGV[i + 2])
     end
     -- The token stays, as that of the last lease.
     redis.call('HSET', key, 'status', ARGV[4], 'finished_at', finished_at, 'expires_at',
-      expires_at, 'result_type', ARGV[i + 3])
-    if ARGV[i + 6] == 'e' then
+      expires_at, 'result_type', ARGV[i + 4])
+    if ARGV[i + 7] == 'e' then
       redis.call('HDEL', key, 'error')
     end
     ids[#ids + 1] = id
@@ -54,8 +68,11 @@ for i = 7, #ARGV, 7 do
     expiring[#expiring + 1] = expires_at
     expiring[#expiring + 1] = id
     done[#done + 1] = progress or 1
-    add_event(id, ARGV[i + 4], ARGV[4], ARGV[i + 5])
+    add_event(id, ARGV[i + 5], ARGV[4], ARGV[i + 6])
   else
+    if staging then
+      redis.call('DEL', staging)
+    end
     done[#done + 1] = 0
   end
 end
