@@ -307,18 +307,46 @@ impl RedisConn {
     /// Runs the commands of `before` (their replies are not read; an error in any fails the
     /// call), then `script`, in one round trip on one connection, with the bulk deadline; with
     /// `acks`, `WAIT` for that many replicas within that time as well (see
-    /// [`invoke_acked`](Self::invoke_acked)). Answers the script's reply. A server that does not
-    /// know the script yet gets it loaded, and the whole pipeline runs once more: `before` must
-    /// be safe to run twice.
+    /// [`invoke_acked`](Self::invoke_acked)). Answers the script's reply. `before` must be safe
+    /// to run twice: a server that does not know the script yet gets it loaded, and the whole
+    /// pipeline runs once more.
     pub(super) async fn invoke_after<T: FromRedisValue>(
         &self,
         before: &redis::Pipeline,
         script: &redis::ScriptInvocation<'_>,
         acks: Option<(u32, Duration)>,
     ) -> Result<T> {
+        self.invoke_piped(before, script, acks, BULK_TIMEOUT.max(self.timeout))
+            .await
+    }
+
+    /// Runs `script` and, on the same connection right after it, `WAIT replicas wait`: answers
+    /// the script's reply only once `replicas` replicas have acknowledged every write this
+    /// connection made, the script's included; fewer within `wait` is [`Error::Unavailable`]
+    /// (the writes reached the primary and may still be replicated; they were not acknowledged).
+    /// Both go in one pipeline, so a reconnection between them cannot make the `WAIT` answer for
+    /// another connection's writes.
+    pub(super) async fn invoke_acked<T: FromRedisValue>(
+        &self,
+        script: &redis::ScriptInvocation<'_>,
+        replicas: u32,
+        wait: Duration,
+    ) -> Result<T> {
+        self.invoke_piped(&redis::pipe(), script, Some((replicas, wait)), self.timeout)
+            .await
+    }
+
+    /// `before`, `script` and, with `acks`, `WAIT`, as one pipeline within `deadline` (plus the
+    /// wait): the script loaded and the pipeline run once more when the server does not know it.
+    async fn invoke_piped<T: FromRedisValue>(
+        &self,
+        before: &redis::Pipeline,
+        script: &redis::ScriptInvocation<'_>,
+        acks: Option<(u32, Duration)>,
+        mut deadline: Duration,
+    ) -> Result<T> {
         let mut pipe = before.clone();
         pipe.invoke_script(script);
-        let mut deadline = BULK_TIMEOUT.max(self.timeout);
         if let Some((replicas, wait)) = acks {
             pipe.cmd("WAIT")
                 .arg(replicas)
@@ -329,6 +357,7 @@ impl RedisConn {
         let mut reply: RedisResult<Vec<Value>> =
             run_raw(deadline, pipe.query_async(&mut conn)).await?;
         if matches!(&reply, Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)) {
+            // First use on this server (or after a restart): load it, then once more.
             self.run(script.load_async(&mut conn)).await?;
             reply = run_raw(deadline, pipe.query_async(&mut conn)).await?;
         }
@@ -348,41 +377,6 @@ impl RedisConn {
             }
         }
         redis::from_redis_value(value).map_err(unexpected)
-    }
-
-    /// Runs `script` and, on the same connection right after it, `WAIT replicas wait`: answers
-    /// the script's reply only once `replicas` replicas have acknowledged every write this
-    /// connection made, the script's included; fewer within `wait` is [`Error::Unavailable`]
-    /// (the writes reached the primary and may still be replicated; they were not acknowledged).
-    /// Both go in one pipeline, so a reconnection between them cannot make the `WAIT` answer for
-    /// another connection's writes.
-    pub(super) async fn invoke_acked<T: FromRedisValue>(
-        &self,
-        script: &redis::ScriptInvocation<'_>,
-        replicas: u32,
-        wait: Duration,
-    ) -> Result<T> {
-        let mut pipe = redis::pipe();
-        pipe.invoke_script(script)
-            .cmd("WAIT")
-            .arg(replicas)
-            .arg(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
-        let deadline = self.timeout + wait;
-        let mut conn = self.link.clone();
-        let mut reply: RedisResult<(T, u32)> =
-            run_raw(deadline, pipe.query_async(&mut conn)).await?;
-        if matches!(&reply, Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)) {
-            // First use on this server (or after a restart): load it, then once more.
-            self.run(script.load_async(&mut conn)).await?;
-            reply = run_raw(deadline, pipe.query_async(&mut conn)).await?;
-        }
-        let (value, acked) = reply.map_err(map_error)?;
-        if acked < replicas {
-            return Err(Error::Unavailable(format!(
-                "Redis: {acked} of {replicas} replicas acknowledged the write within {wait:?}"
-            )));
-        }
-        Ok(value)
     }
 }
 
