@@ -565,13 +565,14 @@ impl State {
                 .insert(key.clone(), (job.id, after(now, ttl), active));
         }
         self.by_status[status_slot(JobStatus::Submitted)].insert((seq, job.id));
+        // The stored copy and its event share the run's kind name, not the caller's.
+        let mut stored = job.clone();
+        stored.kind = same_as_last(&mut self.last_kind, &job.kind);
+        self.log.record(&stored, now, false);
         self.jobs.insert(
             job.id,
             Box::new(Entry {
-                job: Job {
-                    kind: same_as_last(&mut self.last_kind, &job.kind),
-                    ..job.clone()
-                },
+                job: stored,
                 seq,
                 lease: None,
                 ready_at,
@@ -579,7 +580,6 @@ impl State {
                 expires_at: None,
             }),
         );
-        self.log.record(job, now, false);
         Ok(Enqueued::Stored)
     }
 }
